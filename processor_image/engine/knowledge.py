@@ -1,0 +1,112 @@
+"""The KnowledgeBase protocol: the engine's only port to storage (spec §8).
+
+Names passed through this port are bare 40-hex hashes, never ``PTRN|``-prefixed.
+Implementations live in ``processor_image.storage`` and pass one shared contract suite
+(``tests/unit/processor_image/storage/test_contract.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = ("KnowledgeBase", "PatternRecord", "SymbolStats", "Totals")
+
+
+class PatternRecord(msgspec.Struct, kw_only=True):
+    """A stored pattern (``patterns_kb`` document without any storage id).
+
+    ``emotives`` is always a list here (decision Q4): empty when learned without emotives,
+    else the rolling window of at most ``persistence`` averaged emotive dicts.
+    """
+
+    name: str
+    pattern_data: list[list[str]]
+    length: int
+    frequency: int
+    emotives: list[dict[str, float]]
+
+
+class SymbolStats(msgspec.Struct, kw_only=True):
+    """Per-symbol statistics (``symbols_kb`` document)."""
+
+    name: str
+    frequency: int
+    pattern_member_frequency: int
+    emotives: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    """The single ``metadata`` totals document."""
+
+    total_pattern_frequencies: int = 0
+    total_symbol_frequencies: int = 0
+    total_symbols_in_patterns_frequencies: int = 0
+
+
+class KnowledgeBase(Protocol):
+    """Persistent knowledge of one ``kb_id``: patterns, symbol statistics, totals, predictions.
+
+    Every method is synchronous; the service runs the engine under one lock, so an
+    implementation never sees two calls at once from the same processor (but two processors
+    with the same ``kb_id`` may share the underlying store).
+    """
+
+    def learn(
+        self,
+        name: str,
+        pattern_data: list[list[str]],
+        emotives: Mapping[str, float] | None,
+        persistence: int,
+    ) -> bool:
+        """Record one learn of a pattern (spec §3 step 4) and return True when it is new.
+
+        In one batch: upsert the pattern (``frequency += 1``; when ``emotives`` is not None,
+        push it and keep the last ``persistence`` entries), update the statistics of every
+        distinct symbol (``frequency += count``, ``pattern_member_frequency += 1``, emotive
+        sums), and the totals. ``emotives`` is the averaged accumulator with zero entries
+        already removed, or None when the accumulator was empty.
+        """
+        ...
+
+    def get_pattern(self, name: str) -> PatternRecord | None:
+        """The stored pattern with this bare hash, or None."""
+        ...
+
+    def iter_patterns(self) -> Iterator[PatternRecord]:
+        """Every stored pattern, for rebuilding the in-memory index at start-up."""
+        ...
+
+    def pattern_count(self) -> int:
+        """Number of pattern documents."""
+        ...
+
+    def symbol_stats(self, names: Iterable[str]) -> dict[str, SymbolStats]:
+        """Statistics of those of ``names`` that are stored (unknown names are left out)."""
+        ...
+
+    def symbol_count(self) -> int:
+        """Number of distinct symbols ever learned (``N`` in spec §4.7)."""
+        ...
+
+    def totals(self) -> Totals:
+        """The totals document (zeros when nothing was learned)."""
+        ...
+
+    def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
+        """Append a predictions record (bare names); records are never replaced."""
+        ...
+
+    def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
+        """Predictions of the first record stored under ``unique_id``, or None."""
+        ...
+
+    def clear(self) -> None:
+        """Wipe every collection and recreate the zero totals (``clear-all``)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the data stays."""
+        ...

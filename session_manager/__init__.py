@@ -1,0 +1,1 @@
+"""Session manager: one private KATO processor per user session, behind one front door."""
