@@ -1,0 +1,1 @@
+"""The KATO engine: pure Python, no web or database imports."""

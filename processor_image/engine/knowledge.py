@@ -12,7 +12,14 @@ from typing import Any, Protocol
 
 import msgspec
 
-__all__ = ("KnowledgeBase", "PatternRecord", "SymbolStats", "Totals")
+__all__ = (
+    "KnowledgeBase",
+    "KnowledgeDump",
+    "PatternRecord",
+    "PredictionRecord",
+    "SymbolStats",
+    "Totals",
+)
 
 
 class PatternRecord(msgspec.Struct, kw_only=True):
@@ -44,6 +51,22 @@ class Totals(msgspec.Struct, kw_only=True):
     total_pattern_frequencies: int = 0
     total_symbol_frequencies: int = 0
     total_symbols_in_patterns_frequencies: int = 0
+
+
+class PredictionRecord(msgspec.Struct, kw_only=True):
+    """A ``predictions_kb`` document: the predictions one observe produced (bare names)."""
+
+    unique_id: str
+    predictions: list[dict[str, Any]]
+
+
+class KnowledgeDump(msgspec.Struct, kw_only=True):
+    """Everything a knowledge base holds, for snapshots of in-process stores (hibernation)."""
+
+    patterns: list[PatternRecord] = msgspec.field(default_factory=list)
+    symbols: list[SymbolStats] = msgspec.field(default_factory=list)
+    totals: Totals = msgspec.field(default_factory=Totals)
+    predictions: list[PredictionRecord] = msgspec.field(default_factory=list)
 
 
 class KnowledgeBase(Protocol):
@@ -105,6 +128,22 @@ class KnowledgeBase(Protocol):
 
     def clear(self) -> None:
         """Wipe every collection and recreate the zero totals (``clear-all``)."""
+        ...
+
+    @property
+    def persistent(self) -> bool:
+        """True when the data outlives the process (MongoDB); False for the memory store.
+
+        A processor snapshot (``GET /state``) carries ``dump()`` only when this is False.
+        """
+        ...
+
+    def dump(self) -> KnowledgeDump:
+        """Everything stored, in a form ``load`` takes back."""
+        ...
+
+    def load(self, dump: KnowledgeDump) -> None:
+        """Replace everything stored with ``dump``."""
         ...
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""The processor's HTTP and WebSocket service."""

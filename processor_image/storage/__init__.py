@@ -1,0 +1,1 @@
+"""Knowledge-base stores behind the engine's ``KnowledgeBase`` port."""

@@ -1,0 +1,80 @@
+"""The Backend protocol: where processors run, and the two values that cross it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+__all__ = ("Backend", "ProcessorHandle", "ProcessorSpec")
+
+SESSION_LABEL = "io.kato.session"
+MANAGER_LABEL = "io.kato.manager"
+
+
+class ProcessorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What to start for one session.
+
+    ``env`` holds every processor environment variable (``PROCESSOR_ID``, ``KB_ID``,
+    ``STORAGE``, ``MONGO_URL``, gene variables such as ``RECALL_THRESHOLD``); a backend adds
+    only what depends on where it runs (``HOST``, ``PORT``).
+    """
+
+    session_id: str
+    processor_id: str
+    kb_id: str
+    env: dict[str, str]
+
+
+class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach and remove one running processor; stored in the session's Redis record.
+
+    ``ref`` is the backend's own id (pid for ``process``, container id for ``docker``,
+    service id for ``swarm``, processor id for ``static``); ``endpoint`` is the base URL
+    the proxy talks to, e.g. ``http://127.0.0.1:41234``.
+    """
+
+    backend: str
+    ref: str
+    endpoint: str
+    session_id: str | None = None
+
+
+class Backend(Protocol):
+    """Starts, stops and lists processors. Every method is safe to call on any handle.
+
+    * ``start`` returns only once the processor's ``/health`` answers; on failure it removes
+      what it started and raises ``StartFailed`` with the processor's last output lines in
+      ``details["log_tail"]``.
+    * ``stop`` is idempotent: a processor that is already gone is not an error.
+    * ``is_alive`` is True while the processor runs (it does not probe ``/health``).
+    * ``list_owned`` returns every processor carrying this manager's label/id, with
+      ``session_id`` filled in, including ones started before a manager restart.
+    * ``ping`` is True when the backend itself is reachable (for ``/ready``).
+    """
+
+    name: str
+
+    async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
+        """Start a processor and wait until it is healthy."""
+        ...
+
+    async def stop(self, handle: ProcessorHandle) -> None:
+        """Remove the processor; already gone is fine."""
+        ...
+
+    async def is_alive(self, handle: ProcessorHandle) -> bool:
+        """Whether the processor still runs."""
+        ...
+
+    async def list_owned(self) -> list[ProcessorHandle]:
+        """Every processor this manager owns."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the backend is reachable."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients; running processors are left alone."""
+        ...

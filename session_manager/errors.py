@@ -1,0 +1,136 @@
+"""The session manager's error tree; ``error_body`` is the one mapping to the error JSON.
+
+    KatoError (500 INTERNAL)
+    ├── ValidationFailed (400 VALIDATION_FAILED)
+    ├── Unauthorized (401 UNAUTHORIZED)
+    ├── SessionNotFound (404 SESSION_NOT_FOUND)
+    ├── SessionExpired (410 SESSION_EXPIRED)
+    ├── SessionConflict (409 SESSION_CONFLICT)
+    ├── CapacityExceeded (429 CAPACITY_EXCEEDED, Retry-After)
+    ├── StartFailed (502 START_FAILED)
+    ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
+    ├── ProcessorTimeout (504 PROCESSOR_TIMEOUT)
+    ├── StoreUnavailable (503 STORE_UNAVAILABLE)
+    └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
+
+Foreign errors (Redis, httpx, Docker) are translated where those libraries are called.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = (
+    "BackendUnavailable",
+    "CapacityExceeded",
+    "KatoError",
+    "ProcessorTimeout",
+    "ProcessorUnavailable",
+    "SessionConflict",
+    "SessionExpired",
+    "SessionNotFound",
+    "StartFailed",
+    "StoreUnavailable",
+    "Unauthorized",
+    "ValidationFailed",
+    "error_body",
+)
+
+
+class KatoError(Exception):
+    """Base of every error the manager raises on purpose; carries its HTTP status and code."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After`` for capacity errors)."""
+        return {}
+
+
+class ValidationFailed(KatoError):
+    """The request body or query is invalid."""
+
+    status, code = 400, "VALIDATION_FAILED"
+
+
+class Unauthorized(KatoError):
+    """Missing or wrong session or admin token."""
+
+    status, code = 401, "UNAUTHORIZED"
+
+
+class SessionNotFound(KatoError):
+    """No session has this id."""
+
+    status, code = 404, "SESSION_NOT_FOUND"
+
+
+class SessionConflict(KatoError):
+    """The session is in a state that forbids this request."""
+
+    status, code = 409, "SESSION_CONFLICT"
+
+
+class SessionExpired(KatoError):
+    """The session ended; ``details.reason`` says why."""
+
+    status, code = 410, "SESSION_EXPIRED"
+
+
+class CapacityExceeded(KatoError):
+    """A global, per-user or concurrent-start limit is reached."""
+
+    status, code = 429, "CAPACITY_EXCEEDED"
+
+    def __init__(self, message: str, *, retry_after_s: int = 5, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Tell the client when to try again."""
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class StartFailed(KatoError):
+    """The processor did not become healthy; ``details.log_tail`` says why."""
+
+    status, code = 502, "START_FAILED"
+
+
+class ProcessorUnavailable(KatoError):
+    """The processor could not be reached."""
+
+    status, code = 502, "PROCESSOR_UNAVAILABLE"
+
+
+class ProcessorTimeout(KatoError):
+    """The processor did not answer in time."""
+
+    status, code = 504, "PROCESSOR_TIMEOUT"
+
+
+class StoreUnavailable(KatoError):
+    """Redis cannot be reached."""
+
+    status, code = 503, "STORE_UNAVAILABLE"
+
+
+class BackendUnavailable(KatoError):
+    """The backend (process table, Docker engine) cannot be reached."""
+
+    status, code = 503, "BACKEND_UNAVAILABLE"
+
+
+def error_body(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The one error JSON shape: ``{"error": {"code", "message", "details"}, "status"}``."""
+    return {"error": {"code": code, "message": message, "details": details or {}}, "status": status}
