@@ -1,0 +1,141 @@
+"""The prediction pipeline (spec §4): candidates, matching, ensemble metrics, ranking."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from processor_image.engine.emotives import average
+from processor_image.engine.index import PatternIndex
+from processor_image.engine.knowledge import KnowledgeBase
+from processor_image.engine.matching import Match, Matcher
+
+__all__ = ("Prediction", "predict")
+
+Prediction = dict[str, Any]
+"""A prediction object (the 22 keys of spec §4.8); inside the engine ``name`` is bare."""
+
+
+def predict(
+    state: Sequence[str],
+    index: PatternIndex,
+    kb: KnowledgeBase,
+    *,
+    recall_threshold: float,
+    max_predictions: int,
+    exhaustive: bool = False,
+) -> list[Prediction]:
+    """Predictions for ``state``, equal to matching it against every stored pattern.
+
+    ``exhaustive=True`` matches every pattern without the index; it exists so tests can
+    show that the index changes nothing.
+    """
+    if max_predictions <= 0:
+        return []
+    matcher = Matcher(state, recall_threshold)
+    candidates = list(index) if exhaustive else index.candidates(state, recall_threshold)
+    survivors = [m for m in map(matcher.match, candidates) if m is not None]
+    if not survivors:
+        return []
+    predictions = _ensemble(survivors, state, kb)
+    predictions.sort(key=lambda p: (-p["potential"], p["name"]))
+    return predictions[:max_predictions]
+
+
+def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -> list[Prediction]:
+    """Fill in the information-theoretic fields (spec §4.7) for every survivor."""
+    records = {m.pattern.name: kb.get_pattern(m.pattern.name) for m in survivors}
+    universe: set[str] = set()
+    for m in survivors:
+        universe.update(m.matches)
+        universe.update(m.missing)
+    stats = kb.symbol_stats(universe)
+    totals = kb.totals()
+    symbol_count = kb.symbol_count()
+    t_sip = totals.total_symbols_in_patterns_frequencies
+    t_pf = totals.total_pattern_frequencies
+    probability: dict[str, float] = {}
+    if t_sip > 0:
+        for name, stat in stats.items():
+            probability[name] = stat.pattern_member_frequency / t_sip
+    frequencies = {
+        name: record.frequency if record is not None else 0 for name, record in records.items()
+    }
+    f_ens = sum(frequencies[m.pattern.name] for m in survivors)
+    state_counts = Counter(state)
+    out: list[Prediction] = []
+    for m in survivors:
+        name = m.pattern.name
+        record = records[name]
+        frequency = frequencies[name]
+        present = m.present_flat
+        present_counts = Counter(present)
+        p_of = [probability.get(symbol, 0.0) for symbol in present]
+        itfdf = _itfdf(present_counts, state_counts, probability, frequency, f_ens)
+        entropy = sum(-q * math.log2(q) for q in p_of if q > 0)
+        size = len(present)
+        hamiltonian = sum(_e(present_counts[symbol] / size, symbol_count) for symbol in present)
+        grand = sum(_e(probability.get(symbol, 0.0), symbol_count) for symbol in present_counts)
+        p_h = frequency / t_pf if t_pf else 0.0
+        product = 10 ** sum(math.log10(q if q > 0 else 1e-10) for q in p_of) if present else 0.0
+        fragment_term = 0.0 if m.fragmentation == -1 else 1 / (m.fragmentation + 1)
+        potential = (m.evidence + m.confidence) * m.snr + itfdf + fragment_term
+        out.append(
+            {
+                "type": "prototypical",
+                "name": name,
+                "frequency": frequency,
+                "emotives": average(record.emotives) if record is not None else {},
+                "matches": m.matches,
+                "past": m.past,
+                "present": m.present,
+                "missing": m.missing,
+                "extras": m.extras,
+                "potential": round(potential, 12),
+                "evidence": m.evidence,
+                "similarity": m.similarity,
+                "fragmentation": m.fragmentation,
+                "snr": m.snr,
+                "entropy": round(entropy, 12),
+                "hamiltonian": round(hamiltonian, 12),
+                "grand_hamiltonian": round(grand, 12),
+                "confluence": round(p_h * (1 - product), 12),
+                "sequence": m.pattern.events,
+                "future": m.future,
+                "confidence": m.confidence,
+                "itfdf_similarity": itfdf,
+            }
+        )
+    return out
+
+
+def _e(q: float, n: int) -> float:
+    return -q * math.log(q) / math.log(n) if q > 0 and n > 1 else 0.0
+
+
+def _itfdf(
+    present_counts: Counter[str],
+    state_counts: Counter[str],
+    probability: Mapping[str, float],
+    frequency: int,
+    f_ens: int,
+) -> float:
+    """``1 - cosine distance · frequency / F_ens`` over probability-weighted symbol counts."""
+    if f_ens == 0:
+        return 0.0
+    dot = uu = vv = 0.0
+    for symbol in present_counts.keys() | state_counts.keys():
+        p = probability.get(symbol, 0.0)
+        u = p * state_counts.get(symbol, 0)
+        v = p * present_counts.get(symbol, 0)
+        dot += u * v
+        uu += u * u
+        vv += v * v
+    if uu == 0.0 or vv == 0.0:
+        distance = 1.0
+    else:
+        distance = 1.0 - dot / math.sqrt(uu * vv)
+        distance = 1.0 if math.isnan(distance) else min(max(distance, 0.0), 2.0)
+    return round(1 - distance * frequency / f_ens, 12)

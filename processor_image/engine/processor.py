@@ -1,0 +1,279 @@
+"""The KATO processor: observe, short-term memory, learn, predict (spec §1-§6).
+
+Pure Python: no web framework, no database driver. Every call is synchronous; callers
+serialise them (the service holds one lock), as the reference does.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from processor_image.engine.emotives import average
+from processor_image.engine.errors import GeneNotFound, ObservationError
+from processor_image.engine.genes import UPDATABLE_GENES, Genes
+from processor_image.engine.index import PatternIndex
+from processor_image.engine.knowledge import KnowledgeBase
+from processor_image.engine.naming import PATTERN_PREFIX, bare_name, pattern_hash, vector_symbol
+from processor_image.engine.predictions import Prediction, predict
+from processor_image.engine.state import ProcessorState
+
+__all__ = ("ObserveResult", "Processor")
+
+
+class ObserveResult(msgspec.Struct, kw_only=True):
+    """What one observation returns (spec §2.5)."""
+
+    unique_id: str
+    auto_learned_pattern: str | None
+    time: int
+
+
+class Processor:
+    """One KATO processor bound to one knowledge base."""
+
+    def __init__(
+        self,
+        *,
+        processor_id: str,
+        kb: KnowledgeBase,
+        genes: Genes | None = None,
+        name: str = "KatoProcessor",
+        kb_id: str | None = None,
+    ) -> None:
+        self.processor_id = processor_id
+        self.name = name
+        self.kb_id = kb_id if kb_id is not None else processor_id
+        self.kb = kb
+        self.genes = genes if genes is not None else Genes()
+        self._manifest: dict[str, Any] = {
+            **self.genes.manifest(),
+            "id": processor_id,
+            "name": name,
+            "kb_id": self.kb_id,
+        }
+        # The emotive window is fixed when the knowledge base is opened (reference quirk Q5).
+        self._window = self.genes.persistence
+        self._index = PatternIndex()
+        for record in kb.iter_patterns():
+            self._index.add(record.name, record.pattern_data)
+        self.time = 0
+        self._reset_short_term()
+
+    def _reset_short_term(self) -> None:
+        self._stm: list[list[str]] = []
+        self._accumulator: list[dict[str, float]] = []
+        self._current_emotives: dict[str, float] = {}
+        self._symbols: list[str] = []
+        self._percept: dict[str, Any] = {}
+        self._predictions: list[Prediction] = []
+
+    # -- observing and learning -------------------------------------------------------------
+
+    def observe(
+        self,
+        strings: Sequence[str] = (),
+        vectors: Sequence[Sequence[float]] = (),
+        emotives: Mapping[str, float] | None = None,
+        unique_id: str = "",
+        path: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ObserveResult:
+        """Take one observation (spec §2.2); the caller generates ``unique_id`` when absent."""
+        self.time += 1
+        if unique_id == "":
+            raise ObservationError("Error: no unique_id in observe call from websocket")
+        emotives = dict(emotives or {})
+        self._percept = {
+            "strings": list(strings),
+            "vectors": [list(vector) for vector in vectors],
+            "emotives": dict(emotives),
+            "path": [*(path or ()), f"{self.name}-{self.processor_id}-process"],
+            "metadata": dict(metadata or {}),
+        }
+        vector_part = [vector_symbol(vectors)] if vectors else []
+        string_part = sorted(strings) if self.genes.sort else list(strings)
+        if emotives:
+            self._accumulator.append(emotives)
+            self._current_emotives = average(self._accumulator)
+        self._symbols = vector_part + string_part
+        if self._symbols:
+            self._stm.append(list(self._symbols))
+        if strings or vectors:
+            self._predictions = self._compute_predictions(unique_id)
+        return ObserveResult(
+            unique_id=unique_id, auto_learned_pattern=self._auto_learn(), time=self.time
+        )
+
+    def _compute_predictions(self, unique_id: str) -> list[Prediction]:
+        state = [symbol for event in self._stm for symbol in event]
+        if len(state) < 2:
+            return []
+        result = predict(
+            state,
+            self._index,
+            self.kb,
+            recall_threshold=self.genes.recall_threshold,
+            max_predictions=self.genes.max_predictions,
+        )
+        if result:
+            self.kb.store_predictions(unique_id, result)
+        return result
+
+    def _auto_learn(self) -> str | None:
+        limit = self.genes.max_pattern_length
+        events = len(self._stm)
+        if limit <= 0 or events < limit:
+            return None
+        if events > 1:
+            tail = self._stm[-1]
+            name = self.learn()
+            self._stm = [tail]
+            return name
+        return self.learn()
+
+    def learn(self) -> str:
+        """Learn STM as a pattern (spec §3); returns ``PTRN|<hash>`` or ``""``."""
+        pattern_data, self._stm = self._stm, []
+        accumulator, self._accumulator = self._accumulator, []
+        length = sum(len(event) for event in pattern_data)
+        if length < 2:
+            return ""
+        name = pattern_hash(pattern_data)
+        averaged = average(accumulator)
+        pushed = {key: value for key, value in averaged.items() if value != 0} if averaged else None
+        if self.kb.learn(name, pattern_data, pushed, self._window):
+            self._index.add(name, pattern_data)
+        return PATTERN_PREFIX + name
+
+    def clear_stm(self) -> None:
+        """Empty STM and everything derived from the current observations (spec §6)."""
+        self._reset_short_term()
+
+    def clear_all(self) -> None:
+        """``clear-stm`` plus time and the whole knowledge base; genes stay (spec §6)."""
+        self._reset_short_term()
+        self.time = 0
+        self.kb.clear()
+        self._index.clear()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def stm(self) -> list[list[str]]:
+        """A copy of short-term memory."""
+        return [list(event) for event in self._stm]
+
+    @property
+    def stm_length(self) -> int:
+        """Number of events in STM."""
+        return len(self._stm)
+
+    def predictions(self, unique_id: str | None = None) -> list[Prediction]:
+        """The cached predictions, or the first stored record for ``unique_id``; names prefixed."""
+        if unique_id is None:
+            found: list[Prediction] | None = self._predictions
+        else:
+            found = self.kb.find_predictions(unique_id)
+        return [_prefixed(prediction) for prediction in found or ()]
+
+    def get_pattern(self, pattern_id: str) -> dict[str, Any] | None:
+        """The stored pattern document with a prefixed name, or None (spec §6)."""
+        record = self.kb.get_pattern(bare_name(pattern_id))
+        if record is None:
+            return None
+        document = msgspec.structs.asdict(record)
+        document["name"] = PATTERN_PREFIX + record.name
+        return document
+
+    def pattern_count(self) -> int:
+        """Number of stored patterns."""
+        return self.kb.pattern_count()
+
+    def percept_data(self) -> dict[str, Any]:
+        """The last observation as received (spec §6)."""
+        return copy.deepcopy(self._percept)
+
+    def cognition_data(self) -> dict[str, Any]:
+        """The processor's current picture of the world (spec §6; names prefixed, Q10)."""
+        return {
+            "predictions": self.predictions(),
+            "emotives": dict(self._current_emotives),
+            "symbols": list(self._symbols),
+            "command": "",
+            "metadata": {},
+            "path": [],
+            "strings": [],
+            "vectors": [],
+            "short_term_memory": self.stm,
+        }
+
+    # -- genes ------------------------------------------------------------------------------
+
+    def update_genes(self, updates: Mapping[str, Any]) -> None:
+        """Apply updates in order; stop at the first rejected one, keeping earlier ones (§5.2)."""
+        for name, value in updates.items():
+            self.genes.update(name, value)
+            self._manifest[name] = getattr(self.genes, UPDATABLE_GENES[name])
+
+    def get_gene(self, name: str) -> Any:
+        """Live state, then live genes, then the start-up manifest (spec §5.3)."""
+        live = {"time": self.time, "id": self.processor_id, "name": self.name}
+        if name in live:
+            return live[name]
+        if name in UPDATABLE_GENES:
+            return getattr(self.genes, UPDATABLE_GENES[name])
+        if name in self._manifest:
+            return self._manifest[name]
+        raise GeneNotFound(name)
+
+    # -- hibernation ------------------------------------------------------------------------
+
+    def snapshot(self) -> ProcessorState:
+        """The whole in-memory state; the knowledge base too when it is not persistent."""
+        return ProcessorState(
+            genes=msgspec.structs.replace(self.genes),
+            manifest=dict(self._manifest),
+            window=self._window,
+            time=self.time,
+            stm=self.stm,
+            emotive_accumulator=[dict(e) for e in self._accumulator],
+            current_emotives=dict(self._current_emotives),
+            symbols=list(self._symbols),
+            percept_data=copy.deepcopy(self._percept),
+            predictions=copy.deepcopy(self._predictions),
+            knowledge=None if self.kb.persistent else self.kb.dump(),
+        )
+
+    def restore(self, state: ProcessorState) -> None:
+        """Become indistinguishable from the processor that took ``state``."""
+        if state.knowledge is not None:
+            self.kb.load(state.knowledge)
+        self._index.clear()
+        for record in self.kb.iter_patterns():
+            self._index.add(record.name, record.pattern_data)
+        self.genes = msgspec.structs.replace(state.genes)
+        self._manifest = {
+            **state.manifest,
+            "id": self.processor_id,
+            "name": self.name,
+            "kb_id": self.kb_id,
+        }
+        self._window = state.window
+        self.time = state.time
+        self._stm = [list(event) for event in state.stm]
+        self._accumulator = [dict(e) for e in state.emotive_accumulator]
+        self._current_emotives = dict(state.current_emotives)
+        self._symbols = list(state.symbols)
+        self._percept = copy.deepcopy(state.percept_data)
+        self._predictions = copy.deepcopy(state.predictions)
+
+
+def _prefixed(prediction: Prediction) -> Prediction:
+    name: str = prediction["name"]
+    if name.startswith(PATTERN_PREFIX):
+        return dict(prediction)
+    return {**prediction, "name": PATTERN_PREFIX + name}
