@@ -53,10 +53,15 @@ class PatternIndex:
         self._patterns.clear()
         self._postings.clear()
 
-    def candidates(self, state: Sequence[str], threshold: float) -> list[IndexedPattern]:
-        """Patterns that may reach ``threshold`` against ``state``; never drops one that can."""
+    def candidates(
+        self, state: Sequence[str], threshold: float
+    ) -> list[tuple[IndexedPattern, int]]:
+        """Patterns that may reach ``threshold`` against ``state``, each with its bound on ``M``.
+
+        Never drops a pattern that can reach the threshold. The bound is -1 when unknown.
+        """
         if threshold == 0.0:
-            return list(self._patterns.values())
+            return [(pattern, -1) for pattern in self._patterns.values()]
         bounds: dict[str, int] = {}
         for symbol, in_state in Counter(state).items():
             posting = self._postings.get(symbol)
@@ -66,10 +71,10 @@ class PatternIndex:
                 bounds[name] = bounds.get(name, 0) + min(in_pattern, in_state)
         patterns = self._patterns
         if threshold < 0.0:
-            return [patterns[name] for name in bounds]
+            return [(patterns[name], bound) for name, bound in bounds.items()]
         state_length = len(state)
         return [
-            patterns[name]
+            (patterns[name], bound)
             for name, bound in bounds.items()
             if 2.0 * bound / (len(patterns[name].flat) + state_length) >= threshold
         ]

@@ -70,9 +70,18 @@ class Matcher:
         self.state = list(state)
         self.threshold = threshold
         self._matcher = SequenceMatcher(None, (), self.state, autojunk=False)
+        self._first: dict[str, int] = {}
+        for j, symbol in enumerate(self.state):
+            self._first.setdefault(symbol, j)
 
-    def match(self, pattern: IndexedPattern) -> Match | None:
-        """The candidate's match, or None when it falls below the recall threshold."""
+    def match(self, pattern: IndexedPattern, bound: int = -1) -> Match | None:
+        """The candidate's match, or None when it falls below the recall threshold.
+
+        ``bound`` is the index's bound on the matched total; when it is 1 the two sequences
+        share exactly one symbol occurrence, and difflib's answer is known without running it.
+        """
+        if bound == 1:
+            return self._single(pattern)
         matcher, state = self._matcher, self.state
         flat = pattern.flat
         matcher.set_seq1(flat)
@@ -97,6 +106,20 @@ class Matcher:
             for symbol in state[j1:j2]
         ]
         return Match(pattern, similarity, len(blocks), matches, start, end - start, extras)
+
+    def _single(self, pattern: IndexedPattern) -> Match | None:
+        """One shared occurrence: difflib finds one block at the first occurrence in each."""
+        flat, state = pattern.flat, self.state
+        similarity = 2.0 / (len(flat) + len(state))
+        if similarity < self.threshold:
+            return None
+        first = self._first
+        for i, symbol in enumerate(flat):
+            j = first.get(symbol)
+            if j is not None:
+                extras = state[:j] + state[j + 1 :]
+                return Match(pattern, similarity, 1, [symbol], i, 1, extras)
+        raise AssertionError("bound 1 without a shared symbol")  # pragma: no cover
 
 
 def _segment(

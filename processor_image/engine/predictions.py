@@ -35,8 +35,12 @@ def predict(
     if max_predictions <= 0:
         return []
     matcher = Matcher(state, recall_threshold)
-    candidates = list(index) if exhaustive else index.candidates(state, recall_threshold)
-    survivors = [m for m in map(matcher.match, candidates) if m is not None]
+    if exhaustive:
+        matched = [matcher.match(pattern) for pattern in index]
+    else:
+        candidates = index.candidates(state, recall_threshold)
+        matched = [matcher.match(pattern, bound) for pattern, bound in candidates]
+    survivors = [m for m in matched if m is not None]
     if not survivors:
         return []
     predictions = _ensemble(survivors, state, kb)

@@ -38,5 +38,5 @@ def test_index_skips_patterns_that_cannot_reach_the_threshold() -> None:
     index.add("near", [["a"], ["b"]])
     index.add("far", [["a"], *([f"x{i}"] for i in range(40))])
     index.add("unrelated", [["q"], ["r"]])
-    assert [p.name for p in index.candidates(["a", "b"], 0.1)] == ["near"]
-    assert {p.name for p in index.candidates(["a", "b"], 0.0)} == {"near", "far", "unrelated"}
+    assert [(p.name, bound) for p, bound in index.candidates(["a", "b"], 0.1)] == [("near", 2)]
+    assert {p.name for p, _ in index.candidates(["a", "b"], 0.0)} == {"near", "far", "unrelated"}

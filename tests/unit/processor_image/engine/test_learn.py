@@ -132,3 +132,10 @@ def test_clear_all_wipes_knowledge_and_time_but_keeps_genes(kato: Driver) -> Non
     assert kato.p.kb.totals().total_pattern_frequencies == 0
     kato.obs("a", "b")
     assert kato.predictions() == []
+
+
+def test_pattern_lookup_with_or_without_prefix_and_unknown(kato: Driver) -> None:
+    name = kato.learn("hello", "world", "test")
+    bare = name.removeprefix("PTRN|")
+    assert kato.p.get_pattern(name) == kato.p.get_pattern(bare)
+    assert kato.p.get_pattern("PTRN|" + "0" * 40) is None

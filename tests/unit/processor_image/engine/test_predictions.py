@@ -261,6 +261,23 @@ def test_frequency_three_is_a_perfect_match(kato: Driver) -> None:
             {"past": [["x"]], "present": [["a"], ["a"], ["b"]], "confidence": 2 / 3, "missing": []},
         ),
     ],
+    ids=[
+        "case18_start_middle_end",
+        "case19_beginning_middle_end",
+        "case20_two_events_missing",
+        "case21_three_pairs",
+        "case22_extras_and_every_metric",
+        "case23_begin_middle_two_blocks",
+        "case23_fixup_moves_past_into_present",
+        "case24_last_event_partly_matched",
+        "case26_extras_in_each_event",
+        "case27_trailing_extras",
+        "case28_four_blocks",
+        "case29_x_y_z",
+        "case30_single_event_pattern",
+        "case31_repeated_symbols",
+        "q9_fixup_on_repeated_symbols",
+    ],
 )
 def test_prediction_fields_of_the_reference_cases(
     kato: Driver,
