@@ -98,6 +98,10 @@ class KnowledgeBase(Protocol):
         """The stored pattern with this bare hash, or None."""
         ...
 
+    def get_patterns(self, names: Iterable[str]) -> dict[str, PatternRecord]:
+        """The stored ones among ``names``, in one round trip (predictions read many at once)."""
+        ...
+
     def iter_patterns(self) -> Iterator[PatternRecord]:
         """Every stored pattern, for rebuilding the in-memory index at start-up."""
         ...

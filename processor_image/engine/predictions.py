@@ -50,7 +50,7 @@ def predict(
 
 def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -> list[Prediction]:
     """Fill in the information-theoretic fields (spec §4.7) for every survivor."""
-    records = {m.pattern.name: kb.get_pattern(m.pattern.name) for m in survivors}
+    records = kb.get_patterns([m.pattern.name for m in survivors])
     universe: set[str] = set()
     for m in survivors:
         universe.update(m.matches)
@@ -65,14 +65,15 @@ def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -
         for name, stat in stats.items():
             probability[name] = stat.pattern_member_frequency / t_sip
     frequencies = {
-        name: record.frequency if record is not None else 0 for name, record in records.items()
+        m.pattern.name: records[m.pattern.name].frequency if m.pattern.name in records else 0
+        for m in survivors
     }
     f_ens = sum(frequencies[m.pattern.name] for m in survivors)
     state_counts = Counter(state)
     out: list[Prediction] = []
     for m in survivors:
         name = m.pattern.name
-        record = records[name]
+        record = records.get(name)
         frequency = frequencies[name]
         present = m.present_flat
         present_counts = Counter(present)

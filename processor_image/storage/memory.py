@@ -85,6 +85,11 @@ class MemoryKnowledgeBase:
         """The pattern with this bare hash, or None."""
         return self._patterns.get(name)
 
+    def get_patterns(self, names: Iterable[str]) -> dict[str, PatternRecord]:
+        """The known ones among ``names``."""
+        patterns = self._patterns
+        return {name: patterns[name] for name in names if name in patterns}
+
     def iter_patterns(self) -> Iterator[PatternRecord]:
         """Every stored pattern."""
         return iter(list(self._patterns.values()))
