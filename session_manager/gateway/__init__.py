@@ -1,0 +1,1 @@
+"""Gateway mode: long-lived processors registered from configuration, reached by id."""
