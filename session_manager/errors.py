@@ -10,6 +10,7 @@
     ├── StartFailed (502 START_FAILED)
     ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
     ├── ProcessorTimeout (504 PROCESSOR_TIMEOUT)
+    ├── ProcessorUnhealthy (503 PROCESSOR_UNAVAILABLE, static processors)
     ├── StoreUnavailable (503 STORE_UNAVAILABLE)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
@@ -26,6 +27,7 @@ __all__ = (
     "KatoError",
     "ProcessorTimeout",
     "ProcessorUnavailable",
+    "ProcessorUnhealthy",
     "SessionConflict",
     "SessionExpired",
     "SessionNotFound",
@@ -134,3 +136,9 @@ def error_body(
 ) -> dict[str, Any]:
     """The one error JSON shape: ``{"error": {"code", "message", "details"}, "status"}``."""
     return {"error": {"code": code, "message": message, "details": details or {}}, "status": status}
+
+
+class ProcessorUnhealthy(KatoError):
+    """A static processor failed its health check; answered at once instead of waiting on it."""
+
+    status, code = 503, "PROCESSOR_UNAVAILABLE"
