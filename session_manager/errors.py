@@ -6,6 +6,7 @@
     ├── SessionNotFound (404 SESSION_NOT_FOUND)
     ├── SessionExpired (410 SESSION_EXPIRED)
     ├── SessionConflict (409 SESSION_CONFLICT)
+    ├── PayloadTooLarge (413 PAYLOAD_TOO_LARGE)
     ├── CapacityExceeded (429 CAPACITY_EXCEEDED, Retry-After)
     ├── StartFailed (502 START_FAILED)
     ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
@@ -25,6 +26,7 @@ __all__ = (
     "BackendUnavailable",
     "CapacityExceeded",
     "KatoError",
+    "PayloadTooLarge",
     "ProcessorTimeout",
     "ProcessorUnavailable",
     "ProcessorUnhealthy",
@@ -84,6 +86,12 @@ class SessionExpired(KatoError):
     """The session ended; ``details.reason`` says why."""
 
     status, code = 410, "SESSION_EXPIRED"
+
+
+class PayloadTooLarge(KatoError):
+    """A proxied request body is over ``MAX_PROXY_BODY_BYTES``."""
+
+    status, code = 413, "PAYLOAD_TOO_LARGE"
 
 
 class CapacityExceeded(KatoError):
