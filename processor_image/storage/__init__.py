@@ -1,1 +1,35 @@
-"""Knowledge-base stores behind the engine's ``KnowledgeBase`` port."""
+"""Knowledge-base stores behind the engine's ``KnowledgeBase`` port, chosen by name."""
+
+from __future__ import annotations
+
+from processor_image.engine.knowledge import KnowledgeBase
+from processor_image.storage.errors import StorageError
+from processor_image.storage.memory import MemoryKnowledgeBase
+from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
+
+__all__ = (
+    "STORAGES",
+    "MemoryKnowledgeBase",
+    "MongoKnowledgeBase",
+    "StorageError",
+    "database_name",
+    "open_knowledge_base",
+)
+
+STORAGES = ("memory", "mongodb")
+
+
+def open_knowledge_base(storage: str, kb_id: str, mongo_url: str | None) -> KnowledgeBase:
+    """The store named by ``storage`` (the ``STORAGE`` setting) for ``kb_id``.
+
+    Raises:
+        ValueError: an unknown ``storage``, or ``mongodb`` without a URL.
+        StorageError: MongoDB could not be reached or prepared.
+    """
+    if storage == "memory":
+        return MemoryKnowledgeBase()
+    if storage == "mongodb":
+        if not mongo_url:
+            raise ValueError("STORAGE=mongodb needs MONGO_URL (e.g. mongodb://127.0.0.1:27017)")
+        return MongoKnowledgeBase(mongo_url, kb_id)
+    raise ValueError(f"Unknown STORAGE {storage!r}: expected one of {', '.join(STORAGES)}")

@@ -1,0 +1,353 @@
+"""The MongoDB knowledge base: one database per ``kb_id``, document shapes as spec §8.
+
+Differences from the reference, on purpose:
+
+* ``patterns_kb.emotives`` is always a list (decision Q4), so a pattern first learned without
+  emotives can gain them later.
+* Emotive names are stored with ``%``, ``.``, ``$`` and NUL percent-escaped (and ``""`` as
+  ``"%"``), because MongoDB reads a dot in an update path as nesting; reads undo it, so callers
+  see exactly the names they wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from processor_image.engine.knowledge import (
+    KnowledgeDump,
+    PatternRecord,
+    PredictionRecord,
+    SymbolStats,
+    Totals,
+)
+from processor_image.storage.errors import StorageError
+
+__all__ = ("MongoKnowledgeBase", "database_name")
+
+Document = dict[str, Any]
+
+_MAX_DB_NAME_BYTES = 63
+_HASH_HEX = 32
+_SAFE_DB_NAME = re.compile(r"[a-z0-9_-]{1,63}")
+_UNSAFE_DB_CHARS = re.compile(r"[^a-z0-9_-]")
+# Writing into these would touch the server's own data; ``clear()`` would even drop them.
+_RESERVED_DB_NAMES = frozenset({"admin", "config", "local"})
+_DUPLICATE_KEY = 11000
+_SERVER_SELECTION_TIMEOUT_MS = 10_000
+_TOTALS = {"class": "totals"}
+_ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
+_KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
+
+
+def database_name(kb_id: str) -> str:
+    """The MongoDB database holding ``kb_id``: the id itself when it is a safe name.
+
+    Safe means lower-case ``[a-z0-9_-]``, at most 63 bytes and not a server database. Any
+    other id (upper case too: MongoDB refuses names differing only in case) becomes a readable
+    prefix, ``~`` and 32 hex digits of its SHA-256. Safe names never contain ``~``, so two
+    different ids never share a database.
+    """
+    if _SAFE_DB_NAME.fullmatch(kb_id) and kb_id not in _RESERVED_DB_NAMES:
+        return kb_id
+    digest = hashlib.sha256(kb_id.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
+    prefix = _UNSAFE_DB_CHARS.sub("_", kb_id.lower())[: _MAX_DB_NAME_BYTES - _HASH_HEX - 1]
+    return f"{prefix}~{digest}"
+
+
+def _escape_key(key: str) -> str:
+    return key.translate(_KEY_ESCAPES) if key else "%"
+
+
+def _unescape_key(key: str) -> str:
+    if "%" not in key:
+        return key
+    return unquote(key) if key != "%" else ""
+
+
+def _escape_keys(value: Any) -> Any:
+    """``value`` with every dict key escaped, at any depth (prediction records)."""
+    if isinstance(value, dict):
+        return {_escape_key(key): _escape_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape_keys(item) for item in value]
+    return value
+
+
+def _unescape_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_unescape_key(key): _unescape_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unescape_keys(item) for item in value]
+    return value
+
+
+def _emotives(stored: Mapping[str, float]) -> dict[str, float]:
+    return {_unescape_key(key): value for key, value in stored.items()}
+
+
+def _pattern(document: Document) -> PatternRecord:
+    return PatternRecord(
+        name=document["name"],
+        pattern_data=document["pattern_data"],
+        length=document["length"],
+        frequency=document["frequency"],
+        emotives=[_emotives(entry) for entry in document["emotives"]],
+    )
+
+
+def _symbol(document: Document) -> SymbolStats:
+    return SymbolStats(
+        name=document["name"],
+        frequency=document["frequency"],
+        pattern_member_frequency=document["pattern_member_frequency"],
+        emotives=_emotives(document.get("emotives", {})),
+    )
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    """Turn every pymongo failure into a StorageError naming what was being done."""
+    try:
+        yield
+    except PyMongoError as error:
+        raise StorageError(f"MongoDB failed to {action}: {error}") from error
+
+
+def _upsert(collection: Collection[Document], operations: list[UpdateOne]) -> int:
+    """Run upserts unordered; returns how many inserted a document.
+
+    Two processors sharing a ``kb_id`` can race to insert the same name; the loser gets a
+    duplicate-key error, and running its operation again updates the winner's document.
+    """
+    try:
+        return collection.bulk_write(operations, ordered=False).upserted_count
+    except BulkWriteError as error:
+        errors = error.details["writeErrors"]
+        if any(item["code"] != _DUPLICATE_KEY for item in errors):
+            raise
+        inserted = int(error.details["nUpserted"])
+        retried = [operations[item["index"]] for item in errors]
+        return inserted + collection.bulk_write(retried, ordered=False).upserted_count
+
+
+def _connect(url: str) -> MongoClient[Document]:
+    """A client that gives up after 10 s unless the URL sets its own server-selection timeout."""
+    options: dict[str, Any] = {"appname": "kato-processor"}
+    if "serverselectiontimeoutms" not in url.lower():
+        options["serverSelectionTimeoutMS"] = _SERVER_SELECTION_TIMEOUT_MS
+    return MongoClient(url, **options)
+
+
+class MongoKnowledgeBase:
+    """The knowledge of one ``kb_id`` in its own MongoDB database; it survives restarts."""
+
+    def __init__(
+        self, url: str, kb_id: str, *, client: MongoClient[Document] | None = None
+    ) -> None:
+        """Connect (or use ``client``), then create collections, indexes and zero totals."""
+        self._owns_client = client is None
+        with _storage_errors("connect"):  # the URL may hold a password: never echo it
+            self._client: MongoClient[Document] = client or _connect(url)
+        self.kb_id = kb_id
+        self.database_name = database_name(kb_id)
+        self._db: Database[Document] = self._client[self.database_name]
+        self._patterns = self._db["patterns_kb"]
+        self._symbols = self._db["symbols_kb"]
+        self._metadata = self._db["metadata"]
+        self._predictions = self._db["predictions_kb"]
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self) -> None:
+        with _storage_errors(f"prepare database {self.database_name!r}"):
+            self._patterns.create_index("name", unique=True)
+            self._symbols.create_index("name", unique=True)
+            self._predictions.create_index("unique_id")
+            self._metadata.create_index("class", unique=True)
+            if "associative_action_kb" not in self._db.list_collection_names():
+                self._db.create_collection("associative_action_kb", check_exists=False)
+            _upsert(
+                self._metadata, [UpdateOne(_TOTALS, {"$setOnInsert": _ZERO_TOTALS}, upsert=True)]
+            )
+
+    @property
+    def persistent(self) -> bool:
+        """The data lives in MongoDB, so snapshots need not carry it."""
+        return True
+
+    def learn(
+        self,
+        name: str,
+        pattern_data: list[list[str]],
+        emotives: Mapping[str, float] | None,
+        persistence: int,
+    ) -> bool:
+        """Record one learn: one write batch per collection; True when the pattern is new."""
+        flat = [symbol for event in pattern_data for symbol in event]
+        counts = Counter(flat)
+        pattern: Document = {
+            "$inc": {"frequency": 1},
+            "$setOnInsert": {"pattern_data": pattern_data, "length": len(flat)},
+        }
+        symbol_inc: dict[str, float] = {}
+        if emotives is None:
+            pattern["$setOnInsert"]["emotives"] = []
+        else:
+            stored = {_escape_key(key): value for key, value in emotives.items()}
+            window = -max(persistence, 0)
+            pattern["$push"] = {"emotives": {"$each": [stored], "$slice": window}}
+            symbol_inc = {f"emotives.{key}": value for key, value in stored.items()}
+        symbols = [
+            UpdateOne(
+                {"name": symbol},
+                {"$inc": {"frequency": count, "pattern_member_frequency": 1, **symbol_inc}},
+                upsert=True,
+            )
+            for symbol, count in counts.items()
+        ]
+        totals = {
+            "total_pattern_frequencies": 1,
+            "total_symbol_frequencies": len(flat),
+            "total_symbols_in_patterns_frequencies": len(counts),
+        }
+        with _storage_errors(f"learn pattern {name}"):
+            new = _upsert(self._patterns, [UpdateOne({"name": name}, pattern, upsert=True)]) > 0
+            if symbols:
+                _upsert(self._symbols, symbols)
+            _upsert(self._metadata, [UpdateOne(_TOTALS, {"$inc": totals}, upsert=True)])
+        return new
+
+    def get_pattern(self, name: str) -> PatternRecord | None:
+        """The pattern with this bare hash, or None."""
+        with _storage_errors(f"read pattern {name}"):
+            document = self._patterns.find_one({"name": name}, {"_id": 0})
+        return None if document is None else _pattern(document)
+
+    def get_patterns(self, names: Iterable[str]) -> dict[str, PatternRecord]:
+        """The stored ones among ``names``, in one query."""
+        with _storage_errors("read patterns"):
+            found = self._patterns.find({"name": {"$in": list(names)}}, {"_id": 0})
+            return {record.name: record for record in map(_pattern, found)}
+
+    def iter_patterns(self) -> Iterator[PatternRecord]:
+        """Every stored pattern, streamed from one cursor."""
+        with _storage_errors("read patterns"):
+            for document in self._patterns.find({}, {"_id": 0}):
+                yield _pattern(document)
+
+    def pattern_count(self) -> int:
+        """Number of pattern documents (collection metadata, O(1) on MongoDB)."""
+        with _storage_errors("count patterns"):
+            return self._patterns.estimated_document_count()
+
+    def symbol_stats(self, names: Iterable[str]) -> dict[str, SymbolStats]:
+        """Statistics of the stored ones among ``names``, in one query."""
+        with _storage_errors("read symbols"):
+            found = self._symbols.find({"name": {"$in": list(names)}}, {"_id": 0})
+            return {stats.name: stats for stats in map(_symbol, found)}
+
+    def symbol_count(self) -> int:
+        """Number of distinct symbols learned (collection metadata, O(1) on MongoDB)."""
+        with _storage_errors("count symbols"):
+            return self._symbols.estimated_document_count()
+
+    def totals(self) -> Totals:
+        """The totals document (zeros when it is missing)."""
+        with _storage_errors("read totals"):
+            document = self._metadata.find_one(_TOTALS)
+        if document is None:
+            return Totals()
+        return Totals(**{name: document.get(name, 0) for name in _ZERO_TOTALS})
+
+    def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
+        """Append a record; the first one per id is the one found later."""
+        with _storage_errors("store predictions"):
+            self._predictions.insert_one(
+                {"unique_id": unique_id, "predictions": _escape_keys(predictions)}
+            )
+
+    def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
+        """Predictions of the first record stored under ``unique_id`` (oldest ``_id``)."""
+        with _storage_errors("read predictions"):
+            document = self._predictions.find_one(
+                {"unique_id": unique_id}, {"_id": 0, "predictions": 1}, sort=[("_id", ASCENDING)]
+            )
+        return None if document is None else list(_unescape_keys(document["predictions"]))
+
+    def clear(self) -> None:
+        """Drop the whole database, then recreate collections, indexes and zero totals."""
+        with _storage_errors(f"drop database {self.database_name!r}"):
+            self._client.drop_database(self.database_name)
+        self._prepare()
+
+    def dump(self) -> KnowledgeDump:
+        """Everything stored; predictions in the order they were stored."""
+        with _storage_errors("dump the knowledge base"):
+            return KnowledgeDump(
+                patterns=list(self.iter_patterns()),
+                symbols=[_symbol(doc) for doc in self._symbols.find({}, {"_id": 0})],
+                totals=self.totals(),
+                predictions=[
+                    PredictionRecord(
+                        unique_id=doc["unique_id"], predictions=_unescape_keys(doc["predictions"])
+                    )
+                    for doc in self._predictions.find({}, {"_id": 0}, sort=[("_id", ASCENDING)])
+                ],
+            )
+
+    def load(self, dump: KnowledgeDump) -> None:
+        """Replace everything stored with ``dump``."""
+        self.clear()
+        patterns = [
+            {
+                "name": record.name,
+                "pattern_data": record.pattern_data,
+                "length": record.length,
+                "frequency": record.frequency,
+                "emotives": _escape_keys(record.emotives),
+            }
+            for record in dump.patterns
+        ]
+        symbols = []
+        for stats in dump.symbols:
+            document: Document = {
+                "name": stats.name,
+                "frequency": stats.frequency,
+                "pattern_member_frequency": stats.pattern_member_frequency,
+            }
+            if stats.emotives:
+                document["emotives"] = _escape_keys(stats.emotives)
+            symbols.append(document)
+        predictions = [
+            {"unique_id": record.unique_id, "predictions": _escape_keys(record.predictions)}
+            for record in dump.predictions
+        ]
+        with _storage_errors("load the knowledge base"):
+            for collection, documents in (
+                (self._patterns, patterns),
+                (self._symbols, symbols),
+                (self._predictions, predictions),
+            ):
+                if documents:
+                    collection.insert_many(documents, ordered=True)
+            self._metadata.replace_one(_TOTALS, {**_TOTALS, **msgspec.structs.asdict(dump.totals)})
+
+    def close(self) -> None:
+        """Close the client when this store created it; the data stays."""
+        if self._owns_client:
+            self._client.close()
