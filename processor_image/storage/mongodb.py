@@ -23,7 +23,7 @@ import msgspec
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from processor_image.engine.knowledge import (
     KnowledgeDump,
@@ -44,7 +44,6 @@ _SAFE_DB_NAME = re.compile(r"[a-z0-9_-]{1,63}")
 _UNSAFE_DB_CHARS = re.compile(r"[^a-z0-9_-]")
 # Writing into these would touch the server's own data; ``clear()`` would even drop them.
 _RESERVED_DB_NAMES = frozenset({"admin", "config", "local"})
-_DUPLICATE_KEY = 11000
 _SERVER_SELECTION_TIMEOUT_MS = 10_000
 _TOTALS = {"class": "totals"}
 _ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
@@ -126,20 +125,12 @@ def _storage_errors(action: str) -> Iterator[None]:
 
 
 def _upsert(collection: Collection[Document], operations: list[UpdateOne]) -> int:
-    """Run upserts unordered; returns how many inserted a document.
+    """Run upserts as one unordered batch; returns how many inserted a document.
 
-    Two processors sharing a ``kb_id`` can race to insert the same name; the loser gets a
-    duplicate-key error, and running its operation again updates the winner's document.
+    Two processors sharing a ``kb_id`` may race to insert the same name: MongoDB (4.2+)
+    retries such an upsert itself because its filter is an equality on a unique index.
     """
-    try:
-        return collection.bulk_write(operations, ordered=False).upserted_count
-    except BulkWriteError as error:
-        errors = error.details["writeErrors"]
-        if any(item["code"] != _DUPLICATE_KEY for item in errors):
-            raise
-        inserted = int(error.details["nUpserted"])
-        retried = [operations[item["index"]] for item in errors]
-        return inserted + collection.bulk_write(retried, ordered=False).upserted_count
+    return collection.bulk_write(operations, ordered=False).upserted_count
 
 
 def _connect(url: str) -> MongoClient[Document]:
