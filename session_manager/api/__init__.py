@@ -1,0 +1,1 @@
+"""HTTP API of the session manager: one module per resource."""

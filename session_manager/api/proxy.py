@@ -1,0 +1,147 @@
+"""The reverse proxy: ``ANY /session/{id}/{path}`` and ``WS /session/{id}/ws`` to the processor.
+
+Both resolve the session first (token, status, endpoint: ``Sessions.resolve``), then forward
+through the app's ``Forwarder`` and move the idle deadline in the background.
+
+WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
+``Authorization: Bearer <token>`` the token may be given as ``?token=<token>`` (it is not
+passed on to the processor). When the session cannot be used, the socket is accepted and then
+closed at once with ``4000 + HTTP status`` and the error code as reason, so the client can tell
+why: 4401 UNAUTHORIZED, 4404 SESSION_NOT_FOUND, 4410 SESSION_EXPIRED, 4502
+PROCESSOR_UNAVAILABLE, 4503 STORE_UNAVAILABLE, 4504 PROCESSOR_TIMEOUT. After that, close codes
+and reasons pass through both ways; a processor that vanishes without a close frame gives 1014.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, quote, urlencode
+
+from litestar import Request, WebSocket, route, websocket
+from litestar.enums import HttpMethod
+
+from session_manager.errors import KatoError
+from session_manager.forwarding import (
+    Forwarder,
+    bridge_websockets,
+    request_id_from,
+    websocket_close_code,
+)
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Scope
+
+__all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
+
+log = logging.getLogger(__name__)
+
+_WS_TOUCH_INTERVAL_S = 1.0
+_METHODS = [
+    HttpMethod.GET,
+    HttpMethod.HEAD,
+    HttpMethod.POST,
+    HttpMethod.PUT,
+    HttpMethod.PATCH,
+    HttpMethod.DELETE,
+    HttpMethod.OPTIONS,
+]
+
+
+class _Route(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+
+
+class _Sessions(Protocol):
+    """What the proxy needs from ``session_manager.lifecycle.Sessions``."""
+
+    async def resolve(self, session_id: str, authorization: str | None) -> _Route: ...
+
+    async def touch(self, session_id: str) -> None: ...
+
+
+def _processor_path(scope: Scope) -> str:
+    """The still-encoded path after ``/session/{id}`` (``%7C``, ``%2F`` reach the processor)."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        raw = quote(scope["path"]).encode()
+    _, _, rest = raw.split(b"?", 1)[0].partition(b"/session/")
+    _, _, tail = rest.partition(b"/")
+    return "/" + tail.decode("latin-1")
+
+
+@route(
+    "/session/{session_id:str}/{path:path}",
+    http_method=_METHODS,
+    request_max_body_size=None,
+    include_in_schema=False,
+    name="session-proxy",
+)
+async def proxy_http(request: Request[Any, Any, Any], session_id: str) -> ASGIApp:
+    """Forward to the session's processor; its status, content type and body come back as-is."""
+    sessions: _Sessions = request.app.state.sessions
+    forwarder: Forwarder = request.app.state.forwarder
+    scope = request.scope
+    processor = await sessions.resolve(session_id, request.headers.get("authorization"))
+    forwarder.activity.mark(session_id, sessions.touch)
+    body = await forwarder.read_body(request.stream(), request.headers.get("content-length"))
+    return await forwarder.forward(
+        request.method,
+        processor.endpoint,
+        _processor_path(scope),
+        scope["query_string"],
+        scope["headers"],
+        body,
+        request_id_from(scope["headers"]),
+    )
+
+
+def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
+    """The session token (header, else ``?token=``) and the query string without the token."""
+    raw_query: bytes = socket.scope["query_string"]
+    authorization = socket.headers.get("authorization")
+    if b"token=" not in raw_query:
+        return authorization, raw_query.decode("latin-1")
+    pairs = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+    token = next((value for name, value in pairs if name == "token"), None)
+    if authorization is None and token:
+        authorization = f"Bearer {token}"
+    return authorization, urlencode([(n, v) for n, v in pairs if n != "token"])
+
+
+@websocket("/session/{session_id:str}/ws", name="session-ws-proxy")
+async def proxy_websocket(socket: WebSocket[Any, Any, Any], session_id: str) -> None:
+    """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
+    sessions: _Sessions = socket.app.state.sessions
+    forwarder: Forwarder = socket.app.state.forwarder
+    request_id = request_id_from(socket.scope["headers"])
+    authorization, query = _ws_credentials(socket)
+    try:
+        processor = await sessions.resolve(session_id, authorization)
+        upstream = await forwarder.connect_websocket(
+            processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
+        )
+    except KatoError as exc:
+        log.info(
+            "websocket refused",
+            extra={"session_id": session_id, "code": exc.code, "request_id": request_id},
+        )
+        await socket.accept(headers={"X-Request-ID": request_id})
+        await socket.close(*websocket_close_code(4000 + exc.status, exc.code))
+        return
+    try:
+        await socket.accept(subprotocols=upstream.subprotocol, headers={"X-Request-ID": request_id})
+        forwarder.activity.mark(session_id, sessions.touch)
+        on_frame = forwarder.activity.throttled(session_id, sessions.touch, _WS_TOUCH_INTERVAL_S)
+        closed = await bridge_websockets(socket, upstream, on_frame)
+        log.info(
+            "websocket closed",
+            extra={"session_id": session_id, "by": closed.by, "code": closed.code},
+        )
+    finally:
+        await upstream.close()
+
+
+PROXY_HANDLERS = (proxy_http, proxy_websocket)
+"""Route handlers ``create_app`` registers (static routes like ``/session/{id}/keepalive`` win)."""
