@@ -4,9 +4,10 @@ Differences from the reference, on purpose:
 
 * ``patterns_kb.emotives`` is always a list (decision Q4), so a pattern first learned without
   emotives can gain them later.
-* Emotive names are stored with ``%``, ``.``, ``$`` and NUL percent-escaped (and ``""`` as
-  ``"%"``), because MongoDB reads a dot in an update path as nesting; reads undo it, so callers
-  see exactly the names they wrote.
+* Emotive names (keys of ``emotives`` in patterns, symbols and stored predictions) are
+  stored with ``%``, ``.``, ``$`` and NUL percent-escaped, and ``""`` as ``"%"``, because
+  MongoDB reads a dot in an update path as nesting; reads undo it, so callers see exactly the
+  names they wrote.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _RESERVED_DB_NAMES = frozenset({"admin", "config", "local"})
 _SERVER_SELECTION_TIMEOUT_MS = 10_000
 _TOTALS = {"class": "totals"}
 _ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
+_UNSAFE_KEY_CHARS = re.compile(r"[%.$\x00]")
 _KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
 
 
@@ -75,25 +77,30 @@ def _unescape_key(key: str) -> str:
     return unquote(key) if key != "%" else ""
 
 
-def _escape_keys(value: Any) -> Any:
-    """``value`` with every dict key escaped, at any depth (prediction records)."""
-    if isinstance(value, dict):
-        return {_escape_key(key): _escape_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escape_keys(item) for item in value]
-    return value
+def _escaped(mapping: dict[str, Any]) -> dict[str, Any]:
+    """``mapping`` with its keys escaped; the same object when none needs it (the usual case)."""
+    if "" not in mapping and not _UNSAFE_KEY_CHARS.search("".join(mapping)):
+        return mapping
+    return {_escape_key(key): value for key, value in mapping.items()}
 
 
-def _unescape_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {_unescape_key(key): _unescape_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_unescape_keys(item) for item in value]
-    return value
+def _unescaped(mapping: dict[str, Any]) -> dict[str, Any]:
+    if "%" not in "".join(mapping):
+        return mapping
+    return {_unescape_key(key): value for key, value in mapping.items()}
 
 
-def _emotives(stored: Mapping[str, float]) -> dict[str, float]:
-    return {_unescape_key(key): value for key, value in stored.items()}
+def _escaped_prediction(prediction: dict[str, Any]) -> dict[str, Any]:
+    """Escape the keys of a prediction and of its dict fields (``emotives``) for storing."""
+    nested = {key: _escaped(value) for key, value in prediction.items() if isinstance(value, dict)}
+    return _escaped({**prediction, **nested} if nested else prediction)
+
+
+def _unescaped_prediction(prediction: dict[str, Any]) -> dict[str, Any]:
+    nested = {
+        key: _unescaped(value) for key, value in prediction.items() if isinstance(value, dict)
+    }
+    return _unescaped({**prediction, **nested} if nested else prediction)
 
 
 def _pattern(document: Document) -> PatternRecord:
@@ -102,7 +109,7 @@ def _pattern(document: Document) -> PatternRecord:
         pattern_data=document["pattern_data"],
         length=document["length"],
         frequency=document["frequency"],
-        emotives=[_emotives(entry) for entry in document["emotives"]],
+        emotives=[_unescaped(entry) for entry in document["emotives"]],
     )
 
 
@@ -111,7 +118,7 @@ def _symbol(document: Document) -> SymbolStats:
         name=document["name"],
         frequency=document["frequency"],
         pattern_member_frequency=document["pattern_member_frequency"],
-        emotives=_emotives(document.get("emotives", {})),
+        emotives=_unescaped(document.get("emotives", {})),
     )
 
 
@@ -199,7 +206,7 @@ class MongoKnowledgeBase:
         if emotives is None:
             pattern["$setOnInsert"]["emotives"] = []
         else:
-            stored = {_escape_key(key): value for key, value in emotives.items()}
+            stored = _escaped(dict(emotives))
             window = -max(persistence, 0)
             pattern["$push"] = {"emotives": {"$each": [stored], "$slice": window}}
             symbol_inc = {f"emotives.{key}": value for key, value in stored.items()}
@@ -269,7 +276,7 @@ class MongoKnowledgeBase:
         """Append a record; the first one per id is the one found later."""
         with _storage_errors("store predictions"):
             self._predictions.insert_one(
-                {"unique_id": unique_id, "predictions": _escape_keys(predictions)}
+                {"unique_id": unique_id, "predictions": list(map(_escaped_prediction, predictions))}
             )
 
     def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
@@ -278,7 +285,9 @@ class MongoKnowledgeBase:
             document = self._predictions.find_one(
                 {"unique_id": unique_id}, {"_id": 0, "predictions": 1}, sort=[("_id", ASCENDING)]
             )
-        return None if document is None else list(_unescape_keys(document["predictions"]))
+        return (
+            None if document is None else list(map(_unescaped_prediction, document["predictions"]))
+        )
 
     def clear(self) -> None:
         """Drop the whole database, then recreate collections, indexes and zero totals."""
@@ -295,7 +304,8 @@ class MongoKnowledgeBase:
                 totals=self.totals(),
                 predictions=[
                     PredictionRecord(
-                        unique_id=doc["unique_id"], predictions=_unescape_keys(doc["predictions"])
+                        unique_id=doc["unique_id"],
+                        predictions=list(map(_unescaped_prediction, doc["predictions"])),
                     )
                     for doc in self._predictions.find({}, {"_id": 0}, sort=[("_id", ASCENDING)])
                 ],
@@ -310,7 +320,7 @@ class MongoKnowledgeBase:
                 "pattern_data": record.pattern_data,
                 "length": record.length,
                 "frequency": record.frequency,
-                "emotives": _escape_keys(record.emotives),
+                "emotives": list(map(_escaped, record.emotives)),
             }
             for record in dump.patterns
         ]
@@ -322,10 +332,13 @@ class MongoKnowledgeBase:
                 "pattern_member_frequency": stats.pattern_member_frequency,
             }
             if stats.emotives:
-                document["emotives"] = _escape_keys(stats.emotives)
+                document["emotives"] = _escaped(stats.emotives)
             symbols.append(document)
         predictions = [
-            {"unique_id": record.unique_id, "predictions": _escape_keys(record.predictions)}
+            {
+                "unique_id": record.unique_id,
+                "predictions": list(map(_escaped_prediction, record.predictions)),
+            }
             for record in dump.predictions
         ]
         with _storage_errors("load the knowledge base"):
