@@ -11,6 +11,7 @@ Any test directory can use it::
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,14 @@ from pymongo.errors import PyMongoError
 
 __all__ = ("mongo_server", "secantus_server")
 
-SECANTUSD = Path(sys.executable).parent / "secantusd-py"
+
+def _secantusd() -> str:
+    """The server script next to this interpreter (the venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "secantusd-py"
+    found = str(beside) if beside.exists() else shutil.which("secantusd-py")
+    if found is None:
+        raise RuntimeError("secantusd-py not found: pip install secantusdb (the dev extra)")
+    return found
 
 
 def _free_port() -> int:
@@ -62,7 +70,7 @@ def secantus_server(start_timeout_s: float = 30.0) -> Iterator[str]:
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [
-                    str(SECANTUSD),
+                    _secantusd(),
                     "--host",
                     "127.0.0.1",
                     "--port",

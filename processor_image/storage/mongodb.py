@@ -157,7 +157,7 @@ class MongoKnowledgeBase:
         """Connect (or use ``client``), then create collections, indexes and zero totals."""
         self._owns_client = client is None
         with _storage_errors("connect"):  # the URL may hold a password: never echo it
-            self._client: MongoClient[Document] = client or _connect(url)
+            self._client: MongoClient[Document] = client if client is not None else _connect(url)
         self.kb_id = kb_id
         self.database_name = database_name(kb_id)
         self._db: Database[Document] = self._client[self.database_name]

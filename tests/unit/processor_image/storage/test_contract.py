@@ -25,7 +25,7 @@ def learn(
 
 def sorted_dump(kb: KnowledgeBase) -> dict[str, Any]:
     """The dump as plain data with patterns and symbols in name order (stores may differ)."""
-    data = msgspec.to_builtins(kb.dump())
+    data: dict[str, Any] = msgspec.to_builtins(kb.dump())
     data["patterns"].sort(key=lambda p: p["name"])
     data["symbols"].sort(key=lambda s: s["name"])
     return data

@@ -11,7 +11,7 @@ from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.storage import MemoryKnowledgeBase
 from tests.unit.processor_image.storage.conftest import MakeKb, new_kb_id
 
-SEQUENCES = [
+SEQUENCES: list[list[str | list[str]]] = [
     ["hello", "world", "again"],
     [["a", "b"], "c", "d"],
     ["hello", "there", "world"],

@@ -25,7 +25,7 @@ learns = st.lists(
 
 
 def contents(kb: KnowledgeBase) -> dict[str, Any]:
-    data = msgspec.to_builtins(kb.dump())
+    data: dict[str, Any] = msgspec.to_builtins(kb.dump())
     data["patterns"].sort(key=lambda p: p["name"])
     data["symbols"].sort(key=lambda s: s["name"])
     return data
