@@ -34,7 +34,7 @@ def contents(kb: KnowledgeBase) -> dict[str, Any]:
 @pytest.mark.mongo
 @settings(max_examples=30, deadline=None)
 @given(learns)
-def test_memory_and_mongodb_agree_after_any_learns(
+def test_memory_and_mongodb_agree_after_any_learns_and_swap_dumps(
     mongo_client: Client, sequence: list[tuple[list[list[str]], dict[str, float] | None, int]]
 ) -> None:
     kb_id = new_kb_id()
@@ -51,6 +51,11 @@ def test_memory_and_mongodb_agree_after_any_learns(
         assert contents(mongo) == contents(memory)
         assert mongo.pattern_count() == memory.pattern_count()
         assert mongo.symbol_count() == memory.symbol_count()
+        # Each store's dump loads into the other kind unchanged (hibernation moves dumps).
+        reloaded = MemoryKnowledgeBase()
+        reloaded.load(mongo.dump())
+        mongo.load(memory.dump())
+        assert contents(reloaded) == contents(mongo) == contents(memory)
     finally:
         mongo.close()
         mongo_client.drop_database(database_name(kb_id))
