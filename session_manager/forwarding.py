@@ -92,8 +92,6 @@ _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
 
 _CLOSE_REASON_BYTES = 123
-_UNSENDABLE = {1005: 1000, 1006: 1014, 1015: 1014}
-"""Close codes that only report what happened and may not be sent, and what to send instead."""
 
 
 class ProxyMetrics(Protocol):
@@ -432,14 +430,16 @@ class ActivityTracker:
         if session_id not in self._in_flight:
             self._in_flight[session_id] = asyncio.create_task(self._touch(session_id, touch))
 
-    def throttled(self, session_id: str, touch: Touch, interval_s: float) -> Callable[[], None]:
-        """A ``mark`` for one long-lived connection that fires at most once per ``interval_s``."""
-        last = time.monotonic()
+    def throttled(
+        self, session_id: str, touch: Touch, now_ms: Callable[[], int], interval_ms: int
+    ) -> Callable[[], None]:
+        """A ``mark`` for one long-lived connection that fires at most once per ``interval_ms``."""
+        last = now_ms()
 
         def mark() -> None:
             nonlocal last
-            now = time.monotonic()
-            if now - last >= interval_s:
+            now = now_ms()
+            if now - last >= interval_ms:
                 last = now
                 self.mark(session_id, touch)
 
@@ -660,14 +660,21 @@ class Closed(msgspec.Struct, frozen=True):
     reason: str
 
 
-def websocket_close_code(code: int | None, reason: str) -> tuple[int, str]:
-    """A close code and reason fit to send: report-only codes replaced, reason cut to 123 bytes."""
-    code = 1005 if code is None else code
-    sendable = _UNSENDABLE.get(code, code)
+def websocket_close_code(code: int | None, reason: str, *, abnormal: int = 1014) -> tuple[int, str]:
+    """A close code and reason fit to send on, reason cut to 123 bytes.
+
+    Codes that only report what happened are replaced: no status (1005) by 1000; a dropped
+    connection (1006) or failed TLS (1015) by ``abnormal`` (1014 "bad gateway" towards the
+    client, 1001 "going away" towards the processor).
+    """
+    if code is None or code == 1005:
+        code = 1000
+    elif code in (1006, 1015):
+        code = abnormal
     encoded = reason.encode()
     if len(encoded) > _CLOSE_REASON_BYTES:
         reason = encoded[:_CLOSE_REASON_BYTES].decode(errors="ignore")
-    return sendable, reason
+    return code, reason
 
 
 async def _client_to_processor(
@@ -729,10 +736,9 @@ async def bridge_websockets(
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
     closed = next(iter(done)).result()
-    code, reason = websocket_close_code(closed.code, closed.reason)
     if closed.by == "client":
-        await upstream.close(code, reason)
+        await upstream.close(*websocket_close_code(closed.code, closed.reason, abnormal=1001))
     else:
         with contextlib.suppress(WebSocketDisconnect, OSError):
-            await socket.close(code, reason)
+            await socket.close(*websocket_close_code(closed.code, closed.reason))
     return closed

@@ -36,7 +36,7 @@ __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
 log = logging.getLogger(__name__)
 
-_WS_TOUCH_INTERVAL_S = 1.0
+_WS_TOUCH_INTERVAL_MS = 1000
 _METHODS = [
     HttpMethod.GET,
     HttpMethod.HEAD,
@@ -78,8 +78,9 @@ def _processor_path(scope: Scope) -> str:
     include_in_schema=False,
     name="session-proxy",
 )
-async def proxy_http(request: Request[Any, Any, Any], session_id: str) -> ASGIApp:
+async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     """Forward to the session's processor; its status, content type and body come back as-is."""
+    session_id: str = request.path_params["session_id"]
     sessions: _Sessions = request.app.state.sessions
     forwarder: Forwarder = request.app.state.forwarder
     scope = request.scope
@@ -111,8 +112,9 @@ def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
 
 
 @websocket("/session/{session_id:str}/ws", name="session-ws-proxy")
-async def proxy_websocket(socket: WebSocket[Any, Any, Any], session_id: str) -> None:
+async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
+    session_id: str = socket.path_params["session_id"]
     sessions: _Sessions = socket.app.state.sessions
     forwarder: Forwarder = socket.app.state.forwarder
     request_id = request_id_from(socket.scope["headers"])
@@ -133,7 +135,9 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any], session_id: str) -> 
     try:
         await socket.accept(subprotocols=upstream.subprotocol, headers={"X-Request-ID": request_id})
         forwarder.activity.mark(session_id, sessions.touch)
-        on_frame = forwarder.activity.throttled(session_id, sessions.touch, _WS_TOUCH_INTERVAL_S)
+        on_frame = forwarder.activity.throttled(
+            session_id, sessions.touch, socket.app.state.clock.now_ms, _WS_TOUCH_INTERVAL_MS
+        )
         closed = await bridge_websockets(socket, upstream, on_frame)
         log.info(
             "websocket closed",

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 import uvicorn
 
 Scope = dict[str, Any]
@@ -28,6 +30,7 @@ class EchoUpstream:
     def __init__(self) -> None:
         self.closes: list[tuple[int, str]] = []
         self.requests = 0
+        self.clients: set[tuple[str, int]] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -45,6 +48,7 @@ class EchoUpstream:
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         self.requests += 1
+        self.clients.add(tuple(scope["client"]))
         body = b""
         while True:
             message = await receive()
@@ -145,3 +149,124 @@ async def serve(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
         sock.close()
+
+
+class ManualClock:
+    """A clock the test moves by hand (the ``Clock`` protocol: ``now_ms``)."""
+
+    def __init__(self, now_ms: int = 1_800_000_000_000) -> None:
+        self.ms = now_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
+class ProxySession(msgspec.Struct, frozen=True):
+    """A session the harness opened: its id and token."""
+
+    id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class _StandInSessions:
+    """Until CORE's ``Sessions`` lands: resolve and touch with the agreed signatures."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.routes: dict[str, tuple[str, str]] = {}
+        self.last_activity: dict[str, int] = {}
+
+    async def resolve(self, session_id: str, authorization: str | None) -> Any:
+        from session_manager.errors import SessionNotFound, Unauthorized
+
+        if session_id not in self.routes:
+            raise SessionNotFound("no such session", session_id=session_id)
+        token, endpoint = self.routes[session_id]
+        if authorization != f"Bearer {token}":
+            raise Unauthorized("missing or wrong session token")
+        return _Route(session_id=session_id, endpoint=endpoint)
+
+    async def touch(self, session_id: str) -> None:
+        self.last_activity[session_id] = self.clock.now_ms()
+
+
+class _Route(msgspec.Struct, frozen=True):
+    session_id: str
+    endpoint: str
+
+
+class ProxyHarness:
+    """The manager on a real uvicorn server, sessions routed to an echo upstream or processors."""
+
+    def __init__(self, base_url: str, app: Any, upstream: EchoUpstream, upstream_url: str) -> None:
+        self.base_url = base_url
+        self.ws_url = "ws" + base_url.removeprefix("http")
+        self.app = app
+        self.upstream = upstream
+        self.upstream_url = upstream_url
+        self.clock: ManualClock = app.state.clock
+
+    async def open_session(self, endpoint: str | None = None) -> ProxySession:
+        """A new session whose processor is the echo upstream (or ``endpoint``)."""
+        session = ProxySession(id=uuid.uuid4().hex, token=uuid.uuid4().hex)
+        self.app.state.sessions.routes[session.id] = (
+            session.token,
+            endpoint or self.upstream_url,
+        )
+        return session
+
+    async def last_activity_ms(self, session_id: str) -> int | None:
+        """The session's last activity as the manager recorded it."""
+        await self.app.state.forwarder.activity.drain()
+        value: int | None = self.app.state.sessions.last_activity.get(session_id)
+        return value
+
+
+@contextlib.asynccontextmanager
+async def proxy_harness(
+    *, read_timeout_s: float = 5.0, max_body_bytes: int | None = None
+) -> AsyncIterator[ProxyHarness]:
+    """Echo upstream + manager app with the proxy handlers, both real servers on loopback."""
+    from litestar import Litestar, Request, Response
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from session_manager.api.proxy import PROXY_HANDLERS
+    from session_manager.errors import KatoError, error_body
+    from session_manager.forwarding import Forwarder
+
+    class Metrics:
+        def __init__(self) -> None:
+            registry = CollectorRegistry()
+            self.proxy_requests = Counter("proxy_requests", "", ["status"], registry=registry)
+            self.proxy_latency = Histogram("proxy_latency", "", registry=registry)
+
+    class Settings(msgspec.Struct, frozen=True):
+        proxy_connect_timeout_s: float = 1.0
+        proxy_read_timeout_s: float = 5.0
+        max_proxy_body_bytes: int = 16 * 1024 * 1024
+
+    def on_error(_: Request[Any, Any, Any], exc: KatoError) -> Response[Any]:
+        body = error_body(exc.status, exc.code, exc.message, exc.details)
+        return Response(body, status_code=exc.status, headers=exc.headers)
+
+    settings = Settings(proxy_read_timeout_s=read_timeout_s)
+    if max_body_bytes is not None:
+        settings = msgspec.structs.replace(settings, max_proxy_body_bytes=max_body_bytes)
+    upstream = EchoUpstream()
+    app = Litestar(list(PROXY_HANDLERS), exception_handlers={KatoError: on_error})
+    clock = ManualClock()
+    app.state.clock = clock
+    app.state.sessions = _StandInSessions(clock)
+    app.state.forwarder = Forwarder.from_settings(settings, Metrics())
+    try:
+        async with serve(upstream) as upstream_url, serve(app) as base_url:
+            yield ProxyHarness(base_url, app, upstream, upstream_url)
+    finally:
+        await app.state.forwarder.aclose()

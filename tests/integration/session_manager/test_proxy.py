@@ -1,0 +1,267 @@
+"""The HTTP reverse proxy, ``ANY /session/{id}/{path}``, against real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.integration.session_manager.proxy_fixtures import (
+    ProxyHarness,
+    ProxySession,
+    free_port,
+    proxy_harness,
+)
+
+
+@pytest.fixture(name="harness")
+async def fx_harness() -> AsyncIterator[ProxyHarness]:
+    async with proxy_harness(read_timeout_s=0.5, max_body_bytes=64 * 1024) as harness:
+        yield harness
+
+
+@pytest.fixture(name="client")
+async def fx_client(harness: ProxyHarness) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=harness.base_url, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture(name="session")
+async def fx_session(harness: ProxyHarness) -> ProxySession:
+    return await harness.open_session()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def test_method_path_query_and_body_reach_the_processor(
+    client: httpx.AsyncClient, session: ProxySession, method: str
+) -> None:
+    body = b'{"strings": ["hello"]}' if method in ("POST", "PUT", "PATCH") else b""
+    response = await client.request(
+        method,
+        f"/session/{session.id}/observe/deep",
+        params={"unique_id": "u 1", "x": "1"},
+        content=body,
+        headers=session.auth,
+    )
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["method"] == method
+    assert seen["path"] == "/observe/deep"
+    assert seen["query"] == "unique_id=u+1&x=1"
+    assert seen["body"] == body.decode()
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type"),
+    [(201, "application/json"), (404, "text/plain; charset=utf-8"), (500, "application/problem")],
+)
+async def test_status_and_content_type_come_back_unchanged(
+    client: httpx.AsyncClient, session: ProxySession, status: int, content_type: str
+) -> None:
+    response = await client.post(
+        f"/session/{session.id}/learn",
+        params={"status": str(status), "ctype": content_type},
+        headers=session.auth,
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == content_type
+    assert response.json()["path"] == "/learn"
+
+
+async def test_head_answers_headers_without_a_body(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.head(f"/session/{session.id}/stm", headers=session.auth)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["x-upstream"] == "yes"
+    again = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert again.json()["method"] == "GET"
+
+
+async def test_percent_encoded_path_reaches_the_processor_as_sent(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/pattern/PTRN%7Cabc%2Fdef", headers=session.auth
+    )
+    assert response.json()["path"] == "/pattern/PTRN%7Cabc%2Fdef"
+
+
+async def test_session_token_and_hop_by_hop_headers_are_not_forwarded(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/status",
+        headers={
+            **session.auth,
+            "Connection": "keep-alive, X-Per-Hop",
+            "X-Per-Hop": "private",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Trailer": "X-Checksum",
+            "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
+            "X-End-To-End": "kept",
+        },
+    )
+    forwarded = {name for name, _ in response.json()["headers"]}
+    assert "x-end-to-end" in forwarded
+    for dropped in (
+        "authorization",
+        "x-per-hop",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    ):
+        assert dropped not in forwarded
+    # The processor's own hop-by-hop headers do not come back either; end-to-end ones do.
+    assert response.headers["x-upstream"] == "yes"
+    assert "x-per-hop" not in response.headers
+    assert "keep-alive" not in response.headers
+
+
+async def test_request_id_from_the_client_is_forwarded_and_returned(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/stm", headers={**session.auth, "X-Request-ID": "trace-42"}
+    )
+    assert response.headers["x-request-id"] == "trace-42"
+    assert ["x-request-id", "trace-42"] in response.json()["headers"]
+
+
+async def test_request_id_is_generated_when_the_client_sends_none(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    first = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    second = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    generated = first.headers["x-request-id"]
+    assert generated
+    assert generated != second.headers["x-request-id"]
+    assert ["x-request-id", generated] in first.json()["headers"]
+
+
+async def test_request_id_that_is_not_a_plain_token_is_replaced(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/stm", headers={**session.auth, "X-Request-ID": "a b\tc"}
+    )
+    assert response.headers["x-request-id"] != "a b\tc"
+
+
+async def test_requests_reuse_pooled_connections_to_the_processor(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    for _ in range(20):
+        response = await client.post(f"/session/{session.id}/observe", headers=session.auth)
+        assert response.status_code == 200
+    assert harness.upstream.requests == 20
+    assert len(harness.upstream.clients) == 1
+
+
+async def test_concurrent_requests_all_get_their_own_answer(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    async def one(i: int) -> str:
+        response = await client.post(
+            f"/session/{session.id}/observe", params={"i": str(i)}, headers=session.auth
+        )
+        return str(response.json()["query"])
+
+    answers = await asyncio.gather(*(one(i) for i in range(40)))
+    assert answers == [f"i={i}" for i in range(40)]
+
+
+async def test_processor_that_cannot_be_reached_gives_502(
+    harness: ProxyHarness, client: httpx.AsyncClient
+) -> None:
+    session = await harness.open_session(endpoint=f"http://127.0.0.1:{free_port()}")
+    response = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"
+
+
+async def test_processor_slower_than_the_read_timeout_gives_504(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/slow", params={"s": "3"}, headers=session.auth
+    )
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "PROCESSOR_TIMEOUT"
+    # The timed-out connection is not reused: the next request gets a fresh answer.
+    after = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert after.status_code == 200
+    assert after.json()["path"] == "/stm"
+
+
+async def test_body_over_the_limit_gives_413_and_is_not_forwarded(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.post(
+        f"/session/{session.id}/observe", content=b"x" * (64 * 1024 + 1), headers=session.auth
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert harness.upstream.requests == 0
+
+
+async def test_chunked_body_over_the_limit_gives_413(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 8192
+
+    response = await client.post(
+        f"/session/{session.id}/observe", content=chunks(), headers=session.auth
+    )
+    assert response.status_code == 413
+
+
+async def test_large_response_is_streamed_through_whole(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    size = 3 * 1024 * 1024 + 17
+    async with client.stream(
+        "GET", f"/session/{session.id}/big", params={"n": str(size)}, headers=session.auth
+    ) as response:
+        assert response.status_code == 200
+        received = 0
+        async for chunk in response.aiter_bytes():
+            assert set(chunk) <= {ord("x")}
+            received += len(chunk)
+    assert received == size
+
+
+async def test_each_request_moves_the_idle_deadline(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    for _ in range(3):
+        harness.clock.advance(10)
+        now = harness.clock.now_ms()
+        response = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+        assert response.status_code == 200
+        assert await harness.last_activity_ms(session.id) == now
+
+
+async def test_wrong_token_gives_401_and_reaches_no_processor(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    response = await client.get(
+        f"/session/{session.id}/stm", headers={"Authorization": "Bearer wrong"}
+    )
+    assert response.status_code == 401
+    missing = await client.get(f"/session/{session.id}/stm")
+    assert missing.status_code == 401
+    assert harness.upstream.requests == 0
+
+
+async def test_unknown_session_gives_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/session/nope/stm", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "SESSION_NOT_FOUND"

@@ -1,0 +1,184 @@
+"""The WebSocket proxy, ``WS /session/{id}/ws``, against real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.integration.session_manager.proxy_fixtures import (
+    ProxyHarness,
+    ProxySession,
+    free_port,
+    proxy_harness,
+)
+
+
+@pytest.fixture(name="harness")
+async def fx_harness() -> AsyncIterator[ProxyHarness]:
+    async with proxy_harness() as harness:
+        yield harness
+
+
+@pytest.fixture(name="session")
+async def fx_session(harness: ProxyHarness) -> ProxySession:
+    return await harness.open_session()
+
+
+def ws_connect(
+    harness: ProxyHarness,
+    session_id: str,
+    *,
+    token: str | None = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    subprotocols: list[str] | None = None,
+) -> connect:
+    url = f"{harness.ws_url}/session/{session_id}/ws"
+    params = "&".join(p for p in (f"token={token}" if token else "", query) if p)
+    return connect(
+        f"{url}?{params}" if params else url,
+        additional_headers=headers,
+        subprotocols=subprotocols,  # type: ignore[arg-type]
+        proxy=None,
+        open_timeout=5,
+    )
+
+
+async def closed_by_server(ws: ClientConnection) -> tuple[int, str]:
+    """Wait for the server's close frame and return its code and reason."""
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), timeout=5)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def test_text_and_binary_frames_go_both_ways_unchanged(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        await ws.send('{"type": "ping"}')
+        assert await ws.recv() == '{"type": "ping"}'
+        await ws.send(b"\x00\xffbinary")
+        assert await ws.recv() == b"\x00\xffbinary"
+        for i in range(50):
+            await ws.send(f"frame {i}")
+        assert [await ws.recv() for _ in range(50)] == [f"frame {i}" for i in range(50)]
+
+
+async def test_token_in_the_query_is_accepted_and_not_passed_on(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    async with ws_connect(harness, session.id, token=session.token, query="mode=fast") as ws:
+        await ws.send("headers")
+        seen = json.loads(await ws.recv())
+    assert seen["query"] == "mode=fast"
+    assert "authorization" not in seen["headers"]
+    assert seen["headers"]["x-request-id"]
+
+
+async def test_header_token_is_not_passed_on_and_request_id_is(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    headers = {**session.auth, "X-Request-ID": "ws-trace-1"}
+    async with ws_connect(harness, session.id, headers=headers) as ws:
+        await ws.send("headers")
+        seen = json.loads(await ws.recv())
+    assert "authorization" not in seen["headers"]
+    assert seen["headers"]["x-request-id"] == "ws-trace-1"
+
+
+async def test_subprotocol_is_negotiated_with_the_processor(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    async with ws_connect(
+        harness, session.id, headers=session.auth, subprotocols=["kato.v1", "other"]
+    ) as ws:
+        assert ws.subprotocol == "kato.v1"
+
+
+async def test_processor_close_code_and_reason_reach_the_client(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        await ws.send("close:4321:processor says bye")
+        assert await closed_by_server(ws) == (4321, "processor says bye")
+
+
+async def test_client_close_code_and_reason_reach_the_processor(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        await ws.send("hello")
+        await ws.recv()
+        await ws.close(4100, "client says bye")
+    for _ in range(100):
+        if harness.upstream.closes:
+            break
+        await asyncio.sleep(0.02)
+    assert harness.upstream.closes == [(4100, "client says bye")]
+
+
+async def test_client_vanishing_closes_the_processor_socket(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    ws = await ws_connect(harness, session.id, headers=session.auth)
+    await ws.send("hello")
+    await ws.recv()
+    ws.transport.abort()  # no close frame: the TCP connection just drops
+    for _ in range(100):
+        if harness.upstream.closes:
+            break
+        await asyncio.sleep(0.02)
+    assert len(harness.upstream.closes) == 1
+    assert harness.upstream.closes[0][0] in (1000, 1001)
+
+
+@pytest.mark.parametrize(
+    ("token", "code", "reason"),
+    [("wrong", 4401, "UNAUTHORIZED"), (None, 4401, "UNAUTHORIZED")],
+)
+async def test_bad_token_closes_with_4401(
+    harness: ProxyHarness, session: ProxySession, token: str | None, code: int, reason: str
+) -> None:
+    async with ws_connect(harness, session.id, token=token) as ws:
+        assert await closed_by_server(ws) == (code, reason)
+    assert harness.upstream.closes == []
+
+
+async def test_unknown_session_closes_with_4404(harness: ProxyHarness) -> None:
+    async with ws_connect(harness, "no-such-session", token="x") as ws:
+        assert await closed_by_server(ws) == (4404, "SESSION_NOT_FOUND")
+
+
+async def test_processor_that_cannot_be_reached_closes_with_4502(
+    harness: ProxyHarness,
+) -> None:
+    session = await harness.open_session(endpoint=f"http://127.0.0.1:{free_port()}")
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        assert await closed_by_server(ws) == (4502, "PROCESSOR_UNAVAILABLE")
+
+
+async def test_idle_deadline_moves_on_open_then_at_most_once_a_second(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    opened_at = harness.clock.now_ms()
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        assert await harness.last_activity_ms(session.id) == opened_at
+        harness.clock.advance(0.5)
+        await ws.send("within the second")
+        await ws.recv()
+        assert await harness.last_activity_ms(session.id) == opened_at
+        harness.clock.advance(0.5)
+        at_one_second = harness.clock.now_ms()
+        await ws.send("a second later")
+        await ws.recv()
+        assert await harness.last_activity_ms(session.id) == at_one_second
+        harness.clock.advance(0.2)
+        await ws.send("soon after")
+        await ws.recv()
+        assert await harness.last_activity_ms(session.id) == at_one_second
