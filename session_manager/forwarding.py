@@ -159,6 +159,7 @@ class _Connection(asyncio.Protocol):
         self.headers: RawHeaders = []
         self._parser: httptools.HttpResponseParser | None = None
         self._head_only = False
+        self._until_close = False
         self._head: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -171,9 +172,12 @@ class _Connection(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """The processor closed or reset: fail whatever is waiting."""
+        """The processor closed or reset: ends a body framed by the close, else fails the wait."""
         self.closed = True
-        if self._parser is not None and not self._complete:
+        if self._until_close and self._head is not None and self._head.done():
+            self._complete = True
+            self._readable.set()
+        elif self._parser is not None and not self._complete:
             self._fail(httpx.RemoteProtocolError("processor closed the connection mid-response"))
 
     def data_received(self, data: bytes) -> None:
@@ -194,6 +198,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         """Parser callback: status and headers are in; a HEAD answer ends here."""
         self.status = cast("httptools.HttpResponseParser", self._parser).get_status_code()
+        names = {name.lower() for name, _ in self.headers}
+        self._until_close = not names & {b"content-length", b"transfer-encoding"}
         if self._head_only:
             self._complete = True  # the parser would wait for a body: never reuse this one
             self._readable.set()
@@ -236,6 +242,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.headers = []
         self._head_only = head_only
+        self._until_close = False
         self._complete = False
         self.reusable = False
         self._head = asyncio.get_running_loop().create_future()

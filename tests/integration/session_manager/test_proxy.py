@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -265,3 +266,53 @@ async def test_unknown_session_gives_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/session/nope/stm", headers={"Authorization": "Bearer x"})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "SESSION_NOT_FOUND"
+
+
+@contextlib.asynccontextmanager
+async def raw_processor(reply: bytes) -> AsyncIterator[str]:
+    """A bare TCP server that reads one request head, writes ``reply`` verbatim and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_body_ended_by_the_processor_closing_comes_back_whole(
+    harness: ProxyHarness, client: httpx.AsyncClient
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nuntil close"
+    async with raw_processor(reply) as endpoint:
+        session = await harness.open_session(endpoint=endpoint)
+        response = await client.get(f"/session/{session.id}/legacy", headers=session.auth)
+    assert response.status_code == 200
+    assert response.text == "until close"
+
+
+async def test_processor_hanging_up_mid_body_gives_502(
+    harness: ProxyHarness, client: httpx.AsyncClient
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\nshort"
+    async with raw_processor(reply) as endpoint:
+        session = await harness.open_session(endpoint=endpoint)
+        response = await client.get(f"/session/{session.id}/cut", headers=session.auth)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"
+
+
+async def test_processor_answering_garbage_gives_502(
+    harness: ProxyHarness, client: httpx.AsyncClient
+) -> None:
+    async with raw_processor(b"SSH-2.0-OpenSSH_9.6\r\n\r\n") as endpoint:
+        session = await harness.open_session(endpoint=endpoint)
+        response = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert response.status_code == 502
