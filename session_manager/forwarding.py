@@ -1,10 +1,10 @@
-"""Forwarding to processors: one pooled httpx client, hop-by-hop filtering, WebSocket frame pumps.
+"""Forwarding to processors: one shared keep-alive pool, hop-by-hop filtering, WebSocket pumps.
 
 HTTP: the client's method, path, query, body and end-to-end headers go to the processor; the
 processor's status, content type, body and end-to-end headers come back. Hop-by-hop headers
 (RFC 9110 §7.6.1 and whatever ``Connection`` names) and the session token never cross.
-Transport errors become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504) here,
-never in handlers.
+Network errors become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504) in the
+pool (``_http1``), never in handlers.
 
 WebSocket: one pump per direction copies text and binary frames as they are; whichever side
 closes first, its close code and reason are passed to the other side.
@@ -18,18 +18,16 @@ import logging
 import re
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httptools
-import httpx
 import msgspec
 from litestar.exceptions import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from session_manager._http1 import Exchange, Http1Pool, RawHeaders, parse_endpoint
 from session_manager.errors import (
     KatoError,
     PayloadTooLarge,
@@ -55,7 +53,6 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-RawHeaders = list[tuple[bytes, bytes]]
 Touch = Callable[[str], Awaitable[None]]
 
 HOP_BY_HOP = frozenset(
@@ -80,7 +77,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     b"expect",
     b"x-request-id",
 }
-"""Request headers the proxy drops or rewrites: the session token, what httpx sets itself, and
+"""Request headers the proxy drops or rewrites: the session token, framing it sets itself, and
 ``Expect`` (the body is read before forwarding, the manager's server answers ``100``)."""
 
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
@@ -147,279 +144,38 @@ def _forwarded_headers(
     return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to a processor, carrying one exchange at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.reusable = False
-        self.idle_since = 0.0
-        self.status = 0
-        self.headers: RawHeaders = []
-        self._parser: httptools.HttpResponseParser | None = None
-        self._head_only = False
-        self._until_close = False
-        self._head: asyncio.Future[None] | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._readable = asyncio.Event()
-        self._complete = False
-        self._error: httpx.TransportError | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the socket (asyncio already turned Nagle off for TCP)."""
-        self.transport = cast("asyncio.Transport", transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The processor closed or reset: ends a body framed by the close, else fails the wait."""
-        self.closed = True
-        if self._until_close and self._head is not None and self._head.done():
-            self._complete = True
-            self._readable.set()
-        elif self._parser is not None and not self._complete:
-            self._fail(httpx.RemoteProtocolError("processor closed the connection mid-response"))
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the parser; bytes nobody asked for mean the connection cannot be trusted."""
-        if self._parser is None or self._complete:
-            self.close()
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"invalid response from processor: {exc}"))
-            self.close()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Parser callback."""
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        """Parser callback: status and headers are in; a HEAD answer ends here."""
-        self.status = cast("httptools.HttpResponseParser", self._parser).get_status_code()
-        names = {name.lower() for name, _ in self.headers}
-        self._until_close = not names & {b"content-length", b"transfer-encoding"}
-        if self._head_only:
-            self._complete = True  # the parser would wait for a body: never reuse this one
-            self._readable.set()
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        """Parser callback: queue a chunk, and stop reading while the consumer is behind."""
-        self._chunks.append(body)
-        self._buffered += len(body)
-        self._readable.set()
-        if self._buffered > _STREAM_ABOVE_BYTES and self.transport is not None:
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        """Parser callback: the response is whole."""
-        parser = cast("httptools.HttpResponseParser", self._parser)
-        self.reusable = not self._head_only and parser.should_keep_alive()
-        self._complete = True
-        self._readable.set()
-
-    def _fail(self, error: httpx.TransportError) -> None:
-        self._error = error
-        self.reusable = False
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(error)
-        self._readable.set()
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        self.reusable = False
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    async def send(self, data: bytes, *, head_only: bool, read_timeout: float | None) -> None:
-        """Write one request and wait until the status line and headers are in."""
-        if self.transport is None or self.closed:
-            raise httpx.RemoteProtocolError("processor closed the connection")
-        self._parser = httptools.HttpResponseParser(self)
-        self.headers = []
-        self._head_only = head_only
-        self._until_close = False
-        self._complete = False
-        self.reusable = False
-        self._head = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        try:
-            async with asyncio.timeout(read_timeout):
-                await self._head
-        except TimeoutError as exc:
-            self.close()
-            raise httpx.ReadTimeout("processor did not answer in time") from exc
-
-    async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
-        """The response body as it arrives."""
-        while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._buffered <= _STREAM_ABOVE_BYTES and self.transport is not None:
-                    self.transport.resume_reading()
-                yield chunk
-            if self._error is not None:
-                raise self._error
-            if self._complete:
-                return
-            self._readable.clear()
-            try:
-                async with asyncio.timeout(read_timeout):
-                    await self._readable.wait()
-            except TimeoutError as exc:
-                self.close()
-                raise httpx.ReadTimeout("processor stopped sending its response") from exc
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response body read straight off a pooled connection, which it gives back on close."""
-
-    def __init__(
-        self, pool: _Http1Transport, key: tuple[str, int], conn: _Connection, timeout: float | None
-    ) -> None:
-        self._pool = pool
-        self._key = key
-        self._conn = conn
-        self._timeout = timeout
-        self._released = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        """Chunks as the processor sends them."""
-        async for chunk in self._conn.body(self._timeout):
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Hand the connection back (kept alive if the response was read to its end)."""
-        if not self._released:
-            self._released = True
-            self._pool.release(self._key, self._conn)
-
-
-class _Http1Transport(httpx.AsyncBaseTransport):
-    """A lean HTTP/1.1 keep-alive transport for plain-HTTP processors (httptools parser).
-
-    httpcore's general pool costs about a quarter millisecond per request; the proxy's hot path
-    needs only one exchange at a time per connection, so this does just that. ``limits``
-    caps requests in flight (``max_connections``) and idle sockets kept
-    (``max_keepalive_connections``, closed after ``keepalive_expiry``).
-    """
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._idle_count = 0
-        self._max_idle = limits.max_keepalive_connections or 0
-        self._expiry = limits.keepalive_expiry or 0.0
-        self._slots = asyncio.Semaphore(limits.max_connections or 1_000_000)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """One exchange on a pooled (or new) connection."""
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        url = request.url
-        key = (url.host, url.port or 80)
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout("too many requests in flight to processors") from exc
-        try:
-            conn = self._reuse(key) or await self._connect(key, timeouts.get("connect"))
-            head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
-            head.extend(b"%s: %s\r\n" % pair for pair in request.headers.raw)
-            head.append(b"\r\n")
-            head.append(await request.aread())
-            await conn.send(
-                b"".join(head),
-                head_only=request.method == "HEAD",
-                read_timeout=timeouts.get("read"),
-            )
-        except BaseException:
-            self._slots.release()
-            raise
-        return httpx.Response(
-            conn.status,
-            headers=conn.headers,
-            stream=_Body(self, key, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
-
-    def _reuse(self, key: tuple[str, int]) -> _Connection | None:
-        idle = self._idle.get(key)
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            self._idle_count -= 1
-            if not conn.closed and now - conn.idle_since < self._expiry:
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self, key: tuple[str, int], connect_timeout_s: float | None) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(connect_timeout_s):
-                _, conn = await loop.create_connection(_Connection, key[0], key[1])
-        except TimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connecting to {key[0]}:{key[1]} timed out") from exc
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
-        return conn
-
-    def release(self, key: tuple[str, int], conn: _Connection) -> None:
-        """Take a connection back after its response; keep it only if it can carry another."""
-        self._slots.release()
-        if conn.reusable and not conn.closed and self._idle_count < self._max_idle:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(key, []).append(conn)
-            self._idle_count += 1
-        else:
-            conn.close()
-
-    async def aclose(self) -> None:
-        """Close every idle connection."""
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
-        self._idle_count = 0
-
-
 class ProxyResponse:
     """The processor's answer as an ASGI app: status, headers and body passed through unchanged."""
 
-    __slots__ = ("_stream", "body", "headers", "status")
+    __slots__ = ("body", "headers", "status", "stream")
 
     def __init__(
         self,
         status: int,
         headers: RawHeaders,
         body: bytes = b"",
-        stream: httpx.Response | None = None,
+        stream: Exchange | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
-        self._stream = stream
+        self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the response; a streamed body is copied then its connection is closed."""
+        """Send the response; a streamed body is copied chunk by chunk as it arrives."""
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        if self._stream is None:
+        if self.stream is None:
             await send({"type": "http.response.body", "body": self.body, "more_body": False})
             return
         try:
-            async for chunk in self._stream.aiter_raw():
+            async for chunk in self.stream.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError:
+        except KatoError:
             log.warning("processor response cut off", exc_info=True)
             raise
         finally:
-            await self._stream.aclose()
+            self.stream.release()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class ActivityTracker:
@@ -471,13 +227,13 @@ class Forwarder:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        pool: Http1Pool,
         metrics: ProxyMetrics,
         *,
         connect_timeout_s: float,
         max_body_bytes: int,
     ) -> None:
-        self._client = client
+        self._pool = pool
         self._requests = metrics.proxy_requests
         self._latency = metrics.proxy_latency
         self.connect_timeout_s = connect_timeout_s
@@ -487,37 +243,26 @@ class Forwarder:
     @classmethod
     def from_settings(cls, settings: ProxySettings, metrics: ProxyMetrics) -> Forwarder:
         """The forwarder for these settings; ``MAX_PROXY_BODY_BYTES`` bounds bodies both ways."""
-        max_body_bytes: int = getattr(settings, "max_proxy_body_bytes", _DEFAULT_MAX_BODY_BYTES)
-        # Processors (uvicorn) drop idle connections after 5 s: expire ours first, so a
-        # request never lands on a connection the processor is closing.
-        limits = httpx.Limits(
-            max_connections=getattr(settings, "proxy_max_connections", 512),
-            max_keepalive_connections=256,
-            keepalive_expiry=4.0,
+        pool = Http1Pool(
+            max_in_flight=getattr(settings, "proxy_max_connections", 512),
+            max_idle=256,
+            # Processors (uvicorn) drop idle connections after 5 s: expire ours first, so a
+            # request never lands on a connection the processor is closing.
+            keepalive_expiry_s=4.0,
+            connect_timeout_s=settings.proxy_connect_timeout_s,
+            read_timeout_s=settings.proxy_read_timeout_s,
         )
-        client = httpx.AsyncClient(
-            transport=_Http1Transport(limits),
-            mounts={"https://": httpx.AsyncHTTPTransport(limits=limits, trust_env=False)},
-            timeout=httpx.Timeout(
-                settings.proxy_read_timeout_s, connect=settings.proxy_connect_timeout_s
-            ),
-            trust_env=False,
-            follow_redirects=False,
-        )
-        # httpx adds Accept, Accept-Encoding and User-Agent of its own; a proxy sends the client's.
-        for name in ("accept", "accept-encoding", "user-agent"):
-            del client.headers[name]
         return cls(
-            client,
+            pool,
             metrics,
             connect_timeout_s=settings.proxy_connect_timeout_s,
-            max_body_bytes=max_body_bytes,
+            max_body_bytes=getattr(settings, "max_proxy_body_bytes", _DEFAULT_MAX_BODY_BYTES),
         )
 
     async def aclose(self) -> None:
         """Let pending deadline moves finish, then close the pooled connections."""
         await self.activity.drain()
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def forward(
         self,
@@ -544,17 +289,31 @@ class Forwarder:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
             ProcessorTimeout: the processor did not answer within ``PROXY_READ_TIMEOUT_S``.
         """
-        url = f"{endpoint}{path}?{query.decode('latin-1')}" if query else f"{endpoint}{path}"
-        outgoing = _forwarded_headers(headers, _NOT_FORWARDED)
-        outgoing.append((b"x-request-id", request_id.encode()))
         started = time.perf_counter()
         status = "error"
         try:
-            with _processor_errors():
-                request = self._client.build_request(method, url, headers=outgoing, content=body)
-                upstream = await self._client.send(request, stream=True)
-                status = str(upstream.status_code)
-                response = await self._response(method, upstream, request_id)
+            target = parse_endpoint(endpoint)
+            rid = request_id.encode()
+            lines = [
+                b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
+                % (
+                    method.encode(),
+                    target.base_path.encode(),
+                    path.encode("latin-1"),
+                    b"?" + query if query else b"",
+                    target.host,
+                )
+            ]
+            lines.extend(
+                b"%s: %s\r\n" % pair for pair in _forwarded_headers(headers, _NOT_FORWARDED)
+            )
+            if body or method in ("POST", "PUT", "PATCH"):
+                lines.append(b"content-length: %d\r\n" % len(body))
+            lines.append(b"x-request-id: %s\r\n\r\n" % rid)
+            lines.append(body)
+            exchange = await self._pool.request(target.key, b"".join(lines), method=method)
+            status = str(exchange.status)
+            response = await self._response(method, exchange, rid)
         except KatoError as exc:
             status = str(exc.status)
             raise
@@ -563,30 +322,23 @@ class Forwarder:
             self._latency.observe(time.perf_counter() - started)
         return response
 
-    async def _response(
-        self, method: str, upstream: httpx.Response, request_id: str
-    ) -> ProxyResponse:
+    async def _response(self, method: str, exchange: Exchange, request_id: bytes) -> ProxyResponse:
         """Buffer a small body (the common case), stream a big or open-ended one."""
-        raw = upstream.headers.raw
-        headers = _forwarded_headers(raw, _NOT_RETURNED)
-        headers.append((b"x-request-id", request_id.encode()))
-        length = upstream.headers.get("content-length")
-        if method == "HEAD" or upstream.status_code in (204, 304):
+        headers = _forwarded_headers(exchange.headers, _NOT_RETURNED)
+        headers.append((b"x-request-id", request_id))
+        length = next((v for n, v in exchange.headers if n.lower() == b"content-length"), None)
+        if method == "HEAD" or exchange.status in (204, 304):
+            exchange.release()
             if length is not None:
-                headers.append((b"content-length", length.encode()))
-            await upstream.aclose()
-            return ProxyResponse(upstream.status_code, headers)
+                headers.append((b"content-length", length))
+            return ProxyResponse(exchange.status, headers)
         if length is not None and length.isdigit() and int(length) <= _STREAM_ABOVE_BYTES:
-            try:
-                chunks = [chunk async for chunk in upstream.aiter_raw()]
-            finally:
-                await upstream.aclose()
-            body = b"".join(chunks)
-            headers.append((b"content-length", str(len(body)).encode()))
-            return ProxyResponse(upstream.status_code, headers, body)
+            body = await exchange.read()
+            headers.append((b"content-length", b"%d" % len(body)))
+            return ProxyResponse(exchange.status, headers, body)
         if length is not None:
-            headers.append((b"content-length", length.encode()))
-        return ProxyResponse(upstream.status_code, headers, stream=upstream)
+            headers.append((b"content-length", length))
+        return ProxyResponse(exchange.status, headers, stream=exchange)
 
     async def read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
         """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``."""
@@ -640,23 +392,6 @@ class Forwarder:
             raise ProcessorUnavailable(
                 "processor cannot be reached", reason=type(exc).__name__
             ) from exc
-
-
-@contextlib.contextmanager
-def _processor_errors() -> Iterator[None]:
-    """Translate httpx transport errors into the manager's processor errors."""
-    try:
-        yield
-    except httpx.ConnectTimeout as exc:
-        raise ProcessorUnavailable("processor cannot be reached", reason="connect timeout") from exc
-    except httpx.TimeoutException as exc:
-        raise ProcessorTimeout(
-            "processor did not answer in time", reason=type(exc).__name__
-        ) from exc
-    except httpx.TransportError as exc:
-        raise ProcessorUnavailable(
-            "processor cannot be reached", reason=type(exc).__name__
-        ) from exc
 
 
 class Closed(msgspec.Struct, frozen=True):
