@@ -131,12 +131,15 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     """Run ``app`` under a real uvicorn server on a free loopback port, in this event loop."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", ws="websockets-sansio", **options
+    )
+    scheme = "https" if options.get("ssl_certfile") else "http"
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -144,7 +147,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.session_manager.proxy_fixtures import (
+    EchoUpstream,
     ProxyHarness,
     ProxySession,
     free_port,
     proxy_harness,
+    serve,
 )
 
 
@@ -316,3 +320,38 @@ async def test_processor_answering_garbage_gives_502(
         session = await harness.open_session(endpoint=endpoint)
         response = await client.get(f"/session/{session.id}/stm", headers=session.auth)
     assert response.status_code == 502
+
+
+async def test_socket_the_processor_closed_while_idle_is_not_reused(
+    harness: ProxyHarness, client: httpx.AsyncClient
+) -> None:
+    upstream = EchoUpstream()
+    async with serve(upstream, timeout_keep_alive=1) as endpoint:
+        session = await harness.open_session(endpoint=endpoint)
+        first = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+        await asyncio.sleep(1.5)  # the processor drops the idle keep-alive socket
+        second = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert len(upstream.clients) == 2
+
+
+async def test_https_processor_with_an_untrusted_certificate_gives_502(
+    harness: ProxyHarness, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    upstream = EchoUpstream()
+    async with serve(upstream, ssl_certfile=str(cert), ssl_keyfile=str(key)) as endpoint:
+        assert endpoint.startswith("https://")
+        session = await harness.open_session(endpoint=endpoint)
+        response = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert response.status_code == 502
+    assert response.json()["error"]["details"]["reason"] == "SSLCertVerificationError"
+    assert upstream.requests == 0
