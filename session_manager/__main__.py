@@ -1,10 +1,41 @@
-"""Entry point: ``python -m session_manager``."""
+"""``python -m session_manager``: read the settings, set up logging, run uvicorn."""
 
+from __future__ import annotations
+
+import logging
 import sys
 
-if __name__ == "__main__":
-    sys.stderr.write(
-        "kato-sessions: the session manager is not built yet (issue 5); "
-        "nothing to start. The processor runs with `python -m processor_image`.\n"
+import uvicorn
+
+from session_manager.app import create_app
+from session_manager.settings import Settings, SettingsError
+
+
+def main() -> int:
+    """Run the manager until interrupted; settings errors exit with status 2."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"kato-sessions: {exc}\n")
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    sys.exit(1)
+    if settings.admin_token_generated:
+        sys.stdout.write(
+            f"kato-sessions: ADMIN_TOKEN not set; generated admin token: {settings.admin_token}\n"
+        )
+        sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        log_level=settings.log_level.lower(),
+        ws="websockets-sansio",
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The admin API: list, inspect and remove any session; capacity and status counts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from session_manager.api.auth import require_admin
+from session_manager.api.schemas import AdminSession, AdminSessionPage, Capacity, Stats
+from session_manager.errors import ValidationFailed
+from session_manager.lifecycle import Sessions
+from session_manager.models import EndReason, SessionStatus
+from session_manager.settings import Settings
+from session_manager.store import SessionStore, decode_cursor
+
+__all__ = ("AdminController",)
+
+
+def _label(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    key, sep, value = raw.partition(":")
+    if not sep or not key:
+        raise ValidationFailed("label filter must be key:value", label=raw)
+    return key, value
+
+
+class AdminController(Controller):
+    """``/admin``: every call needs ``Authorization: Bearer <ADMIN_TOKEN>``."""
+
+    path = "/admin"
+    guards = [require_admin]  # noqa: RUF012
+    tags = ["admin"]  # noqa: RUF012
+
+    @get("/sessions")
+    async def list_sessions(
+        self,
+        request: Request[Any, Any, Any],
+        status: SessionStatus | None = None,
+        user_id: str | None = None,
+        label: Annotated[str | None, Parameter(description="key:value")] = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    ) -> AdminSessionPage:
+        """Live sessions in creation order; pass ``next_cursor`` back for the next page."""
+        if cursor is not None and decode_cursor(cursor) is None:
+            raise ValidationFailed("cursor is not one this API returned", cursor=cursor)
+        store: SessionStore = request.app.state.store
+        page = await store.page(
+            limit=limit, cursor=cursor, status=status, user_id=user_id, label=_label(label)
+        )
+        base = str(request.base_url)
+        return AdminSessionPage(
+            sessions=[AdminSession.of_record(r, base) for r in page.records],
+            next_cursor=page.next_cursor,
+        )
+
+    @get("/sessions/{session_id:str}")
+    async def inspect(self, request: Request[Any, Any, Any], session_id: str) -> AdminSession:
+        """Any session's record, where its processor runs included."""
+        sessions: Sessions = request.app.state.sessions
+        return AdminSession.of_record(await sessions.inspect(session_id), str(request.base_url))
+
+    @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
+    async def remove(self, request: Request[Any, Any, Any], session_id: str) -> None:
+        """Force-remove a session (reason ``deleted``)."""
+        sessions: Sessions = request.app.state.sessions
+        await sessions.inspect(session_id)
+        await sessions.end(session_id, EndReason.DELETED)
+
+    @get("/stats")
+    async def stats(self, request: Request[Any, Any, Any]) -> Stats:
+        """Counts by status, capacity used and left, backend name."""
+        settings: Settings = request.app.state.settings
+        store: SessionStore = request.app.state.store
+        counts = await store.counts()
+        total = counts.pop("total")
+        starts = counts.pop("starts")
+        return Stats(
+            sessions_by_status=counts,
+            total=total,
+            capacity=Capacity(
+                max_sessions=settings.max_sessions,
+                used=total,
+                left=max(0, settings.max_sessions - total),
+                max_sessions_per_user=settings.max_sessions_per_user,
+                max_concurrent_starts=settings.max_concurrent_starts,
+                starts_in_progress=starts,
+            ),
+            backend=request.app.state.backend.name,
+            manager_id=settings.manager_id,
+            reap_action=settings.reap_action,
+        )

