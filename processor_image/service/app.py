@@ -1,0 +1,39 @@
+"""The processor service: one Litestar app hosting one processor (spec §7)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from processor_image.service.config import ServiceConfig
+from processor_image.service.errors import EXCEPTION_HANDLERS
+from processor_image.service.routes import ROUTES
+from processor_image.service.runtime import Runtime
+from processor_image.service.ws import ws
+
+__all__ = ("create_app",)
+
+
+def create_app(config: ServiceConfig) -> Litestar:
+    """Build the app; the processor and its knowledge base open in the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = Runtime(config)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    return Litestar(
+        route_handlers=[*ROUTES, ws],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=config.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="KATO processor", version="1.0.0", path="/schema"),
+        debug=False,
+    )

@@ -1,0 +1,75 @@
+"""The service's settings, read once from the environment (spec §5.1, ARCHITECTURE "Processor")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from processor_image.engine import EngineError, Genes
+
+__all__ = ("ConfigError", "ServiceConfig")
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a processor that can start."""
+
+
+class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the processor service is configured with."""
+
+    processor_id: str
+    processor_name: str = "KatoProcessor"
+    kb_id: str = ""
+    storage: Literal["memory", "mongodb"] = "memory"
+    mongo_url: str | None = None
+    genes: Genes = msgspec.field(default_factory=Genes)
+    host: str = "0.0.0.0"
+    port: int = 8000
+    log_level: str = "info"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
+        """Read and check every variable; the first problem is a ConfigError naming it."""
+        processor_id = environ.get("PROCESSOR_ID", "").strip()
+        if not processor_id:
+            raise ConfigError("PROCESSOR_ID is required: the id of this processor")
+        storage = environ.get("STORAGE", "memory")
+        if storage not in ("memory", "mongodb"):
+            raise ConfigError(f"STORAGE={storage!r}: expected 'memory' or 'mongodb'")
+        mongo_url = environ.get("MONGO_URL") or None
+        if storage == "mongodb" and mongo_url is None:
+            raise ConfigError("STORAGE=mongodb needs MONGO_URL")
+        try:
+            genes = Genes.from_env(environ)
+        except EngineError as exc:
+            raise ConfigError(exc.message) from exc
+        return cls(
+            processor_id=processor_id,
+            processor_name=environ.get("PROCESSOR_NAME", "KatoProcessor"),
+            kb_id=environ.get("KB_ID") or processor_id,
+            storage=storage,  # type: ignore[arg-type]
+            mongo_url=mongo_url,
+            genes=genes,
+            host=environ.get("HOST", "0.0.0.0"),
+            port=_int(environ, "PORT", 8000),
+            log_level=environ.get("LOG_LEVEL", "info").lower(),
+            max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        )
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value

@@ -1,0 +1,251 @@
+"""The HTTP endpoints of spec §7.2, plus ``/observe-sequence`` and ``/state`` for hibernation."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import get, post, put
+from litestar.datastructures import State
+
+from processor_image.engine import EngineError, ProcessorState
+from processor_image.service.errors import PatternNotFound, SequenceFailed
+from processor_image.service.runtime import Runtime
+from processor_image.service.schemas import (
+    CognitionDataResponse,
+    GeneResponse,
+    GenesUpdateRequest,
+    HealthResponse,
+    LearnResponse,
+    MessageResponse,
+    MetricsResponse,
+    ObserveRequest,
+    ObserveResponse,
+    ObserveSequenceRequest,
+    ObserveSequenceResponse,
+    PatternResponse,
+    PerceptDataResponse,
+    PredictionsResponse,
+    StatusResponse,
+    StmResponse,
+)
+
+__all__ = ("ROUTES",)
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+@get("/health", sync_to_thread=False)
+def health(state: State) -> HealthResponse:
+    """Liveness without the lock: answers even while a long call runs."""
+    runtime = _runtime(state)
+    return HealthResponse(
+        status="healthy", processor_id=runtime.processor_id, uptime=runtime.uptime()
+    )
+
+
+@get("/status")
+async def status(state: State) -> StatusResponse:
+    """Identity, uptime, STM length and the observation counter."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        p = runtime.processor
+        return StatusResponse(
+            status="okay",
+            processor_id=runtime.processor_id,
+            processor_name=p.name,
+            uptime=runtime.uptime(),
+            stm_length=p.stm_length,
+            time=p.time,
+        )
+
+
+@post("/observe", status_code=200)
+async def observe(state: State, data: ObserveRequest) -> ObserveResponse:
+    """One observation (spec §2)."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        return runtime.observe(data)
+
+
+@post("/observe-sequence", status_code=200)
+async def observe_sequence(state: State, data: ObserveSequenceRequest) -> ObserveSequenceResponse:
+    """Many observations in order under one lock hold (one round trip instead of many)."""
+    runtime = _runtime(state)
+    results: list[ObserveResponse] = []
+    async with runtime.lock:
+        for index, observation in enumerate(data.observations):
+            try:
+                results.append(runtime.observe(observation))
+            except EngineError as exc:
+                raise SequenceFailed(exc, index, msgspec.to_builtins(results)) from exc
+    return ObserveSequenceResponse(results=results, processor_id=runtime.processor_id)
+
+
+@get(["/stm", "/short-term-memory"])
+async def stm(state: State) -> StmResponse:
+    """Short-term memory."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        return StmResponse(stm=runtime.processor.stm, processor_id=runtime.processor_id)
+
+
+@post("/learn", status_code=200)
+async def learn(state: State) -> LearnResponse:
+    """Learn STM as a pattern; the body is ignored."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        name = runtime.processor.learn()
+    message = f"Learned pattern: {name}" if name else "Insufficient data for learning"
+    return LearnResponse(pattern_name=name, processor_id=runtime.processor_id, message=message)
+
+
+@post(["/clear-stm", "/clear-short-term-memory"], status_code=200)
+async def clear_stm(state: State) -> MessageResponse:
+    """Clear STM and what derives from it."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        runtime.processor.clear_stm()
+    return MessageResponse(status="okay", message="stm-cleared", processor_id=runtime.processor_id)
+
+
+@post(["/clear-all", "/clear-all-memory"], status_code=200)
+async def clear_all(state: State) -> MessageResponse:
+    """Clear STM, time and the whole knowledge base; genes stay."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        runtime.processor.clear_all()
+    return MessageResponse(status="okay", message="all-cleared", processor_id=runtime.processor_id)
+
+
+@get("/predictions")
+async def predictions(state: State, unique_id: str | None = None) -> PredictionsResponse:
+    """The latest predictions, or those stored for ``?unique_id=``."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        found = runtime.processor.predictions(unique_id or None)
+    return PredictionsResponse(predictions=found, processor_id=runtime.processor_id)
+
+
+@post("/predictions", status_code=200)
+async def predictions_post(state: State, unique_id: str | None = None) -> PredictionsResponse:
+    """Same as GET; a body is ignored (spec §7.2)."""
+    return await predictions.fn(state=state, unique_id=unique_id)  # type: ignore[no-any-return]
+
+
+@get("/pattern/{pattern_id:str}")
+async def pattern(state: State, pattern_id: str) -> PatternResponse:
+    """A stored pattern, by ``PTRN|<hash>`` or bare hash."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        found = runtime.processor.get_pattern(pattern_id)
+    if found is None:
+        raise PatternNotFound(pattern_id)
+    return PatternResponse(pattern=found, processor_id=runtime.processor_id)
+
+
+@post("/genes/update", status_code=200)
+async def genes_update(state: State, data: GenesUpdateRequest) -> MessageResponse:
+    """Apply gene updates in order; the first rejected one stops the rest (spec §5.2)."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        runtime.processor.update_genes(data.genes)
+    return MessageResponse(
+        status="okay", message="genes-updated", processor_id=runtime.processor_id
+    )
+
+
+@get("/gene/{gene_name:str}")
+async def gene(state: State, gene_name: str) -> GeneResponse:
+    """One gene's live value (spec §5.3)."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        value = runtime.processor.get_gene(gene_name)
+    return GeneResponse(gene_name=gene_name, gene_value=value, processor_id=runtime.processor_id)
+
+
+@get("/percept-data")
+async def percept_data(state: State) -> PerceptDataResponse:
+    """The last observation as received."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        return PerceptDataResponse(
+            percept_data=runtime.processor.percept_data(), processor_id=runtime.processor_id
+        )
+
+
+@get("/cognition-data")
+async def cognition_data(state: State) -> CognitionDataResponse:
+    """Predictions, emotives, last event and STM."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        return CognitionDataResponse(
+            cognition_data=runtime.processor.cognition_data(), processor_id=runtime.processor_id
+        )
+
+
+@get("/metrics")
+async def metrics(state: State) -> MetricsResponse:
+    """Counters (spec §6); ``patterns_learned`` is 0 when the store cannot count."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        p = runtime.processor
+        try:
+            patterns = p.pattern_count()
+        except Exception:  # the reference reports 0 when counting fails
+            patterns = 0
+        return MetricsResponse(
+            processor_id=runtime.processor_id,
+            observations_processed=p.time,
+            patterns_learned=patterns,
+            stm_size=p.stm_length,
+            uptime_seconds=runtime.uptime(),
+        )
+
+
+@get("/state")
+async def get_state(state: State) -> ProcessorState:
+    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge)."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        return runtime.processor.snapshot()
+
+
+@put("/state", status_code=200)
+async def put_state(state: State, data: ProcessorState) -> StatusResponse:
+    """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
+    runtime = _runtime(state)
+    async with runtime.lock:
+        runtime.processor.restore(data)
+        p = runtime.processor
+        return StatusResponse(
+            status="okay",
+            processor_id=runtime.processor_id,
+            processor_name=p.name,
+            uptime=runtime.uptime(),
+            stm_length=p.stm_length,
+            time=p.time,
+        )
+
+
+ROUTES = (
+    health,
+    status,
+    observe,
+    observe_sequence,
+    stm,
+    learn,
+    clear_stm,
+    clear_all,
+    predictions,
+    predictions_post,
+    pattern,
+    genes_update,
+    gene,
+    percept_data,
+    cognition_data,
+    metrics,
+    get_state,
+    put_state,
+)

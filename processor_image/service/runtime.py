@@ -1,0 +1,67 @@
+"""The one processor a service hosts, with the lock that makes its operations sequential."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from processor_image.engine import ObserveResult, Processor
+from processor_image.service.config import ServiceConfig
+from processor_image.service.schemas import ObserveRequest, ObserveResponse
+from processor_image.storage import open_knowledge_base
+
+__all__ = ("Runtime", "generated_unique_id")
+
+
+def generated_unique_id(prefix: str) -> str:
+    """An id for an observation that came without one (spec §2.1)."""
+    return f"{prefix}-{uuid.uuid4().hex}-{int(time.time() * 1_000_000)}"
+
+
+class Runtime:
+    """Processor + lock + uptime; every state-changing call goes through ``lock``."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.lock = asyncio.Lock()
+        kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url)
+        self.processor = Processor(
+            processor_id=config.processor_id,
+            name=config.processor_name,
+            kb=kb,
+            genes=config.genes,
+            kb_id=config.kb_id,
+        )
+
+    @property
+    def processor_id(self) -> str:
+        """This processor's id."""
+        return self.config.processor_id
+
+    def uptime(self) -> float:
+        """Seconds since the service started."""
+        return time.monotonic() - self.started
+
+    def observe(self, request: ObserveRequest) -> ObserveResponse:
+        """One HTTP observation; the caller holds the lock."""
+        unique_id = request.unique_id or generated_unique_id("obs")
+        result = self.processor.observe(
+            request.strings, request.vectors, request.emotives, unique_id
+        )
+        return self.observe_response(result)
+
+    def observe_response(self, result: ObserveResult) -> ObserveResponse:
+        """The spec's observe reply for an engine result."""
+        return ObserveResponse(
+            status="okay",
+            processor_id=self.processor_id,
+            auto_learned_pattern=result.auto_learned_pattern,
+            time=result.time,
+            unique_id=result.unique_id,
+        )
+
+    def close(self) -> None:
+        """Release the knowledge base's connections."""
+        self.processor.kb.close()

@@ -1,0 +1,155 @@
+"""Request and response bodies of the processor API (spec §7), with the spec's field names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from processor_image.engine import ProcessorState
+
+__all__ = (
+    "CognitionDataResponse",
+    "GeneResponse",
+    "GenesUpdateRequest",
+    "HealthResponse",
+    "LearnResponse",
+    "MessageResponse",
+    "MetricsResponse",
+    "ObserveRequest",
+    "ObserveResponse",
+    "ObserveSequenceRequest",
+    "ObserveSequenceResponse",
+    "PatternResponse",
+    "PerceptDataResponse",
+    "PredictionsResponse",
+    "ProcessorState",
+    "StatusResponse",
+    "StmResponse",
+)
+
+
+class ObserveRequest(msgspec.Struct, kw_only=True):
+    """One observation; every field optional, unknown fields ignored (spec §2.1)."""
+
+    strings: list[str] = msgspec.field(default_factory=list)
+    vectors: list[list[float]] = msgspec.field(default_factory=list)
+    emotives: dict[str, float] = msgspec.field(default_factory=dict)
+    unique_id: str | None = None
+
+
+class ObserveResponse(msgspec.Struct, kw_only=True):
+    """Result of one observation (spec §2.5)."""
+
+    status: str
+    processor_id: str
+    auto_learned_pattern: str | None
+    time: int
+    unique_id: str
+
+
+class ObserveSequenceRequest(msgspec.Struct, kw_only=True):
+    """Many observations processed in order in one request."""
+
+    observations: list[ObserveRequest]
+
+
+class ObserveSequenceResponse(msgspec.Struct, kw_only=True):
+    """One result per observation, in order."""
+
+    results: list[ObserveResponse]
+    processor_id: str
+
+
+class GenesUpdateRequest(msgspec.Struct, kw_only=True):
+    """``{"genes": {name: value}}``; names applied in order (spec §5.2)."""
+
+    genes: dict[str, Any]
+
+
+class HealthResponse(msgspec.Struct, kw_only=True):
+    """Liveness; answered without the lock."""
+
+    status: str
+    processor_id: str | None
+    uptime: float
+
+
+class StatusResponse(msgspec.Struct, kw_only=True):
+    """Processor status (spec §6)."""
+
+    status: str
+    processor_id: str
+    processor_name: str
+    uptime: float
+    stm_length: int
+    time: int
+
+
+class StmResponse(msgspec.Struct, kw_only=True):
+    """Short-term memory."""
+
+    stm: list[list[str]]
+    processor_id: str
+
+
+class LearnResponse(msgspec.Struct, kw_only=True):
+    """The learned pattern's name, or ``""`` with the reason."""
+
+    pattern_name: str
+    processor_id: str
+    message: str
+
+
+class MessageResponse(msgspec.Struct, kw_only=True):
+    """``{"status": "okay", "message": …}`` replies (clears, gene updates)."""
+
+    status: str
+    message: str
+    processor_id: str
+
+
+class PredictionsResponse(msgspec.Struct, kw_only=True):
+    """Predictions with ``PTRN|``-prefixed names (spec §4.8, §4.10)."""
+
+    predictions: list[dict[str, Any]]
+    processor_id: str
+
+
+class PatternResponse(msgspec.Struct, kw_only=True):
+    """One stored pattern."""
+
+    pattern: dict[str, Any]
+    processor_id: str
+
+
+class GeneResponse(msgspec.Struct, kw_only=True):
+    """One gene's value."""
+
+    gene_name: str
+    gene_value: Any
+    processor_id: str
+
+
+class PerceptDataResponse(msgspec.Struct, kw_only=True):
+    """The last observation as received."""
+
+    percept_data: dict[str, Any]
+    processor_id: str
+
+
+class CognitionDataResponse(msgspec.Struct, kw_only=True):
+    """The processor's cognition data."""
+
+    cognition_data: dict[str, Any]
+    processor_id: str
+
+
+class MetricsResponse(msgspec.Struct, kw_only=True):
+    """Counters (spec §6)."""
+
+    processor_id: str
+    observations_processed: int
+    patterns_learned: int
+    stm_size: int
+    uptime_seconds: float
