@@ -36,7 +36,8 @@ class SettingsError(ValueError):
 
 def default_data_dir(environ: Mapping[str, str]) -> str:
     """``$XDG_DATA_HOME/kato-sessions``, else ``~/.local/share/kato-sessions``."""
-    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    home = environ.get("HOME") or str(Path.home())
+    base = environ.get("XDG_DATA_HOME") or str(Path(home) / ".local" / "share")
     return str(Path(base) / "kato-sessions")
 
 

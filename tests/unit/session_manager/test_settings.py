@@ -1,0 +1,76 @@
+"""Settings.from_env: the embedded default, conversions, and start-up errors naming variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from session_manager.settings import Settings, SettingsError
+
+
+def test_no_variables_give_the_embedded_default() -> None:
+    settings = Settings.from_env({"HOME": "/home/x"})
+    assert settings.redis_url is None
+    assert settings.backend == "process"
+    assert settings.processor_storage == "memory"
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8080)
+    assert settings.data_dir == "/home/x/.local/share/kato-sessions"
+    assert settings.manager_id == "kato"
+
+
+def test_admin_token_is_generated_only_when_unset() -> None:
+    generated = Settings.from_env({})
+    assert generated.admin_token_generated
+    assert len(generated.admin_token) >= 32
+    assert Settings.from_env({}).admin_token != generated.admin_token
+    given = Settings.from_env({"ADMIN_TOKEN": "x" * 20})
+    assert given.admin_token == "x" * 20
+    assert not given.admin_token_generated
+
+
+def test_values_are_converted_and_empty_variables_count_as_unset() -> None:
+    settings = Settings.from_env(
+        {
+            "LISTEN_PORT": "9000",
+            "START_TIMEOUT_S": "2.5",
+            "SESSION_AUTH": "none",
+            "LOG_LEVEL": "debug",
+            "REDIS_URL": "",
+            "XDG_DATA_HOME": "/data",
+        }
+    )
+    assert settings.listen_port == 9000
+    assert settings.start_timeout_s == 2.5
+    assert settings.session_auth == "none"
+    assert settings.log_level == "DEBUG"
+    assert settings.redis_url is None
+    assert settings.data_dir == "/data/kato-sessions"
+
+
+def test_every_bad_variable_is_named_in_one_error() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"LISTEN_PORT": "eighty", "BACKEND": "k8s", "MAX_SESSIONS": "0"})
+    message = str(caught.value)
+    assert "LISTEN_PORT='eighty'" in message
+    assert "BACKEND='k8s'" in message
+    assert "MAX_SESSIONS='0'" in message
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PROCESSOR_STORAGE": "mongodb"}, "MONGO_URL"),
+        ({"BACKEND": "static"}, "PROCESSORS_FILE"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"ADMIN_TOKEN": "short"}, "ADMIN_TOKEN"),
+        ({"IDLE_TIMEOUT_S": "100", "MAX_AGE_S": "50"}, "IDLE_TIMEOUT_S"),
+        ({"MANAGER_ID": "has space"}, "MANAGER_ID"),
+    ],
+)
+def test_inconsistent_settings_fail_at_start_up(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_manager_id_follows_the_redis_prefix_so_replicas_share_it() -> None:
+    assert Settings.from_env({"REDIS_PREFIX": "team-a:"}).manager_id == "team-a"
+    assert Settings.from_env({"REDIS_PREFIX": "x:", "MANAGER_ID": "m1"}).manager_id == "m1"
