@@ -1,0 +1,119 @@
+"""``WS /ws``: every message type, errors that keep the socket open, and closes (spec §7.3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.processor_image.conftest import RunningProcessor
+
+
+@pytest.fixture(name="ws")
+def fx_ws(processor: RunningProcessor, kato: httpx.Client) -> Any:
+    with connect(processor.url.replace("http", "ws") + "/ws") as socket:
+        yield socket
+
+
+def ask(ws: ClientConnection, kind: str, payload: Any = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": kind}
+    if payload is not None:
+        message["payload"] = payload
+    ws.send(json.dumps(message))
+    reply: dict[str, Any] = json.loads(ws.recv(timeout=10))
+    return reply
+
+
+def observation(*strings: str, **extra: Any) -> dict[str, Any]:
+    return {"strings": list(strings), "vectors": [], "emotives": {}, **extra}
+
+
+def test_seed_usage_over_websocket(ws: ClientConnection) -> None:
+    for word in ("hello", "world", "test"):
+        reply = ask(ws, "observe", observation(word))
+        assert reply["type"] == "observation_result"
+        assert reply["data"]["status"] == "okay"
+        assert reply["data"]["processor_id"] == "p1"
+        assert reply["data"]["unique_id"].startswith("ws-")
+    assert ask(ws, "get_stm") == {
+        "type": "stm",
+        "data": {"stm": [["hello"], ["world"], ["test"]], "processor_id": "p1"},
+    }
+    learned = ask(ws, "learn")
+    assert learned == {
+        "type": "learn_result",
+        "data": {
+            "pattern_name": "PTRN|386fbb12926e8e015a1483990df913e8410f94ce",
+            "processor_id": "p1",
+        },
+    }
+    ask(ws, "observe", observation("hello", unique_id="w1"))
+    ask(ws, "observe", observation("world", unique_id="w2"))
+    cached = ask(ws, "get_predictions", {})
+    assert cached["type"] == "predictions"
+    assert [p["similarity"] for p in cached["data"]["predictions"]] == [0.8]
+    assert (
+        ask(ws, "get_predictions", {"unique_id": "w2"})["data"]["predictions"]
+        == cached["data"]["predictions"]
+    )
+    assert ask(ws, "clear_stm") == {
+        "type": "status",
+        "data": {"status": "okay", "message": "stm-cleared", "processor_id": "p1"},
+    }
+    assert ask(ws, "clear_all")["data"]["message"] == "all-cleared"
+    pong = ask(ws, "ping")
+    assert pong["type"] == "pong"
+    assert pong["data"]["processor_id"] == "p1"
+    assert isinstance(pong["data"]["timestamp"], float)
+
+
+def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: httpx.Client) -> None:
+    ask(ws, "observe", observation("a", path=["client"], metadata={"k": "v"}))
+    assert kato.get("/stm").json()["stm"] == [["a"]]
+    percept = kato.get("/percept-data").json()["percept_data"]
+    assert percept["path"] == ["client", "KatoProcessor-p1-process"]
+    assert percept["metadata"] == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "message"),
+    [
+        ("observe", {"strings": ["a"], "emotives": {}}, "'vectors'"),
+        (
+            "observe",
+            observation("a", unique_id=""),
+            "Error: no unique_id in observe call from websocket",
+        ),
+        (
+            "observe",
+            {"strings": [1], "vectors": [], "emotives": {}},
+            "strings must be a list of strings",
+        ),
+        ("get_predictions", {"other": 1}, "'unique_id'"),
+        ("dance", None, "Unknown message type: dance"),
+    ],
+    ids=[
+        "missing_key",
+        "empty_unique_id",
+        "wrong_types",
+        "predictions_without_unique_id",
+        "unknown_type",
+    ],
+)
+def test_errors_are_messages_and_the_socket_stays_open(
+    ws: ClientConnection, kind: str, payload: Any, message: str
+) -> None:
+    assert ask(ws, kind, payload) == {"type": "error", "data": {"message": message}}
+    assert ask(ws, "ping")["type"] == "pong"
+
+
+def test_frame_that_is_not_json_closes_with_1011(ws: ClientConnection) -> None:
+    ws.send("not json")
+    with pytest.raises(ConnectionClosedError) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011
