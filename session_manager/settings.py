@@ -147,8 +147,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("ADMIN_TOKEN must be at least 16 characters")
         if self.idle_timeout_s > self.max_age_s:
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
-        if self.max_sessions_per_user > self.max_sessions:
-            problems.append("MAX_SESSIONS_PER_USER must not exceed MAX_SESSIONS")
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
 

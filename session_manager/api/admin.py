@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from session_manager.api.auth import require_admin
@@ -39,11 +39,11 @@ class AdminController(Controller):
     async def list_sessions(
         self,
         request: Request[Any, Any, Any],
-        status: SessionStatus | None = None,
-        user_id: str | None = None,
-        label: Annotated[str | None, Parameter(description="key:value")] = None,
-        cursor: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        status: FromQuery[SessionStatus | None] = None,
+        user_id: FromQuery[str | None] = None,
+        label: Annotated[str | None, QueryParameter(description="key:value")] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> AdminSessionPage:
         """Live sessions in creation order; pass ``next_cursor`` back for the next page."""
         if cursor is not None and decode_cursor(cursor) is None:
@@ -59,13 +59,15 @@ class AdminController(Controller):
         )
 
     @get("/sessions/{session_id:str}")
-    async def inspect(self, request: Request[Any, Any, Any], session_id: str) -> AdminSession:
+    async def inspect(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> AdminSession:
         """Any session's record, where its processor runs included."""
         sessions: Sessions = request.app.state.sessions
         return AdminSession.of_record(await sessions.inspect(session_id), str(request.base_url))
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, request: Request[Any, Any, Any], session_id: str) -> None:
+    async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
         """Force-remove a session (reason ``deleted``)."""
         sessions: Sessions = request.app.state.sessions
         await sessions.inspect(session_id)

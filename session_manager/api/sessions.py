@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from session_manager.api.schemas import (
@@ -35,8 +35,8 @@ class SessionController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: CreateSession,
-        wait: Annotated[bool, Parameter(description="false: answer 202 at once")] = True,
+        data: JSONBody[CreateSession],
+        wait: Annotated[bool, QueryParameter(description="false: answer 202 at once")] = True,
     ) -> Response[CreatedSession]:
         """Start a processor for a new session; the token in the reply is shown only once."""
         record, token = await _sessions(request).create(
@@ -52,13 +52,15 @@ class SessionController(Controller):
         return Response(body, status_code=HTTP_201_CREATED if wait else HTTP_202_ACCEPTED)
 
     @get("/{session_id:str}")
-    async def read(self, request: Request[Any, Any, Any], session_id: str) -> SessionInfo:
+    async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:
         """The session's record and deadlines."""
         record = await _sessions(request).get(session_id, request.headers.get("authorization"))
         return SessionInfo.of(record, str(request.base_url))
 
     @post("/{session_id:str}/keepalive", status_code=200)
-    async def keepalive(self, request: Request[Any, Any, Any], session_id: str) -> KeepaliveReply:
+    async def keepalive(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> KeepaliveReply:
         """Push the idle deadline forward without touching the processor."""
         record = await _sessions(request).keepalive(
             session_id, request.headers.get("authorization")
@@ -72,6 +74,6 @@ class SessionController(Controller):
         )
 
     @delete("/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, request: Request[Any, Any, Any], session_id: str) -> None:
+    async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
         """Stop the processor and end the session; later requests get 410."""
         await _sessions(request).delete(session_id, request.headers.get("authorization"))
