@@ -54,7 +54,7 @@ class PatternIndex:
         self._postings.clear()
 
     def candidates(
-        self, state: Sequence[str], threshold: float
+        self, state: Sequence[str], threshold: float, counts: Counter[str] | None = None
     ) -> list[tuple[IndexedPattern, int]]:
         """Patterns that may reach ``threshold`` against ``state``, each with its bound on ``M``.
 
@@ -63,7 +63,7 @@ class PatternIndex:
         if threshold == 0.0:
             return [(pattern, -1) for pattern in self._patterns.values()]
         bounds: dict[str, int] = {}
-        for symbol, in_state in Counter(state).items():
+        for symbol, in_state in (counts if counts is not None else Counter(state)).items():
             posting = self._postings.get(symbol)
             if posting is None:
                 continue

@@ -20,6 +20,7 @@ from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, pattern_hash, vector_symbol
 from processor_image.engine.predictions import Prediction, predict
 from processor_image.engine.state import ProcessorState
+from processor_image.engine.stm import ShortTermMemory
 
 __all__ = ("ObserveResult", "Processor")
 
@@ -64,7 +65,7 @@ class Processor:
         self._reset_short_term()
 
     def _reset_short_term(self) -> None:
-        self._stm: list[list[str]] = []
+        self._stm = ShortTermMemory()
         self._accumulator: list[dict[str, float]] = []
         self._current_emotives: dict[str, float] = {}
         self._symbols: list[str] = []
@@ -101,7 +102,7 @@ class Processor:
             self._current_emotives = average(self._accumulator)
         self._symbols = vector_part + string_part
         if self._symbols:
-            self._stm.append(list(self._symbols))
+            self._stm.append(self._symbols)
         if strings or vectors:
             self._predictions = self._compute_predictions(unique_id)
         return ObserveResult(
@@ -109,15 +110,15 @@ class Processor:
         )
 
     def _compute_predictions(self, unique_id: str) -> list[Prediction]:
-        state = [symbol for event in self._stm for symbol in event]
-        if len(state) < 2:
+        if len(self._stm.state) < 2:
             return []
         result = predict(
-            state,
+            self._stm.state,
             self._index,
             self.kb,
             recall_threshold=self.genes.recall_threshold,
             max_predictions=self.genes.max_predictions,
+            counts=self._stm.counts,
         )
         if result:
             self.kb.store_predictions(unique_id, result)
@@ -129,15 +130,15 @@ class Processor:
         if limit <= 0 or events < limit:
             return None
         if events > 1:
-            tail = self._stm[-1]
+            tail = self._stm.last
             name = self.learn()
-            self._stm = [tail]
+            self._stm.append(tail)
             return name
         return self.learn()
 
     def learn(self) -> str:
         """Learn STM as a pattern (spec §3); returns ``PTRN|<hash>`` or ``""``."""
-        pattern_data, self._stm = self._stm, []
+        pattern_data = self._stm.take()
         accumulator, self._accumulator = self._accumulator, []
         length = sum(len(event) for event in pattern_data)
         if length < 2:
@@ -165,7 +166,7 @@ class Processor:
     @property
     def stm(self) -> list[list[str]]:
         """A copy of short-term memory."""
-        return [list(event) for event in self._stm]
+        return self._stm.events
 
     @property
     def stm_length(self) -> int:
@@ -264,7 +265,7 @@ class Processor:
         }
         self._window = state.window
         self.time = state.time
-        self._stm = [list(event) for event in state.stm]
+        self._stm = ShortTermMemory(state.stm)
         self._accumulator = [dict(e) for e in state.emotive_accumulator]
         self._current_emotives = dict(state.current_emotives)
         self._symbols = list(state.symbols)

@@ -19,6 +19,10 @@ from processor_image.engine.knowledge import (
 __all__ = ("MemoryKnowledgeBase",)
 
 
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
 class MemoryKnowledgeBase:
     """Knowledge held by this process only; snapshots carry it through hibernation."""
 
@@ -29,8 +33,10 @@ class MemoryKnowledgeBase:
         self._patterns: dict[str, PatternRecord] = {}
         self._symbols: dict[str, SymbolStats] = {}
         self._totals = Totals()
-        self._predictions: dict[str, list[dict[str, Any]]] = {}
-        self._prediction_log: list[PredictionRecord] = []
+        # Stored predictions are kept encoded: they are many, rarely read, and as bytes they
+        # cost the garbage collector nothing (spec §4.10: the collection grows without bound).
+        self._predictions: dict[str, bytes] = {}
+        self._prediction_log: list[tuple[str, bytes]] = []
 
     @property
     def persistent(self) -> bool:
@@ -113,12 +119,14 @@ class MemoryKnowledgeBase:
 
     def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
         """Append a record; the first one per id is the one found later."""
-        self._predictions.setdefault(unique_id, predictions)
-        self._prediction_log.append(PredictionRecord(unique_id=unique_id, predictions=predictions))
+        encoded = _encode(predictions)
+        self._predictions.setdefault(unique_id, encoded)
+        self._prediction_log.append((unique_id, encoded))
 
     def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
         """Predictions first stored under ``unique_id``."""
-        return self._predictions.get(unique_id)
+        encoded = self._predictions.get(unique_id)
+        return None if encoded is None else _decode(encoded)
 
     def clear(self) -> None:
         """Wipe everything; totals back to zero."""
@@ -130,7 +138,10 @@ class MemoryKnowledgeBase:
             patterns=list(self._patterns.values()),
             symbols=list(self._symbols.values()),
             totals=self._totals,
-            predictions=self._prediction_log,
+            predictions=[
+                PredictionRecord(unique_id=unique_id, predictions=_decode(encoded))
+                for unique_id, encoded in self._prediction_log
+            ],
         )
         return msgspec.convert(msgspec.to_builtins(dump), KnowledgeDump)
 

@@ -1,24 +1,20 @@
-"""The processor service as a real process (``python -m processor_image``) on a loopback port.
+"""The processor service as a real process, shared per module.
 
-* ``start_processor(**env)``: a context manager yielding a ``RunningProcessor`` (``url``,
-  ``process``); the process is always terminated on exit.
-* ``processor`` (module scope): one shared service; ``kato`` (per test) resets it the way the
-  reference fixtures do (gene defaults, then clear-all) and gives an ``httpx.Client``.
+* ``processor`` (module scope): one running service (``tests.processes.start_processor``).
+* ``kato`` (per test): resets it the way the reference fixtures do (gene defaults, then
+  clear-all) and gives an ``httpx.Client``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
+
+from tests.processes import RunningProcessor, start_processor
+
+__all__ = ("RunningProcessor", "start_processor")
 
 DEFAULT_GENES = {
     "max_pattern_length": 0,
@@ -26,64 +22,6 @@ DEFAULT_GENES = {
     "persistence": 5,
     "smoothness": 3,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class RunningProcessor:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
-@contextlib.contextmanager
-def start_processor(processor_id: str = "p1", **env: str) -> Iterator[RunningProcessor]:
-    port = free_port()
-    environment = {
-        **os.environ,
-        "PROCESSOR_ID": processor_id,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "warning",
-        **env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "processor_image"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"processor exited: {process.stderr.read().decode() if process.stderr else ''}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("processor did not become healthy")
-            time.sleep(0.05)
-        yield RunningProcessor(url, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 @pytest.fixture(name="processor", scope="module")

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.processor_image.conftest import RunningProcessor, start_processor
+from tests.processes import RunningProcessor, start_processor
 
 WORKED_EXAMPLE = {
     "type": "prototypical",

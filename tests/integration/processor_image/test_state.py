@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.integration.processor_image.conftest import start_processor
+from tests.processes import start_processor
 
 
 def drive(client: httpx.Client) -> None:

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.processor_image.conftest import RunningProcessor
+from tests.processes import RunningProcessor
 
 
 @pytest.fixture(name="ws")
