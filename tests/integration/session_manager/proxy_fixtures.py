@@ -1,4 +1,4 @@
-"""Real servers for the proxy tests: an echoing upstream and a uvicorn runner on loopback."""
+"""Real servers for the proxy tests: an echoing upstream, a uvicorn runner, an echo backend."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import socket
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 import uvicorn
+
+from session_manager.backends.base import ProcessorHandle, ProcessorSpec
 
 Scope = dict[str, Any]
 
@@ -178,98 +179,90 @@ class ProxySession(msgspec.Struct, frozen=True):
         return {"Authorization": f"Bearer {self.token}"}
 
 
-class _StandInSessions:
-    """Until CORE's ``Sessions`` lands: resolve and touch with the agreed signatures."""
+class EchoBackend:
+    """A ``Backend`` whose processors are already running servers (the echo upstream).
 
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.routes: dict[str, tuple[str, str]] = {}
-        self.last_activity: dict[str, int] = {}
+    ``endpoint`` is where the next started session's processor is; tests change it to point
+    a session at a closed port or a raw TCP server.
+    """
 
-    async def resolve(self, session_id: str, authorization: str | None) -> Any:
-        from session_manager.errors import SessionNotFound, Unauthorized
+    name = "echo"
 
-        if session_id not in self.routes:
-            raise SessionNotFound("no such session", session_id=session_id)
-        token, endpoint = self.routes[session_id]
-        if authorization != f"Bearer {token}":
-            raise Unauthorized("missing or wrong session token")
-        return _Route(session_id=session_id, endpoint=endpoint)
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.running: dict[str, ProcessorHandle] = {}
 
-    async def touch(self, session_id: str) -> None:
-        self.last_activity[session_id] = self.clock.now_ms()
+    async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
+        handle = ProcessorHandle(
+            backend=self.name,
+            ref=spec.session_id,
+            endpoint=self.endpoint,
+            session_id=spec.session_id,
+        )
+        self.running[spec.session_id] = handle
+        return handle
 
+    async def stop(self, handle: ProcessorHandle) -> None:
+        self.running.pop(handle.ref, None)
 
-class _Route(msgspec.Struct, frozen=True):
-    session_id: str
-    endpoint: str
+    async def is_alive(self, handle: ProcessorHandle) -> bool:
+        return handle.ref in self.running
+
+    async def list_owned(self) -> list[ProcessorHandle]:
+        return list(self.running.values())
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
 
 
 class ProxyHarness:
-    """The manager on a real uvicorn server, sessions routed to an echo upstream or processors."""
+    """The real manager (Redis, lifecycle, proxy) whose sessions run on the echo upstream."""
 
-    def __init__(self, base_url: str, app: Any, upstream: EchoUpstream, upstream_url: str) -> None:
-        self.base_url = base_url
-        self.ws_url = "ws" + base_url.removeprefix("http")
-        self.app = app
+    def __init__(
+        self,
+        manager: Any,
+        backend: EchoBackend,
+        upstream: EchoUpstream,
+        upstream_url: str,
+        clock: ManualClock,
+    ) -> None:
+        self.manager = manager
+        self.base_url: str = manager.base_url
+        self.ws_url: str = manager.ws_url
+        self.app = manager.app
+        self.backend = backend
         self.upstream = upstream
         self.upstream_url = upstream_url
-        self.clock: ManualClock = app.state.clock
+        self.clock = clock
 
     async def open_session(self, endpoint: str | None = None) -> ProxySession:
-        """A new session whose processor is the echo upstream (or ``endpoint``)."""
-        session = ProxySession(id=uuid.uuid4().hex, token=uuid.uuid4().hex)
-        self.app.state.sessions.routes[session.id] = (
-            session.token,
-            endpoint or self.upstream_url,
-        )
-        return session
+        """A new session (``POST /session/create``) on the echo upstream, or on ``endpoint``."""
+        self.backend.endpoint = endpoint or self.upstream_url
+        try:
+            created = await self.manager.create(user_id="proxy-tests")
+        finally:
+            self.backend.endpoint = self.upstream_url
+        return ProxySession(id=created["session_id"], token=created["token"])
 
     async def last_activity_ms(self, session_id: str) -> int | None:
-        """The session's last activity as the manager recorded it."""
+        """The session's last activity in Redis, once the proxy's pending touches are done."""
         await self.app.state.forwarder.activity.drain()
-        value: int | None = self.app.state.sessions.last_activity.get(session_id)
-        return value
+        record = await self.app.state.store.get(session_id)
+        return None if record is None else int(record.last_activity)
 
 
 @contextlib.asynccontextmanager
-async def proxy_harness(
-    *, read_timeout_s: float = 5.0, max_body_bytes: int | None = None
+async def echo_manager(
+    start_manager: Callable[..., Awaitable[Any]],
+    make_settings: Callable[..., Any],
+    **settings: Any,
 ) -> AsyncIterator[ProxyHarness]:
-    """Echo upstream + manager app with the proxy handlers, both real servers on loopback."""
-    from litestar import Litestar, Request, Response
-    from prometheus_client import CollectorRegistry, Counter, Histogram
-
-    from session_manager.api.proxy import PROXY_HANDLERS
-    from session_manager.errors import KatoError, error_body
-    from session_manager.forwarding import Forwarder
-
-    class Metrics:
-        def __init__(self) -> None:
-            registry = CollectorRegistry()
-            self.proxy_requests = Counter("proxy_requests", "", ["status"], registry=registry)
-            self.proxy_latency = Histogram("proxy_latency", "", registry=registry)
-
-    class Settings(msgspec.Struct, frozen=True):
-        proxy_connect_timeout_s: float = 1.0
-        proxy_read_timeout_s: float = 5.0
-        max_proxy_body_bytes: int = 16 * 1024 * 1024
-
-    def on_error(_: Request[Any, Any, Any], exc: KatoError) -> Response[Any]:
-        body = error_body(exc.status, exc.code, exc.message, exc.details)
-        return Response(body, status_code=exc.status, headers=exc.headers)
-
-    settings = Settings(proxy_read_timeout_s=read_timeout_s)
-    if max_body_bytes is not None:
-        settings = msgspec.structs.replace(settings, max_proxy_body_bytes=max_body_bytes)
+    """The echo upstream on loopback and a manager (with ``settings``) routing sessions to it."""
     upstream = EchoUpstream()
-    app = Litestar(list(PROXY_HANDLERS), exception_handlers={KatoError: on_error})
-    clock = ManualClock()
-    app.state.clock = clock
-    app.state.sessions = _StandInSessions(clock)
-    app.state.forwarder = Forwarder.from_settings(settings, Metrics())
-    try:
-        async with serve(upstream) as upstream_url, serve(app) as base_url:
-            yield ProxyHarness(base_url, app, upstream, upstream_url)
-    finally:
-        await app.state.forwarder.aclose()
+    async with serve(upstream) as upstream_url:
+        backend, clock = EchoBackend(upstream_url), ManualClock()
+        manager = await start_manager(make_settings(**settings), backend=backend, clock=clock)
+        yield ProxyHarness(manager, backend, upstream, upstream_url, clock)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,19 +13,29 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.session_manager.conftest import (
+    Manager,
+    SettingsFactory,
+    StartManager,
+    auth,
+)
 from tests.integration.session_manager.proxy_fixtures import (
     EchoUpstream,
     ProxyHarness,
     ProxySession,
+    echo_manager,
     free_port,
-    proxy_harness,
     serve,
 )
 
 
 @pytest.fixture(name="harness")
-async def fx_harness() -> AsyncIterator[ProxyHarness]:
-    async with proxy_harness(read_timeout_s=0.5, max_body_bytes=64 * 1024) as harness:
+async def fx_harness(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> AsyncIterator[ProxyHarness]:
+    async with echo_manager(
+        start_manager, make_settings, proxy_read_timeout_s=0.5, max_proxy_body_bytes=64 * 1024
+    ) as harness:
         yield harness
 
 
@@ -355,3 +367,38 @@ async def test_https_processor_with_an_untrusted_certificate_gives_502(
     assert response.status_code == 502
     assert response.json()["error"]["details"]["reason"] == "SSLCertVerificationError"
     assert upstream.requests == 0
+
+
+async def test_proxied_requests_are_counted_by_status_in_metrics(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    await client.get(f"/session/{session.id}/stm", params={"status": "404"}, headers=session.auth)
+    down = await harness.open_session(endpoint=f"http://127.0.0.1:{free_port()}")
+    await client.get(f"/session/{down.id}/stm", headers=down.auth)
+    text = (await client.get("/metrics")).text
+    assert 'kato_proxy_requests_total{status="200"} 1.0' in text
+    assert 'kato_proxy_requests_total{status="404"} 1.0' in text
+    assert 'kato_proxy_requests_total{status="502"} 1.0' in text
+    assert "kato_proxy_latency_seconds_count 3.0" in text
+
+
+# -- real processors (python -m processor_image through the process backend) ----------------------
+
+
+async def test_killed_processor_gives_502(
+    manager: Manager,
+) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    ok = await manager.client.post(
+        f"/session/{sid}/observe", json={"strings": ["a"]}, headers=auth(session)
+    )
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith("application/json")
+    record = await manager.client.get(f"/admin/sessions/{sid}", headers=manager.admin)
+    os.killpg(int(record.json()["ref"]), signal.SIGKILL)
+    for _ in range(2):  # the pooled socket is gone too: no stale reuse, no hang
+        down = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+        assert down.status_code == 502
+        assert down.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"

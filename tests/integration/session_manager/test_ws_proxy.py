@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.integration.session_manager.conftest import (
+    Manager,
+    SettingsFactory,
+    StartManager,
+    auth,
+)
 from tests.integration.session_manager.proxy_fixtures import (
     ProxyHarness,
     ProxySession,
+    echo_manager,
     free_port,
-    proxy_harness,
 )
 
 
 @pytest.fixture(name="harness")
-async def fx_harness() -> AsyncIterator[ProxyHarness]:
-    async with proxy_harness() as harness:
+async def fx_harness(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> AsyncIterator[ProxyHarness]:
+    async with echo_manager(start_manager, make_settings) as harness:
         yield harness
 
 
@@ -182,3 +193,70 @@ async def test_idle_deadline_moves_on_open_then_at_most_once_a_second(
         await ws.send("soon after")
         await ws.recv()
         assert await harness.last_activity_ms(session.id) == at_one_second
+
+
+async def test_deleted_session_closes_with_4410(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    deleted = await harness.manager.client.delete(f"/session/{session.id}", headers=session.auth)
+    assert deleted.status_code == 204
+    async with ws_connect(harness, session.id, headers=session.auth) as ws:
+        assert await closed_by_server(ws) == (4410, "SESSION_EXPIRED")
+
+
+# -- real processors (python -m processor_image through the process backend) ----------------------
+
+
+async def call(ws: ClientConnection, kind: str, payload: dict[str, Any] | None = None) -> Any:
+    await ws.send(json.dumps({"type": kind, "payload": payload or {}}))
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_seed_usage_pattern_over_the_ws_proxy_with_a_header_token(manager: Manager) -> None:
+    session = await manager.create(genes={"recall_threshold": 0.1})
+    url = f"{manager.ws_url}/session/{session['session_id']}/ws"
+    async with connect(url, additional_headers=auth(session), proxy=None) as ws:
+        assert (await call(ws, "ping"))["type"] == "pong"
+        for symbol in ("hello", "world", "test"):
+            observed = await call(
+                ws, "observe", {"strings": [symbol], "vectors": [], "emotives": {}}
+            )
+            assert observed["data"]["status"] == "okay"
+        assert (await call(ws, "get_stm"))["data"]["stm"] == [["hello"], ["world"], ["test"]]
+        learned = (await call(ws, "learn"))["data"]["pattern_name"]
+        assert learned.startswith("PTRN|")
+        await call(ws, "clear_stm")
+        for symbol in ("hello", "world"):
+            await call(ws, "observe", {"strings": [symbol], "vectors": [], "emotives": {}})
+        predictions = (await call(ws, "get_predictions"))["data"]["predictions"]
+        assert [(p["name"], p["future"]) for p in predictions] == [(learned, [["test"]])]
+        assert (await call(ws, "no_such_type"))["type"] == "error"
+
+
+async def test_processor_close_on_a_bad_frame_reaches_the_client_with_its_reason(
+    manager: Manager,
+) -> None:
+    session = await manager.create()
+    url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
+    async with connect(url, proxy=None) as ws:
+        await ws.send("this is not json")
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1011
+    assert info.value.rcvd.reason
+
+
+async def test_processor_dying_mid_socket_closes_the_client_with_1014(manager: Manager) -> None:
+    session = await manager.create()
+    record = await manager.client.get(
+        f"/admin/sessions/{session['session_id']}", headers=manager.admin
+    )
+    url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
+    async with connect(url, proxy=None) as ws:
+        assert (await call(ws, "ping"))["type"] == "pong"
+        os.killpg(int(record.json()["ref"]), signal.SIGKILL)
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1014
