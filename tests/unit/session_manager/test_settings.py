@@ -74,3 +74,23 @@ def test_inconsistent_settings_fail_at_start_up(env: dict[str, str], named: str)
 def test_manager_id_follows_the_redis_prefix_so_replicas_share_it() -> None:
     assert Settings.from_env({"REDIS_PREFIX": "team-a:"}).manager_id == "team-a"
     assert Settings.from_env({"REDIS_PREFIX": "x:", "MANAGER_ID": "m1"}).manager_id == "m1"
+
+
+def test_env_example_documents_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    import msgspec
+
+    lines = (Path(__file__).resolve().parents[3] / ".env.example").read_text().splitlines()
+    documented = dict(
+        line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line
+    )
+    fields = {f.name.upper(): f for f in msgspec.structs.fields(Settings)}
+    fields.pop("ADMIN_TOKEN_GENERATED")
+    assert set(documented) == set(fields)
+    for name, value in documented.items():
+        default = fields[name].default
+        if value:
+            assert msgspec.convert(value, fields[name].type, strict=False) == default, name
+        else:
+            assert default in (None, ""), name
