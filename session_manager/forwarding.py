@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.exceptions import WebSocketDisconnect
@@ -38,13 +38,14 @@ from session_manager.errors import (
 if TYPE_CHECKING:
     from litestar.connection import WebSocket
     from litestar.types import Receive, Scope, Send
-    from prometheus_client import Counter, Histogram
+
+    from session_manager.metrics import Metrics
+    from session_manager.settings import Settings
 
 __all__ = (
     "ActivityTracker",
     "Closed",
     "Forwarder",
-    "ProxyMetrics",
     "ProxyResponse",
     "bridge_websockets",
     "request_id_from",
@@ -84,39 +85,10 @@ _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
 
 _CLOSE_REASON_BYTES = 123
-
-
-class ProxyMetrics(Protocol):
-    """The two metrics the proxy updates (``session_manager.metrics.Metrics`` has them)."""
-
-    @property
-    def proxy_requests(self) -> Counter:
-        """Proxied requests by ``status``."""
-        ...
-
-    @property
-    def proxy_latency(self) -> Histogram:
-        """Seconds from forwarding a request to the processor's response headers."""
-        ...
-
-
-class ProxySettings(Protocol):
-    """The settings the forwarder reads (fields of ``session_manager.settings.Settings``)."""
-
-    @property
-    def proxy_connect_timeout_s(self) -> float:
-        """Connecting to a processor (HTTP and WebSocket)."""
-        ...
-
-    @property
-    def proxy_read_timeout_s(self) -> float:
-        """Waiting for a processor's response."""
-        ...
 
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
@@ -228,7 +200,7 @@ class Forwarder:
     def __init__(
         self,
         pool: Http1Pool,
-        metrics: ProxyMetrics,
+        metrics: Metrics,
         *,
         connect_timeout_s: float,
         max_body_bytes: int,
@@ -241,10 +213,10 @@ class Forwarder:
         self.activity = ActivityTracker()
 
     @classmethod
-    def from_settings(cls, settings: ProxySettings, metrics: ProxyMetrics) -> Forwarder:
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> Forwarder:
         """The forwarder for these settings; ``MAX_PROXY_BODY_BYTES`` bounds bodies both ways."""
         pool = Http1Pool(
-            max_in_flight=getattr(settings, "proxy_max_connections", 512),
+            max_in_flight=settings.proxy_max_connections,
             max_idle=256,
             # Processors (uvicorn) drop idle connections after 5 s: expire ours first, so a
             # request never lands on a connection the processor is closing.
@@ -256,7 +228,7 @@ class Forwarder:
             pool,
             metrics,
             connect_timeout_s=settings.proxy_connect_timeout_s,
-            max_body_bytes=getattr(settings, "max_proxy_body_bytes", _DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=settings.max_proxy_body_bytes,
         )
 
     async def aclose(self) -> None:

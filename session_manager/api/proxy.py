@@ -15,11 +15,12 @@ and reasons pass through both ways; a processor that vanishes without a close fr
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
+from litestar.types import ASGIApp
 
 from session_manager.errors import KatoError
 from session_manager.forwarding import (
@@ -30,7 +31,9 @@ from session_manager.forwarding import (
 )
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Scope
+    from litestar.types import Scope
+
+    from session_manager.lifecycle import Sessions
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
@@ -46,19 +49,6 @@ _METHODS = [
     HttpMethod.DELETE,
     HttpMethod.OPTIONS,
 ]
-
-
-class _Route(Protocol):
-    @property
-    def endpoint(self) -> str: ...
-
-
-class _Sessions(Protocol):
-    """What the proxy needs from ``session_manager.lifecycle.Sessions``."""
-
-    async def resolve(self, session_id: str, authorization: str | None) -> _Route: ...
-
-    async def touch(self, session_id: str) -> None: ...
 
 
 def _processor_path(scope: Scope) -> str:
@@ -81,7 +71,7 @@ def _processor_path(scope: Scope) -> str:
 async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     """Forward to the session's processor; its status, content type and body come back as-is."""
     session_id: str = request.path_params["session_id"]
-    sessions: _Sessions = request.app.state.sessions
+    sessions: Sessions = request.app.state.sessions
     forwarder: Forwarder = request.app.state.forwarder
     scope = request.scope
     processor = await sessions.resolve(session_id, request.headers.get("authorization"))
@@ -115,7 +105,7 @@ def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
 async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
     session_id: str = socket.path_params["session_id"]
-    sessions: _Sessions = socket.app.state.sessions
+    sessions: Sessions = socket.app.state.sessions
     forwarder: Forwarder = socket.app.state.forwarder
     request_id = request_id_from(socket.scope["headers"])
     authorization, query = _ws_credentials(socket)
