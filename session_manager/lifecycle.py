@@ -182,6 +182,8 @@ class Sessions:
             "PROCESSOR_NAME": f"session-{record.session_id}",
             "KB_ID": record.kb_id,
             "STORAGE": self.settings.processor_storage,
+            # Hibernation snapshots come back through PUT /state: allow what the proxy allows.
+            "MAX_BODY_BYTES": str(self.settings.max_proxy_body_bytes),
         }
         if self.settings.mongo_url:
             env["MONGO_URL"] = self.settings.mongo_url
