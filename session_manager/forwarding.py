@@ -89,6 +89,10 @@ _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
 
 _CLOSE_REASON_BYTES = 123
+_TOUCH_INTERVAL_MS = 1000
+"""A session's idle deadline is written at most once a second, however busy it is."""
+_TRACKED_SESSIONS = 10_000
+"""Past this many remembered touch times, the ones old enough to no longer matter are dropped."""
 
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
@@ -151,34 +155,30 @@ class ProxyResponse:
 
 
 class ActivityTracker:
-    """Moves idle deadlines off the request path, with at most one touch in flight per session.
+    """Moves idle deadlines off the request path: at most one touch per session per interval.
 
-    A request that arrives while its session's touch is still in flight adds nothing: that touch
-    already moves the deadline to within one Redis round trip of now.
+    The touch runs in the background, never on the request path. Activity within
+    ``interval_ms`` of the session's last touch (by the app's clock), or while a touch is in
+    flight, adds nothing: a busy session costs one Redis write per interval, and its idle
+    deadline trails its last activity by less than the interval.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval_ms: int = _TOUCH_INTERVAL_MS) -> None:
+        self._interval_ms = interval_ms
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._last: dict[str, int] = {}
 
-    def mark(self, session_id: str, touch: Touch) -> None:
-        """Note activity: ``touch`` runs in the background unless one for the session already is."""
-        if session_id not in self._in_flight:
-            self._in_flight[session_id] = asyncio.create_task(self._touch(session_id, touch))
-
-    def throttled(
-        self, session_id: str, touch: Touch, now_ms: Callable[[], int], interval_ms: int
-    ) -> Callable[[], None]:
-        """A ``mark`` for one long-lived connection that fires at most once per ``interval_ms``."""
-        last = now_ms()
-
-        def mark() -> None:
-            nonlocal last
-            now = now_ms()
-            if now - last >= interval_ms:
-                last = now
-                self.mark(session_id, touch)
-
-        return mark
+    def mark(self, session_id: str, touch: Touch, now_ms: int) -> None:
+        """Note activity on ``session_id`` at ``now_ms``; ``touch`` runs if it is due."""
+        last = self._last.get(session_id)
+        if session_id in self._in_flight or (
+            last is not None and now_ms - last < self._interval_ms
+        ):
+            return
+        self._last[session_id] = now_ms
+        if len(self._last) > _TRACKED_SESSIONS:
+            self._last = {s: t for s, t in self._last.items() if now_ms - t < self._interval_ms}
+        self._in_flight[session_id] = asyncio.create_task(self._touch(session_id, touch))
 
     async def _touch(self, session_id: str, touch: Touch) -> None:
         try:

@@ -33,13 +33,13 @@ from session_manager.forwarding import (
 if TYPE_CHECKING:
     from litestar.types import Scope
 
+    from session_manager.clock import Clock
     from session_manager.lifecycle import Sessions
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
 log = logging.getLogger(__name__)
 
-_WS_TOUCH_INTERVAL_MS = 1000
 _METHODS = [
     HttpMethod.GET,
     HttpMethod.HEAD,
@@ -75,7 +75,7 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     forwarder: Forwarder = request.app.state.forwarder
     scope = request.scope
     processor = await sessions.resolve(session_id, request.headers.get("authorization"))
-    forwarder.activity.mark(session_id, sessions.touch)
+    forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
     body = await forwarder.read_body(request.stream(), request.headers.get("content-length"))
     return await forwarder.forward(
         request.method,
@@ -124,11 +124,13 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
         return
     try:
         await socket.accept(subprotocols=upstream.subprotocol, headers={"X-Request-ID": request_id})
-        forwarder.activity.mark(session_id, sessions.touch)
-        on_frame = forwarder.activity.throttled(
-            session_id, sessions.touch, socket.app.state.clock.now_ms, _WS_TOUCH_INTERVAL_MS
+        clock: Clock = socket.app.state.clock
+        forwarder.activity.mark(session_id, sessions.touch, clock.now_ms())
+        closed = await bridge_websockets(
+            socket,
+            upstream,
+            lambda: forwarder.activity.mark(session_id, sessions.touch, clock.now_ms()),
         )
-        closed = await bridge_websockets(socket, upstream, on_frame)
         log.info(
             "websocket closed",
             extra={"session_id": session_id, "by": closed.by, "code": closed.code},
