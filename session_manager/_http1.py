@@ -242,11 +242,14 @@ class Http1Pool:
 
         Returns once the response headers are in; the caller must read or release it.
         """
-        try:
-            async with asyncio.timeout(self.read_timeout_s):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise ProcessorTimeout("too many requests in flight to processors") from exc
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.read_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise ProcessorTimeout("too many requests in flight to processors") from exc
+        else:
+            await self._slots.acquire()
         try:
             conn = self._reuse(key) or await self._connect(key)
             await conn.exchange(

@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from session_manager._http1 import Exchange, Http1Pool, RawHeaders, parse_endpoint
+from session_manager._http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
 from session_manager.errors import (
     KatoError,
     PayloadTooLarge,
@@ -91,6 +91,7 @@ _STREAM_ABOVE_BYTES = 256 * 1024
 _CLOSE_REASON_BYTES = 123
 _TOUCH_INTERVAL_MS = 1000
 """A session's idle deadline is written at most once a second, however busy it is."""
+_REMEMBERED_ENDPOINTS = 4096
 _TRACKED_SESSIONS = 10_000
 """Past this many remembered touch times, the ones old enough to no longer matter are dropped."""
 
@@ -211,6 +212,16 @@ class Forwarder:
         self.connect_timeout_s = connect_timeout_s
         self.max_body_bytes = max_body_bytes
         self.activity = ActivityTracker()
+        self._endpoints: dict[str, Endpoint] = {}
+
+    def _endpoint(self, endpoint: str) -> Endpoint:
+        """``parse_endpoint``, remembered (bounded: cleared when it grows past a few thousand)."""
+        parsed = self._endpoints.get(endpoint)
+        if parsed is None:
+            if len(self._endpoints) >= _REMEMBERED_ENDPOINTS:
+                self._endpoints.clear()
+            parsed = self._endpoints[endpoint] = parse_endpoint(endpoint)
+        return parsed
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Forwarder:
@@ -264,7 +275,7 @@ class Forwarder:
         started = time.perf_counter()
         status = "error"
         try:
-            target = parse_endpoint(endpoint)
+            target = self._endpoint(endpoint)
             rid = request_id.encode()
             lines = [
                 b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"

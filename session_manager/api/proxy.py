@@ -15,7 +15,7 @@ and reasons pass through both ways; a processor that vanishes without a close fr
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
 from litestar import Request, WebSocket, route, websocket
@@ -74,17 +74,24 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     sessions: Sessions = request.app.state.sessions
     forwarder: Forwarder = request.app.state.forwarder
     scope = request.scope
-    processor = await sessions.resolve(session_id, request.headers.get("authorization"))
+    headers = cast("list[tuple[bytes, bytes]]", scope["headers"])  # ASGI servers send a list
+    authorization = content_length = None
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = value.decode("latin-1")
+    processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
-    body = await forwarder.read_body(request.stream(), request.headers.get("content-length"))
+    body = await forwarder.read_body(request.stream(), content_length)
     return await forwarder.forward(
         request.method,
         processor.endpoint,
         _processor_path(scope),
         scope["query_string"],
-        scope["headers"],
+        headers,
         body,
-        request_id_from(scope["headers"]),
+        request_id_from(headers),
     )
 
 
