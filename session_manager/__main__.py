@@ -33,6 +33,7 @@ def main() -> int:
         log_level=settings.log_level.lower(),
         ws="websockets-sansio",
         lifespan="on",
+        access_log=False,
     )
     return 0
 

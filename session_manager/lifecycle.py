@@ -47,6 +47,8 @@ _LIVE = tuple(SessionStatus)
 _SETTLING = (SessionStatus.STARTING, SessionStatus.HIBERNATING, SessionStatus.TERMINATING)
 """Statuses another task is about to change; a request waits for them to settle."""
 _POLL_S = 0.05
+_TOUCH_EVERY_MS = 1000
+_TOUCHED_MAX = 100_000
 
 
 class ProcessorRoute(msgspec.Struct, frozen=True):
@@ -93,6 +95,7 @@ class Sessions:
         self.metrics = metrics
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._touched: dict[str, int] = {}
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.proxy_read_timeout_s, connect=settings.proxy_connect_timeout_s
@@ -277,12 +280,15 @@ class Sessions:
         raise _gone(session_id, tombstone)
 
     def _authorize(self, record: SessionRecord, authorization: str | None) -> None:
+        self._check_token(record.token_hash, authorization)
+
+    def _check_token(self, token_hash: str, authorization: str | None) -> None:
         if self.settings.session_auth == "none":
             return
         token = _bearer(authorization)
         if token is None:
             raise Unauthorized("missing session token (Authorization: Bearer <token>)")
-        if not hmac.compare_digest(hash_token(token), record.token_hash):
+        if not hmac.compare_digest(hash_token(token), token_hash):
             raise Unauthorized("wrong session token")
 
     async def get(self, session_id: str, authorization: str | None) -> SessionRecord:
@@ -307,7 +313,17 @@ class Sessions:
         return await self.get(session_id, authorization)
 
     async def touch(self, session_id: str) -> None:
-        """Note activity (the proxy calls this): one script moving the idle deadline."""
+        """Note activity (the proxy calls this): moves the idle deadline at most once a second.
+
+        Idle timeouts are minutes long, so a deadline up to a second stale costs nothing, and a
+        busy session costs one Redis script per second instead of one per request.
+        """
+        now = self.clock.now_ms()
+        if now - self._touched.get(session_id, -_TOUCH_EVERY_MS) < _TOUCH_EVERY_MS:
+            return
+        if len(self._touched) >= _TOUCHED_MAX:
+            self._touched.clear()
+        self._touched[session_id] = now
         await self.store.touch(session_id)
 
     async def resolve(self, session_id: str, authorization: str | None) -> ProcessorRoute:
@@ -316,8 +332,13 @@ class Sessions:
         Raises ``SessionNotFound``, ``SessionExpired``, ``Unauthorized``, ``StoreUnavailable``,
         or ``ProcessorTimeout`` when the session does not settle within the start timeout.
         """
+        route = await self.store.route(session_id)
+        if route is None:
+            raise _gone(session_id, await self.store.tombstone(session_id))
+        self._check_token(route.token_hash, authorization)
+        if route.status == SessionStatus.READY:
+            return ProcessorRoute(session_id=session_id, endpoint=route.endpoint)
         record = await self._live(session_id)
-        self._authorize(record, authorization)
         deadline = time.monotonic() + self.settings.start_timeout_s + self.settings.stop_timeout_s
         while True:
             if record.status == SessionStatus.READY:

@@ -34,7 +34,7 @@ from session_manager.clock import Clock
 from session_manager.errors import CapacityExceeded, SessionConflict, StoreUnavailable
 from session_manager.models import SessionRecord, SessionStatus, Tombstone
 
-__all__ = ("Capacity", "Deadline", "Page", "SessionStore", "TransitionResult")
+__all__ = ("Capacity", "Deadline", "Page", "Route", "SessionStore", "TransitionResult")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -100,6 +100,14 @@ class TransitionResult(msgspec.Struct, frozen=True):
 
     ok: bool
     previous: SessionStatus | None
+
+
+class Route(msgspec.Struct, frozen=True):
+    """The three fields a proxied request needs from a session's record."""
+
+    status: SessionStatus
+    endpoint: str
+    token_hash: str
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -301,6 +309,16 @@ class SessionStore:
         record = _from_hash(fields, None, None) if fields else None
         tombstone = msgspec.json.decode(tomb, type=Tombstone) if tomb else None
         return record, tombstone
+
+    @_store_errors
+    async def route(self, session_id: str) -> Route | None:
+        """Status, endpoint and token hash in one ``HMGET``: the request hot path."""
+        status, endpoint, token_hash = await self.redis.hmget(
+            self._session(session_id), ["status", "endpoint", "token_hash"]
+        )
+        if status is None:
+            return None
+        return Route(SessionStatus(_text(status)), _text(endpoint or b""), _text(token_hash or b""))
 
     @_store_errors
     async def tombstone(self, session_id: str) -> Tombstone | None:
