@@ -228,6 +228,8 @@ def main() -> None:
             )
         )
     finally:
+        api.close()
+        api = Connection(base)  # the first one may have idled past the keep-alive timeout
         for created in sessions:
             try:
                 api.json(
