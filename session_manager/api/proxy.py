@@ -147,4 +147,9 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
 
 
 PROXY_HANDLERS = (proxy_http, proxy_websocket)
-"""Route handlers ``create_app`` registers (static routes like ``/session/{id}/keepalive`` win)."""
+"""Route handlers ``create_app`` registers.
+
+Litestar matches static segments first and does not fall back, so the manager's own routes
+under a session win: ``GET``/``DELETE /session/{id}``, ``/session/{id}/keepalive`` (and
+anything below it) and ``/session/{id}/ws``. The processor has no paths by those names.
+"""

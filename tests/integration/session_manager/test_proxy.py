@@ -402,3 +402,24 @@ async def test_killed_processor_gives_502(
         down = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
         assert down.status_code == 502
         assert down.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"
+
+
+async def test_manager_routes_under_the_session_path_are_not_proxied(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    record = await client.get(f"/session/{session.id}", headers=session.auth)
+    assert record.status_code == 200
+    assert record.json()["session_id"] == session.id
+    kept = await client.post(f"/session/{session.id}/keepalive", headers=session.auth)
+    assert kept.status_code == 200
+    created = await client.post("/session/create", json={"user_id": "proxy-tests"})
+    assert created.status_code == 201
+    assert harness.upstream.requests == 0
+    # The manager owns ``keepalive`` and ``ws`` below a session (Litestar matches static
+    # segments first and does not fall back); the processor has no such paths.
+    nested = await client.post(f"/session/{session.id}/keepalive/extra", headers=session.auth)
+    assert nested.status_code == 404
+    assert harness.upstream.requests == 0
+    assert (await client.get(f"/session/{session.id}/stm", headers=session.auth)).status_code == 200
+    assert (await client.delete(f"/session/{session.id}", headers=session.auth)).status_code == 204
+    assert harness.upstream.requests == 1
