@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 
 from session_manager.app import create_app
+from session_manager.log import configure_logging
 from session_manager.settings import Settings, SettingsError
 
 
@@ -18,9 +18,7 @@ def main() -> int:
     except SettingsError as exc:
         sys.stderr.write(f"kato-sessions: {exc}\n")
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     if settings.admin_token_generated:
         sys.stdout.write(
             f"kato-sessions: ADMIN_TOKEN not set; generated admin token: {settings.admin_token}\n"
@@ -34,6 +32,7 @@ def main() -> int:
         ws="websockets-sansio",
         lifespan="on",
         access_log=False,
+        log_config=None,
     )
     return 0
 

@@ -25,6 +25,7 @@ from session_manager.backends.base import Backend
 from session_manager.clock import Clock, SystemClock
 from session_manager.forwarding import Forwarder
 from session_manager.lifecycle import Sessions
+from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.redis_client import connect_redis
 from session_manager.settings import Settings
@@ -86,6 +87,8 @@ def create_app(
         route_handlers=[SessionController, AdminController, *SYSTEM_HANDLERS, *_proxy_handlers()],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestContext],
+        logging_config=None,  # logging is set up once, by __main__ (JSON lines)
         openapi_config=OpenAPIConfig(
             title="kato-sessions manager", version="0.1.0", path="/schema"
         ),

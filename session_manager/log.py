@@ -1,0 +1,81 @@
+"""JSON-lines logging; ``request_id`` and ``session_id`` come from contextvars set per request."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from typing import Any
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ("JsonFormatter", "RequestContext", "configure_logging", "request_id", "session_id")
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+session_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
+
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, context ids and ``extra``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, var in (("request_id", request_id), ("session_id", session_id)):
+            value = var.get()
+            if value is not None:
+                entry[name] = value
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Send every logger (uvicorn's too) to stderr as JSON lines at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class RequestContext:
+    """Middleware putting ``request_id`` (client's or new) and ``session_id`` in the context."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with its ids in the logging context."""
+        rid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        path: str = scope["path"]
+        sid = path.split("/", 3)[2] if path.startswith("/session/") else None
+        if sid == "create":
+            sid = None
+        rid_token = request_id.set(rid[:128] if rid else uuid.uuid4().hex)
+        sid_token = session_id.set(sid or None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_id.reset(rid_token)
+            session_id.reset(sid_token)

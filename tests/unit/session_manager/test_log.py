@@ -1,0 +1,35 @@
+"""JSON log lines carry the request's ids and the ``extra`` fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from session_manager.log import JsonFormatter, request_id, session_id
+
+
+def test_a_log_line_is_json_with_context_ids_and_extra_fields() -> None:
+    record = logging.LogRecord(
+        "session_manager.x", logging.INFO, "f.py", 1, "session reaped", None, None
+    )
+    record.reason = "idle"
+    tokens = request_id.set("req-1"), session_id.set("s-1")
+    try:
+        line = JsonFormatter().format(record)
+    finally:
+        request_id.reset(tokens[0])
+        session_id.reset(tokens[1])
+    entry = json.loads(line)
+    assert entry["message"] == "session reaped"
+    assert entry["level"] == "INFO"
+    assert entry["request_id"] == "req-1"
+    assert entry["session_id"] == "s-1"
+    assert entry["reason"] == "idle"
+    assert entry["ts"].endswith("Z")
+
+
+def test_without_a_request_the_ids_are_left_out() -> None:
+    record = logging.LogRecord("x", logging.WARNING, "f.py", 1, "manager started", None, None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert "request_id" not in entry
+    assert "session_id" not in entry
