@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from litestar.exceptions import WebSocketDisconnect
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 Touch = Callable[[str], Awaitable[None]]
 
-HOP_BY_HOP = frozenset(
+_HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -71,7 +71,7 @@ HOP_BY_HOP = frozenset(
 )
 """Headers that describe one connection, not the message (RFC 9110 §7.6.1)."""
 
-_NOT_FORWARDED = HOP_BY_HOP | {
+_NOT_FORWARDED = _HOP_BY_HOP | {
     b"authorization",
     b"host",
     b"content-length",
@@ -81,7 +81,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {
 """Request headers the proxy drops or rewrites: the session token, framing it sets itself, and
 ``Expect`` (the body is read before forwarding, the manager's server answers ``100``)."""
 
-_NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+_NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -380,7 +380,7 @@ class Forwarder:
 class Closed(msgspec.Struct, frozen=True):
     """How a proxied WebSocket ended: which side closed first, with what code and reason."""
 
-    by: str
+    by: Literal["client", "processor"]
     code: int
     reason: str
 
