@@ -8,16 +8,15 @@ the backend, ``Metrics``, the proxy's ``Forwarder`` and ``Sessions``; all live o
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
+from session_manager.api.proxy import PROXY_HANDLERS
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -34,18 +33,6 @@ from session_manager.store import SessionStore
 __all__ = ("create_app",)
 
 log = logging.getLogger(__name__)
-
-
-def _proxy_handlers() -> tuple[Any, ...]:
-    """The PROXY engineer's handlers (``api/proxy.py``), when that module is present."""
-    try:
-        module = importlib.import_module("session_manager.api.proxy")
-    except ModuleNotFoundError as exc:
-        if exc.name != "session_manager.api.proxy":
-            raise
-        return ()
-    handlers: tuple[Any, ...] = module.PROXY_HANDLERS
-    return handlers
 
 
 def create_app(
@@ -84,7 +71,7 @@ def create_app(
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[SessionController, AdminController, *SYSTEM_HANDLERS, *_proxy_handlers()],
+        route_handlers=[SessionController, AdminController, *SYSTEM_HANDLERS, *PROXY_HANDLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestContext],
