@@ -415,3 +415,32 @@ async def test_processor_outlives_a_manager_shutdown(
     await observe(second, session, "still-here")
     assert await stm(second, session) == [["still-here"]]
     assert processes_of(manager_id) == {pid: session["session_id"]}
+
+
+async def test_deleting_a_session_while_it_starts_stops_its_processor(
+    manager: Manager, manager_id: str
+) -> None:
+    reply = await manager.client.post("/session/create?wait=false", json={"user_id": "a"})
+    session = reply.json()
+    deleted = await manager.client.delete(
+        f"/session/{session['session_id']}", headers=auth(session)
+    )
+    assert deleted.status_code == 204
+    for _ in range(200):  # the start finishes, finds the session ended, removes its processor
+        if not processes_of(manager_id) and not manager.app.state.sessions._tasks:
+            break
+        await asyncio.sleep(0.05)
+    assert processes_of(manager_id) == {}
+    again = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
+    assert again.status_code == 410
+
+
+async def test_a_dead_processor_gives_502_at_once(manager: Manager) -> None:
+    session = await manager.create()
+    pid = await pid_of(manager, session)
+    os.killpg(pid, 9)
+    while pid_running(pid):
+        await asyncio.sleep(0.02)
+    reply = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
+    assert reply.status_code == 502
+    assert reply.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"
