@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from session_manager import log as log_context
 from session_manager._http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
 from session_manager.errors import (
     KatoError,
@@ -97,7 +98,14 @@ _TRACKED_SESSIONS = 10_000
 
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """The client's ``X-Request-ID`` when it is a sane token, else a new one."""
+    """This request's id, so logs, processor and client see the same one.
+
+    The id in the logging context (``RequestContext``) when it is a plain token, else the
+    client's ``X-Request-ID`` when it is one, else a new id.
+    """
+    current = log_context.request_id.get()
+    if current is not None and _REQUEST_ID.fullmatch(current):
+        return current
     for name, value in headers:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from session_manager import log as log_context
 from session_manager.errors import StoreUnavailable
 from session_manager.forwarding import ActivityTracker, request_id_from, websocket_close_code
 
@@ -49,6 +50,14 @@ def test_request_id_that_is_not_a_plain_token_is_replaced(value: bytes) -> None:
 
 def test_request_id_is_generated_when_missing() -> None:
     assert request_id_from([]) != request_id_from([])
+
+
+def test_request_id_of_the_logging_context_wins() -> None:
+    token = log_context.request_id.set("from-the-middleware")
+    try:
+        assert request_id_from([(b"x-request-id", b"other")]) == "from-the-middleware"
+    finally:
+        log_context.request_id.reset(token)
 
 
 async def test_marks_while_a_touch_is_in_flight_add_no_second_touch() -> None:
