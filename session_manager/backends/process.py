@@ -43,7 +43,7 @@ _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTU
 
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
-_POLL_S = 0.05
+_POLL_S = 0.02
 
 
 class ProcessBackend:

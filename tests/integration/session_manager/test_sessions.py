@@ -444,3 +444,22 @@ async def test_a_dead_processor_gives_502_at_once(manager: Manager) -> None:
     reply = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
     assert reply.status_code == 502
     assert reply.json()["error"]["code"] == "PROCESSOR_UNAVAILABLE"
+
+
+async def test_two_replicas_sharing_redis_serve_the_same_sessions(
+    start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
+) -> None:
+    settings = make_settings(max_sessions=2)
+    first, second = await start_manager(settings), await start_manager(settings)
+    session = await first.create()
+    await observe(second, session, "via-second")
+    assert await stm(first, session) == [["via-second"]]
+    await second.create()
+    # Capacity is shared: the replicas together hold MAX_SESSIONS=2.
+    refused = await first.client.post("/session/create", json={"user_id": "x"})
+    assert refused.status_code == 429
+    deleted = await second.client.delete(f"/session/{session['session_id']}", headers=auth(session))
+    assert deleted.status_code == 204
+    gone = await first.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
+    assert gone.status_code == 410
+    assert len(processes_of(manager_id)) == 1
