@@ -240,6 +240,22 @@ async def test_chunked_body_over_the_limit_gives_413(
     assert response.status_code == 413
 
 
+async def test_chunked_body_under_the_limit_arrives_whole_with_a_length(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield f"part{i};".encode()
+
+    response = await client.post(
+        f"/session/{session.id}/observe", content=chunks(), headers=session.auth
+    )
+    seen = response.json()
+    assert seen["body"] == "part0;part1;part2;part3;part4;"
+    assert ["content-length", "30"] in seen["headers"]
+    assert "transfer-encoding" not in {name for name, _ in seen["headers"]}
+
+
 async def test_large_response_is_streamed_through_whole(
     client: httpx.AsyncClient, session: ProxySession
 ) -> None:
