@@ -32,6 +32,8 @@ class EchoUpstream:
         self.closes: list[tuple[int, str]] = []
         self.requests = 0
         self.clients: set[tuple[str, int]] = set()
+        self.active = 0
+        self.max_active = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -58,7 +60,12 @@ class EchoUpstream:
                 break
         query = dict(parse_qsl(scope["query_string"].decode()))
         if scope["path"] == "/slow":
-            await asyncio.sleep(float(query.get("s", "1")))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            try:
+                await asyncio.sleep(float(query.get("s", "1")))
+            finally:
+                self.active -= 1
         if scope["path"] == "/big":
             await send(
                 {

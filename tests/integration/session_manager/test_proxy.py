@@ -439,3 +439,21 @@ async def test_manager_routes_under_the_session_path_are_not_proxied(
     assert (await client.get(f"/session/{session.id}/stm", headers=session.auth)).status_code == 200
     assert (await client.delete(f"/session/{session.id}", headers=session.auth)).status_code == 204
     assert harness.upstream.requests == 1
+
+
+async def test_requests_over_the_in_flight_limit_wait_their_turn(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    async with echo_manager(start_manager, make_settings, proxy_max_connections=2) as harness:
+        session = await harness.open_session()
+        async with httpx.AsyncClient(base_url=harness.base_url, trust_env=False) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.get(
+                        f"/session/{session.id}/slow", params={"s": "0.2"}, headers=session.auth
+                    )
+                    for _ in range(6)
+                )
+            )
+    assert [reply.status_code for reply in replies] == [200] * 6
+    assert harness.upstream.max_active == 2
