@@ -293,14 +293,12 @@ class Sessions:
 
     async def get(self, session_id: str, authorization: str | None) -> SessionRecord:
         """The session's record (with deadlines) for its token holder."""
-        self._authorize(await self._live(session_id), authorization)
-        record = await self.store.get(session_id)
-        if record is None:
-            raise _gone(session_id, await self.store.tombstone(session_id))
+        record = await self.inspect(session_id)
+        self._authorize(record, authorization)
         return record
 
     async def inspect(self, session_id: str) -> SessionRecord:
-        """The record without a token check (admin)."""
+        """The record with its deadlines, without a token check (admin); 404 or 410."""
         record = await self.store.get(session_id)
         if record is None:
             raise _gone(session_id, await self.store.tombstone(session_id))
@@ -308,9 +306,9 @@ class Sessions:
 
     async def keepalive(self, session_id: str, authorization: str | None) -> SessionRecord:
         """Push the idle deadline to now + the session's idle timeout; the updated record."""
-        self._authorize(await self._live(session_id), authorization)
+        await self.get(session_id, authorization)
         await self.store.touch(session_id)
-        return await self.get(session_id, authorization)
+        return await self.inspect(session_id)
 
     async def touch(self, session_id: str) -> None:
         """Note activity (the proxy calls this): moves the idle deadline at most once a second.
