@@ -233,7 +233,11 @@ class Forwarder:
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Forwarder:
-        """The forwarder for these settings; ``MAX_PROXY_BODY_BYTES`` bounds bodies both ways."""
+        """The forwarder for these settings.
+
+        ``MAX_PROXY_BODY_BYTES`` bounds request bodies and WebSocket messages (responses are
+        streamed); ``PROXY_MAX_CONNECTIONS`` caps requests in flight to processors.
+        """
         pool = Http1Pool(
             max_in_flight=settings.proxy_max_connections,
             max_idle=256,
