@@ -3,8 +3,9 @@
 Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend) on
 loopback, creates sessions (timing create→ready), then times the same observation sent straight
 to the session's processor and through ``/session/{id}/observe``: one keep-alive client in
-alternating rounds (p50/p95/p99), then 8 concurrent keep-alive clients for a fixed time
-(requests/s). Counts and durations are bounded by the arguments.
+alternating rounds (p50/p95/p99), the same over ``/ws`` (one message, one reply), then 8
+concurrent keep-alive HTTP clients for a fixed time (requests/s). Counts and durations are
+bounded by the arguments.
 Run: ``python bench/proxy.py [--requests 3000] [--seconds 4] [--sessions 8]``.
 """
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import percentiles, table, write
+from websockets.sync.client import connect as ws_connect
 
 OBSERVE = json.dumps({"strings": ["hello", "world"], "vectors": [], "emotives": {}}).encode()
 JSON = {"Content-Type": "application/json"}
@@ -152,6 +154,38 @@ def latency_rounds(
     return samples["direct"], samples["proxy"]
 
 
+def websocket_rounds(
+    endpoint: str, base: str, session: dict[str, Any], messages: int
+) -> tuple[list[float], list[float]]:
+    """Observe round trips over ``/ws`` straight to the processor and through the manager."""
+    direct_url = "ws" + endpoint.removeprefix("http") + "/ws"
+    proxied_url = (
+        "ws" + base.removeprefix("http") + f"/session/{session['session_id']}/ws"
+        f"?token={session['token']}"
+    )
+    message = json.dumps(
+        {"type": "observe", "payload": {"strings": ["hello"], "vectors": [], "emotives": {}}}
+    )
+    clear = json.dumps({"type": "clear_stm"})
+    samples: dict[str, list[float]] = {"direct": [], "proxy": []}
+    with ws_connect(direct_url, proxy=None) as direct, ws_connect(proxied_url, proxy=None) as via:
+        sockets = (("direct", direct), ("proxy", via))
+        for _, ws in sockets:
+            for _ in range(100):
+                ws.send(message)
+                ws.recv()
+        for _ in range(10):
+            for name, ws in sockets:
+                ws.send(clear)
+                ws.recv()
+                for _ in range(max(1, messages // 10)):
+                    started = time.perf_counter()
+                    ws.send(message)
+                    ws.recv()
+                    samples[name].append(time.perf_counter() - started)
+    return samples["direct"], samples["proxy"]
+
+
 async def throughput(
     base_url: str, path: str, headers: dict[str, str], clients: int, seconds: float
 ) -> float:
@@ -220,6 +254,7 @@ def main() -> None:
         direct_s, proxy_s = latency_rounds(direct, proxied, session, args.requests)
         direct.close()
         proxied.close()
+        ws_direct_s, ws_proxy_s = websocket_rounds(endpoint, base, session, args.requests)
         auth = {"Authorization": f"Bearer {session['token']}", **JSON}
         direct_rps = asyncio.run(throughput(endpoint, "/observe", JSON, args.clients, args.seconds))
         proxy_rps = asyncio.run(
@@ -243,9 +278,12 @@ def main() -> None:
         stop_manager(manager)
 
     d, p, c = percentiles(direct_s), percentiles(proxy_s), percentiles(create_s)
+    wd, wp = percentiles(ws_direct_s), percentiles(ws_proxy_s)
     rows = [
-        {"path": "direct", **d, "rps_8_clients": round(direct_rps)},
-        {"path": "via manager", **p, "rps_8_clients": round(proxy_rps)},
+        {"path": "HTTP direct", **d, "rps_8_clients": round(direct_rps)},
+        {"path": "HTTP via manager", **p, "rps_8_clients": round(proxy_rps)},
+        {"path": "WS direct", **wd, "rps_8_clients": "-"},
+        {"path": "WS via manager", **wp, "rps_8_clients": "-"},
     ]
     added = {q: p[q] - d[q] for q in ("p50_ms", "p95_ms", "p99_ms")}
     summary = {
@@ -253,12 +291,13 @@ def main() -> None:
         "added_p95_ms": added["p95_ms"],
         "added_p99_ms": added["p99_ms"],
         "p50_ratio": p["p50_ms"] / d["p50_ms"],
+        "ws_added_p50_ms": wp["p50_ms"] - wd["p50_ms"],
         "target_added_p50_ms": 0.5,
         "create_ready_p50_ms": c["p50_ms"],
         "create_ready_p95_ms": c["p95_ms"],
     }
     print(
-        table(f"POST /observe, one client ({len(direct_s)} each) and {args.clients} clients", rows)
+        table(f"observe: one client ({len(direct_s)} each), then {args.clients} HTTP clients", rows)
     )
     print(table("overhead and session start (process backend)", [summary]))
     path = write(
