@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,7 @@ def start_manager(port: int, admin_token: str, workdir: Path) -> subprocess.Pope
         **os.environ,
         "LISTEN_HOST": "127.0.0.1",
         "LISTEN_PORT": str(port),
+        "DATA_DIR": str(workdir / "data"),
         "ADMIN_TOKEN": admin_token,
         "SESSION_AUTH": "token",
         "IDLE_TIMEOUT_S": "3600",
@@ -276,6 +278,7 @@ def main() -> None:
                 print(f"cleanup: {exc}", file=sys.stderr)
         api.close()
         stop_manager(manager)
+    shutil.rmtree(workdir, ignore_errors=True)  # kept when the run failed, for manager.log
 
     d, p, c = percentiles(direct_s), percentiles(proxy_s), percentiles(create_s)
     wd, wp = percentiles(ws_direct_s), percentiles(ws_proxy_s)
