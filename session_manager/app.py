@@ -58,6 +58,7 @@ def create_app(
             metrics=state.metrics,
             clock=state.clock,
         )
+        state.sessions.start_watching()
         log.info(
             "manager started",
             extra={"backend": state.backend.name, "manager_id": settings.manager_id},

@@ -9,6 +9,7 @@ start slot expires by itself (the reconciler ends it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -32,12 +33,13 @@ from session_manager.errors import (
     SessionExpired,
     SessionNotFound,
     StartFailed,
+    StoreUnavailable,
     Unauthorized,
 )
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus, Tombstone
 from session_manager.settings import Settings
-from session_manager.store import Capacity, SessionStore
+from session_manager.store import Capacity, SessionStore, TransitionResult
 
 __all__ = ("ProcessorRoute", "Sessions", "hash_token")
 
@@ -49,6 +51,9 @@ _SETTLING = (SessionStatus.STARTING, SessionStatus.HIBERNATING, SessionStatus.TE
 _POLL_S = 0.05
 _TOUCH_EVERY_MS = 1000
 _TOUCHED_MAX = 100_000
+_ROUTE_TTL_S = 5.0
+"""Bounds how stale a cached route can be if a change message were ever missed."""
+_ROUTES_MAX = 100_000
 
 
 class ProcessorRoute(msgspec.Struct, frozen=True):
@@ -56,6 +61,12 @@ class ProcessorRoute(msgspec.Struct, frozen=True):
 
     session_id: str
     endpoint: str
+
+
+class _CachedRoute(msgspec.Struct, frozen=True):
+    endpoint: str
+    token_hash: str
+    at: float
 
 
 def hash_token(token: str) -> str:
@@ -96,6 +107,10 @@ class Sessions:
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._touched: dict[str, int] = {}
+        self._routes: dict[str, _CachedRoute] = {}
+        self._routes_live = False
+        self._epoch = 0
+        self._watcher: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.proxy_read_timeout_s, connect=settings.proxy_connect_timeout_s
@@ -103,8 +118,57 @@ class Sessions:
             trust_env=False,
         )
 
+    def start_watching(self) -> None:
+        """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""
+        self._watcher = asyncio.create_task(self._watch_changes())
+
+    async def _watch_changes(self) -> None:
+        """Keep the route cache honest: drop a session's route whenever its status changes.
+
+        The cache is used only while subscribed; a broken subscription (messages may be lost)
+        empties it and turns it off until the next subscription is confirmed.
+        """
+        while True:
+            try:
+                async for session_id in self.store.changes():
+                    self._forget(session_id)
+                    if not session_id:
+                        self._routes_live = True
+            except StoreUnavailable:
+                log.warning("change feed lost; route cache off until Redis is back")
+            except Exception:
+                log.exception("change feed failed; route cache off")
+            finally:
+                self._routes_live = False
+                self._forget("")
+            await asyncio.sleep(1.0)
+
+    def _forget(self, session_id: str) -> None:
+        """Drop one cached route (all of them for ``""``); fills racing this are discarded."""
+        self._epoch += 1
+        if session_id:
+            self._routes.pop(session_id, None)
+        else:
+            self._routes.clear()
+
+    async def _transition(self, session_id: str, **change: Any) -> TransitionResult:
+        """``store.transition``, and this replica stops using a cached route at once."""
+        result = await self.store.transition(session_id, **change)
+        self._forget(session_id)
+        return result
+
+    async def _end(self, session_id: str, reason: str, **options: Any) -> TransitionResult:
+        """``store.end``, and this replica stops using a cached route at once."""
+        result = await self.store.end(session_id, reason, self.settings.tombstone_ttl_s, **options)
+        self._forget(session_id)
+        return result
+
     async def aclose(self) -> None:
         """Let starts in flight finish (bounded by the start timeout); processors keep running."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.start_timeout_s + 5)
         await self._http.aclose()
@@ -220,10 +284,9 @@ class Sessions:
         try:
             handle = await self._launch(record)
         except KatoError as exc:
-            await self.store.end(
+            await self._end(
                 session_id,
                 EndReason.START_FAILED,
-                self.settings.tombstone_ttl_s,
                 details={"status": "failed", "error": exc.message, **exc.details},
             )
             log.warning("session start failed", extra={"session_id": session_id})
@@ -235,7 +298,7 @@ class Sessions:
     async def _mark_ready(self, record: SessionRecord, handle: ProcessorHandle) -> SessionRecord:
         """CAS ``starting -> ready``; a session ended meanwhile gets its processor stopped."""
         now = self.clock.now_ms()
-        result = await self.store.transition(
+        result = await self._transition(
             record.session_id,
             allowed=[SessionStatus.STARTING],
             to=SessionStatus.READY,
@@ -330,11 +393,22 @@ class Sessions:
         Raises ``SessionNotFound``, ``SessionExpired``, ``Unauthorized``, ``StoreUnavailable``,
         or ``ProcessorTimeout`` when the session does not settle within the start timeout.
         """
+        cached = self._routes.get(session_id)
+        if cached is not None and time.monotonic() - cached.at < _ROUTE_TTL_S:
+            self._check_token(cached.token_hash, authorization)
+            return ProcessorRoute(session_id=session_id, endpoint=cached.endpoint)
+        epoch = self._epoch
         route = await self.store.route(session_id)
         if route is None:
             raise _gone(session_id, await self.store.tombstone(session_id))
         self._check_token(route.token_hash, authorization)
         if route.status == SessionStatus.READY:
+            if self._routes_live and epoch == self._epoch:  # no change arrived meanwhile
+                if len(self._routes) >= _ROUTES_MAX:
+                    self._routes.clear()
+                self._routes[session_id] = _CachedRoute(
+                    route.endpoint, route.token_hash, time.monotonic()
+                )
             return ProcessorRoute(session_id=session_id, endpoint=route.endpoint)
         record = await self._live(session_id)
         deadline = time.monotonic() + self.settings.start_timeout_s + self.settings.stop_timeout_s
@@ -362,7 +436,7 @@ class Sessions:
         (a request that moved it wins). Returns whether the session was hibernated. A processor
         whose state cannot be read is left running and ``ready`` (``ProcessorUnavailable``).
         """
-        result = await self.store.transition(
+        result = await self._transition(
             session_id,
             allowed=[SessionStatus.READY],
             to=SessionStatus.HIBERNATING,
@@ -377,13 +451,13 @@ class Sessions:
         try:
             state = await self._processor_call("GET", handle, "/state")
         except KatoError:
-            await self.store.transition(
+            await self._transition(
                 session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
             )
             raise
         await self.store.save_snapshot(session_id, state)
         await self._stop(handle)
-        done = await self.store.transition(
+        done = await self._transition(
             session_id,
             allowed=[SessionStatus.HIBERNATING],
             to=SessionStatus.HIBERNATED,
@@ -405,7 +479,7 @@ class Sessions:
         now = self.clock.now_ms()
         began = time.perf_counter()
         slot = now + int((self.settings.start_timeout_s + self.settings.stop_timeout_s) * 1000)
-        claimed = await self.store.transition(
+        claimed = await self._transition(
             record.session_id,
             allowed=[SessionStatus.HIBERNATED],
             to=SessionStatus.STARTING,
@@ -421,7 +495,7 @@ class Sessions:
         For the reconciler. Returns the ready record, or ``None`` when the status changed
         meanwhile.
         """
-        claimed = await self.store.transition(
+        claimed = await self._transition(
             record.session_id,
             allowed=[SessionStatus.READY],
             to=SessionStatus.STARTING,
@@ -443,7 +517,7 @@ class Sessions:
         except KatoError:
             if handle is not None:
                 await self._stop(handle)
-            await self.store.transition(
+            await self._transition(
                 record.session_id,
                 allowed=[SessionStatus.STARTING],
                 to=SessionStatus.HIBERNATED,
@@ -498,7 +572,7 @@ class Sessions:
         Returns False when the session is gone or not in ``allowed``. A failed stop leaves the
         session ``terminating`` (the reconciler retries) and raises.
         """
-        marked = await self.store.transition(
+        marked = await self._transition(
             session_id,
             allowed=allowed,
             to=SessionStatus.TERMINATING,
@@ -510,10 +584,9 @@ class Sessions:
         record = await self.store.get(session_id)
         if record is not None and record.handle is not None:
             await self._stop(record.handle)
-        ended = await self.store.end(
+        ended = await self._end(
             session_id,
             reason,
-            self.settings.tombstone_ttl_s,
             allowed=[SessionStatus.TERMINATING],
             details=details,
         )

@@ -11,6 +11,7 @@ Keys, under the prefix (default ``kato:``):
   ``ZRANGE … BYLEX LIMIT`` from an opaque cursor (stable while sessions come and go)
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
+* ``changes``: pub/sub channel; every status change and end publishes the session id
 
 Every multi-key change is one Lua script, so records and indexes never disagree. Redis
 connection errors and timeouts become ``StoreUnavailable`` here.
@@ -23,7 +24,15 @@ import binascii
 import contextlib
 import functools
 import importlib.resources
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import msgspec
@@ -214,6 +223,10 @@ class SessionStore:
         return f"{self.prefix}starts"
 
     @property
+    def _changes(self) -> str:
+        return f"{self.prefix}changes"
+
+    @property
     def _leader(self) -> str:
         return f"{self.prefix}leader:reaper"
 
@@ -358,7 +371,7 @@ class SessionStore:
         ]
         for name, value in (fields or {}).items():
             args += [name, value]
-        keys = [self._session(session_id), self._idle, self._hard, self._starts]
+        keys = [self._session(session_id), self._idle, self._hard, self._starts, self._changes]
         ok, previous = await self._transition(keys=keys, args=args)
         return TransitionResult(bool(ok), SessionStatus(previous.decode()) if previous else None)
 
@@ -384,6 +397,7 @@ class SessionStore:
             self._starts,
             self._tombstone(session_id),
             self._snapshot(session_id),
+            self._changes,
         ]
         args: list[str | int] = [
             self._status(""),
@@ -409,6 +423,26 @@ class SessionStore:
             return None
         idle, hard = reply
         return int(float(idle)), (int(float(hard)) if hard else None)
+
+    async def changes(self) -> AsyncGenerator[str, None]:
+        """Ids of sessions whose status changed, as every replica's scripts publish them.
+
+        Yields ``""`` first, once subscribed: changes before that point were not seen. Raises
+        ``StoreUnavailable`` when the subscription breaks (messages may have been lost).
+        """
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            with _translated():
+                await pubsub.subscribe(self._changes)
+            yield ""
+            while True:
+                with _translated():
+                    message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    yield _text(message["data"])
+        finally:
+            with contextlib.suppress(*_REDIS_DOWN, redis.exceptions.RedisError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # -- reaper and reconciler --------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from session_manager.lifecycle import Sessions
 from session_manager.models import SessionStatus
 from tests.integration.session_manager.conftest import (
     Manager,
+    SettingsFactory,
+    StartManager,
     auth,
     pid_running,
     processes_of,
@@ -145,5 +147,23 @@ async def test_recover_replaces_a_killed_processor_from_its_snapshot(
     assert recovered is not None
     assert recovered.status == SessionStatus.READY
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+    assert stm.json()["stm"] == [["hello"], ["world"]]
+    assert list(processes_of(manager_id).values()) == [sid]
+
+
+async def test_a_replica_that_routed_a_session_follows_its_hibernation_elsewhere(
+    start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
+) -> None:
+    settings = make_settings()
+    first, second = await start_manager(settings), await start_manager(settings)
+    session = await prepare(first)
+    sid = session["session_id"]
+    for _ in range(3):  # first now routes this session from memory
+        assert (
+            await first.client.get(f"/session/{sid}/stm", headers=auth(session))
+        ).status_code == 200
+    assert await second.app.state.sessions.hibernate(sid)
+    stm = await first.client.get(f"/session/{sid}/stm", headers=auth(session))
+    assert stm.status_code == 200
     assert stm.json()["stm"] == [["hello"], ["world"]]
     assert list(processes_of(manager_id).values()) == [sid]

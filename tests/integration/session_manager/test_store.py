@@ -400,3 +400,16 @@ async def test_a_foreign_cursor_is_rejected_by_decode(store: SessionStore) -> No
 
     assert decode_cursor("not-a-cursor!") is None
     assert decode_cursor(encode_cursor("0000000000001:abc")) == "0000000000001:abc"
+
+
+async def test_every_status_change_and_end_is_published(
+    store: SessionStore, clock: ManualClock
+) -> None:
+    changes = store.changes()
+    assert await anext(changes) == ""  # subscribed
+    await make_ready(store, record("s1", clock), clock)
+    await store.touch("s1")  # not a status change: not published
+    await store.end("s1", "deleted", 60)
+    seen = [await asyncio.wait_for(anext(changes), 5) for _ in range(2)]
+    await changes.aclose()
+    assert seen == ["s1", "s1"]
