@@ -49,7 +49,11 @@ class SessionController(Controller):
             wait=wait,
         )
         body = CreatedSession.of_new(record, str(request.base_url), token)
-        return Response(body, status_code=HTTP_201_CREATED if wait else HTTP_202_ACCEPTED)
+        return Response(
+            body,
+            status_code=HTTP_201_CREATED if wait else HTTP_202_ACCEPTED,
+            headers={"Location": f"/session/{record.session_id}"},
+        )
 
     @get("/{session_id:str}")
     async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:

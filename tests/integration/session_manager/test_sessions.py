@@ -219,6 +219,7 @@ async def test_create_without_wait_answers_202_then_becomes_ready(manager: Manag
     assert reply.status_code == 202
     session = reply.json()
     assert session["status"] == "starting"
+    assert reply.headers["Location"] == f"/session/{session['session_id']}"
     # A request sent while it starts waits for the processor instead of failing.
     result = await observe(manager, session, "early")
     assert result["status"] == "okay"
