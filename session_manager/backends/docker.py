@@ -1,0 +1,280 @@
+"""The ``docker`` backend: one container per session, through the Docker SDK.
+
+Every blocking SDK call goes through ``_docker`` (one ``asyncio.to_thread`` wrapper that also
+turns an unreachable engine into ``BackendUnavailable``). Containers carry two labels,
+``io.kato.session`` and ``io.kato.manager``; ``list_owned`` selects by the latter.
+
+Networking, one of:
+* ``DOCKER_NETWORK`` set: containers join that bridge network and publish nothing; the manager
+  must be on the same network (compose) and reaches them by container name.
+* ``DOCKER_PUBLISH=loopback``: port 8000 is published on ``127.0.0.1`` only, on a random host
+  port, for a manager running on the host.
+
+Hardening: memory, CPU and pids limits, every capability dropped, ``no-new-privileges``,
+read-only root filesystem with a small ``/tmp`` tmpfs, the image's non-root user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import docker
+import httpx
+from docker.errors import APIError, DockerException, NotFound
+from docker.models.containers import Container
+
+from session_manager.backends.base import (
+    MANAGER_LABEL,
+    SESSION_LABEL,
+    ProcessorHandle,
+    ProcessorSpec,
+)
+from session_manager.errors import BackendUnavailable, StartFailed
+from session_manager.settings import Settings
+
+__all__ = ("DockerBackend",)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROCESSOR_PORT = 8000
+_LOG_TAIL_LINES = 40
+_POLL_S = 0.05
+
+
+class DockerBackend:
+    """Processors as hardened containers on one Docker engine."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        client: docker.DockerClient,
+        image: str,
+        manager_id: str,
+        network: str | None,
+        memory_limit: str,
+        cpus: float,
+        pids_limit: int,
+        start_timeout_s: float,
+        stop_timeout_s: float,
+    ) -> None:
+        self._client = client
+        self.image = image
+        self.manager_id = manager_id
+        self.network = network
+        self.memory_limit = memory_limit
+        self.cpus = cpus
+        self.pids_limit = pids_limit
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
+        self._network_ready = network is None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerBackend:
+        """The backend for these settings; the engine comes from ``DOCKER_HOST`` or the socket."""
+        try:
+            client = docker.from_env()
+        except DockerException as exc:
+            raise BackendUnavailable(f"Docker engine not reachable: {exc}") from exc
+        return cls(
+            client=client,
+            image=settings.docker_image,
+            manager_id=settings.manager_id,
+            network=settings.docker_network,
+            memory_limit=settings.processor_memory_limit,
+            cpus=settings.processor_cpus,
+            pids_limit=settings.processor_pids_limit,
+            start_timeout_s=settings.start_timeout_s,
+            stop_timeout_s=settings.stop_timeout_s,
+        )
+
+    async def _docker(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking SDK call off the event loop; a dead engine is ``BackendUnavailable``."""
+        try:
+            return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
+        except (NotFound, APIError):
+            raise
+        except DockerException as exc:
+            raise BackendUnavailable(f"Docker engine not reachable: {exc}") from exc
+
+    # -- the Backend protocol ---------------------------------------------------------------
+
+    async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
+        """Create and start the container; return once ``/health`` names the processor."""
+        await self._ensure_network()
+        container = await self._docker(self._client.containers.run, **self._run_options(spec))
+        try:
+            endpoint = await self._endpoint(container)
+            reason = await self._wait_healthy(container, endpoint, spec.processor_id)
+        except BaseException:
+            await self._remove(container.id)
+            raise
+        if reason is not None:
+            tail = await self._log_tail(container)
+            await self._remove(container.id)
+            raise StartFailed(
+                f"processor container did not start: {reason}",
+                processor_id=spec.processor_id,
+                image=self.image,
+                log_tail=tail,
+            )
+        return ProcessorHandle(
+            backend=self.name, ref=container.id, endpoint=endpoint, session_id=spec.session_id
+        )
+
+    async def stop(self, handle: ProcessorHandle) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace) and remove; already gone is fine."""
+        with contextlib.suppress(NotFound):
+            container = await self._docker(self._client.containers.get, handle.ref)
+            with contextlib.suppress(NotFound, APIError):
+                await self._docker(container.stop, timeout=max(1, round(self.stop_timeout_s)))
+        await self._remove(handle.ref)
+
+    async def is_alive(self, handle: ProcessorHandle) -> bool:
+        """Whether the container exists and runs."""
+        try:
+            container = await self._docker(self._client.containers.get, handle.ref)
+        except NotFound:
+            return False
+        return container.status in ("created", "running", "restarting")
+
+    async def list_owned(self) -> list[ProcessorHandle]:
+        """Every container labelled as this manager's, running or not."""
+        containers = await self._docker(
+            self._client.containers.list,
+            all=True,
+            filters={"label": f"{MANAGER_LABEL}={self.manager_id}"},
+        )
+        handles = []
+        for container in containers:
+            with contextlib.suppress(BackendUnavailable, KeyError, TypeError, IndexError):
+                handles.append(
+                    ProcessorHandle(
+                        backend=self.name,
+                        ref=container.id,
+                        endpoint=self._endpoint_of(container),
+                        session_id=container.labels.get(SESSION_LABEL),
+                    )
+                )
+        return handles
+
+    async def ping(self) -> bool:
+        """Whether the engine answers."""
+        try:
+            return bool(await self._docker(self._client.ping))
+        except (BackendUnavailable, APIError):
+            return False
+
+    async def close(self) -> None:
+        """Close the SDK and health clients; containers keep running."""
+        await self._http.aclose()
+        with contextlib.suppress(DockerException):
+            await asyncio.to_thread(self._client.close)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _run_options(self, spec: ProcessorSpec) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "image": self.image,
+            # A suffix, so that a restored session never collides with its old container.
+            "name": f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}",
+            "detach": True,
+            "environment": {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT)},
+            "labels": {SESSION_LABEL: spec.session_id, MANAGER_LABEL: self.manager_id},
+            "mem_limit": self.memory_limit,
+            "nano_cpus": int(self.cpus * 1_000_000_000),
+            "pids_limit": self.pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},  # noqa: S108
+            "user": "10001",
+        }
+        if self.network is not None:
+            options["network"] = self.network
+        else:
+            options["ports"] = {f"{PROCESSOR_PORT}/tcp": ("127.0.0.1", None)}
+        return options
+
+    async def _ensure_network(self) -> None:
+        if self._network_ready or self.network is None:
+            return
+        try:
+            await self._docker(self._client.networks.get, self.network)
+        except NotFound:
+            with contextlib.suppress(APIError):  # created meanwhile by another replica
+                await self._docker(
+                    self._client.networks.create,
+                    self.network,
+                    driver="bridge",
+                    labels={MANAGER_LABEL: self.manager_id},
+                )
+        self._network_ready = True
+
+    async def _endpoint(self, container: Container) -> str:
+        """The URL the manager reaches the processor at (waits for the published port)."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            await self._docker(container.reload)
+            with contextlib.suppress(KeyError, TypeError, IndexError):
+                return self._endpoint_of(container)
+            if container.status == "exited" or time.monotonic() > deadline:
+                return ""
+            await asyncio.sleep(_POLL_S)
+
+    def _endpoint_of(self, container: Container) -> str:
+        if self.network is not None:
+            return f"http://{container.name}:{PROCESSOR_PORT}"
+        binding = container.attrs["NetworkSettings"]["Ports"][f"{PROCESSOR_PORT}/tcp"][0]
+        return f"http://127.0.0.1:{binding['HostPort']}"
+
+    async def _wait_healthy(
+        self, container: Container, endpoint: str, processor_id: str
+    ) -> str | None:
+        """``None`` once ``/health`` names the processor; else why it never will."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            if endpoint:
+                with contextlib.suppress(httpx.TransportError, ValueError):
+                    response = await self._http.get(f"{endpoint}/health")
+                    if (
+                        response.status_code == 200
+                        and response.json().get("processor_id") == processor_id
+                    ):
+                        return None
+            await self._docker(container.reload)
+            if container.status in ("exited", "dead"):
+                code = container.attrs.get("State", {}).get("ExitCode")
+                return f"container exited with code {code}"
+            if time.monotonic() > deadline:
+                return f"no healthy answer within {self.start_timeout_s:g} s"
+            await asyncio.sleep(_POLL_S)
+
+    async def _log_tail(self, container: Container) -> list[str]:
+        with contextlib.suppress(DockerException):
+            raw: bytes = await self._docker(container.logs, tail=_LOG_TAIL_LINES)
+            lines: list[str] = raw.decode("utf-8", "replace").splitlines()
+            return lines[-_LOG_TAIL_LINES:]
+        return []
+
+    async def _remove(self, ref: str) -> None:
+        """Force-remove; 404 (gone) and 409 (removal already in progress) are success."""
+        try:
+            container = await self._docker(self._client.containers.get, ref)
+            await self._docker(container.remove, force=True)
+        except NotFound:
+            return
+        except APIError as exc:
+            if exc.status_code not in (404, 409):
+                raise BackendUnavailable(f"could not remove container {ref[:12]}: {exc}") from exc

@@ -1,0 +1,95 @@
+"""Docker tests: a real engine, real images, and nothing left behind.
+
+Skipped when no engine answers or the images are missing, unless ``REQUIRE_DOCKER=1`` (CI),
+which turns either into a failure. Every test's containers carry its own manager id; an
+autouse check removes and reports leftovers, and the session ends by checking that no
+container labelled ``io.kato.manager`` exists at all.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker.errors import DockerException, ImageNotFound
+
+from session_manager.backends.base import MANAGER_LABEL
+
+# Fixtures shared with the integration suite.
+from tests.integration.session_manager.conftest import (
+    fx_make_settings,
+    fx_manager,
+    fx_manager_id,
+    fx_no_leaked_processors,
+    fx_redis_server,
+    fx_redis_url,
+    fx_start_manager,
+)
+
+__all__ = (
+    "fx_make_settings",
+    "fx_manager",
+    "fx_manager_id",
+    "fx_no_leaked_processors",
+    "fx_redis_server",
+    "fx_redis_url",
+    "fx_start_manager",
+)
+
+PROCESSOR_IMAGE = os.environ.get("DOCKER_IMAGE", "kato-processor:latest")
+SESSION_IMAGE = os.environ.get("SESSION_IMAGE", "kato-session:latest")
+FAILING_IMAGE = "kato-processor-failing:test"
+
+pytestmark = pytest.mark.docker
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("REQUIRE_DOCKER") == "1":
+        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(name="docker_client", scope="session")
+def fx_docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as exc:
+        _unavailable(f"no Docker engine answers ({exc})")
+    for image in (PROCESSOR_IMAGE, SESSION_IMAGE):
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            _unavailable(f"image {image} is missing (run scripts/build-images)")
+    yield client
+    leftovers = client.containers.list(all=True, filters={"label": MANAGER_LABEL})
+    for container in leftovers:
+        container.remove(force=True)
+    client.close()
+    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+
+
+@pytest.fixture(name="failing_image", scope="session")
+def fx_failing_image(docker_client: docker.DockerClient) -> str:
+    """The processor image with a command that fails at start, saying why on stderr."""
+    dockerfile = (
+        f"FROM {PROCESSOR_IMAGE}\n"
+        'CMD ["/opt/kato/bin/python", "-c", '
+        "\"import sys; print('processor exploded on purpose', file=sys.stderr); sys.exit(3)\"]\n"
+    )
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=FAILING_IMAGE, rm=True)
+    return FAILING_IMAGE
+
+
+@pytest.fixture(name="no_leaked_containers", autouse=True)
+def fx_no_leaked_containers(docker_client: docker.DockerClient, manager_id: str) -> Iterator[None]:
+    yield
+    leftovers = docker_client.containers.list(
+        all=True, filters={"label": f"{MANAGER_LABEL}={manager_id}"}
+    )
+    for container in leftovers:
+        container.remove(force=True)
+    assert not leftovers, f"test left containers behind: {[c.name for c in leftovers]}"
