@@ -250,13 +250,16 @@ class Http1Pool:
                 raise ProcessorTimeout("too many requests in flight to processors") from exc
         else:
             await self._slots.acquire()
+        conn = None
         try:
             conn = self._reuse(key) or await self._connect(key)
             await conn.exchange(
                 data, head_only=method == "HEAD", read_timeout_s=self.read_timeout_s
             )
-        except BaseException:
+        except BaseException:  # also cancellation: a half-done exchange must not be reused
             self._slots.release()
+            if conn is not None:
+                conn.close()
             raise
         return Exchange(conn, self.read_timeout_s)
 
@@ -291,7 +294,7 @@ class Http1Pool:
             raise ProcessorUnavailable(
                 "processor cannot be reached", reason="connect timeout"
             ) from exc
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise ProcessorUnavailable(
                 "processor cannot be reached", reason=type(exc).__name__
             ) from exc
