@@ -463,12 +463,9 @@ class SessionStore:
     @_store_errors
     async def expired_starts(self, now_ms: int, limit: int) -> list[str]:
         """Sessions still ``starting`` whose start deadline passed (their manager died)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(self._status(SessionStatus.STARTING), 0, limit - 1)
-            pipe.zrangebyscore(self._starts, now_ms + 1, "+inf")
-            starting, running = await pipe.execute()
-        live = set(_texts(running))
-        return [sid for sid in map(_session_id, starting) if sid not in live]
+        return _texts(
+            await self.redis.zrangebyscore(self._starts, "-inf", now_ms, start=0, num=limit)
+        )
 
     async def iter_status(self, status: SessionStatus, batch: int = 500) -> AsyncIterator[str]:
         """Every id with ``status``, in creation order, read in batches (off the request path)."""

@@ -7,7 +7,6 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'exists', 0}
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[3])
 local used = redis.call('ZCARD', KEYS[2])
 if used >= tonumber(ARGV[5]) then
   return {'sessions', used}
@@ -16,7 +15,8 @@ used = redis.call('SCARD', KEYS[4])
 if used >= tonumber(ARGV[6]) then
   return {'user', used}
 end
-used = redis.call('ZCARD', KEYS[5])
+-- Start slots past their deadline belong to managers that died mid-start: not counted.
+used = redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[3], '+inf')
 if used >= tonumber(ARGV[7]) then
   return {'starts', used}
 end
