@@ -181,3 +181,24 @@ async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
         await manager.end_all()
     finally:
         await asyncio.to_thread(stop_redis, int(server.pid))
+
+
+def test_bad_settings_stop_start_up_with_a_message_naming_them(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "session_manager"],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "BACKEND": "k8s",
+            "LISTEN_PORT": "x",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(Path(__file__).resolve().parents[3]),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "BACKEND='k8s'" in result.stderr
+    assert "LISTEN_PORT='x'" in result.stderr
+    assert "Traceback" not in result.stderr
