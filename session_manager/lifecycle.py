@@ -46,8 +46,6 @@ __all__ = ("ProcessorRoute", "Sessions", "hash_token")
 log = logging.getLogger(__name__)
 
 _LIVE = tuple(SessionStatus)
-_SETTLING = (SessionStatus.STARTING, SessionStatus.HIBERNATING, SessionStatus.TERMINATING)
-"""Statuses another task is about to change; a request waits for them to settle."""
 _POLL_S = 0.05
 _TOUCH_EVERY_MS = 1000
 _TOUCHED_MAX = 100_000
