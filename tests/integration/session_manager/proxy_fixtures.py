@@ -98,11 +98,10 @@ class EchoUpstream:
             (b"x-per-hop", b"secret"),
             (b"keep-alive", b"timeout=5"),
         ]
+        if status not in (204, 304):
+            headers.append((b"content-length", str(len(payload)).encode()))
         if status in (204, 304) or scope["method"] == "HEAD":
-            headers.append((b"content-length", str(len(payload)).encode()))
             payload = b""
-        else:
-            headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -98,6 +98,20 @@ async def test_head_answers_headers_without_a_body(
     assert again.json()["method"] == "GET"
 
 
+@pytest.mark.parametrize("status", [204, 304])
+async def test_bodiless_statuses_pass_through_and_the_socket_is_reused(
+    harness: ProxyHarness, client: httpx.AsyncClient, session: ProxySession, status: int
+) -> None:
+    reply = await client.get(
+        f"/session/{session.id}/clear-stm", params={"status": str(status)}, headers=session.auth
+    )
+    assert reply.status_code == status
+    assert reply.content == b""
+    after = await client.get(f"/session/{session.id}/stm", headers=session.auth)
+    assert after.json()["path"] == "/stm"
+    assert len(harness.upstream.clients) == 1
+
+
 async def test_percent_encoded_path_reaches_the_processor_as_sent(
     client: httpx.AsyncClient, session: ProxySession
 ) -> None:
