@@ -450,9 +450,11 @@ async def _processor_to_client(
 
 
 def _processor_closed(exc: ConnectionClosed) -> Closed:
-    if exc.rcvd is None:
+    """The processor's close frame; else the one the proxy sent it (1009 too big, 1011 no pong)."""
+    frame = exc.rcvd or exc.sent
+    if frame is None:
         return Closed("processor", 1006, "")
-    return Closed("processor", exc.rcvd.code, exc.rcvd.reason)
+    return Closed("processor", frame.code, frame.reason)
 
 
 async def bridge_websockets(

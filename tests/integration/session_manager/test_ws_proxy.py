@@ -81,6 +81,18 @@ async def test_text_and_binary_frames_go_both_ways_unchanged(
         assert [await ws.recv() for _ in range(50)] == [f"frame {i}" for i in range(50)]
 
 
+async def test_messages_bigger_than_the_library_default_pass_both_ways(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    big = bytes(range(256)) * (3 * 4096)  # 3 MiB, over websockets' 1 MiB default
+    url = f"{harness.ws_url}/session/{session.id}/ws?token={session.token}"
+    async with connect(url, proxy=None, max_size=None) as ws:
+        await ws.send(big)
+        assert await ws.recv() == big
+        await ws.send(big.hex()[: 2 * 1024 * 1024])
+        assert await ws.recv() == big.hex()[: 2 * 1024 * 1024]
+
+
 async def test_token_in_the_query_is_accepted_and_not_passed_on(
     harness: ProxyHarness, session: ProxySession
 ) -> None:
@@ -260,3 +272,16 @@ async def test_processor_dying_mid_socket_closes_the_client_with_1014(manager: M
             await asyncio.wait_for(ws.recv(), 10)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1014
+
+
+async def test_processor_message_over_the_body_limit_closes_with_1009(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    async with echo_manager(start_manager, make_settings, max_proxy_body_bytes=65536) as harness:
+        session = await harness.open_session()
+        async with ws_connect(harness, session.id, token=session.token) as ws:
+            await ws.send(b"x" * 65536)
+            assert await ws.recv() == b"x" * 65536
+            await ws.send(b"x" * 65537)  # echoed back: too big for the proxy to take
+            code, _ = await closed_by_server(ws)
+    assert code == 1009
