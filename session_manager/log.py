@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 import uuid
 from typing import Any
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ("JsonFormatter", "RequestContext", "configure_logging", "request_id", "session_id")
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 session_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
 
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
@@ -60,22 +62,34 @@ def configure_logging(level: str) -> None:
 
 
 class RequestContext:
-    """Middleware putting ``request_id`` (client's or new) and ``session_id`` in the context."""
+    """Middleware: ``request_id`` and ``session_id`` in the context, ``X-Request-ID`` on replies.
+
+    The id is the client's ``X-Request-ID`` when it is a plain token, else a new one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with its ids in the logging context."""
-        rid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = given.decode("latin-1") if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         path: str = scope["path"]
         sid = path.split("/", 3)[2] if path.startswith("/session/") else None
-        if sid == "create":
-            sid = None
-        rid_token = request_id.set(rid[:128] if rid else uuid.uuid4().hex)
-        sid_token = session_id.set(sid or None)
+        rid_token = request_id.set(rid)
+        sid_token = session_id.set(None if sid == "create" else sid)
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append(header)
+                message["headers"] = headers
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_with_id)
         finally:
             request_id.reset(rid_token)
             session_id.reset(sid_token)

@@ -464,3 +464,18 @@ async def test_two_replicas_sharing_redis_serve_the_same_sessions(
     gone = await first.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
     assert gone.status_code == 410
     assert len(processes_of(manager_id)) == 1
+
+
+async def test_every_reply_carries_the_request_id(manager: Manager) -> None:
+    given = await manager.client.get("/session/nope", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["X-Request-ID"] == "trace-42"
+    generated = await manager.client.get("/health")
+    assert len(generated.headers["X-Request-ID"]) == 32
+    unsafe = await manager.client.get("/health", headers={"X-Request-ID": "a b{}"})
+    assert unsafe.headers["X-Request-ID"] != "a b{}"
+    session = await manager.create()
+    proxied = await manager.client.get(
+        f"/session/{session['session_id']}/stm",
+        headers={**auth(session), "X-Request-ID": "trace-43"},
+    )
+    assert proxied.headers.get_list("X-Request-ID") == ["trace-43"]
