@@ -237,8 +237,8 @@ class SessionStore:
         """Write ``record`` (status ``starting``) if every limit has room; else raise.
 
         Raises ``CapacityExceeded`` (429) naming the limit, or ``SessionConflict`` when the id
-        is taken. The start slot expires after ``capacity.start_timeout_ms`` by itself, so a
-        manager that dies mid-start does not hold it forever.
+        is taken. The start slot stops counting after ``capacity.start_timeout_ms``, so a
+        manager that dies mid-start does not hold it forever (``expired_starts`` lists it).
         """
         now = self.clock.now_ms()
         member = _member(record.created_at, record.session_id)
