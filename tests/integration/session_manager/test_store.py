@@ -413,3 +413,18 @@ async def test_every_status_change_and_end_is_published(
     seen = [await asyncio.wait_for(anext(changes), 5) for _ in range(2)]
     await changes.aclose()
     assert seen == ["s1", "s1"]
+
+
+async def test_batch_reads_answer_per_id(store: SessionStore, clock: ManualClock) -> None:
+    await make_ready(store, record("s1", clock), clock)
+    await store.reserve(record("s2", clock), ROOMY)
+    assert await store.exists_many(["s1", "nope", "s2"]) == [True, False, True]
+    s1, nope, s2 = await store.get_many(["s1", "nope", "s2"])
+    assert s1 is not None
+    assert s1.status == SessionStatus.READY
+    assert s1.handle is not None
+    assert s1.handle.endpoint == "http://127.0.0.1:9"
+    assert nope is None
+    assert s2 is not None
+    assert s2.handle is None  # still starting: no processor yet
+    assert await store.exists_many([]) == []
