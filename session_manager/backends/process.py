@@ -94,7 +94,11 @@ class ProcessBackend:
             port = _free_port()
             process = await asyncio.to_thread(self._spawn, spec, port, log_path)
             endpoint = f"http://127.0.0.1:{port}"
-            reason = await self._wait_healthy(process, endpoint, spec.processor_id)
+            try:
+                reason = await self._wait_healthy(process, endpoint, spec.processor_id)
+            except BaseException:  # cancelled mid-start: leave nothing behind
+                await self._kill(process.pid, grace_s=0.5)
+                raise
             if reason is None:
                 return ProcessorHandle(
                     backend=self.name,
@@ -148,7 +152,7 @@ class ProcessBackend:
             code = process.poll()
             if code is not None:
                 return f"exited with code {code}"
-            with contextlib.suppress(httpx.TransportError, ValueError):
+            with contextlib.suppress(httpx.TransportError, ValueError, AttributeError):
                 response = await self._http.get(f"{endpoint}/health")
                 # Another processor on a recycled port would answer with its own id.
                 if response.status_code == 200 and response.json().get("processor_id") == (

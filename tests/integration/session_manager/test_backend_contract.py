@@ -161,3 +161,13 @@ async def test_processes_carry_the_markers_and_their_own_process_group(
         await backend.stop(handle)
         await backend.close()
     assert not (tmp_path / f"{wanted.processor_id}.log").exists()
+
+
+async def test_a_cancelled_start_leaves_no_processor(backend: Backend, manager_id: str) -> None:
+    task = asyncio.create_task(backend.start(spec()))
+    while not processes_of(manager_id):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert processes_of(manager_id) == {}
