@@ -479,3 +479,14 @@ async def test_every_reply_carries_the_request_id(manager: Manager) -> None:
         headers={**auth(session), "X-Request-ID": "trace-43"},
     )
     assert proxied.headers.get_list("X-Request-ID") == ["trace-43"]
+
+
+async def test_genes_given_at_create_reach_the_processor(manager: Manager) -> None:
+    genes = {"sort": False, "max_predictions": 3, "always_update_frequencies": True}
+    session = await manager.create(genes=genes)
+    assert session["genes"] == genes
+    for name, value in genes.items():
+        reply = await manager.client.get(
+            f"/session/{session['session_id']}/gene/{name}", headers=auth(session)
+        )
+        assert reply.json()["gene_value"] == value, name
