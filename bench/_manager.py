@@ -1,0 +1,72 @@
+"""A real session manager process for benchmarks (``python -m session_manager`` on loopback)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_manager(workdir: Path, admin_token: str, **env: str) -> Iterator[str]:
+    """Start the manager with ``env`` on top of bench defaults; yield its URL; stop it (SIGTERM)."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LISTEN_HOST": "127.0.0.1",
+        "LISTEN_PORT": str(port),
+        "DATA_DIR": str(workdir / "data"),
+        "ADMIN_TOKEN": admin_token,
+        "IDLE_TIMEOUT_S": "3600",
+        "REAP_INTERVAL_S": "3600",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    log_path = workdir / "manager.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "session_manager"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"manager exited: {log_path.read_text()[-2000:]}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/health", timeout=1) as reply,  # noqa: S310
+            ):
+                if reply.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("manager did not answer /health within 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,171 @@
+"""Scale: many sessions at once through a real manager, then gone without a trace.
+
+Creates ``--sessions`` sessions (bounded concurrency), drives observe traffic on all of them
+concurrently (bounded by count and time), measures memory per processor, deletes them and
+counts what was left behind. Run: ``python bench/scale.py --backend docker --sessions 120``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from _manager import running_manager
+from _report import percentiles, table, write
+
+
+async def create_all(
+    client: httpx.AsyncClient, count: int, concurrency: int
+) -> tuple[list[dict[str, Any]], list[float]]:
+    gate = asyncio.Semaphore(concurrency)
+    sessions: list[dict[str, Any]] = []
+    latencies: list[float] = []
+
+    async def create(n: int) -> None:
+        async with gate:
+            started = time.perf_counter()
+            response = await client.post("/session/create", json={"user_id": f"user-{n % 10}"})
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+            sessions.append(response.json())
+
+    await asyncio.gather(*(create(n) for n in range(count)))
+    return sessions, latencies
+
+
+async def drive(
+    client: httpx.AsyncClient, sessions: list[dict[str, Any]], per_session: int, limit_s: float
+) -> tuple[int, float]:
+    deadline = time.perf_counter() + limit_s
+    done = 0
+
+    async def traffic(session: dict[str, Any]) -> None:
+        nonlocal done
+        headers = {"Authorization": f"Bearer {session['token']}"}
+        path = f"/session/{session['session_id']}/observe"
+        for n in range(per_session):
+            if time.perf_counter() > deadline:
+                return
+            response = await client.post(path, json={"strings": [f"s{n % 5}"]}, headers=headers)
+            response.raise_for_status()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(traffic(session) for session in sessions))
+    return done, time.perf_counter() - started
+
+
+def container_memory_mib(manager_id: str) -> list[float]:
+    """Memory of each processor container (``docker stats``, one shot for all)."""
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=io.kato.manager={manager_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not ids:
+        return []
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
+    values = []
+    for line in out.splitlines():
+        used = line.split("/")[0].strip()
+        for unit, factor in units.items():
+            if used.endswith(unit):
+                values.append(float(used.removesuffix(unit)) * factor)
+                break
+    return values
+
+
+def leaked(backend: str, manager_id: str) -> int:
+    if backend != "docker":
+        return 0
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.kato.manager={manager_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.split())
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    admin = secrets.token_urlsafe(24)
+    manager_id = f"scale-{secrets.token_hex(4)}"
+    env = {
+        "BACKEND": args.backend,
+        "MANAGER_ID": manager_id,
+        "MAX_SESSIONS": str(args.sessions + 10),
+        "MAX_SESSIONS_PER_USER": str(args.sessions),
+        "MAX_CONCURRENT_STARTS": str(args.concurrency),
+        "START_TIMEOUT_S": "120",
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="kato-scale-") as workdir,
+        running_manager(Path(workdir), admin, **env) as url,
+    ):
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=url, timeout=180, limits=limits) as client:
+            started = time.perf_counter()
+            sessions, latencies = await create_all(client, args.sessions, args.concurrency)
+            all_ready_s = time.perf_counter() - started
+            stats = (
+                await client.get("/admin/stats", headers={"Authorization": f"Bearer {admin}"})
+            ).json()
+            observes, elapsed = await drive(client, sessions, args.observes, args.limit_s)
+            memory = container_memory_mib(manager_id) if args.backend == "docker" else []
+            for session in sessions:
+                await client.delete(
+                    f"/session/{session['session_id']}",
+                    headers={"Authorization": f"Bearer {session['token']}"},
+                )
+        left = leaked(args.backend, manager_id)
+    create = percentiles(latencies)
+    return {
+        "backend": args.backend,
+        "sessions": len(sessions),
+        "ready_at_once": stats["sessions_by_status"].get("ready", 0),
+        "create_p50_s": create["p50_ms"] / 1000,
+        "create_p95_s": create["p95_ms"] / 1000,
+        "all_ready_s": all_ready_s,
+        "observes": observes,
+        "observes_per_s": observes / elapsed if elapsed else 0.0,
+        "mem_per_container_mib": statistics.fmean(memory) if memory else float("nan"),
+        "leaked_containers": left,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", default="docker", choices=["docker", "process"])
+    parser.add_argument("--sessions", type=int, default=120)
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="creates in flight (2 cores: more only queue)"
+    )
+    parser.add_argument("--observes", type=int, default=50, help="observes per session")
+    parser.add_argument("--limit-s", type=float, default=60.0)
+    args = parser.parse_args()
+    row = asyncio.run(run(args))
+    print(table(f"scale: {args.sessions} sessions on the {args.backend} backend", [row]))
+    print(f"results: {write(f'scale-{args.backend}', row)}")
+
+
+if __name__ == "__main__":
+    main()
