@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -32,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import percentiles, table, write
 from websockets.sync.client import connect as ws_connect
+
+from session_manager.backends.process import MANAGER_MARKER
 
 OBSERVE = json.dumps({"strings": ["hello", "world"], "vectors": [], "emotives": {}}).encode()
 JSON = {"Content-Type": "application/json"}
@@ -80,6 +83,7 @@ def start_manager(port: int, admin_token: str, workdir: Path) -> subprocess.Pope
         "LISTEN_PORT": str(port),
         "DATA_DIR": str(workdir / "data"),
         "ADMIN_TOKEN": admin_token,
+        "MANAGER_ID": workdir.name,
         "SESSION_AUTH": "token",
         "IDLE_TIMEOUT_S": "3600",
         "REAP_INTERVAL_S": "3600",
@@ -116,6 +120,23 @@ def stop_manager(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def kill_leftover_processors(manager_id: str) -> int:
+    """SIGKILL any processor still marked with this run's manager id (a cleanup that failed)."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{MANAGER_MARKER}={manager_id}".encode() in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def find_endpoint(record: Any) -> str | None:
@@ -278,6 +299,8 @@ def main() -> None:
                 print(f"cleanup: {exc}", file=sys.stderr)
         api.close()
         stop_manager(manager)
+        if leftovers := kill_leftover_processors(workdir.name):
+            print(f"cleanup: killed {leftovers} processor(s) left running", file=sys.stderr)
     shutil.rmtree(workdir, ignore_errors=True)  # kept when the run failed, for manager.log
 
     d, p, c = percentiles(direct_s), percentiles(proxy_s), percentiles(create_s)
