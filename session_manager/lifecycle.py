@@ -52,6 +52,8 @@ _TOUCHED_MAX = 100_000
 _ROUTE_TTL_S = 5.0
 """Bounds how stale a cached route can be if a change message were ever missed."""
 _ROUTES_MAX = 100_000
+_SETTLE_S = 0.05
+_SETTLE_ATTEMPTS = 5
 
 
 class ProcessorRoute(msgspec.Struct, frozen=True):
@@ -447,7 +449,7 @@ class Sessions:
         if record is None or handle is None:
             return False
         try:
-            state = await self._processor_call("GET", handle, "/state")
+            state = await self._settled_state(handle)
         except KatoError:
             await self._transition(
                 session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
@@ -466,6 +468,21 @@ class Sessions:
             self.metrics.hibernations.inc()
             log.info("session hibernated", extra={"session_id": session_id})
         return done.ok
+
+    async def _settled_state(self, handle: ProcessorHandle) -> bytes:
+        """The processor's state once requests already on their way have landed.
+
+        Requests routed before the session left ``ready`` may still be in flight; new ones
+        wait. Two equal snapshots a moment apart mean nothing more is arriving.
+        """
+        state = await self._processor_call("GET", handle, "/state")
+        for _ in range(_SETTLE_ATTEMPTS):
+            await asyncio.sleep(_SETTLE_S)
+            again = await self._processor_call("GET", handle, "/state")
+            if again == state:
+                break
+            state = again
+        return state
 
     async def restore(self, record: SessionRecord) -> SessionRecord | None:
         """Start a new processor for a ``hibernated`` session and load its snapshot into it.
@@ -564,11 +581,14 @@ class Sessions:
         *,
         allowed: tuple[SessionStatus, ...] = _LIVE,
         details: Mapping[str, Any] | None = None,
+        only_if_idle_due_at: int | None = None,
     ) -> bool:
         """Mark ``terminating``, stop the processor, remove the record, leave a tombstone.
 
-        Returns False when the session is gone or not in ``allowed``. A failed stop leaves the
-        session ``terminating`` (the reconciler retries) and raises.
+        Returns False when the session is gone or not in ``allowed`` (or, with
+        ``only_if_idle_due_at``, when a request moved the idle deadline past it: the reaper's
+        idle end loses to activity). A failed stop leaves the session ``terminating`` (the
+        reconciler retries) and raises.
         """
         marked = await self._transition(
             session_id,
@@ -576,6 +596,7 @@ class Sessions:
             to=SessionStatus.TERMINATING,
             idle_deadline="remove",
             hard_deadline="remove",
+            only_if_idle_due_at=only_if_idle_due_at,
         )
         if not marked.ok:
             return False

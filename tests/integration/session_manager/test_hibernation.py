@@ -167,3 +167,24 @@ async def test_a_replica_that_routed_a_session_follows_its_hibernation_elsewhere
     assert stm.status_code == 200
     assert stm.json()["stm"] == [["hello"], ["world"]]
     assert list(processes_of(manager_id).values()) == [sid]
+
+
+async def test_observations_racing_a_hibernation_are_all_kept(manager: Manager) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    sessions: Sessions = manager.app.state.sessions
+
+    async def observe(i: int) -> int:
+        reply = await manager.client.post(
+            f"/session/{sid}/observe", json={"strings": [f"s{i}"]}, headers=auth(session)
+        )
+        return reply.status_code
+
+    observing = [asyncio.create_task(observe(i)) for i in range(30)]
+    await asyncio.sleep(0.01)
+    hibernated = await sessions.hibernate(sid)
+    statuses = await asyncio.gather(*observing)
+    assert statuses == [200] * 30
+    stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+    assert sorted(event[0] for event in stm.json()["stm"]) == sorted(f"s{i}" for i in range(30))
+    assert hibernated  # the race happened against a real hibernation
