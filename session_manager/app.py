@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
 from session_manager.api.proxy import PROXY_HANDLERS
+from session_manager.api.reap import REAP_HANDLERS
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -26,7 +27,10 @@ from session_manager.forwarding import Forwarder
 from session_manager.lifecycle import Sessions
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
+from session_manager.reaper import Reaper
+from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis
+from session_manager.scheduler import Scheduler
 from session_manager.settings import Settings
 from session_manager.store import SessionStore
 
@@ -59,6 +63,19 @@ def create_app(
             clock=state.clock,
         )
         state.sessions.start_watching()
+        parts = {
+            "settings": settings,
+            "store": state.store,
+            "sessions": state.sessions,
+            "metrics": state.metrics,
+            "clock": state.clock,
+        }
+        state.reaper = Reaper(**parts)
+        state.reconciler = Reconciler(**parts, backend=state.backend)
+        state.scheduler = Scheduler(
+            settings=settings, store=state.store, reaper=state.reaper, reconciler=state.reconciler
+        )
+        state.scheduler.start()
         log.info(
             "manager started",
             extra={"backend": state.backend.name, "manager_id": settings.manager_id},
@@ -66,13 +83,20 @@ def create_app(
         try:
             yield
         finally:
+            await state.scheduler.stop()
             await state.sessions.aclose()
             await state.forwarder.aclose()
             await state.backend.close()
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[SessionController, AdminController, *SYSTEM_HANDLERS, *PROXY_HANDLERS],
+        route_handlers=[
+            SessionController,
+            AdminController,
+            *SYSTEM_HANDLERS,
+            *PROXY_HANDLERS,
+            *REAP_HANDLERS,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestContext],

@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hibernate_ttl_s: PositiveInt = 86400
     reap_batch_size: PositiveInt = 200
     reap_concurrency: PositiveInt = 8
+    leader_ttl_s: PositiveFloat = 15.0
+    """The reaper lease's expiry: another instance takes over this long after the leader died."""
     orphan_grace_s: Annotated[float, Meta(ge=0)] = 60.0
     """A labelled processor Redis does not know is removed only after this long."""
     tombstone_ttl_s: PositiveInt = 86400

@@ -447,17 +447,17 @@ class SessionStore:
     # -- reaper and reconciler --------------------------------------------------------------
 
     @_store_errors
-    async def due_idle(self, now_ms: int, limit: int) -> list[str]:
+    async def due_idle(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
         """Ids whose idle deadline is at or before ``now_ms``, oldest first, at most ``limit``."""
         return _texts(
-            await self.redis.zrangebyscore(self._idle, "-inf", now_ms, start=0, num=limit)
+            await self.redis.zrangebyscore(self._idle, "-inf", now_ms, start=offset, num=limit)
         )
 
     @_store_errors
-    async def due_hard(self, now_ms: int, limit: int) -> list[str]:
+    async def due_hard(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
         """Ids whose max-age deadline is at or before ``now_ms``, oldest first."""
         return _texts(
-            await self.redis.zrangebyscore(self._hard, "-inf", now_ms, start=0, num=limit)
+            await self.redis.zrangebyscore(self._hard, "-inf", now_ms, start=offset, num=limit)
         )
 
     @_store_errors
@@ -498,6 +498,11 @@ class SessionStore:
     async def save_snapshot(self, session_id: str, state: bytes) -> None:
         """Keep a hibernated processor's ``GET /state`` body."""
         await self.redis.set(self._snapshot(session_id), state)
+
+    @_store_errors
+    async def has_snapshot(self, session_id: str) -> bool:
+        """Whether a hibernation snapshot is kept for the session."""
+        return bool(await self.redis.exists(self._snapshot(session_id)))
 
     @_store_errors
     async def load_snapshot(self, session_id: str) -> bytes | None:

@@ -1,0 +1,169 @@
+"""The reconciler: make what the backend runs agree with what Redis says (desired vs actual).
+
+* A processor carrying this manager's label that no record claims is an orphan (a manager
+  died between starting it and recording it, or a removal failed); it is removed once it has
+  been an orphan for ``ORPHAN_GRACE_S``, so that a start in flight is never mistaken for one.
+* A ``ready`` record whose processor is gone is restarted from its snapshot when there is one,
+  else ended with reason ``processor_lost``.
+* A ``starting`` record whose start slot expired (its manager died mid-start) is ended.
+
+Nothing here runs when Redis cannot be read: an outage never makes processors look orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from session_manager.backends.base import Backend, ProcessorHandle
+from session_manager.clock import Clock
+from session_manager.errors import KatoError
+from session_manager.lifecycle import Sessions
+from session_manager.metrics import Metrics
+from session_manager.models import EndReason, SessionRecord, SessionStatus
+from session_manager.settings import Settings
+from session_manager.store import SessionStore
+
+__all__ = ("ReconcileReport", "Reconciler")
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+class ReconcileReport(msgspec.Struct, kw_only=True):
+    """What one pass found and did."""
+
+    started_at: int
+    duration_ms: float = 0.0
+    processors: int = 0
+    orphans_removed: list[str] = msgspec.field(default_factory=list)
+    orphans_waiting: int = 0
+    recovered: list[str] = msgspec.field(default_factory=list)
+    lost: list[str] = msgspec.field(default_factory=list)
+    stale_starts_ended: list[str] = msgspec.field(default_factory=list)
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Reconciler:
+    """Compares the backend's processors with the records; remembers when orphans appeared."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: SessionStore,
+        sessions: Sessions,
+        backend: Backend,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sessions = sessions
+        self.backend = backend
+        self.metrics = metrics
+        self.clock = clock
+        self._orphan_since: dict[str, int] = {}
+
+    async def reconcile_once(self) -> ReconcileReport:
+        """One pass; raises ``StoreUnavailable`` (doing nothing) when Redis cannot be read."""
+        began = time.perf_counter()
+        now = self.clock.now_ms()
+        report = ReconcileReport(started_at=now)
+        owned = await self.backend.list_owned()
+        report.processors = len(owned)
+        await self._remove_orphans(owned, now, report)
+        await self._replace_vanished({h.ref for h in owned}, report)
+        await self._end_stale_starts(now, report)
+        report.duration_ms = (time.perf_counter() - began) * 1000
+        return report
+
+    async def _remove_orphans(
+        self, owned: list[ProcessorHandle], now: int, report: ReconcileReport
+    ) -> None:
+        ids = [h.session_id or "" for h in owned]
+        records = await self.store.get_many(ids)
+        orphans = [
+            handle
+            for handle, record in zip(owned, records, strict=True)
+            if _is_orphan(handle, record)
+        ]
+        seen = {h.ref for h in orphans}
+        self._orphan_since = {r: t for r, t in self._orphan_since.items() if r in seen}
+        grace_ms = self.settings.orphan_grace_s * 1000
+        for handle in orphans:
+            since = self._orphan_since.setdefault(handle.ref, now)
+            if now - since < grace_ms:
+                report.orphans_waiting += 1
+                continue
+            try:
+                await self.backend.stop(handle)
+            except KatoError as exc:
+                report.failed[handle.ref] = f"{exc.code}: {exc.message}"
+                continue
+            self._orphan_since.pop(handle.ref, None)
+            self.metrics.orphans_removed.inc()
+            report.orphans_removed.append(handle.ref)
+            log.info(
+                "orphan processor removed",
+                extra={"ref": handle.ref, "session_id": handle.session_id},
+            )
+
+    async def _replace_vanished(self, alive: set[str], report: ReconcileReport) -> None:
+        batch: list[str] = []
+        async for session_id in self.store.iter_status(SessionStatus.READY, _BATCH):
+            batch.append(session_id)
+            if len(batch) >= _BATCH:
+                await self._check_ready(batch, alive, report)
+                batch = []
+        if batch:
+            await self._check_ready(batch, alive, report)
+
+    async def _check_ready(
+        self, session_ids: list[str], alive: set[str], report: ReconcileReport
+    ) -> None:
+        for record in await self.store.get_many(session_ids):
+            handle = record.handle if record is not None else None
+            if record is None or handle is None or handle.backend != self.backend.name:
+                continue
+            if handle.ref in alive or await self.backend.is_alive(handle):
+                continue
+            session_id = record.session_id
+            try:
+                if await self.store.has_snapshot(session_id):
+                    if await self.sessions.recover(record) is not None:
+                        report.recovered.append(session_id)
+                        log.info(
+                            "lost processor replaced from snapshot",
+                            extra={"session_id": session_id},
+                        )
+                elif await self.sessions.end(
+                    session_id, EndReason.PROCESSOR_LOST, allowed=(SessionStatus.READY,)
+                ):
+                    report.lost.append(session_id)
+                    self.metrics.reaped.labels(EndReason.PROCESSOR_LOST.value).inc()
+                    log.info("session ended: processor lost", extra={"session_id": session_id})
+            except KatoError as exc:
+                report.failed[session_id] = f"{exc.code}: {exc.message}"
+
+    async def _end_stale_starts(self, now: int, report: ReconcileReport) -> None:
+        for session_id in await self.store.expired_starts(now, _BATCH):
+            try:
+                if await self.sessions.end(
+                    session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
+                ):
+                    report.stale_starts_ended.append(session_id)
+            except KatoError as exc:
+                report.failed[session_id] = f"{exc.code}: {exc.message}"
+
+
+def _is_orphan(handle: ProcessorHandle, record: SessionRecord | None) -> bool:
+    """No record claims it. A record in a transition may not have recorded its new processor."""
+    if record is None:
+        return True
+    if record.status in (SessionStatus.STARTING, SessionStatus.TERMINATING):
+        return False
+    return record.ref != handle.ref

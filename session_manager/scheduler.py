@@ -1,0 +1,129 @@
+"""The timers: reaper and reconciler passes on the one instance holding the Redis lease.
+
+APScheduler 3's ``AsyncIOScheduler`` runs three jobs in the app's event loop: the lease
+(acquire or renew every third of ``LEADER_TTL_S``), the reaper every ``REAP_INTERVAL_S`` and the
+reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up. A pass runs only while this
+instance holds ``leader:reaper``; when the holder dies its lease expires and another instance
+takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend hiccup) are logged and the
+next tick tries again; stopping the scheduler never stops processors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from session_manager.errors import KatoError
+from session_manager.reaper import Reaper
+from session_manager.reconciler import Reconciler
+from session_manager.settings import Settings
+from session_manager.store import SessionStore
+
+__all__ = ("Scheduler",)
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Owns the APScheduler instance and this instance's claim on the lease."""
+
+    def __init__(
+        self, *, settings: Settings, store: SessionStore, reaper: Reaper, reconciler: Reconciler
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.reaper = reaper
+        self.reconciler = reconciler
+        self.instance_id = f"{settings.manager_id}-{uuid.uuid4().hex[:12]}"
+        self.leader = False
+        self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.settings.leader_ttl_s * 1000)
+
+    def start(self) -> None:
+        """Add the jobs and start the timers (the lease is tried at once)."""
+        now = dt.datetime.now(dt.UTC)
+        jobs = (
+            (self.hold_lease, self.settings.leader_ttl_s / 3, now),
+            (self.reap, self.settings.reap_interval_s, None),
+            (self.reconcile, self.settings.reconcile_interval_s, now),
+        )
+        for job, every_s, first in jobs:
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=every_s,
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                id=job.__name__,
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop the timers and give the lease up so that another instance takes over at once."""
+        self._scheduler.shutdown(wait=False)
+        if self.leader:
+            try:
+                await self.store.release_leader(self.instance_id)
+            except KatoError:
+                log.warning("could not release the reaper lease")
+            self.leader = False
+
+    async def hold_lease(self) -> bool:
+        """Renew the lease if held, else try to take it; True while this instance leads."""
+        try:
+            if self.leader and await self.store.renew_leader(self.instance_id, self._ttl_ms):
+                return True
+            taken = await self.store.acquire_leader(self.instance_id, self._ttl_ms)
+        except KatoError as exc:
+            log.warning("reaper lease unavailable: %s", exc.message)
+            taken = False
+        if taken != self.leader:
+            log.info(
+                "reaper leadership %s",
+                "taken" if taken else "lost",
+                extra={"instance": self.instance_id},
+            )
+        self.leader = taken
+        return taken
+
+    async def reap(self) -> None:
+        """A reaper pass, on the leader only."""
+        if not await self.hold_lease():
+            return
+        try:
+            await self.reaper.reap_once()
+        except KatoError as exc:
+            log.warning("reaper pass failed: %s", exc.message)
+        except Exception:
+            log.exception("reaper pass failed")
+
+    async def reconcile(self) -> None:
+        """A reconciler pass, on the leader only."""
+        if not await self.hold_lease():
+            return
+        try:
+            report = await self.reconciler.reconcile_once()
+        except KatoError as exc:
+            log.warning("reconciler pass failed: %s", exc.message)
+            return
+        except Exception:
+            log.exception("reconciler pass failed")
+            return
+        if report.orphans_removed or report.recovered or report.lost or report.stale_starts_ended:
+            log.info(
+                "reconciler pass",
+                extra={
+                    "orphans_removed": len(report.orphans_removed),
+                    "recovered": len(report.recovered),
+                    "lost": len(report.lost),
+                    "stale_starts_ended": len(report.stale_starts_ended),
+                },
+            )
