@@ -54,15 +54,18 @@ class Scheduler:
             (self.reconcile, self.settings.reconcile_interval_s, now),
         )
         for job, every_s, first in jobs:
+            # APScheduler reads an explicit ``next_run_time=None`` as "paused": pass it only
+            # for the jobs that also run at start-up.
+            when = {} if first is None else {"next_run_time": first}
             self._scheduler.add_job(
                 job,
                 "interval",
                 seconds=every_s,
-                next_run_time=first,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
                 id=job.__name__,
+                **when,
             )
         self._scheduler.start()
 
