@@ -10,6 +10,7 @@ next tick tries again; stopping the scheduler never stops processors.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -39,6 +40,7 @@ class Scheduler:
         self.reconciler = reconciler
         self.instance_id = f"{settings.manager_id}-{uuid.uuid4().hex[:12]}"
         self.leader = False
+        self._lease_lock = asyncio.Lock()
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
 
     @property
@@ -81,21 +83,22 @@ class Scheduler:
 
     async def hold_lease(self) -> bool:
         """Renew the lease if held, else try to take it; True while this instance leads."""
-        try:
-            if self.leader and await self.store.renew_leader(self.instance_id, self._ttl_ms):
-                return True
-            taken = await self.store.acquire_leader(self.instance_id, self._ttl_ms)
-        except KatoError as exc:
-            log.warning("reaper lease unavailable: %s", exc.message)
-            taken = False
-        if taken != self.leader:
-            log.info(
-                "reaper leadership %s",
-                "taken" if taken else "lost",
-                extra={"instance": self.instance_id},
-            )
-        self.leader = taken
-        return taken
+        async with self._lease_lock:  # jobs that start together must not race each other
+            try:
+                taken = await self.store.renew_leader(
+                    self.instance_id, self._ttl_ms
+                ) or await self.store.acquire_leader(self.instance_id, self._ttl_ms)
+            except KatoError as exc:
+                log.warning("reaper lease unavailable: %s", exc.message)
+                taken = False
+            if taken != self.leader:
+                log.info(
+                    "reaper leadership %s",
+                    "taken" if taken else "lost",
+                    extra={"instance": self.instance_id},
+                )
+            self.leader = taken
+            return taken
 
     async def reap(self) -> None:
         """A reaper pass, on the leader only."""
