@@ -532,10 +532,12 @@ class Sessions:
         except KatoError:
             if handle is not None:
                 await self._stop(handle)
+            # Back to hibernated (snapshot kept), on the usual hibernation clock.
             await self._transition(
                 record.session_id,
                 allowed=[SessionStatus.STARTING],
                 to=SessionStatus.HIBERNATED,
+                idle_deadline=self.clock.now_ms() + self.settings.hibernate_ttl_s * 1000,
                 start_slot="remove",
             )
             raise

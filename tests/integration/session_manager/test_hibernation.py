@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -188,3 +189,28 @@ async def test_observations_racing_a_hibernation_are_all_kept(manager: Manager) 
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
     assert sorted(event[0] for event in stm.json()["stm"]) == sorted(f"s{i}" for i in range(30))
     assert hibernated  # the race happened against a real hibernation
+
+
+async def test_a_failed_restore_keeps_the_session_hibernated_with_its_snapshot(
+    manager: Manager, manager_id: str, tmp_path: Path
+) -> None:
+    session = await prepare(manager)
+    sid = session["session_id"]
+    await manager.app.state.sessions.hibernate(sid)
+    backend = manager.app.state.backend
+    real_python = backend.python
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'no room at the inn' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    backend.python = str(broken)
+    failed = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+    assert failed.status_code == 502
+    assert failed.json()["error"]["details"]["log_tail"] == ["no room at the inn"]
+    record = await manager.app.state.store.get(sid)
+    assert record.status == SessionStatus.HIBERNATED
+    assert record.idle_deadline > manager.app.state.clock.now_ms() + 3600_000
+    assert await manager.app.state.store.load_snapshot(sid) is not None
+    assert processes_of(manager_id) == {}
+    backend.python = real_python  # the next request restores it after all
+    stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+    assert stm.json()["stm"] == [["hello"], ["world"]]
