@@ -36,6 +36,7 @@ from session_manager.errors import (
     StoreUnavailable,
     Unauthorized,
 )
+from session_manager.knowledge import PrivateKnowledge
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus, Tombstone
 from session_manager.settings import Settings
@@ -111,6 +112,11 @@ class Sessions:
         self._routes_live = False
         self._epoch = 0
         self._watcher: asyncio.Task[None] | None = None
+        self._knowledge = (
+            PrivateKnowledge(settings.mongo_url)
+            if settings.processor_storage == "mongodb" and settings.mongo_url
+            else None
+        )
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.proxy_read_timeout_s, connect=settings.proxy_connect_timeout_s
@@ -172,6 +178,8 @@ class Sessions:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.start_timeout_s + 5)
         await self._http.aclose()
+        if self._knowledge is not None:
+            await asyncio.to_thread(self._knowledge.close)
 
     # -- create -----------------------------------------------------------------------------
 
@@ -612,6 +620,8 @@ class Sessions:
             details=details,
         )
         log.info("session ended", extra={"session_id": session_id, "reason": reason})
+        if ended.ok and record is not None and self._knowledge is not None:
+            await self._knowledge.drop(record)
         return ended.ok
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pymongo import MongoClient
 
+from processor_image.storage.mongodb import database_name
 from tests.integration.session_manager.conftest import SettingsFactory, StartManager, auth
 from tests.mongo_server import mongo_server
 
@@ -49,3 +51,30 @@ async def test_knowledge_learned_in_one_session_serves_the_next_on_the_same_kb(
         f"/session/{other['session_id']}/predictions", headers=auth(other)
     )
     assert none.json()["predictions"] == []
+
+
+async def test_a_private_knowledge_base_is_dropped_when_its_session_ends(
+    start_manager: StartManager, make_settings: SettingsFactory, mongo_url: str
+) -> None:
+    manager = await start_manager(make_settings(processor_storage="mongodb", mongo_url=mongo_url))
+    private = await manager.create()
+    shared = await manager.create(kb_id="kept-kb")
+    for session in (private, shared):
+        for symbol in ("a", "b"):
+            await manager.client.post(
+                f"/session/{session['session_id']}/observe",
+                json={"strings": [symbol]},
+                headers=auth(session),
+            )
+        await manager.client.post(f"/session/{session['session_id']}/learn", headers=auth(session))
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_url)
+    try:
+        names = set(client.list_database_names())
+        assert {database_name(private["kb_id"]), "kept-kb"} <= names
+        for session in (private, shared):
+            await manager.client.delete(f"/session/{session['session_id']}", headers=auth(session))
+        names = set(client.list_database_names())
+        assert database_name(private["kb_id"]) not in names
+        assert "kept-kb" in names
+    finally:
+        client.close()
