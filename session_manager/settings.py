@@ -66,7 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reap_action: Literal["hibernate", "delete"] = "hibernate"
     hibernate_ttl_s: PositiveInt = 86400
     reap_batch_size: PositiveInt = 200
-    reap_concurrency: PositiveInt = 8
+    reap_concurrency: PositiveInt = 32
+    """Removals at once; mostly waiting on processors, so well above the core count."""
     leader_ttl_s: PositiveFloat = 15.0
     """The reaper lease's expiry: another instance takes over this long after the leader died."""
     orphan_grace_s: Annotated[float, Meta(ge=0)] = 60.0
