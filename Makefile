@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench images clean
+.PHONY: run test lint bench bench-scale images clean
 
 # Create .venv and install the project with every extra; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -24,11 +24,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# Each benchmark prints a table and writes bench/results/<name>.json.
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/processor.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/reaper.py
+
+# Needs a Docker engine and the images (scripts/build-images).
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py --backend docker --sessions 120
 
 images:
 	scripts/build-images
