@@ -24,6 +24,9 @@ from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
 from session_manager.clock import Clock, SystemClock
 from session_manager.forwarding import Forwarder
+from session_manager.gateway.client import Gateway
+from session_manager.gateway.registry import RegistryError, load_static_processors
+from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.lifecycle import Sessions
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
@@ -31,12 +34,31 @@ from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis
 from session_manager.scheduler import Scheduler
-from session_manager.settings import Settings
+from session_manager.settings import Settings, SettingsError
 from session_manager.store import SessionStore
 
 __all__ = ("create_app",)
 
 log = logging.getLogger(__name__)
+
+
+async def _gateway(settings: Settings, metrics: Metrics) -> Gateway | None:
+    """Gateway mode: the registered processors, checked once before the app serves."""
+    try:
+        processors = load_static_processors(settings.processors_file, settings.kato_processors)
+    except RegistryError as exc:
+        raise SettingsError(str(exc)) from exc
+    if not processors:
+        return None
+    gateway = Gateway(
+        processors,
+        registry=metrics.registry,
+        health_interval_s=settings.gateway_health_interval_s,
+        connect_timeout_s=settings.proxy_connect_timeout_s,
+        read_timeout_s=settings.proxy_read_timeout_s,
+    )
+    await gateway.start()
+    return gateway
 
 
 def create_app(
@@ -70,6 +92,8 @@ def create_app(
             "metrics": state.metrics,
             "clock": state.clock,
         }
+        state.gateway = await _gateway(settings, state.metrics)
+        state.sessions.static = state.gateway
         state.reaper = Reaper(**parts)
         state.reconciler = Reconciler(**parts, backend=state.backend)
         state.scheduler = Scheduler(
@@ -84,6 +108,8 @@ def create_app(
             yield
         finally:
             await state.scheduler.stop()
+            if state.gateway is not None:
+                await state.gateway.close()
             await state.sessions.aclose()
             await state.forwarder.aclose()
             await state.backend.close()
@@ -96,6 +122,7 @@ def create_app(
             *SYSTEM_HANDLERS,
             *PROXY_HANDLERS,
             *REAP_HANDLERS,
+            *GATEWAY_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

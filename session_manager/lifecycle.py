@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -62,6 +62,21 @@ class ProcessorRoute(msgspec.Struct, frozen=True):
 
     session_id: str
     endpoint: str
+
+
+class StaticRoutes(Protocol):
+    """Processors registered from configuration (gateway mode), reached by processor id."""
+
+    def __contains__(self, processor_id: object) -> bool:
+        """Whether the id is a registered processor."""
+        ...
+
+    def endpoint_for(self, processor_id: str) -> str | None:
+        """The URL of a registered, healthy processor; ``None`` when the id is not registered.
+
+        Raises ``ProcessorUnhealthy`` (503) for a registered processor that failed its check.
+        """
+        ...
 
 
 class _CachedRoute(msgspec.Struct, frozen=True):
@@ -112,6 +127,8 @@ class Sessions:
         self._routes_live = False
         self._epoch = 0
         self._watcher: asyncio.Task[None] | None = None
+        self.static: StaticRoutes | None = None
+        """Gateway mode: ids of registered processors route to them, never to Redis records."""
         self._knowledge = (
             PrivateKnowledge(settings.mongo_url)
             if settings.processor_storage == "mongodb" and settings.mongo_url
@@ -387,6 +404,8 @@ class Sessions:
         Idle timeouts are minutes long, so a deadline up to a second stale costs nothing, and a
         busy session costs one Redis script per second instead of one per request.
         """
+        if self.static is not None and session_id in self.static:
+            return  # static processors are never reaped: no deadline to move
         now = self.clock.now_ms()
         if now - self._touched.get(session_id, -_TOUCH_EVERY_MS) < _TOUCH_EVERY_MS:
             return
@@ -401,6 +420,10 @@ class Sessions:
         Raises ``SessionNotFound``, ``SessionExpired``, ``Unauthorized``, ``StoreUnavailable``,
         or ``ProcessorTimeout`` when the session does not settle within the start timeout.
         """
+        if self.static is not None:
+            endpoint = self.static.endpoint_for(session_id)
+            if endpoint is not None:
+                return ProcessorRoute(session_id=session_id, endpoint=endpoint)
         cached = self._routes.get(session_id)
         if cached is not None and time.monotonic() - cached.at < _ROUTE_TTL_S:
             self._check_token(cached.token_hash, authorization)

@@ -89,6 +89,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     processor_pids_limit: PositiveInt = 128
     processors_file: str | None = None
     kato_processors: str | None = None
+    gateway_health_interval_s: PositiveFloat = 5.0
+    """How often each static processor's ``/health`` is checked (gateway mode)."""
     manager_id: str = ""
     """Label value marking this deployment's processors; replicas sharing Redis share it."""
     proxy_connect_timeout_s: PositiveFloat = 2.0

@@ -34,8 +34,10 @@ class RunningProcessor:
 
 
 @contextlib.contextmanager
-def start_processor(processor_id: str = "p1", **env: str) -> Iterator[RunningProcessor]:
-    port = free_port()
+def start_processor(
+    processor_id: str = "p1", *, port: int | None = None, **env: str
+) -> Iterator[RunningProcessor]:
+    port = port or free_port()
     environment = {
         **os.environ,
         "PROCESSOR_ID": processor_id,

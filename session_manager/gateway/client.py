@@ -75,6 +75,15 @@ class Gateway:
         await self.health.stop()
         await self._client.aclose()
 
+    def __contains__(self, processor_id: object) -> bool:
+        return processor_id in self.processors
+
+    def endpoint_for(self, processor_id: str) -> str | None:
+        """URL for ``/session/{processor_id}/…``; None if not registered; 503 if unhealthy."""
+        if processor_id not in self.processors:
+            return None
+        return self.route(processor_id).url
+
     def lock(self, processor_id: str) -> asyncio.Lock:
         """Serialises read-modify-write sequences on one processor within this manager."""
         self.route(processor_id)

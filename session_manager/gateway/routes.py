@@ -14,15 +14,20 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
 
-from session_manager.errors import ValidationFailed
+from session_manager.api.auth import require_admin
+from session_manager.errors import SessionNotFound, ValidationFailed
 from session_manager.gateway.client import Gateway, ProcessorReply
+from session_manager.gateway.health import ProcessorHealth
 
-__all__ = ("GatewayController", "LegacyPingController")
+__all__ = ("GATEWAY_HANDLERS",)
 
 
 def _gateway(state: State) -> Gateway:
-    gateway: Gateway = state.gateway
+    gateway: Gateway | None = state.gateway
+    if gateway is None:
+        raise SessionNotFound("no processors are registered (PROCESSORS_FILE, KATO_PROCESSORS)")
     return gateway
 
 
@@ -73,7 +78,7 @@ class GatewayController(Controller):
         }
 
     @get(["/ping"])
-    async def ping(self, state: State, processor_id: str) -> Response[Any]:
+    async def ping(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Legacy ping: name and observation counter."""
         reply = await _gateway(state).call(processor_id, "GET", "/status")
         if (error := _passthrough(reply)) is not None:
@@ -91,7 +96,7 @@ class GatewayController(Controller):
         )
 
     @get(["/status"])
-    async def status(self, state: State, processor_id: str) -> Response[Any]:
+    async def status(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Legacy status envelope."""
         reply = await _gateway(state).call(processor_id, "GET", "/status")
         if (error := _passthrough(reply)) is not None:
@@ -115,7 +120,7 @@ class GatewayController(Controller):
 
     @post(["/observe"], status_code=200)
     async def observe(
-        self, state: State, request: Request[Any, Any, Any], processor_id: str
+        self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
         """Observe; the body is an observation or ``{"data": observation}``."""
         body = _object(await _json_body(request), "the observation")
@@ -140,7 +145,7 @@ class GatewayController(Controller):
         )
 
     @get(["/working-memory", "/short-term-memory", "/stm"])
-    async def working_memory(self, state: State, processor_id: str) -> Response[Any]:
+    async def working_memory(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Short-term memory, as ``stm`` and as the legacy ``message``."""
         reply = await _gateway(state).call(processor_id, "GET", "/stm")
         if (error := _passthrough(reply)) is not None:
@@ -165,7 +170,7 @@ class GatewayController(Controller):
         ],
         status_code=200,
     )
-    async def clear_stm(self, state: State, processor_id: str) -> Response[Any]:
+    async def clear_stm(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Clear short-term memory."""
         gateway = _gateway(state)
         reply = await gateway.call(processor_id, "POST", "/clear-stm")
@@ -174,7 +179,7 @@ class GatewayController(Controller):
         return Response(await self._envelope(gateway, processor_id, "stm-cleared"))
 
     @post(["/clear-all-memory", "/clear-all"], status_code=200)
-    async def clear_all(self, state: State, processor_id: str) -> Response[Any]:
+    async def clear_all(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Clear everything the processor knows."""
         gateway = _gateway(state)
         reply = await gateway.call(processor_id, "POST", "/clear-all")
@@ -183,7 +188,7 @@ class GatewayController(Controller):
         return Response(await self._envelope(gateway, processor_id, "all-cleared"))
 
     @post(["/learn"], status_code=200)
-    async def learn(self, state: State, processor_id: str) -> Response[Any]:
+    async def learn(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Learn short-term memory as a pattern."""
         gateway = _gateway(state)
         reply = await gateway.call(processor_id, "POST", "/learn")
@@ -194,14 +199,14 @@ class GatewayController(Controller):
 
     @get(["/predictions"])
     async def predictions_get(
-        self, state: State, processor_id: str, unique_id: str | None = None
+        self, state: State, processor_id: FromPath[str], unique_id: FromQuery[str | None] = None
     ) -> Response[Any]:
         """Predictions (``?unique_id=`` for a stored record)."""
         return await self._predictions(state, processor_id, unique_id)
 
     @post(["/predictions"], status_code=200)
     async def predictions_post(
-        self, state: State, request: Request[Any, Any, Any], processor_id: str
+        self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
         """Predictions; the body may carry ``unique_id``."""
         body = _object(await _json_body(request), "the body")
@@ -220,7 +225,7 @@ class GatewayController(Controller):
         return Response({**reply.body, "message": reply.body["predictions"]})
 
     @get(["/percept-data"])
-    async def percept_data(self, state: State, processor_id: str) -> Response[Any]:
+    async def percept_data(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """The last observation as received."""
         reply = await _gateway(state).call(processor_id, "GET", "/percept-data")
         if (error := _passthrough(reply)) is not None:
@@ -228,7 +233,7 @@ class GatewayController(Controller):
         return Response({**reply.body, "message": reply.body["percept_data"]})
 
     @get(["/cognition-data"])
-    async def cognition_data(self, state: State, processor_id: str) -> Response[Any]:
+    async def cognition_data(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """The processor's cognition data."""
         reply = await _gateway(state).call(processor_id, "GET", "/cognition-data")
         if (error := _passthrough(reply)) is not None:
@@ -236,7 +241,9 @@ class GatewayController(Controller):
         return Response({**reply.body, "message": reply.body["cognition_data"]})
 
     @get(["/gene/{gene_name:str}"])
-    async def gene(self, state: State, processor_id: str, gene_name: str) -> Response[Any]:
+    async def gene(
+        self, state: State, processor_id: FromPath[str], gene_name: FromPath[str]
+    ) -> Response[Any]:
         """One gene's value."""
         reply = await _gateway(state).call(processor_id, "GET", f"/gene/{gene_name}")
         if (error := _passthrough(reply)) is not None:
@@ -244,7 +251,9 @@ class GatewayController(Controller):
         return Response({**reply.body, "message": reply.body["gene_value"]})
 
     @get(["/pattern/{pattern_id:str}"])
-    async def pattern(self, state: State, processor_id: str, pattern_id: str) -> Response[Any]:
+    async def pattern(
+        self, state: State, processor_id: FromPath[str], pattern_id: FromPath[str]
+    ) -> Response[Any]:
         """One learned pattern."""
         reply = await _gateway(state).call(processor_id, "GET", f"/pattern/{pattern_id}")
         if (error := _passthrough(reply)) is not None:
@@ -253,7 +262,7 @@ class GatewayController(Controller):
 
     @post(["/genes/change", "/genes/update"], status_code=200)
     async def genes_change(
-        self, state: State, request: Request[Any, Any, Any], processor_id: str
+        self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
         """Change genes: ``{"data": {…}}``, ``{"genes": {…}}`` or ``{gene_name, gene_value}``."""
         body = _object(await _json_body(request), "the body")
@@ -272,7 +281,7 @@ class GatewayController(Controller):
 
     @post(["/increment-recall-threshold"], status_code=200)
     async def increment_recall_threshold(
-        self, state: State, request: Request[Any, Any, Any], processor_id: str
+        self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
         """Add ``increment`` to ``recall_threshold`` (kept within 0..1); answers the new value."""
         body = _object(await _json_body(request), "the body")
@@ -304,3 +313,13 @@ class LegacyPingController(Controller):
     async def ping(self) -> dict[str, str]:
         """Always okay while the manager runs."""
         return {"status": "okay"}
+
+
+@get("/admin/processors", guards=[require_admin], tags=["admin"])
+async def list_processors(state: State) -> list[ProcessorHealth]:
+    """Registered processors with their health (empty outside gateway mode)."""
+    gateway: Gateway | None = state.gateway
+    return gateway.status() if gateway is not None else []
+
+
+GATEWAY_HANDLERS = (GatewayController, LegacyPingController, list_processors)
