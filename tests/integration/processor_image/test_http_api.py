@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import RunningProcessor, start_processor
+from tests.processes import start_processor
 
 WORKED_EXAMPLE = {
     "type": "prototypical",
@@ -103,6 +103,8 @@ def test_observe_reply_and_generated_unique_id(kato: httpx.Client) -> None:
     assert generated.startswith("obs-")
     assert len(generated.split("-")) == 3
     assert observe(kato, "y", unique_id="")["unique_id"].startswith("obs-")
+    assert observe(kato, "z", unique_id=None)["unique_id"].startswith("obs-")
+    assert len({generated, observe(kato, "x")["unique_id"]}) == 2
 
 
 def test_unknown_fields_make_an_empty_observation(kato: httpx.Client) -> None:
@@ -117,6 +119,11 @@ def test_lenient_number_coercion_in_emotives_and_vectors(kato: httpx.Client) -> 
         == 200
     )
     assert kato.get("/cognition-data").json()["cognition_data"]["emotives"] == {"joy": 0.5}
+    kato.post("/observe", json={"vectors": [["0.5", 1]]})
+    kato.post("/observe", json={"vectors": [[0.5, 1.0]]})
+    first, second = kato.get("/stm").json()["stm"][1:]
+    assert first == second
+    assert first[0].startswith("VECTOR|")
 
 
 def test_worked_example_end_to_end(kato: httpx.Client) -> None:
@@ -343,6 +350,35 @@ def test_bad_input_gets_a_specific_4xx(
     assert kato.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'{"emotives": {"a": 1e400}}', b'{"vectors": [[1e400]]}', b'{"strings": ["\\ud800"]}'],
+    ids=["emotive_out_of_range", "vector_out_of_range", "lone_surrogate"],
+)
+def test_bodies_msgspec_cannot_decode_get_a_4xx(kato: httpx.Client, content: bytes) -> None:
+    response = kato.post("/observe", content=content, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert_error(response, response.status_code, response.json()["error"]["code"])
+    assert kato.get("/status").json()["time"] == 0
+
+
+def test_bodies_of_learn_clear_and_predictions_are_ignored(kato: httpx.Client) -> None:
+    def garbage(path: str) -> dict[str, Any]:
+        response = kato.post(
+            path, content=b"not json", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    observe(kato, "a", "b")
+    assert garbage("/learn")["pattern_name"].startswith("PTRN|")
+    observe(kato, "a", "b")
+    assert len(garbage("/predictions")["predictions"]) == 1
+    assert garbage("/clear-stm")["message"] == "stm-cleared"
+    assert garbage("/clear-all")["message"] == "all-cleared"
+
+
 def test_body_limit_is_configurable() -> None:
     with start_processor(MAX_BODY_BYTES="100") as small, httpx.Client(base_url=small.url) as client:
         assert_error(client.post("/observe", json={"strings": ["x" * 200]}), 413, "BODY_TOO_LARGE")
@@ -365,34 +401,3 @@ def test_genes_start_from_the_environment() -> None:
         assert c.get("/gene/max_pattern_length").json()["gene_value"] == 2
         assert c.get("/gene/recall_threshold").json()["gene_value"] == 0.4
         assert c.get("/status").json()["processor_name"] == "Named"
-
-
-def test_processor_id_is_required() -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "PROCESSOR_ID"}
-    done = subprocess.run(
-        [sys.executable, "-m", "processor_image"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "PROCESSOR_ID is required" in done.stderr
-
-
-def test_processes_are_gone_after_the_fixture() -> None:
-    with start_processor() as running:
-        pid = running.process.pid
-    assert running.process.poll() is not None
-    import os
-
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-
-
-def test_module_fixture_serves_one_process(processor: RunningProcessor) -> None:
-    assert processor.process.poll() is None

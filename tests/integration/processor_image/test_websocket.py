@@ -95,6 +95,24 @@ def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: http
         ),
         ("get_predictions", {"other": 1}, "'unique_id'"),
         ("dance", None, "Unknown message type: dance"),
+        (
+            "observe",
+            observation(vectors=[[1, 2], [1, 2, 3]]),
+            "vectors cannot be added up: operands could not be broadcast together with shapes"
+            " (2,) (3,) ",
+        ),
+        pytest.param(
+            "observe",
+            observation("a", path=5),
+            "path must be a list of strings",
+            marks=pytest.mark.xfail(strict=True, reason="ws.py: see /work/notes/service-needs.md"),
+        ),
+        pytest.param(
+            "observe",
+            observation("a", metadata=[1]),
+            "metadata must be an object",
+            marks=pytest.mark.xfail(strict=True, reason="ws.py: see /work/notes/service-needs.md"),
+        ),
     ],
     ids=[
         "missing_key",
@@ -102,6 +120,9 @@ def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: http
         "wrong_types",
         "predictions_without_unique_id",
         "unknown_type",
+        "vectors_that_cannot_broadcast",
+        "path_not_a_list",
+        "metadata_not_an_object",
     ],
 )
 def test_errors_are_messages_and_the_socket_stays_open(
@@ -111,9 +132,38 @@ def test_errors_are_messages_and_the_socket_stays_open(
     assert ask(ws, "ping")["type"] == "pong"
 
 
-def test_frame_that_is_not_json_closes_with_1011(ws: ClientConnection) -> None:
-    ws.send("not json")
+def test_payload_null_or_absent_is_an_empty_payload(ws: ClientConnection) -> None:
+    ws.send(json.dumps({"type": "get_predictions", "payload": None}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "predictions"
+    assert ask(ws, "get_predictions")["type"] == "predictions"
+
+
+def test_observations_over_websocket_are_found_over_http_by_unique_id(
+    ws: ClientConnection, kato: httpx.Client
+) -> None:
+    for word in ("x", "y", "z"):
+        ask(ws, "observe", observation(word))
+    ask(ws, "learn")
+    ask(ws, "observe", observation("x", unique_id="from-ws"))
+    reply = ask(ws, "observe", observation("y", unique_id="from-ws-2"))
+    assert reply["data"]["time"] == 5
+    found = kato.get("/predictions", params={"unique_id": "from-ws-2"}).json()["predictions"]
+    assert [p["future"] for p in found] == [[["z"]]]
+    assert ask(ws, "get_predictions", {"unique_id": "nobody"})["data"]["predictions"] == []
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["not json", "[1, 2]", '"text"', '{"type": "ping", "payload": [1]}', b"\x00\x01"],
+    ids=["not_json", "array", "string", "payload_not_an_object", "binary_garbage"],
+)
+def test_frame_that_is_not_a_json_object_closes_with_1011(
+    ws: ClientConnection, kato: httpx.Client, frame: str | bytes
+) -> None:
+    ws.send(frame)
     with pytest.raises(ConnectionClosedError) as closed:
         ws.recv(timeout=10)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1011
+    assert closed.value.rcvd.reason
+    assert kato.get("/health").status_code == 200
