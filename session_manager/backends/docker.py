@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import docker
 import httpx
@@ -54,6 +54,7 @@ class DockerBackend:
     """Processors as hardened containers on one Docker engine."""
 
     name = "docker"
+    _network_options: ClassVar[dict[str, Any]] = {"driver": "bridge"}
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class DockerBackend:
         self._network_ready = network is None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DockerBackend:
+    def from_settings(cls, settings: Settings) -> Self:
         """The backend for these settings; the engine comes from ``DOCKER_HOST`` or the socket."""
         try:
             client = docker.from_env()
@@ -150,24 +151,26 @@ class DockerBackend:
         return container.status in ("created", "running", "restarting")
 
     async def list_owned(self) -> list[ProcessorHandle]:
-        """Every container labelled as this manager's, running or not."""
-        containers = await self._docker(
-            self._client.containers.list,
+        """Every container labelled as this manager's, running or exited, in one engine call.
+
+        The list endpoint (not one inspect per container) also means a container removed
+        meanwhile cannot fail the whole listing. An exited container publishes no port: it is
+        listed with an empty endpoint, so that the reconciler still sees and removes it.
+        """
+        rows: list[dict[str, Any]] = await self._docker(
+            self._client.api.containers,
             all=True,
             filters={"label": f"{MANAGER_LABEL}={self.manager_id}"},
         )
-        handles = []
-        for container in containers:
-            with contextlib.suppress(BackendUnavailable, KeyError, TypeError, IndexError):
-                handles.append(
-                    ProcessorHandle(
-                        backend=self.name,
-                        ref=container.id,
-                        endpoint=self._endpoint_of(container),
-                        session_id=container.labels.get(SESSION_LABEL),
-                    )
-                )
-        return handles
+        return [
+            ProcessorHandle(
+                backend=self.name,
+                ref=row["Id"],
+                endpoint=self._listed_endpoint(row),
+                session_id=(row.get("Labels") or {}).get(SESSION_LABEL),
+            )
+            for row in rows
+        ]
 
     async def ping(self) -> bool:
         """Whether the engine answers."""
@@ -217,8 +220,8 @@ class DockerBackend:
                 await self._docker(
                     self._client.networks.create,
                     self.network,
-                    driver="bridge",
                     labels={MANAGER_LABEL: self.manager_id},
+                    **self._network_options,
                 )
         self._network_ready = True
 
@@ -238,6 +241,16 @@ class DockerBackend:
             return f"http://{container.name}:{PROCESSOR_PORT}"
         binding = container.attrs["NetworkSettings"]["Ports"][f"{PROCESSOR_PORT}/tcp"][0]
         return f"http://127.0.0.1:{binding['HostPort']}"
+
+    def _listed_endpoint(self, row: dict[str, Any]) -> str:
+        """The endpoint from a container-list row; ``""`` when it publishes none."""
+        if self.network is not None:
+            names = row.get("Names") or [""]
+            return f"http://{names[0].lstrip('/')}:{PROCESSOR_PORT}"
+        for port in row.get("Ports") or []:
+            if port.get("PrivatePort") == PROCESSOR_PORT and port.get("PublicPort"):
+                return f"http://127.0.0.1:{port['PublicPort']}"
+        return ""
 
     async def _wait_healthy(
         self, container: Container, endpoint: str, processor_id: str

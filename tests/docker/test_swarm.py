@@ -1,0 +1,137 @@
+"""``BACKEND=swarm`` on a single-node swarm: one service per session, reached over an overlay
+network by a manager that runs in its own container on it; nothing left behind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from docker.errors import APIError
+
+from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
+from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE
+from tests.docker.test_private_network import docker_socket
+
+ADMIN_TOKEN = "swarm-admin-token-0123456789abcdef"
+
+
+@pytest.fixture(name="swarm", scope="module")
+def fx_swarm(docker_client: docker.DockerClient) -> Iterator[docker.DockerClient]:
+    """A single-node swarm on loopback; left again if this fixture made it."""
+    created = False
+    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
+        try:
+            docker_client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+        except APIError as exc:
+            pytest.fail(f"cannot start a single-node swarm: {exc}")
+        created = True
+    yield docker_client
+    if created:
+        docker_client.swarm.leave(force=True)
+
+
+def services_of(client: docker.DockerClient, label: str) -> list[Any]:
+    return client.services.list(filters={"label": label})
+
+
+@pytest.fixture(name="swarm_manager")
+def fx_swarm_manager(swarm: docker.DockerClient, manager_id: str) -> Iterator[str]:
+    network = swarm.networks.create(f"kato-swarm-{manager_id}", driver="overlay", attachable=True)
+    container = None
+    try:
+        container = swarm.containers.run(
+            SESSION_IMAGE,
+            detach=True,
+            name=f"kato-swarm-manager-{manager_id}",
+            user="0",
+            environment={
+                "BACKEND": "swarm",
+                "DOCKER_NETWORK": network.name,
+                "DOCKER_IMAGE": PROCESSOR_IMAGE,
+                "ADMIN_TOKEN": ADMIN_TOKEN,
+                "MANAGER_ID": manager_id,
+                "START_TIMEOUT_S": "60",
+            },
+            volumes={docker_socket(): {"bind": "/var/run/docker.sock", "mode": "rw"}},
+            network=network.name,
+            ports={"8080/tcp": ("127.0.0.1", None)},
+        )
+        url = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            container.reload()
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8080/tcp")
+            if bindings:
+                url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            if container.status == "exited":
+                pytest.fail(f"manager exited: {container.logs(tail=30).decode()}")
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"manager not healthy: {container.logs(tail=30).decode()}")
+        yield url
+    finally:
+        for service in services_of(swarm, f"{MANAGER_LABEL}={manager_id}"):
+            service.remove()
+        if container is not None:
+            container.remove(force=True)
+        for _ in range(50):  # the overlay can be removed once the service tasks are gone
+            try:
+                network.remove()
+                break
+            except APIError:
+                time.sleep(0.2)
+
+
+def test_sessions_run_as_swarm_services(
+    swarm_manager: str, swarm: docker.DockerClient, manager_id: str
+) -> None:
+    with httpx.Client(base_url=swarm_manager, timeout=120) as client:
+        created = client.post("/session/create", json={"user_id": "alice"})
+        assert created.status_code == 201, created.text
+        session = created.json()
+        headers = {"Authorization": f"Bearer {session['token']}"}
+        (service,) = services_of(swarm, f"{SESSION_LABEL}={session['session_id']}")
+        spec = service.attrs["Spec"]
+        assert spec["Labels"][MANAGER_LABEL] == manager_id
+        assert spec["Mode"] == {"Replicated": {"Replicas": 1}}
+        container_spec = spec["TaskTemplate"]["ContainerSpec"]
+        assert container_spec["ReadOnly"] is True
+        assert container_spec["CapabilityDrop"] == ["ALL"]
+        assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 256 * 1024 * 1024
+        assert not service.attrs.get("Endpoint", {}).get("Ports"), "nothing is published"
+
+        base = f"/session/{session['session_id']}"
+        for word in ("in", "a", "swarm"):
+            assert (
+                client.post(
+                    f"{base}/observe", json={"strings": [word]}, headers=headers
+                ).status_code
+                == 200
+            )
+        assert client.get(f"{base}/stm", headers=headers).json()["stm"] == [
+            ["in"],
+            ["a"],
+            ["swarm"],
+        ]
+        other = client.post("/session/create", json={"user_id": "bob"}).json()
+        other_stm = client.get(
+            f"/session/{other['session_id']}/stm",
+            headers={"Authorization": f"Bearer {other['token']}"},
+        )
+        assert other_stm.json()["stm"] == []
+
+        for s in (session, other):
+            reply = client.delete(
+                f"/session/{s['session_id']}", headers={"Authorization": f"Bearer {s['token']}"}
+            )
+            assert reply.status_code in (200, 204)
+        assert services_of(swarm, f"{MANAGER_LABEL}={manager_id}") == []
