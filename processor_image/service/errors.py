@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -98,8 +99,16 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         return _reply(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
     if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
         return _reply(413, "BODY_TOO_LARGE", "Request body is too large")
-    if isinstance(exc, SerializationException) or "malformed" in str(exc.detail).lower():
-        return _reply(422, "INVALID_JSON", "Request body is not valid JSON")
+    if (
+        isinstance(exc, SerializationException)
+        or (
+            isinstance(exc.__cause__, msgspec.DecodeError)
+            and not isinstance(exc.__cause__, msgspec.ValidationError)
+        )
+        or "malformed" in str(exc.detail).lower()
+    ):
+        details = {"error": str(exc.__cause__)} if exc.__cause__ is not None else None
+        return _reply(422, "INVALID_JSON", "Request body is not valid JSON", details)
     if isinstance(exc, ValidationException):
         return _reply(
             422, "VALIDATION_ERROR", "Request body does not match the schema", {"errors": exc.extra}

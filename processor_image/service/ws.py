@@ -42,7 +42,9 @@ def _handle(runtime: Runtime, kind: Any, payload: dict[str, Any]) -> dict[str, A
             unique_id = (
                 payload["unique_id"] if "unique_id" in payload else generated_unique_id("ws")
             )
-            _check_observation(strings, vectors, emotives, unique_id)
+            _check_observation(
+                strings, vectors, emotives, unique_id, payload.get("path"), payload.get("metadata")
+            )
             result = p.observe(
                 strings, vectors, emotives, unique_id, payload.get("path"), payload.get("metadata")
             )
@@ -80,7 +82,9 @@ class _BadObservation(Exception):
     """Wrong types in a WS observation: answered as an error message, never a crash."""
 
 
-def _check_observation(strings: Any, vectors: Any, emotives: Any, unique_id: Any) -> None:
+def _check_observation(
+    strings: Any, vectors: Any, emotives: Any, unique_id: Any, path: Any, metadata: Any
+) -> None:
     number = (int, float)
     if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
         raise _BadObservation("strings must be a list of strings")
@@ -96,6 +100,12 @@ def _check_observation(strings: Any, vectors: Any, emotives: Any, unique_id: Any
         raise _BadObservation("emotives must be an object of numbers")
     if not isinstance(unique_id, str):
         raise _BadObservation("unique_id must be a string")
+    if path is not None and (
+        not isinstance(path, list) or not all(isinstance(p, str) for p in path)
+    ):
+        raise _BadObservation("path must be a list of strings")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _BadObservation("metadata must be an object")
 
 
 def _status(message: str, pid: str) -> dict[str, Any]:

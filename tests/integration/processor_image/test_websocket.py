@@ -101,18 +101,8 @@ def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: http
             "vectors cannot be added up: operands could not be broadcast together with shapes"
             " (2,) (3,) ",
         ),
-        pytest.param(
-            "observe",
-            observation("a", path=5),
-            "path must be a list of strings",
-            marks=pytest.mark.xfail(strict=True, reason="ws.py: see /work/notes/service-needs.md"),
-        ),
-        pytest.param(
-            "observe",
-            observation("a", metadata=[1]),
-            "metadata must be an object",
-            marks=pytest.mark.xfail(strict=True, reason="ws.py: see /work/notes/service-needs.md"),
-        ),
+        ("observe", observation("a", path=5), "path must be a list of strings"),
+        ("observe", observation("a", metadata=[1]), "metadata must be an object"),
     ],
     ids=[
         "missing_key",
