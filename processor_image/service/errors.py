@@ -101,13 +101,14 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         return _reply(413, "BODY_TOO_LARGE", "Request body is too large")
     if (
         isinstance(exc, SerializationException)
+        or isinstance(exc.__cause__, SerializationException)
         or (
             isinstance(exc.__cause__, msgspec.DecodeError)
             and not isinstance(exc.__cause__, msgspec.ValidationError)
         )
         or "malformed" in str(exc.detail).lower()
     ):
-        details = {"error": str(exc.__cause__)} if exc.__cause__ is not None else None
+        details = {"error": str(exc.detail)} if exc.detail else None
         return _reply(422, "INVALID_JSON", "Request body is not valid JSON", details)
     if isinstance(exc, ValidationException):
         return _reply(
