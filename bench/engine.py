@@ -21,6 +21,8 @@ from processor_image.engine import Processor
 from processor_image.engine.naming import pattern_hash
 from processor_image.engine.predictions import predict
 from processor_image.storage.memory import MemoryKnowledgeBase
+from processor_image.storage.mongodb import MongoKnowledgeBase
+from tests.mongo_server import mongo_server
 
 VOCABULARY = [f"sym{i:04d}" for i in range(1000)]
 
@@ -83,8 +85,33 @@ def measure(size: int, samples: int, exhaustive_samples: int, seed: int) -> dict
         "exhaustive_p50_ms": exhaustive["p50_ms"],
         "exhaustive_p95_ms": exhaustive["p95_ms"],
         "avg_candidates": round(candidates / samples, 1),
-        "learn_per_s_memory": round(learn_rate),
+        "learn_per_s": round(learn_rate),
     }
+
+
+def learn_rates(count: int, seed: int) -> list[dict[str, object]]:
+    """Learns per second through each store (new patterns, then the same ones again)."""
+    rng = random.Random(seed)
+    patterns = [[sorted(event) for event in random_pattern(rng)] for _ in range(count)]
+    rows: list[dict[str, object]] = []
+    with mongo_server() as url:
+        stores = {
+            "memory": MemoryKnowledgeBase(),
+            "mongodb": MongoKnowledgeBase(url, f"bench-{rng.getrandbits(32):08x}"),
+        }
+        for name, kb in stores.items():
+            try:
+                row: dict[str, object] = {"store": name, "patterns": count}
+                for phase in ("new", "repeat"):
+                    started = time.perf_counter()
+                    for pattern in patterns:
+                        kb.learn(pattern_hash(pattern), pattern, None, 5)
+                    row[f"learn_{phase}_per_s"] = round(count / (time.perf_counter() - started))
+                rows.append(row)
+            finally:
+                kb.clear()
+                kb.close()
+    return rows
 
 
 def main() -> None:
@@ -93,13 +120,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--exhaustive-samples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--learn-patterns", type=int, default=1000)
     args = parser.parse_args()
     rows = [
         measure(int(size), args.samples, args.exhaustive_samples, args.seed)
         for size in args.sizes.split(",")
     ]
     print(table("engine: observe+predict latency (memory store, recall_threshold 0.1)", rows))
-    print(f"results: {write('engine', {'rows': rows})}")
+    learned = learn_rates(args.learn_patterns, args.seed)
+    print(table("learn throughput per store (MONGO_URL, else a local SecantusDB)", learned))
+    print(f"results: {write('engine', {'rows': rows, 'learn': learned})}")
 
 
 if __name__ == "__main__":
