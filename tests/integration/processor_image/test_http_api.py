@@ -352,13 +352,20 @@ def test_bad_input_gets_a_specific_4xx(
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"emotives": {"a": 1e400}}', b'{"vectors": [[1e400]]}', b'{"strings": ["\\ud800"]}'],
-    ids=["emotive_out_of_range", "vector_out_of_range", "lone_surrogate"],
+    [
+        b'{"emotives": {"a": 1e400}}',
+        b'{"vectors": [[1e400]]}',
+        b'{"strings": ["\\ud800"]}',
+        pytest.param(
+            b'{"strings": ["\xff\xfe"]}',
+            marks=pytest.mark.xfail(strict=True, reason="500: see /work/notes/service-needs.md 3"),
+        ),
+    ],
+    ids=["emotive_out_of_range", "vector_out_of_range", "lone_surrogate", "invalid_utf8"],
 )
-def test_bodies_msgspec_cannot_decode_get_a_4xx(kato: httpx.Client, content: bytes) -> None:
+def test_bodies_msgspec_cannot_decode_are_invalid_json(kato: httpx.Client, content: bytes) -> None:
     response = kato.post("/observe", content=content, headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500
-    assert_error(response, response.status_code, response.json()["error"]["code"])
+    assert_error(response, 422, "INVALID_JSON")
     assert kato.get("/status").json()["time"] == 0
 
 
