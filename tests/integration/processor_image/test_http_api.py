@@ -268,6 +268,53 @@ def test_auto_learn_through_the_api(kato: httpx.Client) -> None:
         == "PTRN|b98534b32c1d7489d4ce1a48724aa65aeecbdba9"
     )
     assert kato.get("/stm").json()["stm"] == [["c"]]
+    kato.post("/clear-stm")
+    observe(kato, "a")
+    observe(kato, "b")
+    (prediction,) = kato.get("/predictions").json()["predictions"]
+    assert prediction["future"] == [["c"]]
+
+
+def test_auto_learn_of_a_single_event(kato: httpx.Client) -> None:
+    kato.post("/genes/update", json={"genes": {"max_pattern_length": 1}})
+    assert observe(kato, "a")["auto_learned_pattern"] == ""
+    assert kato.get("/stm").json()["stm"] == []
+    assert (
+        observe(kato, "a", "b")["auto_learned_pattern"]
+        == "PTRN|395314cc2f2880a00c3e6e11f1e02d8b8c45a0e4"
+    )
+    assert kato.get("/stm").json()["stm"] == []
+
+
+def test_learned_emotives_reach_the_pattern_and_its_predictions(kato: httpx.Client) -> None:
+    for symbol, happiness, confidence in (("0", 0.1, 0.2), ("1", 0.5, 0.6), ("2", 0.9, 0.8)):
+        observe(kato, symbol, emotives={"happiness": happiness, "confidence": confidence})
+    name = kato.post("/learn").json()["pattern_name"]
+    assert name == "PTRN|db33f21101265857f7923dccac3a2a29191646ee"
+    averaged = {"happiness": 0.5, "confidence": 0.5333333333333333}
+    assert kato.get(f"/pattern/{name}").json()["pattern"] == {
+        "name": name,
+        "pattern_data": [["0"], ["1"], ["2"]],
+        "length": 3,
+        "frequency": 1,
+        "emotives": [averaged],
+    }
+    observe(kato, "0")
+    observe(kato, "1")
+    assert [p["emotives"] for p in kato.get("/predictions").json()["predictions"]] == [averaged]
+
+
+def test_emotive_window_keeps_the_last_persistence_entries(kato: httpx.Client) -> None:
+    for value in range(7):
+        observe(kato, "p", emotives={"v": value})
+        observe(kato, "q")
+        name = kato.post("/learn").json()["pattern_name"]
+    pattern = kato.get(f"/pattern/{name}").json()["pattern"]
+    assert pattern["frequency"] == 7
+    assert pattern["emotives"] == [{"v": 2.0}, {"v": 3.0}, {"v": 4.0}, {"v": 5.0}, {"v": 6.0}]
+    observe(kato, "p")
+    observe(kato, "q")
+    assert kato.get("/predictions").json()["predictions"][0]["emotives"] == {"v": 4.0}
 
 
 def test_observe_sequence_processes_in_order(kato: httpx.Client) -> None:
