@@ -80,6 +80,7 @@ class DockerBackend:
         self.stop_timeout_s = stop_timeout_s
         self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
         self._network_ready = network is None
+        self._starting: set[str] = set()  # container ids whose start() is still running
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -115,21 +116,23 @@ class DockerBackend:
         """Create and start the container; return once ``/health`` names the processor."""
         await self._ensure_network()
         container = await self._docker(self._client.containers.run, **self._run_options(spec))
+        self._starting.add(container.id)
         try:
             endpoint = await self._endpoint(container)
             reason = await self._wait_healthy(container, endpoint, spec.processor_id)
+            if reason is not None:
+                tail = await self._log_tail(container)
+                raise StartFailed(
+                    f"processor container did not start: {reason}",
+                    processor_id=spec.processor_id,
+                    image=self.image,
+                    log_tail=tail,
+                )
         except BaseException:
             await self._remove(container.id)
             raise
-        if reason is not None:
-            tail = await self._log_tail(container)
-            await self._remove(container.id)
-            raise StartFailed(
-                f"processor container did not start: {reason}",
-                processor_id=spec.processor_id,
-                image=self.image,
-                log_tail=tail,
-            )
+        finally:
+            self._starting.discard(container.id)
         return ProcessorHandle(
             backend=self.name, ref=container.id, endpoint=endpoint, session_id=spec.session_id
         )
@@ -151,26 +154,33 @@ class DockerBackend:
         return container.status in ("created", "running", "restarting")
 
     async def list_owned(self) -> list[ProcessorHandle]:
-        """Every container labelled as this manager's, running or exited, in one engine call.
+        """Every live container labelled as this manager's, in one engine call.
 
-        The list endpoint (not one inspect per container) also means a container removed
-        meanwhile cannot fail the whole listing. An exited container publishes no port: it is
-        listed with an empty endpoint, so that the reconciler still sees and removes it.
+        One list call (not an inspect per container), so a container removed meanwhile cannot
+        fail the listing. A container that has exited is a dead processor: it is not listed
+        (the reconciler then finds its session's processor gone and replaces or ends it) and
+        is removed here, unless a start on this instance is still reading its log tail.
         """
         rows: list[dict[str, Any]] = await self._docker(
             self._client.api.containers,
             all=True,
             filters={"label": f"{MANAGER_LABEL}={self.manager_id}"},
         )
-        return [
-            ProcessorHandle(
-                backend=self.name,
-                ref=row["Id"],
-                endpoint=self._listed_endpoint(row),
-                session_id=(row.get("Labels") or {}).get(SESSION_LABEL),
+        handles = []
+        for row in rows:
+            if row.get("State") in ("exited", "dead"):
+                if row["Id"] not in self._starting:
+                    await self._remove_dead(row["Id"])
+                continue
+            handles.append(
+                ProcessorHandle(
+                    backend=self.name,
+                    ref=row["Id"],
+                    endpoint=self._listed_endpoint(row),
+                    session_id=(row.get("Labels") or {}).get(SESSION_LABEL),
+                )
             )
-            for row in rows
-        ]
+        return handles
 
     async def ping(self) -> bool:
         """Whether the engine answers."""
@@ -280,6 +290,15 @@ class DockerBackend:
             lines: list[str] = raw.decode("utf-8", "replace").splitlines()
             return lines[-_LOG_TAIL_LINES:]
         return []
+
+    async def _remove_dead(self, ref: str) -> None:
+        """Remove an exited container; a failure is logged and retried on the next listing."""
+        try:
+            await self._remove(ref)
+        except BackendUnavailable as exc:
+            log.warning("could not remove an exited container: %s", exc.message)
+        else:
+            log.info("exited processor container removed", extra={"ref": ref})
 
     async def _remove(self, ref: str) -> None:
         """Force-remove; 404 (gone) and 409 (removal already in progress) are success."""

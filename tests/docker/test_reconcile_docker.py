@@ -1,0 +1,122 @@
+"""The reconciler against real containers: orphans go, live containers are adopted, lost ones
+are replaced from a snapshot or end the session."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import docker
+import httpx
+
+from session_manager.backends.base import ProcessorSpec
+from session_manager.backends.docker import DockerBackend
+from tests.docker.conftest import PROCESSOR_IMAGE
+from tests.docker.test_docker_sessions import containers_of, observe
+from tests.integration.session_manager.conftest import (
+    ManagerProcessFactory,
+    SettingsFactory,
+    StartManager,
+    auth,
+)
+from tests.integration.session_manager.test_reaper import status_of, wait_for
+
+RECONCILE_S = 0.5
+LEASE_S = 2
+
+
+def docker_settings(make_settings: SettingsFactory, **fields: Any) -> Any:
+    return make_settings(
+        backend="docker",
+        docker_publish="loopback",
+        docker_image=PROCESSOR_IMAGE,
+        reconcile_interval_s=RECONCILE_S,
+        leader_ttl_s=LEASE_S,
+        **fields,
+    )
+
+
+def exists(client: docker.DockerClient, container_id: str) -> bool:
+    return any(c.id == container_id for c in client.containers.list(all=True))
+
+
+async def test_a_killed_managers_successor_adopts_live_containers_and_removes_orphans(
+    manager_process: ManagerProcessFactory,
+    start_manager: StartManager,
+    make_settings: SettingsFactory,
+    docker_client: docker.DockerClient,
+) -> None:
+    settings = docker_settings(make_settings, orphan_grace_s=0)
+    first = manager_process(settings)
+    first_client = await first.start()
+    session = await first_client.create()
+    await observe(first_client, session, "before-the-crash")
+    await first_client.aclose()
+    (live,) = containers_of(docker_client, session["session_id"])
+    # A container its manager started but never recorded (it died in between).
+    backend = DockerBackend.from_settings(settings)
+    orphan_id = uuid.uuid4().hex
+    try:
+        orphan = await backend.start(
+            ProcessorSpec(
+                session_id=orphan_id,
+                processor_id=orphan_id,
+                kb_id=orphan_id,
+                env={"PROCESSOR_ID": orphan_id},
+            )
+        )
+    finally:
+        await backend.close()
+    first.kill()  # SIGKILL: its lease expires instead of being handed over
+
+    second = await start_manager(settings)
+
+    async def orphan_removed() -> bool:
+        return not exists(docker_client, orphan.ref)
+
+    assert await wait_for(orphan_removed, timeout_s=LEASE_S + 2 * RECONCILE_S + 5)
+    assert exists(docker_client, live.id)
+    stm = await second.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
+    assert stm.json()["stm"] == [["before-the-crash"]]
+    assert "kato_orphans_removed_total 1.0" in (await second.client.get("/metrics")).text
+
+
+async def test_a_container_removed_behind_the_managers_back_ends_the_session(
+    start_manager: StartManager, make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> None:
+    manager = await start_manager(docker_settings(make_settings))
+    session = await manager.create()
+    (container,) = containers_of(docker_client, session["session_id"])
+    container.remove(force=True)
+
+    async def ended() -> bool:
+        reply = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
+        return reply.status_code == 410
+
+    assert await wait_for(ended, timeout_s=2 * RECONCILE_S + 5)
+    reply = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
+    assert reply.json()["error"]["details"]["reason"] == "processor_lost"
+
+
+async def test_a_dead_container_with_a_snapshot_comes_back_in_a_new_container(
+    start_manager: StartManager, make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> None:
+    manager = await start_manager(docker_settings(make_settings, orphan_grace_s=0))
+    session = await manager.create()
+    await observe(manager, session, "kept")
+    record = await status_of(manager, session)
+    async with httpx.AsyncClient(trust_env=False) as client:  # a snapshot kept from earlier
+        state = (await client.get(f"{record['endpoint']}/state")).content
+    await manager.app.state.store.save_snapshot(session["session_id"], state)
+    (old,) = containers_of(docker_client, session["session_id"])
+    old.kill()  # exited, not removed: the reconciler must also clear it away
+
+    async def replaced() -> bool:
+        current = containers_of(docker_client, session["session_id"])
+        record = await status_of(manager, session)
+        ready = record["status"] == "ready" and record["ref"] != old.id
+        return ready and [c.id for c in current] == [record["ref"]]
+
+    assert await wait_for(replaced, timeout_s=4 * RECONCILE_S + 10)
+    stm = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
+    assert stm.json()["stm"] == [["kept"]]
