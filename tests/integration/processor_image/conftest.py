@@ -16,11 +16,16 @@ from tests.processes import RunningProcessor, start_processor
 
 __all__ = ("RunningProcessor", "start_processor")
 
+# The reference fixtures reset these four (spec §5.4); the rest are reset too, so a test that
+# changes one cannot leak it into the next test on the shared process.
 DEFAULT_GENES = {
     "max_pattern_length": 0,
     "recall_threshold": 0.1,
     "persistence": 5,
     "smoothness": 3,
+    "max_predictions": 100,
+    "always_update_frequencies": False,
+    "SORT": True,
 }
 
 

@@ -224,6 +224,18 @@ def test_genes_update_stops_at_the_first_unknown_and_keeps_earlier(kato: httpx.C
     assert kato.get("/gene/smoothness").json()["gene_value"] == 3
 
 
+def test_sort_is_changed_only_under_its_internal_name(kato: httpx.Client) -> None:
+    body = assert_error(
+        kato.post("/genes/update", json={"genes": {"sort": False}}), 400, "HTTP_400"
+    )
+    assert body["error"]["message"] == "Unknown gene: sort"
+    observe(kato, "z", "a")
+    assert kato.post("/genes/update", json={"genes": {"SORT": False}}).status_code == 200
+    observe(kato, "z", "a")
+    assert kato.get("/stm").json()["stm"] == [["a", "z"], ["z", "a"]]
+    assert kato.get("/gene/SORT").json()["gene_value"] is False
+
+
 def test_percept_and_cognition_data_examples(kato: httpx.Client) -> None:
     observe(kato, "zebra", "apple", emotives={"joy": 0.8})
     assert kato.get("/percept-data").json() == {
