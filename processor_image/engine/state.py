@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from processor_image.engine.genes import Genes
 from processor_image.engine.knowledge import KnowledgeDump
@@ -21,12 +22,47 @@ class ProcessorState(msgspec.Struct, kw_only=True):
 
     genes: Genes
     manifest: dict[str, Any]
-    window: int
-    time: int
-    stm: list[list[str]]
+    window: Annotated[int, Meta(ge=1)]
+    time: Annotated[int, Meta(ge=0)]
+    stm: list[Annotated[list[str], Meta(min_length=1)]]
     emotive_accumulator: list[dict[str, float]]
     current_emotives: dict[str, float]
     symbols: list[str]
     percept_data: dict[str, Any]
     predictions: list[dict[str, Any]]
     knowledge: KnowledgeDump | None = None
+
+    def __post_init__(self) -> None:
+        """Reject cached predictions the API could not serve back (a hand-made body)."""
+        for prediction in self.predictions:
+            missing = _PREDICTION_KEYS - prediction.keys()
+            if missing or not isinstance(prediction.get("name"), str):
+                raise ValueError(f"cached prediction lacks {sorted(missing) or ['name']}")
+
+
+_PREDICTION_KEYS = frozenset(
+    {
+        "type",
+        "name",
+        "frequency",
+        "emotives",
+        "matches",
+        "past",
+        "present",
+        "missing",
+        "extras",
+        "potential",
+        "evidence",
+        "similarity",
+        "fragmentation",
+        "snr",
+        "entropy",
+        "hamiltonian",
+        "grand_hamiltonian",
+        "confluence",
+        "sequence",
+        "future",
+        "confidence",
+        "itfdf_similarity",
+    }
+)

@@ -122,6 +122,10 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     )
 
 
+def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    return _reply(422, "INVALID_JSON", "Request body is not valid UTF-8 JSON", {"error": str(exc)})
+
+
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unexpected error", exc_info=exc)
     return _reply(500, "INTERNAL_ERROR", "An unexpected error occurred", {"error": str(exc)})
@@ -133,5 +137,6 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     PatternNotFound: _pattern_not_found,
     StorageError: _storage_error,
     HTTPException: _http_error,
+    UnicodeDecodeError: _undecodable,
     Exception: _unexpected,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from litestar import get, post, put
 from litestar.datastructures import State
@@ -29,6 +31,9 @@ from processor_image.service.schemas import (
 )
 
 __all__ = ("ROUTES",)
+
+_YIELD_EVERY = 200
+"""Observations between yields to the event loop inside ``/observe-sequence`` (lock held)."""
 
 
 def _runtime(state: State) -> Runtime:
@@ -80,6 +85,8 @@ async def observe_sequence(state: State, data: ObserveSequenceRequest) -> Observ
                 results.append(runtime.observe(observation))
             except EngineError as exc:
                 raise SequenceFailed(exc, index, msgspec.to_builtins(results)) from exc
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # /health keeps answering during a long sequence
     return ObserveSequenceResponse(results=results, processor_id=runtime.processor_id)
 
 

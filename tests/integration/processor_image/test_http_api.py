@@ -415,10 +415,7 @@ def test_bad_input_gets_a_specific_4xx(
         b'{"emotives": {"a": 1e400}}',
         b'{"vectors": [[1e400]]}',
         b'{"strings": ["\\ud800"]}',
-        pytest.param(
-            b'{"strings": ["\xff\xfe"]}',
-            marks=pytest.mark.xfail(strict=True, reason="500: see /work/notes/service-needs.md 3"),
-        ),
+        b'{"strings": ["\xff\xfe"]}',
     ],
     ids=["emotive_out_of_range", "vector_out_of_range", "lone_surrogate", "invalid_utf8"],
 )

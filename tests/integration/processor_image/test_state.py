@@ -52,3 +52,19 @@ def test_snapshot_restores_into_a_second_processor() -> None:
             client.post("/observe", json={"strings": ["b"], "unique_id": "n3"})
         assert view(b) == view(a)
         assert b.get("/state").json() == a.get("/state").json()
+
+
+def test_a_hand_made_snapshot_that_could_not_be_served_is_refused() -> None:
+    with start_processor() as running, httpx.Client(base_url=running.url) as client:
+        state = client.get("/state").json()
+        for broken in (
+            {**state, "predictions": [{"a": 1}]},
+            {**state, "time": -1},
+            {**state, "window": 0},
+            {**state, "stm": [[]]},
+        ):
+            reply = client.put("/state", json=broken)
+            assert reply.status_code == 422, reply.text
+            assert reply.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert client.get("/predictions").status_code == 200
+        assert client.get("/state").json() == state
