@@ -80,7 +80,7 @@ class DockerBackend:
         self.stop_timeout_s = stop_timeout_s
         self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
         self._network_ready = network is None
-        self._starting: set[str] = set()  # container ids whose start() is still running
+        self._starting: set[str] = set()  # names of containers whose start() is running
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -113,11 +113,17 @@ class DockerBackend:
     # -- the Backend protocol ---------------------------------------------------------------
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
-        """Create and start the container; return once ``/health`` names the processor."""
+        """Create and start the container; return once ``/health`` names the processor.
+
+        Whatever happens (engine error, failed health, cancellation, even while the engine
+        is still creating the container), the container is removed before this returns.
+        """
         await self._ensure_network()
-        container = await self._docker(self._client.containers.run, **self._run_options(spec))
-        self._starting.add(container.id)
+        options = self._run_options(spec)
+        name: str = options["name"]
+        self._starting.add(name)
         try:
+            container = await self._create(spec.processor_id, options)
             endpoint = await self._endpoint(container)
             reason = await self._wait_healthy(container, endpoint, spec.processor_id)
             if reason is not None:
@@ -129,29 +135,31 @@ class DockerBackend:
                     log_tail=tail,
                 )
         except BaseException:
-            await self._remove(container.id)
+            with contextlib.suppress(BackendUnavailable):  # keep the original error
+                await self._remove(name)
             raise
         finally:
-            self._starting.discard(container.id)
+            self._starting.discard(name)
         return ProcessorHandle(
             backend=self.name, ref=container.id, endpoint=endpoint, session_id=spec.session_id
         )
 
     async def stop(self, handle: ProcessorHandle) -> None:
-        """Stop (SIGTERM, then SIGKILL after the grace) and remove; already gone is fine."""
-        with contextlib.suppress(NotFound):
-            container = await self._docker(self._client.containers.get, handle.ref)
-            with contextlib.suppress(NotFound, APIError):
-                await self._docker(container.stop, timeout=max(1, round(self.stop_timeout_s)))
-        await self._remove(handle.ref)
+        """Stop (SIGTERM, then SIGKILL after the grace) and remove; already gone is fine.
+
+        A container without this manager's label is left alone: the handle is not ours.
+        """
+        container = await self._owned(handle.ref)
+        if container is None:
+            return
+        with contextlib.suppress(NotFound, APIError):
+            await self._docker(container.stop, timeout=max(1, round(self.stop_timeout_s)))
+        await self._remove(container.id)
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
-        """Whether the container exists and runs."""
-        try:
-            container = await self._docker(self._client.containers.get, handle.ref)
-        except NotFound:
-            return False
-        return container.status in ("created", "running", "restarting")
+        """Whether this manager's container exists and runs."""
+        container = await self._owned(handle.ref)
+        return container is not None and container.status in ("created", "running", "restarting")
 
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every live container labelled as this manager's, in one engine call.
@@ -169,7 +177,7 @@ class DockerBackend:
         handles = []
         for row in rows:
             if row.get("State") in ("exited", "dead"):
-                if row["Id"] not in self._starting:
+                if not self._starting.intersection(n.lstrip("/") for n in row.get("Names") or []):
                     await self._remove_dead(row["Id"])
                 continue
             handles.append(
@@ -219,6 +227,27 @@ class DockerBackend:
         else:
             options["ports"] = {f"{PROCESSOR_PORT}/tcp": ("127.0.0.1", None)}
         return options
+
+    async def _create(self, processor_id: str, options: dict[str, Any]) -> Container:
+        """``containers.run``; an engine refusal (no such image, bad option) is ``StartFailed``.
+
+        Its thread cannot be cancelled: on cancellation this waits for it to finish, so that
+        the caller's removal by name finds whatever the engine created.
+        """
+        run = asyncio.ensure_future(self._docker(self._client.containers.run, **options))
+        try:
+            return await asyncio.shield(run)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await run
+            raise
+        except (NotFound, APIError) as exc:
+            raise StartFailed(
+                f"the engine could not run image {self.image}: {exc.explanation or exc}",
+                processor_id=processor_id,
+                image=self.image,
+                log_tail=[],
+            ) from exc
 
     async def _ensure_network(self) -> None:
         if self._network_ready or self.network is None:
@@ -290,6 +319,14 @@ class DockerBackend:
             lines: list[str] = raw.decode("utf-8", "replace").splitlines()
             return lines[-_LOG_TAIL_LINES:]
         return []
+
+    async def _owned(self, ref: str) -> Container | None:
+        """The container ``ref`` names if it exists and carries this manager's label."""
+        try:
+            container: Container = await self._docker(self._client.containers.get, ref)
+        except NotFound:
+            return None
+        return container if container.labels.get(MANAGER_LABEL) == self.manager_id else None
 
     async def _remove_dead(self, ref: str) -> None:
         """Remove an exited container; a failure is logged and retried on the next listing."""
