@@ -1,8 +1,9 @@
 """Scale: many sessions at once through a real manager, then gone without a trace.
 
-Creates ``--sessions`` sessions (bounded concurrency), drives observe traffic on all of them
-concurrently (bounded by count and time), measures memory per processor, deletes them and
-counts what was left behind. Run: ``python bench/scale.py --backend docker --sessions 120``.
+Creates ``--sessions`` sessions (bounded concurrency), counts the containers running at once,
+drives observe traffic on all of them concurrently (``--clients`` in flight, bounded by count
+and time), measures memory per processor (``docker stats``), deletes them (bounded concurrency)
+and counts what was left behind. Run: ``python bench/scale.py --backend docker --sessions 120``.
 """
 
 from __future__ import annotations
@@ -46,25 +47,63 @@ async def create_all(
 
 
 async def drive(
-    client: httpx.AsyncClient, sessions: list[dict[str, Any]], per_session: int, limit_s: float
-) -> tuple[int, float]:
+    client: httpx.AsyncClient,
+    sessions: list[dict[str, Any]],
+    per_session: int,
+    limit_s: float,
+    clients: int,
+) -> tuple[list[float], float]:
+    """Observe traffic on every session at once, ``clients`` requests in flight at most."""
     deadline = time.perf_counter() + limit_s
-    done = 0
+    gate = asyncio.Semaphore(clients)
+    latencies: list[float] = []
 
     async def traffic(session: dict[str, Any]) -> None:
-        nonlocal done
         headers = {"Authorization": f"Bearer {session['token']}"}
         path = f"/session/{session['session_id']}/observe"
         for n in range(per_session):
             if time.perf_counter() > deadline:
                 return
-            response = await client.post(path, json={"strings": [f"s{n % 5}"]}, headers=headers)
+            async with gate:
+                sent = time.perf_counter()
+                response = await client.post(path, json={"strings": [f"s{n % 5}"]}, headers=headers)
+                latencies.append(time.perf_counter() - sent)
             response.raise_for_status()
-            done += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(traffic(session) for session in sessions))
-    return done, time.perf_counter() - started
+    return latencies, time.perf_counter() - started
+
+
+async def delete_all(
+    client: httpx.AsyncClient, sessions: list[dict[str, Any]], concurrency: int
+) -> tuple[list[float], float]:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def delete(session: dict[str, Any]) -> None:
+        async with gate:
+            sent = time.perf_counter()
+            response = await client.delete(
+                f"/session/{session['session_id']}",
+                headers={"Authorization": f"Bearer {session['token']}"},
+            )
+            latencies.append(time.perf_counter() - sent)
+            response.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(delete(session) for session in sessions))
+    return latencies, time.perf_counter() - started
+
+
+def running_containers(manager_id: str) -> int:
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=io.kato.manager={manager_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.split())
 
 
 def container_memory_mib(manager_id: str) -> list[float]:
@@ -129,25 +168,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stats = (
                 await client.get("/admin/stats", headers={"Authorization": f"Bearer {admin}"})
             ).json()
-            observes, elapsed = await drive(client, sessions, args.observes, args.limit_s)
+            running = running_containers(manager_id) if args.backend == "docker" else 0
+            observed, elapsed = await drive(
+                client, sessions, args.observes, args.limit_s, args.clients
+            )
             memory = container_memory_mib(manager_id) if args.backend == "docker" else []
-            for session in sessions:
-                await client.delete(
-                    f"/session/{session['session_id']}",
-                    headers={"Authorization": f"Bearer {session['token']}"},
-                )
+            deletes, delete_all_s = await delete_all(client, sessions, args.concurrency * 2)
         left = leaked(args.backend, manager_id)
     create = percentiles(latencies)
+    observe = percentiles(observed)
+    delete = percentiles(deletes)
     return {
         "backend": args.backend,
         "sessions": len(sessions),
         "ready_at_once": stats["sessions_by_status"].get("ready", 0),
+        "containers_running": running,
         "create_p50_s": create["p50_ms"] / 1000,
         "create_p95_s": create["p95_ms"] / 1000,
         "all_ready_s": all_ready_s,
-        "observes": observes,
-        "observes_per_s": observes / elapsed if elapsed else 0.0,
+        "observes": len(observed),
+        "observes_per_s": len(observed) / elapsed if elapsed else 0.0,
+        "observe_p50_ms": observe["p50_ms"],
+        "observe_p95_ms": observe["p95_ms"],
         "mem_per_container_mib": statistics.fmean(memory) if memory else float("nan"),
+        "delete_p50_s": delete["p50_ms"] / 1000,
+        "delete_all_s": delete_all_s,
         "leaked_containers": left,
     }
 
@@ -160,6 +205,7 @@ def main() -> None:
         "--concurrency", type=int, default=4, help="creates in flight (2 cores: more only queue)"
     )
     parser.add_argument("--observes", type=int, default=50, help="observes per session")
+    parser.add_argument("--clients", type=int, default=32, help="observes in flight at most")
     parser.add_argument("--limit-s", type=float, default=60.0)
     args = parser.parse_args()
     row = asyncio.run(run(args))

@@ -221,6 +221,9 @@ class DockerBackend:
             "read_only": True,
             "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},  # noqa: S108
             "user": "10001",
+            # The manager checks readiness and liveness itself; the image's HEALTHCHECK (for
+            # standalone use) would start a Python process in every container every 10 s.
+            "healthcheck": {"test": ["NONE"]},
         }
         if self.network is not None:
             options["network"] = self.network
