@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import docker
 import pytest
+from websockets.asyncio.client import connect
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
 from tests.docker.conftest import PROCESSOR_IMAGE
@@ -62,6 +65,26 @@ async def test_session_runs_in_its_own_hardened_container(
     await observe(docker_manager, session, "world")
     predictions = (await docker_manager.client.get(f"{base}/predictions", headers=headers)).json()
     assert [p["future"] for p in predictions["predictions"]] == [[["test"]]]
+
+
+async def test_the_websocket_proxy_reaches_the_sessions_container(docker_manager: Manager) -> None:
+    session = await docker_manager.create()
+    url = f"{docker_manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
+
+    async def call(ws: Any, kind: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        await ws.send(json.dumps({"type": kind, "payload": payload or {}}))
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        return reply
+
+    async with connect(url, proxy=None, open_timeout=10) as ws:
+        for word in ("over", "a", "socket"):
+            observed = await call(ws, "observe", {"strings": [word], "vectors": [], "emotives": {}})
+            assert observed["type"] == "observation_result"
+        assert (await call(ws, "get_stm"))["data"]["stm"] == [["over"], ["a"], ["socket"]]
+    stm = await docker_manager.client.get(
+        f"/session/{session['session_id']}/stm", headers=auth(session)
+    )
+    assert stm.json()["stm"] == [["over"], ["a"], ["socket"]]
 
 
 async def test_two_sessions_have_isolated_containers(
