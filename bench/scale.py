@@ -134,15 +134,18 @@ def container_memory_mib(manager_id: str) -> list[float]:
 
 
 def leaked(backend: str, manager_id: str) -> int:
+    """Containers of this run still there after the deletes; removed so no run leaves any."""
     if backend != "docker":
         return 0
-    out = subprocess.run(
+    ids = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=io.kato.manager={manager_id}"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
-    return len(out.split())
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+    return len(ids)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,11 +159,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_CONCURRENT_STARTS": str(args.concurrency),
         "START_TIMEOUT_S": "120",
     }
+    try:
+        return await measure(args, admin, manager_id, env)
+    finally:
+        left = leaked(args.backend, manager_id)  # also after a failed run
+        if left:
+            print(f"LEAKED: {left} containers of {manager_id} (now removed)", file=sys.stderr)
+
+
+async def measure(
+    args: argparse.Namespace, admin: str, manager_id: str, env: dict[str, str]
+) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="kato-scale-") as workdir,
         running_manager(Path(workdir), admin, **env) as url,
     ):
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # Idle connections are dropped before the server's 5 s keep-alive timeout would close
+        # them under a request.
+        limits = httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(base_url=url, timeout=180, limits=limits) as client:
             started = time.perf_counter()
             sessions, latencies = await create_all(client, args.sessions, args.concurrency)

@@ -48,6 +48,8 @@ T = TypeVar("T")
 PROCESSOR_PORT = 8000
 _LOG_TAIL_LINES = 40
 _POLL_S = 0.05
+_HEALTH_POLL_S = 0.02
+_INSPECT_S = 0.25
 
 
 class DockerBackend:
@@ -297,8 +299,14 @@ class DockerBackend:
     async def _wait_healthy(
         self, container: Container, endpoint: str, processor_id: str
     ) -> str | None:
-        """``None`` once ``/health`` names the processor; else why it never will."""
+        """``None`` once ``/health`` names the processor; else why it never will.
+
+        ``/health`` is tried every 20 ms (a refused connection is cheap); the engine is asked
+        whether the container exited only every 250 ms, so that a burst of starts does not
+        keep the engine busy answering inspects.
+        """
         deadline = time.monotonic() + self.start_timeout_s
+        next_inspect = time.monotonic() + _INSPECT_S
         while True:
             if endpoint:
                 with contextlib.suppress(httpx.TransportError, ValueError):
@@ -308,13 +316,16 @@ class DockerBackend:
                         and response.json().get("processor_id") == processor_id
                     ):
                         return None
-            await self._docker(container.reload)
-            if container.status in ("exited", "dead"):
-                code = container.attrs.get("State", {}).get("ExitCode")
-                return f"container exited with code {code}"
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now >= next_inspect or not endpoint:
+                next_inspect = now + _INSPECT_S
+                await self._docker(container.reload)
+                if container.status in ("exited", "dead"):
+                    code = container.attrs.get("State", {}).get("ExitCode")
+                    return f"container exited with code {code}"
+            if now > deadline:
                 return f"no healthy answer within {self.start_timeout_s:g} s"
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(_HEALTH_POLL_S)
 
     async def _log_tail(self, container: Container) -> list[str]:
         with contextlib.suppress(DockerException):
