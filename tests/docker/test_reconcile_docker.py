@@ -1,5 +1,6 @@
-"""The reconciler against real containers: orphans go, live containers are adopted, lost ones
-are replaced from a snapshot or end the session."""
+"""The reaper and reconciler against real containers: idle sessions hibernate out of their
+container and come back in a new one, orphans go, live containers are adopted, lost ones are
+replaced from a snapshot or end the session."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.integration.session_manager.conftest import (
     StartManager,
     auth,
 )
-from tests.integration.session_manager.test_reaper import status_of, wait_for
+from tests.integration.session_manager.test_reaper import busy_session, status_of, view, wait_for
 
 RECONCILE_S = 0.5
 LEASE_S = 2
@@ -74,7 +75,7 @@ async def test_a_killed_managers_successor_adopts_live_containers_and_removes_or
     async def orphan_removed() -> bool:
         return not exists(docker_client, orphan.ref)
 
-    assert await wait_for(orphan_removed, timeout_s=LEASE_S + 2 * RECONCILE_S + 5)
+    assert await wait_for(orphan_removed, timeout_s=LEASE_S + 2 * RECONCILE_S + 15)
     assert exists(docker_client, live.id)
     stm = await second.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
     assert stm.json()["stm"] == [["before-the-crash"]]
@@ -93,7 +94,7 @@ async def test_a_container_removed_behind_the_managers_back_ends_the_session(
         reply = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
         return reply.status_code == 410
 
-    assert await wait_for(ended, timeout_s=2 * RECONCILE_S + 5)
+    assert await wait_for(ended, timeout_s=2 * RECONCILE_S + 15)
     reply = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
     assert reply.json()["error"]["details"]["reason"] == "processor_lost"
 
@@ -117,6 +118,26 @@ async def test_a_dead_container_with_a_snapshot_comes_back_in_a_new_container(
         ready = record["status"] == "ready" and record["ref"] != old.id
         return ready and [c.id for c in current] == [record["ref"]]
 
-    assert await wait_for(replaced, timeout_s=4 * RECONCILE_S + 10)
+    assert await wait_for(replaced, timeout_s=4 * RECONCILE_S + 15)
     stm = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
     assert stm.json()["stm"] == [["kept"]]
+
+
+async def test_the_reaper_hibernates_an_idle_container_and_a_request_brings_it_back(
+    start_manager: StartManager, make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> None:
+    manager = await start_manager(
+        docker_settings(make_settings, idle_timeout_s=2, reap_interval_s=0.5)
+    )
+    session = await busy_session(manager)
+    before = await view(manager, session)
+    (old,) = containers_of(docker_client, session["session_id"])
+
+    async def hibernated() -> bool:
+        return (await status_of(manager, session))["status"] == "hibernated"
+
+    assert await wait_for(hibernated, timeout_s=2 + 0.5 + 15)
+    assert containers_of(docker_client, session["session_id"]) == []
+    assert await view(manager, session) == before  # the request restores it first
+    (new,) = containers_of(docker_client, session["session_id"])
+    assert new.id != old.id
