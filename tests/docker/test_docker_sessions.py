@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import docker
 import pytest
+from docker.errors import NotFound
 from websockets.asyncio.client import connect
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
@@ -16,7 +18,13 @@ from tests.integration.session_manager.conftest import Manager, SettingsFactory,
 
 
 def containers_of(client: docker.DockerClient, session_id: str) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})
+    """The session's containers; one being removed meanwhile is simply not among them."""
+    rows = client.api.containers(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})
+    found = []
+    for row in rows:
+        with contextlib.suppress(NotFound):
+            found.append(client.containers.get(row["Id"]))
+    return found
 
 
 async def observe(manager: Manager, session: dict[str, Any], *strings: str) -> dict[str, Any]:

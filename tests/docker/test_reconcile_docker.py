@@ -38,7 +38,7 @@ def docker_settings(make_settings: SettingsFactory, **fields: Any) -> Any:
 
 
 def exists(client: docker.DockerClient, container_id: str) -> bool:
-    return any(c.id == container_id for c in client.containers.list(all=True))
+    return bool(client.api.containers(all=True, filters={"id": container_id}))
 
 
 async def test_a_killed_managers_successor_adopts_live_containers_and_removes_orphans(
@@ -54,7 +54,9 @@ async def test_a_killed_managers_successor_adopts_live_containers_and_removes_or
     await observe(first_client, session, "before-the-crash")
     await first_client.aclose()
     (live,) = containers_of(docker_client, session["session_id"])
-    # A container its manager started but never recorded (it died in between).
+    first.kill()  # SIGKILL: its lease expires instead of being handed over
+    # A container the dead manager started but never recorded (started after the kill, so
+    # that the first manager's own reconciler cannot be the one removing it).
     backend = DockerBackend.from_settings(settings)
     orphan_id = uuid.uuid4().hex
     try:
@@ -68,7 +70,6 @@ async def test_a_killed_managers_successor_adopts_live_containers_and_removes_or
         )
     finally:
         await backend.close()
-    first.kill()  # SIGKILL: its lease expires instead of being handed over
 
     second = await start_manager(settings)
 
