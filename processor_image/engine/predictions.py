@@ -74,6 +74,15 @@ def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -
     }
     f_ens = sum(frequencies[m.pattern.name] for m in survivors)
     state_counts = _count(state)
+    # Per-symbol terms, computed once for the whole ensemble (same operations, same sums).
+    surprisal: dict[str, float] = {}
+    spread: dict[str, float] = {}
+    log_p: dict[str, float] = {}
+    for symbol in universe:
+        q = probability.get(symbol, 0.0)
+        surprisal[symbol] = -q * math.log2(q) if q > 0 else 0.0
+        spread[symbol] = _e(q, symbol_count)
+        log_p[symbol] = math.log10(q if q > 0 else 1e-10)
     out: list[Prediction] = []
     for m in survivors:
         name = m.pattern.name
@@ -81,14 +90,13 @@ def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -
         frequency = frequencies[name]
         present = m.present_flat
         present_counts = _count(present)
-        p_of = [probability.get(symbol, 0.0) for symbol in present]
         itfdf = _itfdf(present_counts, state_counts, probability, frequency, f_ens)
-        entropy = sum(-q * math.log2(q) for q in p_of if q > 0)
+        entropy = sum([surprisal[symbol] for symbol in present])
         size = len(present)
-        hamiltonian = sum(_e(present_counts[symbol] / size, symbol_count) for symbol in present)
-        grand = sum(_e(probability.get(symbol, 0.0), symbol_count) for symbol in present_counts)
+        hamiltonian = sum([_e(present_counts[symbol] / size, symbol_count) for symbol in present])
+        grand = sum([spread[symbol] for symbol in present_counts])
         p_h = frequency / t_pf if t_pf else 0.0
-        product = 10 ** sum(math.log10(q if q > 0 else 1e-10) for q in p_of) if present else 0.0
+        product = 10 ** sum([log_p[symbol] for symbol in present]) if present else 0.0
         fragment_term = 0.0 if m.fragmentation == -1 else 1 / (m.fragmentation + 1)
         potential = (m.evidence + m.confidence) * m.snr + itfdf + fragment_term
         out.append(
