@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)
-	$(BIN)/python bench/image.py
+	$(BIN)/python bench/container_start.py
 	$(BIN)/python bench/scale.py --backend docker --sessions 120
 
 images:
