@@ -8,13 +8,15 @@ container labelled ``io.kato.manager`` exists at all.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import uuid
 from collections.abc import Iterator
 
 import docker
 import pytest
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 
 from session_manager.backends.base import MANAGER_LABEL
 
@@ -22,7 +24,6 @@ from session_manager.backends.base import MANAGER_LABEL
 from tests.integration.session_manager.conftest import (
     fx_make_settings,
     fx_manager,
-    fx_manager_id,
     fx_manager_process,
     fx_no_leaked_processors,
     fx_redis_server,
@@ -33,7 +34,6 @@ from tests.integration.session_manager.conftest import (
 __all__ = (
     "fx_make_settings",
     "fx_manager",
-    "fx_manager_id",
     "fx_manager_process",
     "fx_no_leaked_processors",
     "fx_redis_server",
@@ -67,11 +67,31 @@ def fx_docker_client() -> Iterator[docker.DockerClient]:
         except ImageNotFound:
             _unavailable(f"image {image} is missing (run scripts/build-images)")
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": MANAGER_LABEL})
-    for container in leftovers:
-        container.remove(force=True)
+    # CI owns the engine: nothing labelled may remain. Elsewhere other runs may share it, so
+    # only containers of this run's manager ids are counted (and removed).
+    rows = client.api.containers(all=True, filters={"label": MANAGER_LABEL})
+    if os.environ.get("REQUIRE_DOCKER") != "1":
+        rows = [
+            row
+            for row in rows
+            if (row.get("Labels") or {}).get(MANAGER_LABEL, "").startswith(tuple(_MANAGER_IDS))
+        ]
+    for row in rows:
+        with contextlib.suppress(NotFound):
+            client.api.remove_container(row["Id"], force=True)
     client.close()
-    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+    assert not rows, f"containers left behind: {[row['Names'] for row in rows]}"
+
+
+_MANAGER_IDS: set[str] = set()
+
+
+@pytest.fixture(name="manager_id")
+def fx_manager_id() -> str:
+    """A manager id per test (labels its containers), remembered for the final check."""
+    manager_id = f"test-{uuid.uuid4().hex[:12]}"
+    _MANAGER_IDS.add(manager_id)
+    return manager_id
 
 
 @pytest.fixture(name="failing_image", scope="session")
