@@ -37,7 +37,7 @@ from session_manager.backends.base import (
     ProcessorSpec,
 )
 from session_manager.errors import BackendUnavailable, StartFailed
-from session_manager.settings import Settings
+from session_manager.settings import Settings, SettingsError
 
 __all__ = ("DockerBackend",)
 
@@ -87,6 +87,11 @@ class DockerBackend:
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         """The backend for these settings; the engine comes from ``DOCKER_HOST`` or the socket."""
+        if settings.docker_network is None and settings.docker_publish == "none":
+            raise SettingsError(
+                "BACKEND=docker needs DOCKER_NETWORK (a network the manager shares with the "
+                "processors) or DOCKER_PUBLISH=loopback; with neither no processor is reachable"
+            )
         try:
             client = docker.from_env()
         except DockerException as exc:
