@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 PROCESSOR_PORT = 8000
 _LOG_TAIL_LINES = 40
+_DEAD_LOG_LINES = 10
 _POLL_S = 0.05
 _HEALTH_POLL_S = 0.02
 _INSPECT_S = 0.25
@@ -185,7 +186,7 @@ class DockerBackend:
         for row in rows:
             if row.get("State") in ("exited", "dead"):
                 if not self._starting.intersection(n.lstrip("/") for n in row.get("Names") or []):
-                    await self._remove_dead(row["Id"])
+                    await self._remove_dead(row)
                 continue
             handles.append(
                 ProcessorHandle(
@@ -347,14 +348,29 @@ class DockerBackend:
             return None
         return container if container.labels.get(MANAGER_LABEL) == self.manager_id else None
 
-    async def _remove_dead(self, ref: str) -> None:
-        """Remove an exited container; a failure is logged and retried on the next listing."""
+    async def _remove_dead(self, row: dict[str, Any]) -> None:
+        """Log an exited container's last lines (why its processor died), then remove it.
+
+        A failure is logged and retried on the next listing.
+        """
+        tail: list[str] = []
+        with contextlib.suppress(DockerException):
+            raw: bytes = await self._docker(self._client.api.logs, row["Id"], tail=_DEAD_LOG_LINES)
+            tail = raw.decode("utf-8", "replace").splitlines()[-_DEAD_LOG_LINES:]
         try:
-            await self._remove(ref)
+            await self._remove(row["Id"])
         except BackendUnavailable as exc:
             log.warning("could not remove an exited container: %s", exc.message)
-        else:
-            log.info("exited processor container removed", extra={"ref": ref})
+            return
+        log.warning(
+            "exited processor container removed",
+            extra={
+                "ref": row["Id"],
+                "session_id": (row.get("Labels") or {}).get(SESSION_LABEL),
+                "state": row.get("Status"),
+                "log_tail": tail,
+            },
+        )
 
     async def _remove(self, ref: str) -> None:
         """Force-remove; 404 (gone) and 409 (removal already in progress) are success."""

@@ -8,6 +8,7 @@ conftest fails any test that leaves a container behind.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -78,13 +79,23 @@ async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
 
 
 async def test_a_container_that_exited_is_not_listed_and_is_cleared_away(
-    backend: DockerBackend, docker_client: docker.DockerClient, manager_id: str
+    backend: DockerBackend,
+    docker_client: docker.DockerClient,
+    manager_id: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    handle = await backend.start(spec())
+    wanted = spec()
+    handle = await backend.start(wanted)
     docker_client.containers.get(handle.ref).kill()
     assert not await backend.is_alive(handle)
-    assert await backend.list_owned() == []
+    with caplog.at_level(logging.WARNING, logger="session_manager.backends.docker"):
+        assert await backend.list_owned() == []
     assert owned(docker_client, manager_id) == []
+    (record,) = [
+        r for r in caplog.records if r.getMessage() == "exited processor container removed"
+    ]
+    assert record.__dict__["session_id"] == wanted.session_id
+    assert record.__dict__["log_tail"], "the dead processor's last lines are logged"
     await backend.stop(handle)  # what the lifecycle then does: already gone is fine
 
 
