@@ -276,7 +276,12 @@ class DockerBackend:
         self._network_ready = True
 
     async def _endpoint(self, container: Container) -> str:
-        """The URL the manager reaches the processor at (waits for the published port)."""
+        """The URL the manager reaches the processor at (waits for the published port).
+
+        On a network the name is known at once; a published port needs a fresh inspect.
+        """
+        if self.network is not None:
+            return self._endpoint_of(container)
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             await self._docker(container.reload)
