@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,50 @@ def leaked(backend: str, manager_id: str) -> int:
     return len(ids)
 
 
+@contextlib.contextmanager
+def manager_in_container(image: str, admin: str, **env: str) -> Iterator[str]:
+    """The manager image on a private bridge network (processors publish no port, as in
+    compose), reached on a 127.0.0.1-published port; yields its URL, removes it all after."""
+    network = f"kato-scale-{env['MANAGER_ID']}"
+    name = f"kato-scale-manager-{env['MANAGER_ID']}"
+    subprocess.run(["docker", "network", "create", network], capture_output=True, check=True)
+    try:
+        options = [f"--env={k}={v}" for k, v in {**env, "ADMIN_TOKEN": admin}.items()]
+        subprocess.run(
+            [
+                "docker", "run", "--detach", "--name", name, "--user", "0",
+                "--network", network, "--publish", "127.0.0.1::8080",
+                "--volume", "/var/run/docker.sock:/var/run/docker.sock",
+                f"--env=DOCKER_NETWORK={network}", "--env=LOG_LEVEL=WARNING",
+                "--env=IDLE_TIMEOUT_S=3600", "--env=REAP_INTERVAL_S=3600",
+                *options, image,
+            ],
+            capture_output=True,
+            check=True,
+        )  # fmt: skip
+        port = (
+            subprocess.run(
+                ["docker", "port", name, "8080/tcp"], capture_output=True, text=True, check=True
+            )
+            .stdout.split(":")[-1]
+            .strip()
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("manager container did not answer /health within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        leaked("docker", env["MANAGER_ID"])  # processors on the network would keep it alive
+        subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = secrets.token_urlsafe(24)
     manager_id = f"scale-{secrets.token_hex(4)}"
@@ -158,6 +204,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_SESSIONS_PER_USER": str(args.sessions),
         "MAX_CONCURRENT_STARTS": str(args.concurrency),
         "START_TIMEOUT_S": "120",
+        "DOCKER_IMAGE": args.processor_image,
     }
     try:
         return await measure(args, admin, manager_id, env)
@@ -170,10 +217,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def measure(
     args: argparse.Namespace, admin: str, manager_id: str, env: dict[str, str]
 ) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory(prefix="kato-scale-") as workdir,
-        running_manager(Path(workdir), admin, **env) as url,
-    ):
+    with contextlib.ExitStack() as stack:
+        if args.network == "private":
+            url = stack.enter_context(manager_in_container(args.session_image, admin, **env))
+        else:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="kato-scale-"))
+            url = stack.enter_context(running_manager(Path(workdir), admin, **env))
         # Idle connections are dropped before the server's 5 s keep-alive timeout would close
         # them under a request.
         limits = httpx.Limits(
@@ -198,6 +247,7 @@ async def measure(
     delete = percentiles(deletes)
     return {
         "backend": args.backend,
+        "network": args.network,
         "sessions": len(sessions),
         "ready_at_once": stats["sessions_by_status"].get("ready", 0),
         "containers_running": running,
@@ -225,10 +275,23 @@ def main() -> None:
     parser.add_argument("--observes", type=int, default=50, help="observes per session")
     parser.add_argument("--clients", type=int, default=32, help="observes in flight at most")
     parser.add_argument("--limit-s", type=float, default=60.0)
+    parser.add_argument(
+        "--network",
+        default="loopback",
+        choices=["loopback", "private"],
+        help="loopback: manager on the host, processors on 127.0.0.1 ports; private: manager "
+        "in its container on a private network with the processors (as in compose)",
+    )
+    parser.add_argument("--processor-image", default="kato-processor:latest")
+    parser.add_argument("--session-image", default="kato-session:latest")
     args = parser.parse_args()
+    if args.network == "private" and args.backend != "docker":
+        parser.error("--network private needs --backend docker")
     row = asyncio.run(run(args))
-    print(table(f"scale: {args.sessions} sessions on the {args.backend} backend", [row]))
-    print(f"results: {write(f'scale-{args.backend}', row)}")
+    title = f"scale: {args.sessions} sessions on the {args.backend} backend ({args.network})"
+    print(table(title, [row]))
+    name = f"scale-{args.backend}" + ("-private" if args.network == "private" else "")
+    print(f"results: {write(name, row)}")
 
 
 if __name__ == "__main__":
