@@ -4,9 +4,9 @@ For when one Docker host is not enough: the swarm places processors on its nodes
 on an attachable overlay network (``DOCKER_NETWORK``, required) that the manager joins, and are
 reached by service name; nothing is published. Same labels, limits and readiness as the
 ``docker`` backend, which this reuses except for create, remove and listing (the
-dockerspawner/SwarmSpawner split). Swarm services cannot drop ``no-new-privileges`` or a pids
-limit into their spec on this API version; memory and CPU limits, dropped capabilities, the
-read-only root with a tmpfs and the non-root user apply.
+dockerspawner/SwarmSpawner split). Memory, CPU and pids limits, dropped capabilities, the
+read-only root with a tmpfs and the non-root user apply; ``no-new-privileges`` does not, as
+service specs before Engine API 1.44 have no field for it.
 """
 
 from __future__ import annotations
@@ -66,10 +66,7 @@ class SwarmBackend(DockerBackend):
             env=[f"{k}={v}" for k, v in env.items()],
             labels={SESSION_LABEL: spec.session_id, MANAGER_LABEL: self.manager_id},
             networks=[self.network],
-            resources=Resources(
-                cpu_limit=int(self.cpus * 1_000_000_000),
-                mem_limit=parse_bytes(self.memory_limit),
-            ),
+            resources=self._resources(),
             restart_policy=RestartPolicy(condition="none"),
             # DNS round robin: the name resolves to the one task (no IPVS virtual IP needed).
             endpoint_spec=EndpointSpec(mode="dnsrr"),
@@ -96,6 +93,14 @@ class SwarmBackend(DockerBackend):
         return ProcessorHandle(
             backend=self.name, ref=service.id, endpoint=endpoint, session_id=spec.session_id
         )
+
+    def _resources(self) -> Resources:
+        resources = Resources(
+            cpu_limit=int(self.cpus * 1_000_000_000),
+            mem_limit=parse_bytes(self.memory_limit),
+        )
+        resources["Limits"]["Pids"] = self.pids_limit  # Engine API 1.41; docker-py has no kwarg
+        return resources
 
     async def stop(self, handle: ProcessorHandle) -> None:
         """Remove the service (its task's container goes with it); already gone is fine."""

@@ -55,6 +55,7 @@ def fx_swarm_manager(swarm: docker.DockerClient, manager_id: str) -> Iterator[st
                 "ADMIN_TOKEN": ADMIN_TOKEN,
                 "MANAGER_ID": manager_id,
                 "START_TIMEOUT_S": "60",
+                "PROCESSOR_PIDS_LIMIT": "96",
             },
             volumes={docker_socket(): {"bind": "/var/run/docker.sock", "mode": "rw"}},
             network=network.name,
@@ -106,7 +107,13 @@ def test_sessions_run_as_swarm_services(
         container_spec = spec["TaskTemplate"]["ContainerSpec"]
         assert container_spec["ReadOnly"] is True
         assert container_spec["CapabilityDrop"] == ["ALL"]
-        assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 256 * 1024 * 1024
+        limits = spec["TaskTemplate"]["Resources"]["Limits"]
+        assert limits["MemoryBytes"] == 256 * 1024 * 1024
+        assert limits["Pids"] == 96
+        (task_container,) = swarm.containers.list(
+            filters={"label": f"com.docker.swarm.service.id={service.id}"}
+        )
+        assert task_container.attrs["HostConfig"]["PidsLimit"] == 96
         assert not service.attrs.get("Endpoint", {}).get("Ports"), "nothing is published"
 
         base = f"/session/{session['session_id']}"
