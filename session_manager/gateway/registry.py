@@ -18,6 +18,7 @@ import yaml
 __all__ = ("RegistryError", "StaticProcessor", "load_static_processors")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESERVED_IDS = frozenset({"kato-api", "connect"})  # the legacy gateway's root routes
 
 
 class RegistryError(ValueError):
@@ -87,6 +88,8 @@ def _entry(item: Any, where: str) -> StaticProcessor:
         raise RegistryError(f"{where}: {exc}") from exc
     if not _ID.match(entry.id):
         raise RegistryError(f"{where}: id {entry.id!r} must match {_ID.pattern}")
+    if entry.id in _RESERVED_IDS:
+        raise RegistryError(f"{where}: id {entry.id!r} is reserved for the legacy gateway's routes")
     parts = urlsplit(entry.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise RegistryError(f"{where}: url {entry.url!r} must be an http(s) URL")

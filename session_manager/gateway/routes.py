@@ -304,15 +304,30 @@ class GatewayController(Controller):
         )
 
 
-class LegacyPingController(Controller):
-    """``GET /kato-api/ping``: the legacy gateway's own liveness route."""
+# The legacy gateway served these at its root; clients that only change their base URL to
+# ``…/processors`` find them there too. A processor id ``kato-api`` is refused by the registry.
+_LEGACY_ROOT = ("", "/processors")
 
-    path = "/kato-api"
 
-    @get("/ping")
-    async def ping(self) -> dict[str, str]:
-        """Always okay while the manager runs."""
-        return {"status": "okay"}
+@get([f"{prefix}/kato-api/ping" for prefix in _LEGACY_ROOT], tags=["gateway"])
+async def legacy_ping() -> dict[str, str]:
+    """The legacy gateway's liveness route: okay while the manager runs."""
+    return {"status": "okay"}
+
+
+@get([f"{prefix}/connect" for prefix in _LEGACY_ROOT], tags=["gateway"])
+async def legacy_connect(state: State) -> dict[str, Any]:
+    """The legacy ``connect``: the registered processors as the genome's nodes."""
+    gateway: Gateway | None = state.gateway
+    processors = gateway.processors.values() if gateway is not None else ()
+    return {
+        "status": "okay",
+        "message": "connected",
+        "genome": {
+            "name": "kato-sessions",
+            "elements": {"nodes": [{"data": {"id": p.id, "name": p.name}} for p in processors]},
+        },
+    }
 
 
 @get("/admin/processors", guards=[require_admin], tags=["admin"])
@@ -322,4 +337,4 @@ async def list_processors(state: State) -> list[ProcessorHealth]:
     return gateway.status() if gateway is not None else []
 
 
-GATEWAY_HANDLERS = (GatewayController, LegacyPingController, list_processors)
+GATEWAY_HANDLERS = (GatewayController, legacy_ping, legacy_connect, list_processors)

@@ -102,7 +102,13 @@ async def test_gateway_routes_drive_each_processor_by_id(gateway: Manager) -> No
     assert (await call(gateway, "GET", f"{base}/percept-data"))["message"]["strings"] == ["seen"]
     assert "short_term_memory" in (await call(gateway, "GET", f"{base}/cognition-data"))["message"]
     assert (await call(gateway, "POST", f"{base}/clear-all-memory"))["message"] == "all-cleared"
-    assert await call(gateway, "GET", "/kato-api/ping") == {"status": "okay"}
+    # The legacy root routes, also under /processors for clients that only move the base URL.
+    for root in ("", "/processors"):
+        assert await call(gateway, "GET", f"{root}/kato-api/ping") == {"status": "okay"}
+        connected = await call(gateway, "GET", f"{root}/connect")
+        assert connected["message"] == "connected"
+        nodes = connected["genome"]["elements"]["nodes"]
+        assert sorted(node["data"]["id"] for node in nodes) == ["alpha", "beta", "gamma"]
 
     # Sticky and isolated: beta and gamma (registered by environment) saw none of it.
     for other in ("beta", "gamma"):

@@ -35,6 +35,7 @@ def test_nothing_configured_is_an_empty_registry() -> None:
         (None, '["http://x"]', "expected a JSON object"),
         (None, '{"bad id": "http://127.0.0.1:1"}', "must match"),
         (None, '{"p": "ftp://127.0.0.1"}', "must be an http"),
+        (None, '{"kato-api": "http://127.0.0.1:1"}', "reserved"),
         ("- {id: p, url: 'http://127.0.0.1:1'}", '{"p": "http://127.0.0.1:2"}', "registered twice"),
         ("- {name: x}", None, "PROCESSORS_FILE entry 0"),
         ("{a: [", None, "not valid YAML/JSON"),
