@@ -25,7 +25,8 @@ from pymongo import MongoClient
 
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import pattern_hash
-from processor_image.storage import MemoryKnowledgeBase, MongoKnowledgeBase, database_name
+from processor_image.storage import MemoryKnowledgeBase
+from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
 from tests.mongo_server import mongo_server
 
 VOCABULARY = [f"sym{i:04d}" for i in range(1000)]

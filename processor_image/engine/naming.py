@@ -7,8 +7,6 @@ import hashlib
 import operator
 from collections.abc import Sequence
 
-import numpy as np
-
 from processor_image.engine.errors import ObservationError
 
 __all__ = ("PATTERN_PREFIX", "VECTOR_PREFIX", "bare_name", "pattern_hash", "vector_symbol")
@@ -29,7 +27,13 @@ def bare_name(pattern_id: str) -> str:
 
 
 def vector_symbol(vectors: Sequence[Sequence[float]]) -> str:
-    """One symbol for all vectors of an observation: the hash of numpy's text of their sum."""
+    """One symbol for all vectors of an observation: the hash of numpy's text of their sum.
+
+    numpy is imported here, on the first vector, not with the module: it is a third of a
+    processor's start-up time, and a session that never observes vectors never needs it.
+    """
+    import numpy as np
+
     try:
         arrays = [np.asarray(vector, dtype=np.float64) for vector in vectors]
         total = functools.reduce(operator.add, arrays)

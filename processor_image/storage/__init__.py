@@ -1,18 +1,19 @@
-"""Knowledge-base stores behind the engine's ``KnowledgeBase`` port, chosen by name."""
+"""Knowledge-base stores behind the engine's ``KnowledgeBase`` port, chosen by name.
+
+The MongoDB store (``processor_image.storage.mongodb``) is imported only when chosen: pymongo
+is a sixth of a processor's start-up, and most sessions run on the memory store.
+"""
 
 from __future__ import annotations
 
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.storage.errors import StorageError
 from processor_image.storage.memory import MemoryKnowledgeBase
-from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
 
 __all__ = (
     "STORAGES",
     "MemoryKnowledgeBase",
-    "MongoKnowledgeBase",
     "StorageError",
-    "database_name",
     "open_knowledge_base",
 )
 
@@ -31,5 +32,7 @@ def open_knowledge_base(storage: str, kb_id: str, mongo_url: str | None) -> Know
     if storage == "mongodb":
         if not mongo_url:
             raise ValueError("STORAGE=mongodb needs MONGO_URL (e.g. mongodb://127.0.0.1:27017)")
+        from processor_image.storage.mongodb import MongoKnowledgeBase
+
         return MongoKnowledgeBase(mongo_url, kb_id)
     raise ValueError(f"Unknown STORAGE {storage!r}: expected one of {', '.join(STORAGES)}")

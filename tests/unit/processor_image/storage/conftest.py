@@ -10,7 +10,8 @@ import pytest
 from pymongo import MongoClient
 
 from processor_image.engine.knowledge import KnowledgeBase
-from processor_image.storage import MemoryKnowledgeBase, MongoKnowledgeBase, database_name
+from processor_image.storage import MemoryKnowledgeBase
+from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
 from tests.mongo_server import mongo_server
 
 MakeKb = Callable[..., KnowledgeBase]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor_image.storage import database_name
+from processor_image.storage.mongodb import database_name
 
 ALLOWED = re.compile(r"[a-z0-9_~-]{1,63}")
 
