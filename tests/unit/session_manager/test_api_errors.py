@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from litestar import Litestar, get, post
+from litestar.params import JSONBody
 from litestar.testing import TestClient
 
 from session_manager.api.errors import EXCEPTION_HANDLERS
@@ -31,7 +32,7 @@ async def gone() -> None:
 
 
 @post("/typed")
-async def typed(data: Body) -> int:
+async def typed(data: JSONBody[Body]) -> int:
     return data.n
 
 
