@@ -58,7 +58,11 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Chatter that would drown the manager's own lines: a line per httpx request, and two per
+    # APScheduler job run (the lease job runs every few seconds). DEBUG keeps them.
+    chatty = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "apscheduler"):
+        logging.getLogger(name).setLevel(chatty)
 
 
 class RequestContext:

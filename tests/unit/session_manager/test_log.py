@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
-from session_manager.log import JsonFormatter, request_id, session_id
+import pytest
+
+from session_manager.log import JsonFormatter, configure_logging, request_id, session_id
 
 
 def test_a_log_line_is_json_with_context_ids_and_extra_fields() -> None:
@@ -33,3 +36,25 @@ def test_without_a_request_the_ids_are_left_out() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert "request_id" not in entry
     assert "session_id" not in entry
+
+
+@pytest.fixture(name="restore_logging")
+def fx_restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back for the other tests."""
+    root = logging.getLogger()
+    names = ("httpx", "apscheduler", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names})
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_scheduler_chatter_is_kept_out_at_info_but_not_at_debug() -> None:
+    configure_logging("INFO")
+    assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+    assert logging.getLogger("apscheduler.scheduler").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("session_manager.scheduler").isEnabledFor(logging.INFO)
+    configure_logging("DEBUG")
+    assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
