@@ -7,6 +7,7 @@ unknown routes and methods) and bugs are mapped here and nowhere else.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,6 +19,8 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation, Reference
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 from processor_image.engine import (
@@ -27,9 +30,17 @@ from processor_image.engine import (
     ObservationError,
     UnknownGene,
 )
+from processor_image.service.schemas import ErrorResponse
 from processor_image.storage import StorageError
 
-__all__ = ("EXCEPTION_HANDLERS", "PatternNotFound", "SequenceFailed", "error_body")
+__all__ = (
+    "EXCEPTION_HANDLERS",
+    "ErrorShapedOperation",
+    "PatternNotFound",
+    "SequenceFailed",
+    "documented",
+    "error_body",
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +68,17 @@ def error_body(
 
 
 def _reply(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     return Response(
-        error_body(status, code, message, details), status_code=status, media_type=MediaType.JSON
+        error_body(status, code, message, details),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
     )
 
 
@@ -96,7 +114,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, NotFoundException):
         return _reply(404, "NOT_FOUND", "Not Found")
     if isinstance(exc, MethodNotAllowedException):
-        return _reply(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
+        # RFC 9110: a 405 names the methods the resource has.
+        return _reply(405, "METHOD_NOT_ALLOWED", "Method Not Allowed", headers=exc.headers)
     if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
         return _reply(413, "BODY_TOO_LARGE", "Request body is too large")
     if (
@@ -129,6 +148,47 @@ def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unexpected error", exc_info=exc)
     return _reply(500, "INTERNAL_ERROR", "An unexpected error occurred", {"error": str(exc)})
+
+
+_MEANINGS = {
+    400: "HTTP_400: unknown gene (the update stops there); INVALID_GENE_VALUE",
+    404: "HTTP_404: no such gene or pattern",
+    413: "BODY_TOO_LARGE: the body is over MAX_BODY_BYTES",
+    422: "INVALID_JSON, VALIDATION_ERROR (wrong fields or types), INVALID_OBSERVATION",
+    503: "STORAGE_UNAVAILABLE: the knowledge base (MongoDB) cannot be reached",
+}
+
+BODY = (413, 422)
+"""What any route with a JSON body can answer."""
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route answers, each with the one error body."""
+    return {
+        status: ResponseSpec(
+            data_container=ErrorResponse, description=_MEANINGS[status], generate_examples=False
+        )
+        for status in statuses
+    }
+
+
+@dataclass
+class ErrorShapedOperation(Operation):
+    """An OpenAPI operation without Litestar's stock 400 entry.
+
+    Litestar documents a 400 with its own exception body for every route that has inputs; this
+    service answers input errors as 422 in the error JSON (spec §7.1), so only the 400s that
+    ``documented`` declared stay.
+    """
+
+    def __post_init__(self) -> None:
+        stock = (self.responses or {}).get("400")
+        content = getattr(stock, "content", None) or {}
+        if stock is not None and not any(
+            isinstance(media.schema, Reference) and media.schema.ref.endswith("ErrorResponse")
+            for media in content.values()
+        ):
+            del self.responses["400"]  # type: ignore[union-attr]
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {

@@ -9,7 +9,13 @@ from litestar import get, post, put
 from litestar.datastructures import State
 
 from processor_image.engine import EngineError, ProcessorState
-from processor_image.service.errors import PatternNotFound, SequenceFailed
+from processor_image.service.errors import (
+    BODY,
+    ErrorShapedOperation,
+    PatternNotFound,
+    SequenceFailed,
+    documented,
+)
 from processor_image.service.runtime import Runtime
 from processor_image.service.schemas import (
     CognitionDataResponse,
@@ -66,7 +72,7 @@ async def status(state: State) -> StatusResponse:
         )
 
 
-@post("/observe", status_code=200)
+@post("/observe", status_code=200, responses=documented(*BODY, 503))
 async def observe(state: State, data: ObserveRequest) -> ObserveResponse:
     """One observation (spec §2)."""
     runtime = _runtime(state)
@@ -74,7 +80,7 @@ async def observe(state: State, data: ObserveRequest) -> ObserveResponse:
         return runtime.observe(data)
 
 
-@post("/observe-sequence", status_code=200)
+@post("/observe-sequence", status_code=200, responses=documented(*BODY, 503))
 async def observe_sequence(state: State, data: ObserveSequenceRequest) -> ObserveSequenceResponse:
     """Many observations in order under one lock hold (one round trip instead of many)."""
     runtime = _runtime(state)
@@ -98,7 +104,7 @@ async def stm(state: State) -> StmResponse:
         return StmResponse(stm=runtime.processor.stm, processor_id=runtime.processor_id)
 
 
-@post("/learn", status_code=200)
+@post("/learn", status_code=200, responses=documented(503))
 async def learn(state: State) -> LearnResponse:
     """Learn STM as a pattern; the body is ignored."""
     runtime = _runtime(state)
@@ -117,7 +123,7 @@ async def clear_stm(state: State) -> MessageResponse:
     return MessageResponse(status="okay", message="stm-cleared", processor_id=runtime.processor_id)
 
 
-@post(["/clear-all", "/clear-all-memory"], status_code=200)
+@post(["/clear-all", "/clear-all-memory"], status_code=200, responses=documented(503))
 async def clear_all(state: State) -> MessageResponse:
     """Clear STM, time and the whole knowledge base; genes stay."""
     runtime = _runtime(state)
@@ -141,7 +147,7 @@ async def predictions_post(state: State, unique_id: str | None = None) -> Predic
     return await predictions.fn(state=state, unique_id=unique_id)  # type: ignore[no-any-return]
 
 
-@get("/pattern/{pattern_id:str}")
+@get("/pattern/{pattern_id:str}", responses=documented(404, 503))
 async def pattern(state: State, pattern_id: str) -> PatternResponse:
     """A stored pattern, by ``PTRN|<hash>`` or bare hash."""
     runtime = _runtime(state)
@@ -152,7 +158,7 @@ async def pattern(state: State, pattern_id: str) -> PatternResponse:
     return PatternResponse(pattern=found, processor_id=runtime.processor_id)
 
 
-@post("/genes/update", status_code=200)
+@post("/genes/update", status_code=200, responses=documented(400, *BODY))
 async def genes_update(state: State, data: GenesUpdateRequest) -> MessageResponse:
     """Apply gene updates in order; the first rejected one stops the rest (spec §5.2)."""
     runtime = _runtime(state)
@@ -163,7 +169,7 @@ async def genes_update(state: State, data: GenesUpdateRequest) -> MessageRespons
     )
 
 
-@get("/gene/{gene_name:str}")
+@get("/gene/{gene_name:str}", responses=documented(404))
 async def gene(state: State, gene_name: str) -> GeneResponse:
     """One gene's live value (spec §5.3)."""
     runtime = _runtime(state)
@@ -219,7 +225,7 @@ async def get_state(state: State) -> ProcessorState:
         return runtime.processor.snapshot()
 
 
-@put("/state", status_code=200)
+@put("/state", status_code=200, responses=documented(*BODY, 503))
 async def put_state(state: State, data: ProcessorState) -> StatusResponse:
     """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
     runtime = _runtime(state)
@@ -256,3 +262,5 @@ ROUTES = (
     get_state,
     put_state,
 )
+for _handler in ROUTES:
+    _handler.operation_class = ErrorShapedOperation

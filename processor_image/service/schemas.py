@@ -153,3 +153,18 @@ class MetricsResponse(msgspec.Struct, kw_only=True):
     patterns_learned: int
     stm_size: int
     uptime_seconds: float
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    """What went wrong: a stable ``code`` to branch on, a message for people, context."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    """The body of every 4xx/5xx answer (built in ``service.errors``; documented per route)."""
+
+    error: ErrorInfo
+    status: int

@@ -409,6 +409,12 @@ def test_bad_input_gets_a_specific_4xx(
     assert kato.get("/health").status_code == 200
 
 
+def test_wrong_method_names_the_allowed_ones(kato: httpx.Client) -> None:
+    response = kato.delete("/stm")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET"}
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -452,6 +458,34 @@ def test_openapi_schema_is_served(kato: httpx.Client) -> None:
     schema = kato.get("/schema/openapi.json").json()
     assert "/observe" in schema["paths"]
     assert "/state" in schema["paths"]
+
+
+def test_openapi_documents_the_error_answers_each_route_gives(kato: httpx.Client) -> None:
+    schema = kato.get("/schema/openapi.json").json()
+
+    def errors(path: str, method: str) -> dict[str, str]:
+        responses = schema["paths"][path][method]["responses"]
+        return {
+            status: response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            for status, response in responses.items()
+            if status != "200"
+        }
+
+    assert errors("/observe", "post") == {
+        "413": "ErrorResponse",
+        "422": "ErrorResponse",
+        "503": "ErrorResponse",
+    }
+    # Input errors are 422 here; the only 400 is the spec's rejected gene update.
+    assert errors("/genes/update", "post") == {
+        "400": "ErrorResponse",
+        "413": "ErrorResponse",
+        "422": "ErrorResponse",
+    }
+    assert errors("/gene/{gene_name}", "get") == {"404": "ErrorResponse"}
+    assert errors("/stm", "get") == {}
+    error = schema["components"]["schemas"]["ErrorResponse"]
+    assert set(error["required"]) == {"error", "status"}
 
 
 def test_genes_start_from_the_environment() -> None:
