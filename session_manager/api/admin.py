@@ -9,14 +9,23 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from session_manager.api.auth import require_admin
+from session_manager.api.errors import documented
 from session_manager.api.schemas import AdminSession, AdminSessionPage, Capacity, Stats
-from session_manager.errors import ValidationFailed
+from session_manager.errors import (
+    SessionNotFound,
+    StoreUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 from session_manager.lifecycle import Sessions
 from session_manager.models import EndReason, SessionStatus
 from session_manager.settings import Settings
 from session_manager.store import SessionStore, decode_cursor
 
 __all__ = ("AdminController",)
+
+_LIST_ERRORS = documented(ValidationFailed, Unauthorized, StoreUnavailable)
+_ONE_ERRORS = documented(ValidationFailed, Unauthorized, SessionNotFound, StoreUnavailable)
 
 
 def _label(raw: str | None) -> tuple[str, str] | None:
@@ -35,7 +44,7 @@ class AdminController(Controller):
     guards = [require_admin]  # noqa: RUF012
     tags = ["admin"]  # noqa: RUF012
 
-    @get("/sessions")
+    @get("/sessions", responses=_LIST_ERRORS)
     async def list_sessions(
         self,
         request: Request[Any, Any, Any],
@@ -58,7 +67,7 @@ class AdminController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @get("/sessions/{session_id:str}")
+    @get("/sessions/{session_id:str}", responses=_ONE_ERRORS)
     async def inspect(
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> AdminSession:
@@ -66,14 +75,14 @@ class AdminController(Controller):
         sessions: Sessions = request.app.state.sessions
         return AdminSession.of_record(await sessions.inspect(session_id), str(request.base_url))
 
-    @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
+    @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_ONE_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
         """Force-remove a session (reason ``deleted``)."""
         sessions: Sessions = request.app.state.sessions
         await sessions.inspect(session_id)
         await sessions.end(session_id, EndReason.DELETED)
 
-    @get("/stats")
+    @get("/stats", responses=documented(Unauthorized, StoreUnavailable))
     async def stats(self, request: Request[Any, Any, Any]) -> Stats:
         """Counts by status, capacity used and left, backend name."""
         settings: Settings = request.app.state.settings

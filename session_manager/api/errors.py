@@ -12,11 +12,13 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from session_manager.api.schemas import ErrorResponse
 from session_manager.errors import KatoError, error_body
 
-__all__ = ("EXCEPTION_HANDLERS", "error_response")
+__all__ = ("EXCEPTION_HANDLERS", "documented", "error_response")
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,21 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         return Response(body, status_code=status, headers=exc.headers)
     log.exception("unhandled error", extra={"path": request.url.path})
     return Response(error_body(500, "INTERNAL", "internal error"), status_code=500)
+
+
+def documented(*errors: type[KatoError]) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route answers, by status, each with the error body."""
+    codes: dict[int, list[str]] = {}
+    for error in errors:
+        codes.setdefault(error.status, []).append(error.code)
+    return {
+        status: ResponseSpec(
+            data_container=ErrorResponse,
+            description=" or ".join(dict.fromkeys(names)),
+            generate_examples=False,
+        )
+        for status, names in codes.items()
+    }
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: error_response}

@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from session_manager.api.errors import documented
 from session_manager.api.schemas import (
     CreatedSession,
     CreateSession,
@@ -15,9 +16,34 @@ from session_manager.api.schemas import (
     SessionInfo,
     iso,
 )
+from session_manager.errors import (
+    BackendUnavailable,
+    CapacityExceeded,
+    PayloadTooLarge,
+    SessionConflict,
+    SessionExpired,
+    SessionNotFound,
+    StartFailed,
+    StoreUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 from session_manager.lifecycle import Sessions
 
 __all__ = ("SessionController",)
+
+_CREATE_ERRORS = documented(
+    ValidationFailed,
+    PayloadTooLarge,
+    SessionConflict,
+    CapacityExceeded,
+    StartFailed,
+    StoreUnavailable,
+    BackendUnavailable,
+)
+_SESSION_ERRORS = documented(
+    ValidationFailed, Unauthorized, SessionNotFound, SessionExpired, StoreUnavailable
+)
 
 
 def _sessions(request: Request[Any, Any, Any]) -> Sessions:
@@ -31,7 +57,7 @@ class SessionController(Controller):
     path = "/session"
     tags = ["sessions"]  # noqa: RUF012
 
-    @post("/create", status_code=HTTP_201_CREATED)
+    @post("/create", status_code=HTTP_201_CREATED, responses=_CREATE_ERRORS)
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -55,13 +81,13 @@ class SessionController(Controller):
             headers={"Location": f"/session/{record.session_id}"},
         )
 
-    @get("/{session_id:str}")
+    @get("/{session_id:str}", responses=_SESSION_ERRORS)
     async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:
         """The session's record and deadlines."""
         record = await _sessions(request).get(session_id, request.headers.get("authorization"))
         return SessionInfo.of(record, str(request.base_url))
 
-    @post("/{session_id:str}/keepalive", status_code=200)
+    @post("/{session_id:str}/keepalive", status_code=200, responses=_SESSION_ERRORS)
     async def keepalive(
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> KeepaliveReply:
@@ -77,7 +103,7 @@ class SessionController(Controller):
             expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
         )
 
-    @delete("/{session_id:str}", status_code=HTTP_204_NO_CONTENT)
+    @delete("/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_SESSION_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
         """Stop the processor and end the session; later requests get 410."""
         await _sessions(request).delete(session_id, request.headers.get("authorization"))

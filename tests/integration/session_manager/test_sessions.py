@@ -490,3 +490,24 @@ async def test_genes_given_at_create_reach_the_processor(manager: Manager) -> No
             f"/session/{session['session_id']}/gene/{name}", headers=auth(session)
         )
         assert reply.json()["gene_value"] == value, name
+
+
+async def test_openapi_documents_the_error_answers_in_the_error_body(manager: Manager) -> None:
+    schema = (await manager.client.get("/schema/openapi.json")).json()
+
+    def errors(path: str, method: str) -> dict[str, str]:
+        responses = schema["paths"][path][method]["responses"]
+        return {
+            status: response["description"]
+            for status, response in responses.items()
+            if not status.startswith("2")
+            and response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+        }
+
+    create = errors("/session/create", "post")
+    assert set(create) == {"400", "409", "413", "429", "502", "503"}
+    assert create["503"] == "STORE_UNAVAILABLE or BACKEND_UNAVAILABLE"
+    one = errors("/session/{session_id}", "get")
+    assert set(one) == {"400", "401", "404", "410", "503"}
+    assert one["410"] == "SESSION_EXPIRED"
+    assert set(errors("/admin/sessions", "get")) == {"400", "401", "503"}
