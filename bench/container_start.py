@@ -13,7 +13,6 @@ import asyncio
 import secrets
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,10 @@ import docker
 import httpx
 from _report import percentiles, table, write
 
-from session_manager.backends.base import MANAGER_LABEL, ProcessorSpec
+from session_manager.backends.base import MANAGER_LABEL
 from session_manager.backends.docker import DockerBackend
+from session_manager.settings import Settings
+from tests.processes import processor_spec
 
 
 def started_to_health(client: docker.DockerClient, image: str, manager_id: str) -> float:
@@ -56,30 +57,15 @@ def started_to_health(client: docker.DockerClient, image: str, manager_id: str) 
 
 
 async def backend_start(image: str, manager_id: str, runs: int) -> list[float]:
-    backend = DockerBackend(
-        client=docker.from_env(),
-        image=image,
-        manager_id=manager_id,
-        network=None,
-        memory_limit="256m",
-        cpus=1.0,
-        pids_limit=128,
-        start_timeout_s=30,
-        stop_timeout_s=5,
+    backend = DockerBackend.from_settings(
+        Settings(backend="docker", docker_image=image, manager_id=manager_id, stop_timeout_s=5)
     )
     samples = []
     try:
         for _ in range(runs):
-            session = uuid.uuid4().hex
+            spec = processor_spec()
             began = time.perf_counter()
-            handle = await backend.start(
-                ProcessorSpec(
-                    session_id=session,
-                    processor_id=session,
-                    kb_id=session,
-                    env={"PROCESSOR_ID": session},
-                )
-            )
+            handle = await backend.start(spec)
             samples.append(time.perf_counter() - began)
             await backend.stop(handle)
     finally:

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import table, write
 
-from session_manager.backends.base import ProcessorSpec
 from session_manager.backends.process import ProcessBackend
 from session_manager.lifecycle import Sessions
 from session_manager.metrics import Metrics
@@ -32,6 +31,7 @@ from session_manager.reaper import Reaper
 from session_manager.redis_client import connect_redis
 from session_manager.settings import Settings
 from session_manager.store import Capacity, SessionStore
+from tests.processes import processor_spec
 
 SHARED = 10
 """Processor processes the records without a process of their own read their state from."""
@@ -87,15 +87,7 @@ async def run(total: int, real: int, batch: int, concurrency: int) -> dict[str, 
                 await sessions.create(user_id=f"user{n % 10}")
             start_s = time.perf_counter() - started
             shared_processors = [
-                await backend.start(
-                    ProcessorSpec(
-                        session_id=f"shared-{n}",
-                        processor_id=f"shared-{n}",
-                        kb_id=f"shared-{n}",
-                        env={"PROCESSOR_ID": f"shared-{n}"},
-                    )
-                )
-                for n in range(SHARED)
+                await backend.start(processor_spec(f"shared-{n}")) for n in range(SHARED)
             ]
             roomy = Capacity(
                 max_sessions=total + 10,

@@ -24,9 +24,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import docker
+import docker.errors
 import httpx
 from _manager import running_manager
 from _report import percentiles, table, write
+
+from tests.docker.manager_container import engine_socket, run_manager_container
 
 
 async def create_all(
@@ -155,43 +159,32 @@ def manager_in_container(image: str, admin: str, **env: str) -> Iterator[str]:
     """The manager image on a private bridge network (processors publish no port, as in
     compose), reached on a 127.0.0.1-published port; yields its URL, removes it all after."""
     network = f"kato-scale-{env['MANAGER_ID']}"
-    name = f"kato-scale-manager-{env['MANAGER_ID']}"
-    subprocess.run(["docker", "network", "create", network], capture_output=True, check=True)
+    client = docker.from_env()
+    client.networks.create(network, driver="bridge")
+    container = None
     try:
-        options = [f"--env={k}={v}" for k, v in {**env, "ADMIN_TOKEN": admin}.items()]
-        subprocess.run(
-            [
-                "docker", "run", "--detach", "--name", name, "--user", "0",
-                "--network", network, "--publish", "127.0.0.1::8080",
-                "--volume", "/var/run/docker.sock:/var/run/docker.sock",
-                f"--env=DOCKER_NETWORK={network}", "--env=LOG_LEVEL=WARNING",
-                "--env=IDLE_TIMEOUT_S=3600", "--env=REAP_INTERVAL_S=3600",
-                *options, image,
-            ],
-            capture_output=True,
-            check=True,
-        )  # fmt: skip
-        port = (
-            subprocess.run(
-                ["docker", "port", name, "8080/tcp"], capture_output=True, text=True, check=True
-            )
-            .stdout.split(":")[-1]
-            .strip()
+        container, url = run_manager_container(
+            client,
+            image,
+            name=f"kato-scale-manager-{env['MANAGER_ID']}",
+            network=network,
+            socket=engine_socket() or "/var/run/docker.sock",
+            environment={
+                "LOG_LEVEL": "WARNING",
+                "IDLE_TIMEOUT_S": "3600",
+                "REAP_INTERVAL_S": "3600",
+                **env,
+                "ADMIN_TOKEN": admin,
+            },
         )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("manager container did not answer /health within 60 s")
-            time.sleep(0.2)
         yield url
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        if container is not None:
+            container.remove(force=True)
         leaked("docker", env["MANAGER_ID"])  # processors on the network would keep it alive
-        subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
+        with contextlib.suppress(docker.errors.APIError):
+            client.networks.get(network).remove()
+        client.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 ``start_processor(processor_id, **env)`` is a context manager yielding a ``RunningProcessor``
 (``url``, ``process``) once ``/health`` answers; the process is always terminated on exit.
+``processor_spec(**env)`` is what a backend is given to start one for a session.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 
-__all__ = ("RunningProcessor", "free_port", "start_processor")
+from session_manager.backends.base import ProcessorSpec
+
+__all__ = ("RunningProcessor", "free_port", "processor_spec", "start_processor")
 
 
 def free_port() -> int:
@@ -25,6 +29,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def processor_spec(session_id: str | None = None, **env: str) -> ProcessorSpec:
+    """A backend's start request for a session (a new id unless given) on the memory store."""
+    session_id = session_id or uuid.uuid4().hex
+    return ProcessorSpec(
+        session_id=session_id,
+        processor_id=session_id,
+        kb_id=session_id,
+        env={"PROCESSOR_ID": session_id, "KB_ID": session_id, "STORAGE": "memory", **env},
+    )
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pytest
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from session_manager.backends.base import MANAGER_LABEL
+from tests.docker.manager_container import engine_socket
 
 # Fixtures shared with the integration suite.
 from tests.integration.session_manager.conftest import (
@@ -52,6 +53,14 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("REQUIRE_DOCKER") == "1":
         pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def docker_socket() -> str:
+    """The engine's socket, to mount into a manager container; skips for a TCP engine."""
+    socket = engine_socket()
+    if socket is None:
+        pytest.skip("the manager container needs the engine's unix socket")
+    return socket
 
 
 @pytest.fixture(name="docker_client", scope="session")

@@ -24,8 +24,7 @@ import httpx
 import pytest
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import SESSION_IMAGE, _unavailable
-from tests.docker.test_private_network import docker_socket
+from tests.docker.conftest import SESSION_IMAGE, _unavailable, docker_socket
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

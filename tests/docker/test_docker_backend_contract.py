@@ -18,14 +18,15 @@ import pytest
 from session_manager.backends.base import MANAGER_LABEL
 from session_manager.backends.docker import DockerBackend
 from session_manager.errors import StartFailed
+from session_manager.settings import Settings
 from tests.docker.conftest import PROCESSOR_IMAGE
 from tests.integration.session_manager.test_backend_contract import (
-    spec,
     test_a_start_that_fails_raises_start_failed_and_leaves_nothing,
     test_list_owned_finds_running_processors_with_their_sessions,
     test_start_returns_a_healthy_processor_with_the_requested_env,
     test_stop_removes_the_processor_and_is_idempotent,
 )
+from tests.processes import processor_spec
 
 __all__ = (
     "test_a_start_that_fails_raises_start_failed_and_leaves_nothing",
@@ -36,16 +37,9 @@ __all__ = (
 
 
 def docker_backend(manager_id: str, image: str = PROCESSOR_IMAGE) -> DockerBackend:
-    return DockerBackend(
-        client=docker.from_env(),
-        image=image,
-        manager_id=manager_id,
-        network=None,
-        memory_limit="256m",
-        cpus=1.0,
-        pids_limit=128,
-        start_timeout_s=30,
-        stop_timeout_s=5,
+    """Loopback publishing and the default limits, as a manager on the host would have."""
+    return DockerBackend.from_settings(
+        Settings(backend="docker", docker_image=image, manager_id=manager_id, stop_timeout_s=5)
     )
 
 
@@ -69,7 +63,7 @@ def owned(client: docker.DockerClient, manager_id: str) -> list[dict[str, Any]]:
 async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
     backend: DockerBackend, docker_client: docker.DockerClient, manager_id: str
 ) -> None:
-    task = asyncio.create_task(backend.start(spec()))
+    task = asyncio.create_task(backend.start(processor_spec()))
     while not owned(docker_client, manager_id):  # the engine has created it, start() runs on
         await asyncio.sleep(0.005)
     task.cancel()
@@ -84,7 +78,7 @@ async def test_a_container_that_exited_is_not_listed_and_is_cleared_away(
     manager_id: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    wanted = spec()
+    wanted = processor_spec()
     handle = await backend.start(wanted)
     docker_client.containers.get(handle.ref).kill()
     assert not await backend.is_alive(handle)
@@ -103,7 +97,7 @@ async def test_a_container_of_another_manager_is_neither_listed_nor_stopped(
     backend: DockerBackend, docker_client: docker.DockerClient, manager_id: str
 ) -> None:
     other = docker_backend(f"{manager_id}-other")
-    foreign = await other.start(spec())
+    foreign = await other.start(processor_spec())
     try:
         assert await backend.list_owned() == []
         assert not await backend.is_alive(foreign)
@@ -118,7 +112,7 @@ async def test_a_missing_image_is_a_start_failure_naming_the_image(manager_id: s
     backend = docker_backend(manager_id, image="kato-processor-does-not-exist:never")
     try:
         with pytest.raises(StartFailed) as caught:
-            await backend.start(spec())
+            await backend.start(processor_spec())
     finally:
         await backend.close()
     assert "kato-processor-does-not-exist:never" in caught.value.message

@@ -3,8 +3,6 @@ reaches processor containers by name; processors publish no port at all."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,16 +11,10 @@ import httpx
 import pytest
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE
+from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
+from tests.docker.manager_container import run_manager_container
 
 ADMIN_TOKEN = "private-network-admin-token-0123456789"
-
-
-def docker_socket() -> str:
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        pytest.skip("the manager container needs the engine's unix socket")
-    return host.removeprefix("unix://")
 
 
 @pytest.fixture(name="manager_container")
@@ -31,39 +23,19 @@ def fx_manager_container(docker_client: docker.DockerClient, manager_id: str) ->
     network = docker_client.networks.create(f"kato-test-{manager_id}", driver="bridge")
     container = None
     try:
-        container = docker_client.containers.run(
+        container, url = run_manager_container(
+            docker_client,
             SESSION_IMAGE,
-            detach=True,
             name=f"kato-manager-{manager_id}",
-            user="0",  # the Docker socket is root's
+            network=network.name,
+            socket=docker_socket(),
             environment={
                 "BACKEND": "docker",
-                "DOCKER_NETWORK": network.name,
                 "DOCKER_IMAGE": PROCESSOR_IMAGE,
                 "ADMIN_TOKEN": ADMIN_TOKEN,
                 "MANAGER_ID": manager_id,
             },
-            volumes={docker_socket(): {"bind": "/var/run/docker.sock", "mode": "rw"}},
-            network=network.name,
-            ports={"8080/tcp": ("127.0.0.1", None)},
         )
-        deadline = time.monotonic() + 60
-        url = ""
-        while time.monotonic() < deadline:
-            container.reload()
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8080/tcp")
-            if bindings:
-                url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            if container.status == "exited":
-                pytest.fail(f"manager container exited: {container.logs(tail=30).decode()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"manager container not healthy: {container.logs(tail=30).decode()}")
         yield url
     finally:
         for leftover in docker_client.containers.list(

@@ -4,13 +4,11 @@ replaced from a snapshot or end the session."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import docker
 import httpx
 
-from session_manager.backends.base import ProcessorSpec
 from session_manager.backends.docker import DockerBackend
 from tests.docker.conftest import PROCESSOR_IMAGE
 from tests.docker.test_docker_sessions import containers_of, observe
@@ -21,6 +19,7 @@ from tests.integration.session_manager.conftest import (
     auth,
 )
 from tests.integration.session_manager.test_reaper import busy_session, status_of, view, wait_for
+from tests.processes import processor_spec
 
 RECONCILE_S = 0.5
 LEASE_S = 2
@@ -58,16 +57,8 @@ async def test_a_killed_managers_successor_adopts_live_containers_and_removes_or
     # A container the dead manager started but never recorded (started after the kill, so
     # that the first manager's own reconciler cannot be the one removing it).
     backend = DockerBackend.from_settings(settings)
-    orphan_id = uuid.uuid4().hex
     try:
-        orphan = await backend.start(
-            ProcessorSpec(
-                session_id=orphan_id,
-                processor_id=orphan_id,
-                kb_id=orphan_id,
-                env={"PROCESSOR_ID": orphan_id},
-            )
-        )
+        orphan = await backend.start(processor_spec())
     finally:
         await backend.close()
 

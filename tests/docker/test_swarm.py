@@ -13,8 +13,8 @@ import pytest
 from docker.errors import APIError
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE
-from tests.docker.test_private_network import docker_socket
+from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
+from tests.docker.manager_container import run_manager_container
 
 ADMIN_TOKEN = "swarm-admin-token-0123456789abcdef"
 
@@ -43,41 +43,21 @@ def fx_swarm_manager(swarm: docker.DockerClient, manager_id: str) -> Iterator[st
     network = swarm.networks.create(f"kato-swarm-{manager_id}", driver="overlay", attachable=True)
     container = None
     try:
-        container = swarm.containers.run(
+        container, url = run_manager_container(
+            swarm,
             SESSION_IMAGE,
-            detach=True,
             name=f"kato-swarm-manager-{manager_id}",
-            user="0",
+            network=network.name,
+            socket=docker_socket(),
             environment={
                 "BACKEND": "swarm",
-                "DOCKER_NETWORK": network.name,
                 "DOCKER_IMAGE": PROCESSOR_IMAGE,
                 "ADMIN_TOKEN": ADMIN_TOKEN,
                 "MANAGER_ID": manager_id,
                 "START_TIMEOUT_S": "60",
                 "PROCESSOR_PIDS_LIMIT": "96",
             },
-            volumes={docker_socket(): {"bind": "/var/run/docker.sock", "mode": "rw"}},
-            network=network.name,
-            ports={"8080/tcp": ("127.0.0.1", None)},
         )
-        url = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            container.reload()
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8080/tcp")
-            if bindings:
-                url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            if container.status == "exited":
-                pytest.fail(f"manager exited: {container.logs(tail=30).decode()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"manager not healthy: {container.logs(tail=30).decode()}")
         yield url
     finally:
         for service in services_of(swarm, f"{MANAGER_LABEL}={manager_id}"):

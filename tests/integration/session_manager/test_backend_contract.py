@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from session_manager.backends.base import Backend, ProcessorHandle, ProcessorSpec
+from session_manager.backends.base import Backend, ProcessorHandle
 from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
 from session_manager.errors import StartFailed
 from tests.integration.session_manager.conftest import pid_running, processes_of
+from tests.processes import processor_spec
 
 
 def _process(manager_id: str, tmp_path: Path) -> Backend:
@@ -47,18 +48,8 @@ async def fx_backend(
     await backend.close()
 
 
-def spec(**env: str) -> ProcessorSpec:
-    session_id = uuid.uuid4().hex
-    return ProcessorSpec(
-        session_id=session_id,
-        processor_id=session_id,
-        kb_id=session_id,
-        env={"PROCESSOR_ID": session_id, "KB_ID": session_id, "STORAGE": "memory", **env},
-    )
-
-
 async def test_start_returns_a_healthy_processor_with_the_requested_env(backend: Backend) -> None:
-    wanted = spec(RECALL_THRESHOLD="0.4")
+    wanted = processor_spec(RECALL_THRESHOLD="0.4")
     handle = await backend.start(wanted)
     assert handle.session_id == wanted.session_id
     assert handle.backend == backend.name
@@ -72,7 +63,7 @@ async def test_start_returns_a_healthy_processor_with_the_requested_env(backend:
 
 
 async def test_stop_removes_the_processor_and_is_idempotent(backend: Backend) -> None:
-    handle = await backend.start(spec())
+    handle = await backend.start(processor_spec())
     await backend.stop(handle)
     assert not await backend.is_alive(handle)
     await backend.stop(handle)  # already gone: no error
@@ -82,7 +73,9 @@ async def test_stop_removes_the_processor_and_is_idempotent(backend: Backend) ->
 
 
 async def test_list_owned_finds_running_processors_with_their_sessions(backend: Backend) -> None:
-    first, second = await asyncio.gather(backend.start(spec()), backend.start(spec()))
+    first, second = await asyncio.gather(
+        backend.start(processor_spec()), backend.start(processor_spec())
+    )
     owned = {h.session_id: h for h in await backend.list_owned()}
     assert set(owned) == {first.session_id, second.session_id}
     assert owned[first.session_id].ref == first.ref
@@ -101,7 +94,7 @@ async def test_a_processor_of_another_manager_is_neither_listed_nor_stopped(
         start_timeout_s=30,
         stop_timeout_s=5,
     )
-    foreign = await other.start(spec())
+    foreign = await other.start(processor_spec())
     try:
         assert await backend.list_owned() == []
         assert not await backend.is_alive(foreign)
@@ -116,7 +109,7 @@ async def test_a_start_that_fails_raises_start_failed_and_leaves_nothing(
     backend: Backend, manager_id: str
 ) -> None:
     with pytest.raises(StartFailed) as caught:
-        await backend.start(spec(STORAGE="nonsense"))
+        await backend.start(processor_spec(STORAGE="nonsense"))
     assert any("STORAGE" in line for line in caught.value.details["log_tail"])
     assert processes_of(manager_id) == {}
 
@@ -147,7 +140,7 @@ async def test_processes_carry_the_markers_and_their_own_process_group(
     backend = ProcessBackend(
         manager_id=manager_id, log_dir=tmp_path, start_timeout_s=30, stop_timeout_s=5
     )
-    wanted = spec()
+    wanted = processor_spec()
     handle = await backend.start(wanted)
     try:
         pid = int(handle.ref)
@@ -164,7 +157,7 @@ async def test_processes_carry_the_markers_and_their_own_process_group(
 
 
 async def test_a_cancelled_start_leaves_no_processor(backend: Backend, manager_id: str) -> None:
-    task = asyncio.create_task(backend.start(spec()))
+    task = asyncio.create_task(backend.start(processor_spec()))
     while not processes_of(manager_id):
         await asyncio.sleep(0.01)
     task.cancel()

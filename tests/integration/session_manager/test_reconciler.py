@@ -6,13 +6,11 @@ import asyncio
 import os
 import signal
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from session_manager.backends.base import ProcessorSpec
 from session_manager.backends.process import ProcessBackend
 from tests.integration.session_manager.conftest import (
     ManagerProcessFactory,
@@ -22,6 +20,7 @@ from tests.integration.session_manager.conftest import (
     pid_running,
 )
 from tests.integration.session_manager.test_reaper import status_of, wait_for
+from tests.processes import processor_spec
 
 
 async def test_a_killed_processor_without_snapshot_ends_as_processor_lost(
@@ -69,15 +68,7 @@ async def test_a_labelled_processor_nobody_knows_is_removed(
     backend = ProcessBackend(
         manager_id=manager_id, log_dir=tmp_path / "orphans", start_timeout_s=30, stop_timeout_s=5
     )
-    orphan_id = uuid.uuid4().hex
-    handle = await backend.start(
-        ProcessorSpec(
-            session_id=orphan_id,
-            processor_id=orphan_id,
-            kb_id=orphan_id,
-            env={"PROCESSOR_ID": orphan_id},
-        )
-    )
+    handle = await backend.start(processor_spec())
     try:
         manager = await start_manager(settings)
         session = await manager.create()  # a known processor stays
@@ -99,15 +90,7 @@ async def test_orphans_wait_out_the_grace_period(
     backend = ProcessBackend(
         manager_id=manager_id, log_dir=tmp_path / "orphans", start_timeout_s=30, stop_timeout_s=5
     )
-    orphan_id = uuid.uuid4().hex
-    handle = await backend.start(
-        ProcessorSpec(
-            session_id=orphan_id,
-            processor_id=orphan_id,
-            kb_id=orphan_id,
-            env={"PROCESSOR_ID": orphan_id},
-        )
-    )
+    handle = await backend.start(processor_spec())
     try:
         manager = await start_manager(make_settings(reconcile_interval_s=0.3, orphan_grace_s=3600))
         await asyncio.sleep(1.2)
