@@ -22,9 +22,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import msgspec
+
 __all__ = (
     "BackendUnavailable",
     "CapacityExceeded",
+    "ErrorInfo",
+    "ErrorResponse",
     "KatoError",
     "PayloadTooLarge",
     "ProcessorTimeout",
@@ -144,11 +148,28 @@ class BackendUnavailable(KatoError):
     status, code = 503, "BACKEND_UNAVAILABLE"
 
 
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What went wrong: a stable ``code`` to branch on, a message for people, context."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The one error JSON shape: ``{"error": {"code", "message", "details"}, "status"}``."""
+
+    error: ErrorInfo
+    status: int
+
+
 def error_body(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The one error JSON shape: ``{"error": {"code", "message", "details"}, "status"}``."""
-    return {"error": {"code": code, "message": message, "details": details or {}}, "status": status}
+) -> ErrorResponse:
+    """The body of every 4xx/5xx answer (and its OpenAPI schema, per route)."""
+    return ErrorResponse(
+        error=ErrorInfo(code=code, message=message, details=details or {}), status=status
+    )
 
 
 class ProcessorUnhealthy(KatoError):

@@ -30,7 +30,7 @@ from processor_image.engine import (
     ObservationError,
     UnknownGene,
 )
-from processor_image.service.schemas import ErrorResponse
+from processor_image.service.schemas import ErrorInfo, ErrorResponse
 from processor_image.storage import StorageError
 
 __all__ = (
@@ -62,9 +62,11 @@ class SequenceFailed(Exception):
 
 def error_body(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The one error shape."""
-    return {"error": {"code": code, "message": message, "details": details or {}}, "status": status}
+) -> ErrorResponse:
+    """The one error shape (also each route's documented error schema)."""
+    return ErrorResponse(
+        error=ErrorInfo(code=code, message=message, details=details or {}), status=status
+    )
 
 
 def _reply(

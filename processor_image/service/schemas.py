@@ -164,7 +164,7 @@ class ErrorInfo(msgspec.Struct, kw_only=True):
 
 
 class ErrorResponse(msgspec.Struct, kw_only=True):
-    """The body of every 4xx/5xx answer (built in ``service.errors``; documented per route)."""
+    """The body of every 4xx/5xx answer (``service.errors.error_body``; documented per route)."""
 
     error: ErrorInfo
     status: int

@@ -15,8 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from session_manager.api.schemas import ErrorResponse
-from session_manager.errors import KatoError, error_body
+from session_manager.errors import ErrorResponse, KatoError, error_body
 
 __all__ = ("EXCEPTION_HANDLERS", "documented", "error_response")
 

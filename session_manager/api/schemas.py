@@ -15,8 +15,6 @@ __all__ = (
     "AdminSessionPage",
     "CreateSession",
     "CreatedSession",
-    "ErrorInfo",
-    "ErrorResponse",
     "Genes",
     "KeepaliveReply",
     "SessionInfo",
@@ -201,18 +199,3 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     backend: str
     manager_id: str
     reap_action: str
-
-
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What went wrong: a stable ``code`` to branch on, a message for people, context."""
-
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """The body of every 4xx/5xx answer (``errors.error_body``); documented per route."""
-
-    error: ErrorInfo
-    status: int
