@@ -305,7 +305,7 @@ class GatewayController(Controller):
 
 
 # The legacy gateway served these at its root; clients that only change their base URL to
-# ``…/processors`` find them there too. A processor id ``kato-api`` is refused by the registry.
+# ``…/processors`` find them there too; the registry refuses the ids ``kato-api`` and ``connect``.
 _LEGACY_ROOT = ("", "/processors")
 
 
