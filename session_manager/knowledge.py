@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from processor_image.storage.mongodb import database_name
+from processor_image.contract import database_name
 from session_manager.models import SessionRecord
 
 __all__ = ("PrivateKnowledge",)
