@@ -23,13 +23,13 @@ from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
 from session_manager.clock import Clock, SystemClock
-from session_manager.forwarding import Forwarder
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
 from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.lifecycle import Sessions
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
+from session_manager.proxy import Forwarder
 from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis

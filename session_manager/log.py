@@ -9,16 +9,25 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ("JsonFormatter", "RequestContext", "configure_logging", "request_id", "session_id")
+__all__ = (
+    "JsonFormatter",
+    "RequestContext",
+    "configure_logging",
+    "request_id",
+    "request_id_from",
+    "session_id",
+)
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 session_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+"""A plain token: safe to log and to send on as a header value."""
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
@@ -65,10 +74,29 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(chatty)
 
 
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """This request's id, so logs, processor and client see the same one (HTTP and WebSocket).
+
+    The id already in the logging context (``RequestContext`` put it there) when it is a plain
+    token, else the client's ``X-Request-ID`` when it is one, else a new id.
+    """
+    current = request_id.get()
+    if current is not None and _REQUEST_ID.fullmatch(current):
+        return current
+    for name, value in headers:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
 class RequestContext:
     """Middleware: ``request_id`` and ``session_id`` in the context, ``X-Request-ID`` on replies.
 
-    The id is the client's ``X-Request-ID`` when it is a plain token, else a new one.
+    The id is ``request_id_from``'s: the client's ``X-Request-ID`` when it is a plain token,
+    else a new one.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -76,8 +104,7 @@ class RequestContext:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with its ids in the logging context."""
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        rid = given.decode("latin-1") if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = request_id_from(scope["headers"])
         path: str = scope["path"]
         sid = path.split("/", 3)[2] if path.startswith("/session/") else None
         rid_token = request_id.set(rid)

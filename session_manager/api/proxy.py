@@ -1,7 +1,8 @@
 """The reverse proxy: ``ANY /session/{id}/{path}`` and ``WS /session/{id}/ws`` to the processor.
 
 Both resolve the session first (token, status, endpoint: ``Sessions.resolve``), then forward
-through the app's ``Forwarder`` and move the idle deadline in the background.
+through the app's ``Forwarder`` (``session_manager.proxy``) and move the idle deadline in the
+background (``ActivityTracker``). The request id is ``log.request_id_from``'s, as for every route.
 
 WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
 ``Authorization: Bearer <token>`` the token may be given as ``?token=<token>`` (it is not
@@ -23,12 +24,8 @@ from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
 from session_manager.errors import KatoError
-from session_manager.forwarding import (
-    Forwarder,
-    bridge_websockets,
-    request_id_from,
-    websocket_close_code,
-)
+from session_manager.log import request_id_from
+from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
 if TYPE_CHECKING:
     from litestar.types import Scope
@@ -118,7 +115,7 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     authorization, query = _ws_credentials(socket)
     try:
         processor = await sessions.resolve(session_id, authorization)
-        upstream = await forwarder.connect_websocket(
+        upstream = await forwarder.websockets.connect(
             processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
         )
     except KatoError as exc:

@@ -115,6 +115,24 @@ async def test_header_token_is_not_passed_on_and_request_id_is(
     assert seen["headers"]["x-request-id"] == "ws-trace-1"
 
 
+async def test_request_id_follows_the_http_rule_on_the_handshake(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    """Kept when a plain token, replaced otherwise; the client and processor see the same id."""
+    for given, kept in (("ws-trace-2", True), ("a b{}", False)):
+        headers = {**session.auth, "X-Request-ID": given}
+        async with ws_connect(harness, session.id, headers=headers) as ws:
+            assert ws.response is not None
+            returned = ws.response.headers["X-Request-ID"]
+            await ws.send("headers")
+            seen = json.loads(await ws.recv())
+        assert seen["headers"]["x-request-id"] == returned
+        if kept:
+            assert returned == given
+        else:
+            assert len(returned) == 32
+
+
 async def test_subprotocol_is_negotiated_with_the_processor(
     harness: ProxyHarness, session: ProxySession
 ) -> None:

@@ -1,0 +1,165 @@
+"""The WebSocket bridge: open the processor's ``/ws``, copy frames both ways, map close codes.
+
+One pump per direction copies text and binary frames as they are; whichever side closes first,
+its close code and reason are passed to the other side. Failures to open the processor's socket
+become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504), as for HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from litestar.exceptions import WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+
+if TYPE_CHECKING:
+    from litestar.connection import WebSocket
+
+__all__ = ("Closed", "WebSocketConnector", "bridge_websockets", "websocket_close_code")
+
+_CLOSE_REASON_BYTES = 123
+
+
+class WebSocketConnector:
+    """Opens WebSockets to processors with the proxy's connect timeout and message cap."""
+
+    def __init__(self, *, open_timeout_s: float, max_message_bytes: int) -> None:
+        self.open_timeout_s = open_timeout_s
+        self.max_message_bytes = max_message_bytes
+
+    async def connect(
+        self,
+        endpoint: str,
+        query: str,
+        subprotocols: Sequence[str],
+        request_id: str,
+    ) -> ClientConnection:
+        """An open WebSocket to the processor's ``/ws``; failures map like HTTP ones.
+
+        The caller closes it (``bridge_websockets`` does, whichever side ends first).
+        """
+        scheme = "wss" if endpoint.startswith("https:") else "ws"
+        url = f"{scheme}:{endpoint.split(':', 1)[1]}/ws" + (f"?{query}" if query else "")
+        try:
+            return await connect(
+                url,
+                additional_headers={"X-Request-ID": request_id},
+                subprotocols=[Subprotocol(p) for p in subprotocols] or None,
+                compression=None,
+                proxy=None,
+                user_agent_header=None,
+                open_timeout=self.open_timeout_s,
+                max_size=self.max_message_bytes,
+            )
+        except TimeoutError as exc:
+            raise ProcessorTimeout("processor did not accept the WebSocket in time") from exc
+        except InvalidStatus as exc:
+            raise ProcessorUnavailable(
+                "processor refused the WebSocket", status=exc.response.status_code
+            ) from exc
+        except (OSError, InvalidHandshake) as exc:
+            raise ProcessorUnavailable(
+                "processor cannot be reached", reason=type(exc).__name__
+            ) from exc
+
+
+class Closed(msgspec.Struct, frozen=True):
+    """How a proxied WebSocket ended: which side closed first, with what code and reason."""
+
+    by: Literal["client", "processor"]
+    code: int
+    reason: str
+
+
+def websocket_close_code(code: int | None, reason: str, *, abnormal: int = 1014) -> tuple[int, str]:
+    """A close code and reason fit to send on, reason cut to 123 bytes.
+
+    Codes that only report what happened are replaced: no status (1005) by 1000; a dropped
+    connection (1006) or failed TLS (1015) by ``abnormal`` (1014 "bad gateway" towards the
+    client, 1001 "going away" towards the processor).
+    """
+    if code is None or code == 1005:
+        code = 1000
+    elif code in (1006, 1015):
+        code = abnormal
+    encoded = reason.encode()
+    if len(encoded) > _CLOSE_REASON_BYTES:
+        reason = encoded[:_CLOSE_REASON_BYTES].decode(errors="ignore")
+    return code, reason
+
+
+async def _client_to_processor(
+    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, on_frame: Callable[[], None]
+) -> Closed:
+    while True:
+        message: dict[str, Any] = dict(await socket.receive())
+        if message["type"] == "websocket.disconnect":
+            return Closed("client", message.get("code", 1005), message.get("reason") or "")
+        on_frame()
+        text: str | None = message.get("text")
+        data: str | bytes | None = text if text is not None else message.get("bytes")
+        if data is None:
+            continue
+        try:
+            await upstream.send(data)
+        except ConnectionClosed as exc:
+            return _processor_closed(exc)
+
+
+async def _processor_to_client(
+    socket: WebSocket[Any, Any, Any], upstream: ClientConnection
+) -> Closed:
+    while True:
+        try:
+            data = await upstream.recv()
+        except ConnectionClosed as exc:
+            return _processor_closed(exc)
+        try:
+            if isinstance(data, str):
+                await socket.send({"type": "websocket.send", "text": data, "bytes": None})
+            else:
+                await socket.send({"type": "websocket.send", "text": None, "bytes": data})
+        except (WebSocketDisconnect, OSError):
+            return Closed("client", 1001, "")
+
+
+def _processor_closed(exc: ConnectionClosed) -> Closed:
+    """The processor's close frame; else the one the proxy sent it (1009 too big, 1011 no pong)."""
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return Closed("processor", 1006, "")
+    return Closed("processor", frame.code, frame.reason)
+
+
+async def bridge_websockets(
+    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, on_frame: Callable[[], None]
+) -> Closed:
+    """Copy frames both ways until one side closes, then close the other with the same code.
+
+    ``socket`` must be accepted. ``on_frame`` runs for every client frame (idle deadline).
+    """
+    pumps = {
+        asyncio.create_task(_client_to_processor(socket, upstream, on_frame)),
+        asyncio.create_task(_processor_to_client(socket, upstream)),
+    }
+    try:
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+    closed = next(iter(done)).result()
+    if closed.by == "client":
+        await upstream.close(*websocket_close_code(closed.code, closed.reason, abnormal=1001))
+    else:
+        with contextlib.suppress(WebSocketDisconnect, OSError):
+            await socket.close(*websocket_close_code(closed.code, closed.reason))
+    return closed
