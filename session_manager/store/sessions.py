@@ -1,21 +1,20 @@
 """SessionStore: the one object callers hold for sessions in Redis.
 
-It keeps the public surface in one place and hands each call to the module that owns the
-concern: ``writes`` (scripted compare-and-set), ``records`` (request reads), ``sweeps``
-(reaper and reconciler reads), ``snapshots``, ``lease``, ``listing`` (admin) and ``feed``.
+It keeps the public surface in one place: the scripted compare-and-set writes come from
+``writes``, and each other call goes to the module that owns the concern: ``records``
+(request reads), ``sweeps`` (reaper and reconciler reads), ``snapshots``, ``lease``,
+``listing`` (admin) and ``feed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 import redis.asyncio as aioredis
 
 from session_manager.clock import Clock
 from session_manager.models import SessionRecord, SessionStatus, Tombstone
 from session_manager.store.boundary import translate_redis_errors
-from session_manager.store.codec import Deadline
 from session_manager.store.feed import listen
 from session_manager.store.keys import Keys
 from session_manager.store.lease import LeaderLease
@@ -23,80 +22,28 @@ from session_manager.store.listing import Page, SessionListing
 from session_manager.store.records import RecordReads, Route
 from session_manager.store.snapshots import Snapshots
 from session_manager.store.sweeps import SweepReads
-from session_manager.store.writes import Capacity, SessionWrites, TransitionResult
+from session_manager.store.writes import SessionWrites
 
 __all__ = ("SessionStore",)
 
 
-class SessionStore:
-    """Session records, deadlines, indexes, tombstones, snapshots and the reaper lease."""
+class SessionStore(SessionWrites):
+    """Session records, deadlines, indexes, tombstones, snapshots and the reaper lease.
+
+    The scripted writes (``reserve``, ``transition``, ``end``, ``touch``) are inherited from
+    ``SessionWrites``; every other call is handed to the module that owns it.
+    """
 
     def __init__(self, client: aioredis.Redis, prefix: str, clock: Clock) -> None:
-        self.redis = client
+        super().__init__(client, Keys(prefix), clock)
         self.prefix = prefix
-        self.clock = clock
-        self.keys = Keys(prefix)
-        self._writes = SessionWrites(client, self.keys, clock)
         self._reads = RecordReads(client, self.keys)
         self._sweeps = SweepReads(client, self.keys)
         self._snapshots = Snapshots(client, self.keys)
         self._lease = LeaderLease(client, self.keys.leader)
         self._listing = SessionListing(client, self.keys, clock)
 
-    # -- compare-and-set writes and the change feed -----------------------------------------
-
-    async def reserve(self, record: SessionRecord, capacity: Capacity) -> None:
-        """Write ``record`` (status ``starting``) if every limit has room; else raise.
-
-        Raises ``CapacityExceeded`` (429) naming the limit, or ``SessionConflict`` when the id
-        is taken.
-        """
-        await self._writes.reserve(record, capacity)
-
-    async def transition(
-        self,
-        session_id: str,
-        *,
-        allowed: Iterable[SessionStatus],
-        to: SessionStatus,
-        fields: Mapping[str, str | int] | None = None,
-        idle_deadline: Deadline = None,
-        hard_deadline: Deadline = None,
-        start_slot: Deadline = None,
-        only_if_idle_due_at: int | None = None,
-    ) -> TransitionResult:
-        """Compare-and-set the status, deadlines, start slot and fields (``SessionWrites``)."""
-        return await self._writes.transition(
-            session_id,
-            allowed=allowed,
-            to=to,
-            fields=fields,
-            idle_deadline=idle_deadline,
-            hard_deadline=hard_deadline,
-            start_slot=start_slot,
-            only_if_idle_due_at=only_if_idle_due_at,
-        )
-
-    async def end(
-        self,
-        session_id: str,
-        reason: str,
-        tombstone_ttl_s: int,
-        *,
-        allowed: Iterable[SessionStatus] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> TransitionResult:
-        """Remove the record, its deadlines, indexes and snapshot; leave a tombstone with TTL."""
-        return await self._writes.end(
-            session_id, reason, tombstone_ttl_s, allowed=allowed, details=details
-        )
-
-    async def touch(self, session_id: str) -> tuple[int, int | None] | None:
-        """Move a ready session's idle deadline to now + its idle timeout.
-
-        Returns the (idle, hard) deadlines, or ``None`` when the session is not ready.
-        """
-        return await self._writes.touch(session_id)
+    # -- the change feed -----------------------------------------------------------------------
 
     def changes(self) -> AsyncGenerator[str, None]:
         """Ids of sessions whose status changed, as every replica's scripts publish them.
@@ -106,7 +53,7 @@ class SessionStore:
         """
         return listen(self.redis, self.keys.changes)
 
-    # -- reads ------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------------
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The record with its deadlines, or ``None`` when there is no live session."""
@@ -128,7 +75,7 @@ class SessionStore:
         """Why the session ended, while its tombstone lives."""
         return await self._reads.tombstone(session_id)
 
-    # -- reaper and reconciler --------------------------------------------------------------
+    # -- reaper and reconciler -----------------------------------------------------------------
 
     async def due_idle(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
         """Ids whose idle deadline is at or before ``now_ms``, oldest first, at most ``limit``."""
@@ -150,7 +97,7 @@ class SessionStore:
         """Whether each id has a record (one round trip)."""
         return await self._sweeps.exists_many(session_ids)
 
-    # -- hibernation snapshots, reaper lease, health, admin ---------------------------------
+    # -- hibernation snapshots, reaper lease, health, admin ------------------------------------
 
     async def save_snapshot(self, session_id: str, state: bytes) -> None:
         """Keep a hibernated processor's ``GET /state`` body."""

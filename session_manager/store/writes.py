@@ -56,9 +56,9 @@ class SessionWrites:
     """The four scripted writes, registered once per client."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys, clock: Clock) -> None:
+        self.redis = client
         self.keys = keys
         self.clock = clock
-        self.redis = client
         self._reserve = register_script(client, "reserve.lua")
         self._transition = register_script(client, "transition.lua")
         self._end = register_script(client, "end.lua")

@@ -282,7 +282,7 @@ async def test_end_reads_the_record_again_when_its_id_was_reused_meanwhile(
     store: SessionStore, clock: ManualClock, redis_url: str
 ) -> None:
     await make_ready(store, record("s1", clock, labels={"team": "new"}), clock)
-    real = store._writes.redis
+    real = store.redis
 
     class StaleOnce:
         """Answers the first HMGET as the ended session that held the id before did."""
@@ -297,8 +297,9 @@ async def test_end_reads_the_record_again_when_its_id_was_reused_meanwhile(
             return list(await real.hmget(key, names))
 
     stale = StaleOnce()
-    store._writes.redis = stale  # type: ignore[assignment]
+    store.redis = stale  # type: ignore[assignment]
     ended = await store.end("s1", "deleted", 60)
+    store.redis = real
     assert ended.ok
     assert stale.calls == 2
     client = aioredis.Redis.from_url(redis_url)
