@@ -247,6 +247,67 @@ async def test_end_removes_everything_and_leaves_a_tombstone_with_ttl(
     assert not (await store.end("s1", "idle", 120)).ok
 
 
+async def test_every_key_the_store_writes_is_one_keys_spells(
+    store: SessionStore, clock: ManualClock, redis_url: str
+) -> None:
+    await make_ready(store, record("s1", clock, labels={"team": "a"}), clock)
+    await store.reserve(record("s2", clock, user_id="bob", labels={"tier": "gold"}), ROOMY)
+    await store.save_snapshot("s1", b"{}")
+    await store.acquire_leader("a", 10_000)
+    await store.transition("s1", allowed=[SessionStatus.READY], to=SessionStatus.HIBERNATED)
+    await store.end("s2", "deleted", 60)
+    keys = store.keys
+    spelled = {
+        keys.sessions,
+        keys.idle,
+        keys.hard,
+        keys.starts,
+        keys.leader,
+        *keys.all_statuses(),
+        *(keys.session(i) for i in ("s1", "s2")),
+        *(keys.snapshot(i) for i in ("s1", "s2")),
+        *(keys.tombstone(i) for i in ("s1", "s2")),
+        *(keys.user(u) for u in ("alice", "bob")),
+        keys.label("team", "a"),
+        keys.label("tier", "gold"),
+    }
+    client = aioredis.Redis.from_url(redis_url)
+    written = {k.decode() if isinstance(k, bytes) else k for k in await client.keys("*")}
+    await client.aclose()
+    assert written
+    assert written <= spelled
+
+
+async def test_end_reads_the_record_again_when_its_id_was_reused_meanwhile(
+    store: SessionStore, clock: ManualClock, redis_url: str
+) -> None:
+    await make_ready(store, record("s1", clock, labels={"team": "new"}), clock)
+    real = store.redis
+
+    class StaleOnce:
+        """Answers the first HMGET as the ended session that held the id before did."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def hmget(self, key: str, names: list[str]) -> list[bytes | str | None]:
+            self.calls += 1
+            if self.calls == 1:
+                return [b"alice", b'{"team":"old"}']
+            return list(await real.hmget(key, names))
+
+    stale = StaleOnce()
+    store.redis = stale  # type: ignore[assignment]
+    ended = await store.end("s1", "deleted", 60)
+    store.redis = real
+    assert ended.ok
+    assert stale.calls == 2
+    client = aioredis.Redis.from_url(redis_url)
+    left = {k.decode() if isinstance(k, bytes) else k for k in await client.keys("t:*")}
+    await client.aclose()
+    assert left == {"t:tombstone:s1"}  # the live record's label index went too
+
+
 async def test_end_restricted_to_statuses_refuses_others(
     store: SessionStore, clock: ManualClock
 ) -> None:

@@ -1,0 +1,155 @@
+"""SessionStore: the one object callers hold for sessions in Redis.
+
+It keeps the public surface in one place: the scripted compare-and-set writes come from
+``writes``, and each other call goes to the module that owns the concern: ``records``
+(request reads), ``sweeps`` (reaper and reconciler reads), ``snapshots``, ``lease``,
+``listing`` (admin) and ``feed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+
+import redis.asyncio as aioredis
+
+from session_manager.clock import Clock
+from session_manager.models import SessionRecord, SessionStatus, Tombstone
+from session_manager.store.boundary import translate_redis_errors
+from session_manager.store.feed import listen
+from session_manager.store.keys import Keys
+from session_manager.store.lease import LeaderLease
+from session_manager.store.listing import Page, SessionListing
+from session_manager.store.records import RecordReads, Route
+from session_manager.store.snapshots import Snapshots
+from session_manager.store.sweeps import SweepReads
+from session_manager.store.writes import SessionWrites
+
+__all__ = ("SessionStore",)
+
+
+class SessionStore(SessionWrites):
+    """Session records, deadlines, indexes, tombstones, snapshots and the reaper lease.
+
+    The scripted writes (``reserve``, ``transition``, ``end``, ``touch``) are inherited from
+    ``SessionWrites``; every other call is handed to the module that owns it.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, clock: Clock) -> None:
+        super().__init__(client, Keys(prefix), clock)
+        self.prefix = prefix
+        self._reads = RecordReads(client, self.keys)
+        self._sweeps = SweepReads(client, self.keys)
+        self._snapshots = Snapshots(client, self.keys)
+        self._lease = LeaderLease(client, self.keys.leader)
+        self._listing = SessionListing(client, self.keys, clock)
+
+    # -- the change feed -----------------------------------------------------------------------
+
+    def changes(self) -> AsyncGenerator[str, None]:
+        """Ids of sessions whose status changed, as every replica's scripts publish them.
+
+        Yields ``""`` first, once subscribed: changes before that point were not seen. Raises
+        ``StoreUnavailable`` when the subscription breaks (messages may have been lost).
+        """
+        return listen(self.redis, self.keys.changes)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The record with its deadlines, or ``None`` when there is no live session."""
+        return await self._reads.get(session_id)
+
+    async def get_many(self, session_ids: Iterable[str]) -> list[SessionRecord | None]:
+        """Records for many ids in one round trip (``None`` where there is none)."""
+        return await self._reads.get_many(session_ids)
+
+    async def lookup(self, session_id: str) -> tuple[SessionRecord | None, Tombstone | None]:
+        """Record and tombstone in one round trip: what a request for this id needs."""
+        return await self._reads.lookup(session_id)
+
+    async def route(self, session_id: str) -> Route | None:
+        """Status, endpoint and token hash in one ``HMGET``: the request hot path."""
+        return await self._reads.route(session_id)
+
+    async def tombstone(self, session_id: str) -> Tombstone | None:
+        """Why the session ended, while its tombstone lives."""
+        return await self._reads.tombstone(session_id)
+
+    # -- reaper and reconciler -----------------------------------------------------------------
+
+    async def due_idle(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
+        """Ids whose idle deadline is at or before ``now_ms``, oldest first, at most ``limit``."""
+        return await self._sweeps.due(self.keys.idle, now_ms, limit, offset)
+
+    async def due_hard(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
+        """Ids whose max-age deadline is at or before ``now_ms``, oldest first."""
+        return await self._sweeps.due(self.keys.hard, now_ms, limit, offset)
+
+    async def expired_starts(self, now_ms: int, limit: int) -> list[str]:
+        """Sessions still ``starting`` whose start deadline passed (their manager died)."""
+        return await self._sweeps.due(self.keys.starts, now_ms, limit)
+
+    def iter_status(self, status: SessionStatus, batch: int = 500) -> AsyncIterator[str]:
+        """Every id with ``status``, in creation order, read in batches (off the request path)."""
+        return self._sweeps.iter_status(status, batch)
+
+    async def exists_many(self, session_ids: Iterable[str]) -> list[bool]:
+        """Whether each id has a record (one round trip)."""
+        return await self._sweeps.exists_many(session_ids)
+
+    # -- hibernation snapshots, reaper lease, health, admin ------------------------------------
+
+    async def save_snapshot(self, session_id: str, state: bytes) -> None:
+        """Keep a hibernated processor's ``GET /state`` body."""
+        await self._snapshots.save(session_id, state)
+
+    async def has_snapshot(self, session_id: str) -> bool:
+        """Whether a hibernation snapshot is kept for the session."""
+        return await self._snapshots.exists(session_id)
+
+    async def load_snapshot(self, session_id: str) -> bytes | None:
+        """The saved state, if any."""
+        return await self._snapshots.load(session_id)
+
+    async def delete_snapshot(self, session_id: str) -> None:
+        """Drop the saved state once a processor holds it again."""
+        await self._snapshots.delete(session_id)
+
+    async def acquire_leader(self, instance_id: str, ttl_ms: int) -> bool:
+        """Take the reaper lease when nobody holds it (``SET NX PX``)."""
+        return await self._lease.acquire(instance_id, ttl_ms)
+
+    async def renew_leader(self, instance_id: str, ttl_ms: int) -> bool:
+        """Extend the lease if ``instance_id`` still holds it."""
+        return await self._lease.renew(instance_id, ttl_ms)
+
+    async def release_leader(self, instance_id: str) -> None:
+        """Give the lease up if ``instance_id`` holds it."""
+        await self._lease.release(instance_id)
+
+    async def leader(self) -> str | None:
+        """Who holds the reaper lease now."""
+        return await self._lease.holder()
+
+    @translate_redis_errors
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless Redis answers."""
+        await self.redis.ping()
+
+    async def counts(self) -> dict[str, int]:
+        """Sessions per status, plus ``total`` and ``starts`` (start slots in use)."""
+        return await self._listing.counts()
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: SessionStatus | None = None,
+        user_id: str | None = None,
+        label: tuple[str, str] | None = None,
+    ) -> Page:
+        """One page of live sessions in creation order (see ``SessionListing.page``)."""
+        return await self._listing.page(
+            limit=limit, cursor=cursor, status=status, user_id=user_id, label=label
+        )

@@ -1,0 +1,227 @@
+"""The compare-and-set writes: reserve, transition, end and touch, each one Lua script.
+
+Every change that touches several keys is one script (``lua/``), so a record, its deadlines
+and its indexes never disagree. Scripts receive every key by its full name (``keys.Keys``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from session_manager.clock import Clock
+from session_manager.errors import CapacityExceeded, SessionConflict
+from session_manager.models import SessionRecord, SessionStatus, Tombstone
+from session_manager.store.boundary import translate_redis_errors
+from session_manager.store.codec import (
+    Deadline,
+    deadline_arg,
+    index_member,
+    labels_from_hash,
+    text,
+    to_hash,
+)
+from session_manager.store.keys import Keys
+from session_manager.store.scripts import register_script
+
+__all__ = ("Capacity", "SessionWrites", "TransitionResult")
+
+
+class Capacity(msgspec.Struct, frozen=True, kw_only=True):
+    """The three limits a new session must fit in, and how long a start may hold its slot."""
+
+    max_sessions: int
+    max_per_user: int
+    max_starts: int
+    start_timeout_ms: int
+    retry_after_s: int = 5
+
+
+class TransitionResult(msgspec.Struct, frozen=True):
+    """Outcome of a compare-and-set: ``ok``, and the status the session had (``None``: gone)."""
+
+    ok: bool
+    previous: SessionStatus | None
+
+    @classmethod
+    def from_reply(cls, ok: int, previous: bytes) -> TransitionResult:
+        """The ``{ok, previous status or ''}`` a script answers."""
+        return cls(bool(ok), SessionStatus(previous.decode()) if previous else None)
+
+
+class SessionWrites:
+    """The four scripted writes, registered once per client."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, clock: Clock) -> None:
+        self.redis = client
+        self.keys = keys
+        self.clock = clock
+        self._reserve = register_script(client, "reserve.lua")
+        self._transition = register_script(client, "transition.lua")
+        self._end = register_script(client, "end.lua")
+        self._touch = register_script(client, "touch.lua")
+
+    @translate_redis_errors
+    async def reserve(self, record: SessionRecord, capacity: Capacity) -> None:
+        """Write ``record`` (status ``starting``) if every limit has room; else raise.
+
+        Raises ``CapacityExceeded`` (429) naming the limit, or ``SessionConflict`` when the id
+        is taken. The start slot stops counting after ``capacity.start_timeout_ms``, so a
+        manager that dies mid-start does not hold it forever (``expired_starts`` lists it).
+        """
+        now = self.clock.now_ms()
+        member = index_member(record.created_at, record.session_id)
+        keys = [
+            self.keys.session(record.session_id),
+            self.keys.sessions,
+            self.keys.status(SessionStatus.STARTING),
+            self.keys.user(record.user_id),
+            self.keys.starts,
+            *self.keys.labels(record.labels),
+        ]
+        args: list[str | int] = [
+            record.session_id,
+            member,
+            now,
+            now + capacity.start_timeout_ms,
+            capacity.max_sessions,
+            capacity.max_per_user,
+            capacity.max_starts,
+        ]
+        for name, value in (to_hash(record) | {"ix": member}).items():
+            args += [name, value]
+        verdict, used = await self._reserve(keys=keys, args=args)
+        verdict = verdict.decode()
+        if verdict == "ok":
+            return
+        if verdict == "exists":
+            raise SessionConflict("a session with this id exists", session_id=record.session_id)
+        raise _refusal(verdict, int(used), capacity)
+
+    @translate_redis_errors
+    async def transition(
+        self,
+        session_id: str,
+        *,
+        allowed: Iterable[SessionStatus],
+        to: SessionStatus,
+        fields: Mapping[str, str | int] | None = None,
+        idle_deadline: Deadline = None,
+        hard_deadline: Deadline = None,
+        start_slot: Deadline = None,
+        only_if_idle_due_at: int | None = None,
+    ) -> TransitionResult:
+        """Compare-and-set the status (and deadlines, start slot, fields) in one script.
+
+        Succeeds only while the current status is one of ``allowed`` and, with
+        ``only_if_idle_due_at``, while the idle deadline is still at or before that time (so a
+        request that moved it after the reaper looked wins over the reap).
+        """
+        keys = [
+            self.keys.session(session_id),
+            self.keys.idle,
+            self.keys.hard,
+            self.keys.starts,
+            self.keys.changes,
+            self.keys.status(to),
+            *self.keys.all_statuses(),
+        ]
+        args: list[str | int] = [
+            session_id,
+            " ".join(allowed),
+            to,
+            self.clock.now_ms(),
+            deadline_arg(idle_deadline),
+            deadline_arg(hard_deadline),
+            deadline_arg(start_slot),
+            "" if only_if_idle_due_at is None else only_if_idle_due_at,
+        ]
+        for name, value in (fields or {}).items():
+            args += [name, value]
+        return TransitionResult.from_reply(*await self._transition(keys=keys, args=args))
+
+    @translate_redis_errors
+    async def end(
+        self,
+        session_id: str,
+        reason: str,
+        tombstone_ttl_s: int,
+        *,
+        allowed: Iterable[SessionStatus] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> TransitionResult:
+        """Remove the record, its deadlines, indexes and snapshot; leave a tombstone with TTL.
+
+        The user set and label indexes are named from the record, read first; the script
+        answers ``-1`` if the id was ended and reused in between, and the record is read again.
+        """
+        tombstone = Tombstone(
+            reason=reason, ended_at=self.clock.now_ms(), details=dict(details or {})
+        )
+        while True:
+            user_id, labels = await self.redis.hmget(
+                self.keys.session(session_id), ["user_id", "labels"]
+            )
+            if user_id is None:
+                return TransitionResult(False, None)
+            keys = [
+                self.keys.session(session_id),
+                self.keys.sessions,
+                self.keys.idle,
+                self.keys.hard,
+                self.keys.starts,
+                self.keys.tombstone(session_id),
+                self.keys.snapshot(session_id),
+                self.keys.changes,
+                self.keys.user(text(user_id)),
+                *self.keys.all_statuses(),
+                *self.keys.labels(labels_from_hash(labels)),
+            ]
+            args: list[str | int | bytes] = [
+                session_id,
+                " ".join(allowed or ()),
+                msgspec.json.encode(tombstone).decode(),
+                tombstone_ttl_s * 1000,
+                user_id,
+                labels or b"",
+            ]
+            ok, previous = await self._end(keys=keys, args=args)
+            if ok != -1:
+                return TransitionResult.from_reply(ok, previous)
+
+    @translate_redis_errors
+    async def touch(self, session_id: str) -> tuple[int, int | None] | None:
+        """Move a ready session's idle deadline to now + its idle timeout.
+
+        Returns the (idle, hard) deadlines, or ``None`` when the session is not ready.
+        """
+        keys = [self.keys.session(session_id), self.keys.idle, self.keys.hard]
+        reply = await self._touch(keys=keys, args=[session_id, self.clock.now_ms()])
+        if not reply:
+            return None
+        idle, hard = reply
+        return int(float(idle)), (int(float(hard)) if hard else None)
+
+
+_LIMITS = {
+    "sessions": ("MAX_SESSIONS", "max_sessions"),
+    "user": ("MAX_SESSIONS_PER_USER", "max_per_user"),
+    "starts": ("MAX_CONCURRENT_STARTS", "max_starts"),
+}
+"""``reserve.lua``'s refusal verdicts: the limit's setting name and its ``Capacity`` field."""
+
+
+def _refusal(verdict: str, used: int, capacity: Capacity) -> CapacityExceeded:
+    """The 429 for a reservation ``reserve.lua`` refused with ``verdict``."""
+    name, field = _LIMITS[verdict]
+    limit: int = getattr(capacity, field)
+    return CapacityExceeded(
+        f"capacity exhausted: {name} ({limit}) reached",
+        retry_after_s=1 if verdict == "starts" else capacity.retry_after_s,
+        limit=name,
+        max=limit,
+        used=used,
+    )
