@@ -33,6 +33,8 @@ _TYPES = (
     "ping",
 )
 _EXAMPLE = '{"type": "ping", "payload": {}}'
+_UNIQUE_ID = "a string; send {} for the latest predictions"
+_GENES = 'an object of gene names to values, e.g. {"recall_threshold": 0.3}'
 
 
 class _BadMessage(Exception):
@@ -73,11 +75,9 @@ def _handle(runtime: Runtime, kind: str, payload: dict[str, Any]) -> dict[str, A
         if kind == "get_stm":
             return {"type": "stm", "data": {"stm": p.stm, "processor_id": pid}}
         if kind == "get_predictions":
-            unique_id = (
-                _require(payload, kind, "unique_id", "a string; send {} for the latest predictions")
-                if payload
-                else None
-            )
+            unique_id = _require(payload, kind, "unique_id", _UNIQUE_ID) if payload else None
+            if unique_id is not None and not isinstance(unique_id, str):
+                raise _BadMessage(f"get_predictions needs payload.unique_id: {_UNIQUE_ID}")
             return {
                 "type": "predictions",
                 "data": {"predictions": p.predictions(unique_id or None), "processor_id": pid},
@@ -94,11 +94,9 @@ def _handle(runtime: Runtime, kind: str, payload: dict[str, Any]) -> dict[str, A
             p.clear_all()
             return _status("all-cleared", pid)
         if kind == "update_genes":
-            genes = _require(payload, kind, "genes", "an object of gene names to values")
+            genes = _require(payload, kind, "genes", _GENES)
             if not isinstance(genes, dict):
-                raise _BadMessage(
-                    "update_genes needs payload.genes: an object of gene names to values"
-                )
+                raise _BadMessage(f"update_genes needs payload.genes: {_GENES}")
             p.update_genes(genes)
             return _status("genes-updated", pid)
         if kind == "ping":
