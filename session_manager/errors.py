@@ -1,12 +1,15 @@
 """The session manager's error tree; ``error_body`` is the one mapping to the error JSON.
 
-    KatoError (500 INTERNAL)
-    ├── ValidationFailed (400 VALIDATION_FAILED)
+    KatoError (500 INTERNAL_ERROR)
+    ├── ValidationFailed (422 VALIDATION_ERROR)
+    │   └── InvalidJson (422 INVALID_JSON)
+    ├── InvalidGene (400 INVALID_GENE_VALUE)
+    │   └── UnknownGeneName (400 HTTP_400)
     ├── Unauthorized (401 UNAUTHORIZED)
     ├── SessionNotFound (404 SESSION_NOT_FOUND)
     ├── SessionExpired (410 SESSION_EXPIRED)
     ├── SessionConflict (409 SESSION_CONFLICT)
-    ├── PayloadTooLarge (413 PAYLOAD_TOO_LARGE)
+    ├── PayloadTooLarge (413 BODY_TOO_LARGE)
     ├── CapacityExceeded (429 CAPACITY_EXCEEDED, Retry-After)
     ├── StartFailed (502 START_FAILED)
     ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
@@ -15,7 +18,9 @@
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
-Foreign errors (Redis, httpx, Docker) are translated where those libraries are called.
+Foreign errors (Redis, httpx, Docker) are translated where those libraries are called. A
+failure both services can answer has the processor's code (``docs/errors.md``): malformed JSON,
+a schema violation, an oversized body, a refused gene, a bug.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ __all__ = (
     "CapacityExceeded",
     "ErrorInfo",
     "ErrorResponse",
+    "InvalidGene",
+    "InvalidJson",
     "KatoError",
     "PayloadTooLarge",
     "ProcessorTimeout",
@@ -40,6 +47,7 @@ __all__ = (
     "StartFailed",
     "StoreUnavailable",
     "Unauthorized",
+    "UnknownGeneName",
     "ValidationFailed",
     "error_body",
 )
@@ -49,7 +57,7 @@ class KatoError(Exception):
     """Base of every error the manager raises on purpose; carries its HTTP status and code."""
 
     status: ClassVar[int] = 500
-    code: ClassVar[str] = "INTERNAL"
+    code: ClassVar[str] = "INTERNAL_ERROR"
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -63,9 +71,27 @@ class KatoError(Exception):
 
 
 class ValidationFailed(KatoError):
-    """The request body or query is invalid."""
+    """The request body or query does not match what the route takes."""
 
-    status, code = 400, "VALIDATION_FAILED"
+    status, code = 422, "VALIDATION_ERROR"
+
+
+class InvalidJson(ValidationFailed):
+    """The request body is not JSON at all."""
+
+    code = "INVALID_JSON"
+
+
+class InvalidGene(KatoError):
+    """A gene at create of the wrong type or out of range (the processor's own rule)."""
+
+    status, code = 400, "INVALID_GENE_VALUE"
+
+
+class UnknownGeneName(InvalidGene):
+    """A gene name the processor does not have (its ``Unknown gene: <name>``)."""
+
+    code = "HTTP_400"
 
 
 class Unauthorized(KatoError):
@@ -95,7 +121,7 @@ class SessionExpired(KatoError):
 class PayloadTooLarge(KatoError):
     """A proxied request body is over ``MAX_PROXY_BODY_BYTES``."""
 
-    status, code = 413, "PAYLOAD_TOO_LARGE"
+    status, code = 413, "BODY_TOO_LARGE"
 
 
 class CapacityExceeded(KatoError):

@@ -14,7 +14,7 @@ import msgspec
 
 from processor_image.engine.emotives import average
 from processor_image.engine.errors import GeneNotFound, ObservationError
-from processor_image.engine.genes import UPDATABLE_GENES, Genes
+from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, validate_genes
 from processor_image.engine.index import PatternIndex
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, pattern_hash, vector_symbol
@@ -215,18 +215,19 @@ class Processor:
     # -- genes ------------------------------------------------------------------------------
 
     def update_genes(self, updates: Mapping[str, Any]) -> None:
-        """Apply updates in order; stop at the first rejected one, keeping earlier ones (§5.2)."""
-        for name, value in updates.items():
-            self.genes.update(name, value)
-            self._manifest[name] = getattr(self.genes, UPDATABLE_GENES[name])
+        """Apply every update or none: one bad or unknown name changes nothing (§5.2)."""
+        for field, value in validate_genes(updates, updating=True).items():
+            setattr(self.genes, field, value)
+            self._manifest[field] = value
 
     def get_gene(self, name: str) -> Any:
-        """Live state, then live genes, then the start-up manifest (spec §5.3)."""
+        """Live state, then live genes (``SORT`` too), then the start-up manifest (spec §5.3)."""
         live = {"time": self.time, "id": self.processor_id, "name": self.name}
         if name in live:
             return live[name]
-        if name in UPDATABLE_GENES:
-            return getattr(self.genes, UPDATABLE_GENES[name])
+        field = GENE_ALIASES.get(name, name)
+        if field in GENE_RULES:
+            return getattr(self.genes, field)
         if name in self._manifest:
             return self._manifest[name]
         raise GeneNotFound(name)
@@ -250,7 +251,11 @@ class Processor:
         )
 
     def restore(self, state: ProcessorState) -> None:
-        """Become indistinguishable from the processor that took ``state``."""
+        """Become indistinguishable from the processor that took ``state``.
+
+        Its genes pass the same validator as an update, before anything changes.
+        """
+        validate_genes(msgspec.structs.asdict(state.genes))
         if state.knowledge is not None:
             self.kb.load(state.knowledge)
         self._index.clear()

@@ -1,7 +1,8 @@
 """Every error the service answers, in one body: ``{"error": {code, message, details}, "status"}``.
 
-Engine and storage errors, framework errors (validation, malformed JSON, oversized bodies,
-unknown routes and methods) and bugs are mapped here and nowhere else.
+The package's own errors (``processor_image.errors.ProcessorError``, which carry their status
+and code), framework errors (validation, malformed JSON, oversized bodies, unknown routes and
+methods) and bugs are mapped here and nowhere else. The codes: ``docs/errors.md``.
 """
 
 from __future__ import annotations
@@ -23,17 +24,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, Reference
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
-from processor_image.engine import (
-    EngineError,
-    GeneNotFound,
-    InvalidGeneValue,
-    ObservationError,
-    UnknownGene,
-)
+from processor_image.engine import EngineError
+from processor_image.errors import ProcessorError
 from processor_image.service.schemas import ErrorInfo, ErrorResponse
-from processor_image.storage import StorageError
 
 __all__ = (
+    "BODY",
     "EXCEPTION_HANDLERS",
     "ErrorShapedOperation",
     "PatternNotFound",
@@ -45,19 +41,24 @@ __all__ = (
 log = logging.getLogger(__name__)
 
 
-class PatternNotFound(Exception):
+class PatternNotFound(ProcessorError):
     """``GET /pattern/{id}`` for an id nothing was learned under (spec §6: 404)."""
+
+    status, code = 404, "HTTP_404"
 
     def __init__(self, pattern_id: str) -> None:
         super().__init__(f"Pattern {pattern_id} not found")
 
 
-class SequenceFailed(Exception):
-    """An observation inside ``/observe-sequence`` failed; the ones before it stay applied."""
+class SequenceFailed(ProcessorError):
+    """An observation inside ``/observe-sequence`` failed; the ones before it stay applied.
+
+    Answered with its cause's status, code and message, plus where the sequence stopped.
+    """
 
     def __init__(self, cause: EngineError, index: int, completed: list[Any]) -> None:
-        super().__init__(cause.message)
-        self.cause, self.index, self.completed = cause, index, completed
+        super().__init__(cause.message, index=index, completed=completed)
+        self.status, self.code = cause.status, cause.code
 
 
 def error_body(
@@ -84,32 +85,16 @@ def _reply(
     )
 
 
-# Engine errors: status and code. The spec's own errors use ``HTTP_<status>`` (spec §7.1).
-_ENGINE: dict[type[EngineError], tuple[int, str]] = {
-    UnknownGene: (400, "HTTP_400"),
-    GeneNotFound: (404, "HTTP_404"),
-    InvalidGeneValue: (400, "INVALID_GENE_VALUE"),
-    ObservationError: (422, "INVALID_OBSERVATION"),
-}
+def _processor_error(_: Request[Any, Any, Any], exc: ProcessorError) -> Response[Any]:
+    """Every error of the package's one tree: its own status, code, message and details."""
+    return _reply(exc.status, exc.code, exc.message, exc.details)
 
 
-def _engine_error(_: Request[Any, Any, Any], exc: EngineError) -> Response[Any]:
-    status, code = _ENGINE.get(type(exc), (400, "ENGINE_ERROR"))
-    return _reply(status, code, exc.message)
-
-
-def _sequence_failed(_: Request[Any, Any, Any], exc: SequenceFailed) -> Response[Any]:
-    status, code = _ENGINE.get(type(exc.cause), (400, "ENGINE_ERROR"))
-    details = {"index": exc.index, "completed": exc.completed}
-    return _reply(status, code, exc.cause.message, details)
-
-
-def _pattern_not_found(_: Request[Any, Any, Any], exc: PatternNotFound) -> Response[Any]:
-    return _reply(404, "HTTP_404", str(exc))
-
-
-def _storage_error(_: Request[Any, Any, Any], exc: StorageError) -> Response[Any]:
-    return _reply(503, "STORAGE_UNAVAILABLE", str(exc))
+_NOT_JSON = "Request body is not valid JSON: send one UTF-8 JSON object"
+_NOT_SCHEMA = (
+    "Request does not match the schema: details.errors names each field and what it must be"
+    " (OpenAPI: /schema)"
+)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -130,11 +115,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         or "malformed" in str(exc.detail).lower()
     ):
         details = {"error": str(exc.detail)} if exc.detail else None
-        return _reply(422, "INVALID_JSON", "Request body is not valid JSON", details)
+        return _reply(422, "INVALID_JSON", _NOT_JSON, details)
     if isinstance(exc, ValidationException):
-        return _reply(
-            422, "VALIDATION_ERROR", "Request body does not match the schema", {"errors": exc.extra}
-        )
+        return _reply(422, "VALIDATION_ERROR", _NOT_SCHEMA, {"errors": exc.extra})
     return _reply(
         exc.status_code,
         f"HTTP_{exc.status_code}",
@@ -144,7 +127,7 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
-    return _reply(422, "INVALID_JSON", "Request body is not valid UTF-8 JSON", {"error": str(exc)})
+    return _reply(422, "INVALID_JSON", _NOT_JSON, {"error": str(exc)})
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -153,10 +136,11 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 
 _MEANINGS = {
-    400: "HTTP_400: unknown gene (the update stops there); INVALID_GENE_VALUE",
+    400: "HTTP_400: unknown gene; INVALID_GENE_VALUE: wrong type or out of range (nothing applied)",
     404: "HTTP_404: no such gene or pattern",
     413: "BODY_TOO_LARGE: the body is over MAX_BODY_BYTES",
     422: "INVALID_JSON, VALIDATION_ERROR (wrong fields or types), INVALID_OBSERVATION",
+    500: "INTERNAL_ERROR: a bug; details.error has the exception text",
     503: "STORAGE_UNAVAILABLE: the knowledge base (MongoDB) cannot be reached",
 }
 
@@ -194,10 +178,7 @@ class ErrorShapedOperation(Operation):
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
-    EngineError: _engine_error,
-    SequenceFailed: _sequence_failed,
-    PatternNotFound: _pattern_not_found,
-    StorageError: _storage_error,
+    ProcessorError: _processor_error,
     HTTPException: _http_error,
     UnicodeDecodeError: _undecodable,
     Exception: _unexpected,

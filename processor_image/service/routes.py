@@ -160,7 +160,7 @@ async def pattern(state: State, pattern_id: str) -> PatternResponse:
 
 @post("/genes/update", status_code=200, responses=documented(400, *BODY))
 async def genes_update(state: State, data: GenesUpdateRequest) -> MessageResponse:
-    """Apply gene updates in order; the first rejected one stops the rest (spec §5.2)."""
+    """Apply every gene update or, when one name or value is refused, none (spec §5.2)."""
     runtime = _runtime(state)
     async with runtime.lock:
         runtime.processor.update_genes(data.genes)
@@ -225,7 +225,7 @@ async def get_state(state: State) -> ProcessorState:
         return runtime.processor.snapshot()
 
 
-@put("/state", status_code=200, responses=documented(*BODY, 503))
+@put("/state", status_code=200, responses=documented(400, *BODY, 503))
 async def put_state(state: State, data: ProcessorState) -> StatusResponse:
     """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
     runtime = _runtime(state)

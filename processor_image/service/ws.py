@@ -1,59 +1,83 @@
-"""``WS /ws``: the spec's message types (§7.3), each answered once, under the same lock as HTTP."""
+"""``WS /ws``: the spec's message types (§7.3), each answered once, under the same lock as HTTP.
+
+Every frame gets exactly one reply. A frame the service cannot use (not JSON, not an object,
+no string ``type``, a payload of the wrong shape) is answered with an ``error`` message saying
+what to send instead, and the socket stays open (this project's rule; the reference closed it
+with 1011).
+"""
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 
-from processor_image.engine import EngineError
+from processor_image.errors import ProcessorError
 from processor_image.service.runtime import Runtime, generated_unique_id
 
 __all__ = ("ws",)
 
-log = logging.getLogger(__name__)
+
+_TYPES = (
+    "observe",
+    "get_stm",
+    "get_predictions",
+    "learn",
+    "clear_stm",
+    "clear_all",
+    "update_genes",
+    "ping",
+)
+_EXAMPLE = '{"type": "ping", "payload": {}}'
+_UNIQUE_ID = "a string; send {} for the latest predictions"
+_GENES = 'an object of gene names to values, e.g. {"recall_threshold": 0.3}'
 
 
-class _MissingKey(Exception):
-    """A required payload key is absent; reported as its repr, like the reference's KeyError."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(repr(key))
+class _BadMessage(Exception):
+    """A frame or payload the service cannot use; its text goes back as an ``error`` message."""
 
 
-def _require(payload: dict[str, Any], key: str) -> Any:
+def _require(payload: dict[str, Any], kind: str, key: str, what: str) -> Any:
     if key not in payload:
-        raise _MissingKey(key)
+        raise _BadMessage(f"{kind} needs payload.{key}: {what}")
     return payload[key]
 
 
-def _handle(runtime: Runtime, kind: Any, payload: dict[str, Any]) -> dict[str, Any]:
-    """One message's reply; engine errors and missing keys become ``error`` replies."""
+def _parse(frame: str | bytes) -> tuple[str, dict[str, Any]]:
+    """The message's type and payload, or _BadMessage saying what a frame must look like."""
+    try:
+        message = msgspec.json.decode(frame)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _BadMessage(
+            f"Frame is not valid JSON ({exc}): send an object like {_EXAMPLE}"
+        ) from None
+    if not isinstance(message, dict):
+        raise _BadMessage(f"Frame must be a JSON object like {_EXAMPLE}")
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise _BadMessage(f'Message needs a string "type", one of: {", ".join(_TYPES)}')
+    payload = message.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise _BadMessage('"payload" must be a JSON object (or absent)')
+    return kind, payload
+
+
+def _handle(runtime: Runtime, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One message's reply; the package's errors and bad payloads become ``error`` replies."""
     p, pid = runtime.processor, runtime.processor_id
     try:
         if kind == "observe":
-            strings = _require(payload, "strings")
-            vectors = _require(payload, "vectors")
-            emotives = _require(payload, "emotives")
-            unique_id = (
-                payload["unique_id"] if "unique_id" in payload else generated_unique_id("ws")
-            )
-            _check_observation(
-                strings, vectors, emotives, unique_id, payload.get("path"), payload.get("metadata")
-            )
-            result = p.observe(
-                strings, vectors, emotives, unique_id, payload.get("path"), payload.get("metadata")
-            )
-            data = msgspec.to_builtins(runtime.observe_response(result))
-            return {"type": "observation_result", "data": data}
+            return _observe(runtime, payload)
         if kind == "get_stm":
             return {"type": "stm", "data": {"stm": p.stm, "processor_id": pid}}
         if kind == "get_predictions":
-            unique_id = _require(payload, "unique_id") if payload else None
+            unique_id = _require(payload, kind, "unique_id", _UNIQUE_ID) if payload else None
+            if unique_id is not None and not isinstance(unique_id, str):
+                raise _BadMessage(f"get_predictions needs payload.unique_id: {_UNIQUE_ID}")
             return {
                 "type": "predictions",
                 "data": {"predictions": p.predictions(unique_id or None), "processor_id": pid},
@@ -69,17 +93,31 @@ def _handle(runtime: Runtime, kind: Any, payload: dict[str, Any]) -> dict[str, A
         if kind == "clear_all":
             p.clear_all()
             return _status("all-cleared", pid)
+        if kind == "update_genes":
+            genes = _require(payload, kind, "genes", _GENES)
+            if not isinstance(genes, dict):
+                raise _BadMessage(f"update_genes needs payload.genes: {_GENES}")
+            p.update_genes(genes)
+            return _status("genes-updated", pid)
         if kind == "ping":
             return {"type": "pong", "data": {"processor_id": pid, "timestamp": time.time()}}
-        return {"type": "error", "data": {"message": f"Unknown message type: {kind}"}}
-    except EngineError as exc:
-        return {"type": "error", "data": {"message": exc.message}}
-    except (_MissingKey, _BadObservation) as exc:
-        return {"type": "error", "data": {"message": str(exc)}}
+        return _error(f"Unknown message type: {kind}")
+    except ProcessorError as exc:
+        return _error(exc.message)
+    except _BadMessage as exc:
+        return _error(str(exc))
 
 
-class _BadObservation(Exception):
-    """Wrong types in a WS observation: answered as an error message, never a crash."""
+def _observe(runtime: Runtime, payload: dict[str, Any]) -> dict[str, Any]:
+    strings = _require(payload, "observe", "strings", "a list of strings ([] for none)")
+    vectors = _require(payload, "observe", "vectors", "a list of lists of numbers ([] for none)")
+    emotives = _require(payload, "observe", "emotives", "an object of numbers ({} for none)")
+    unique_id = payload["unique_id"] if "unique_id" in payload else generated_unique_id("ws")
+    path, metadata = payload.get("path"), payload.get("metadata")
+    _check_observation(strings, vectors, emotives, unique_id, path, metadata)
+    result = runtime.processor.observe(strings, vectors, emotives, unique_id, path, metadata)
+    data = msgspec.to_builtins(runtime.observe_response(result))
+    return {"type": "observation_result", "data": data}
 
 
 def _check_observation(
@@ -87,51 +125,62 @@ def _check_observation(
 ) -> None:
     number = (int, float)
     if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
-        raise _BadObservation("strings must be a list of strings")
+        raise _BadMessage("strings must be a list of strings")
     if not isinstance(vectors, list) or not all(
         isinstance(v, list) and all(isinstance(x, number) and not isinstance(x, bool) for x in v)
         for v in vectors
     ):
-        raise _BadObservation("vectors must be a list of lists of numbers")
+        raise _BadMessage("vectors must be a list of lists of numbers")
     if not isinstance(emotives, dict) or not all(
         isinstance(k, str) and isinstance(v, number) and not isinstance(v, bool)
         for k, v in emotives.items()
     ):
-        raise _BadObservation("emotives must be an object of numbers")
+        raise _BadMessage("emotives must be an object of numbers")
     if not isinstance(unique_id, str):
-        raise _BadObservation("unique_id must be a string")
+        raise _BadMessage("unique_id must be a string")
     if path is not None and (
         not isinstance(path, list) or not all(isinstance(p, str) for p in path)
     ):
-        raise _BadObservation("path must be a list of strings")
+        raise _BadMessage("path must be a list of strings")
     if metadata is not None and not isinstance(metadata, dict):
-        raise _BadObservation("metadata must be an object")
+        raise _BadMessage("metadata must be an object")
 
 
 def _status(message: str, pid: str) -> dict[str, Any]:
     return {"type": "status", "data": {"status": "okay", "message": message, "processor_id": pid}}
 
 
+def _error(message: str) -> dict[str, Any]:
+    return {"type": "error", "data": {"message": message}}
+
+
+async def _receive(socket: WebSocket[Any, Any, Any]) -> str | bytes:
+    """The next frame, text or binary as sent."""
+    event = cast("WebSocketReceiveEvent | WebSocketDisconnectEvent", await socket.receive())
+    if event["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(detail="disconnect event", code=event["code"])
+    text = event.get("text")
+    return text if text is not None else event.get("bytes") or b""
+
+
 @websocket("/ws")
 async def ws(socket: WebSocket[Any, Any, Any]) -> None:
-    """Loop until the client leaves; a frame that is not a JSON object closes with 1011."""
-    runtime: Runtime = socket.app.state.runtime
+    """Answer every frame until the client leaves; 1011 before accepting when no processor."""
+    runtime: Runtime | None = getattr(socket.app.state, "runtime", None)
+    if runtime is None:
+        await socket.close(code=1011, reason="Processor not initialized")
+        return
     await socket.accept()
     try:
         while True:
-            raw = await socket.receive_data(mode="text")
+            frame = await _receive(socket)
             try:
-                message = msgspec.json.decode(raw)
-                if not isinstance(message, dict):
-                    raise ValueError("message must be a JSON object")
-                payload = message.get("payload") or {}
-                if not isinstance(payload, dict):
-                    raise ValueError("payload must be a JSON object")
-            except (msgspec.DecodeError, ValueError) as exc:
-                await socket.close(code=1011, reason=str(exc)[:120])
-                return
-            async with runtime.lock:
-                reply = _handle(runtime, message.get("type"), payload)
+                kind, payload = _parse(frame)
+            except _BadMessage as exc:
+                reply = _error(str(exc))
+            else:
+                async with runtime.lock:
+                    reply = _handle(runtime, kind, payload)
             await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
     except WebSocketDisconnect:
         return

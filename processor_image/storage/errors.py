@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from processor_image.errors import ProcessorError
+
 __all__ = ("StorageError",)
 
 
-class StorageError(Exception):
+class StorageError(ProcessorError):
     """The store's database could not be reached or refused an operation."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status, code = 503, "STORAGE_UNAVAILABLE"

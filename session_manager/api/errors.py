@@ -1,8 +1,9 @@
 """The one exception handler: every error leaves the manager as the error JSON.
 
 ``KatoError`` keeps its own status, code and headers; Litestar's ``HTTPException`` family
-(malformed JSON, wrong fields, unknown route, wrong method, body too large) gets a code from
-its status; anything else is a logged ``500 INTERNAL`` that shows no internals.
+becomes the code the processor gives the same failure (``docs/errors.md``): malformed JSON
+``422 INVALID_JSON``, wrong fields ``422 VALIDATION_ERROR``, unknown route, wrong method, body
+too large; anything else is a logged ``500 INTERNAL_ERROR`` that shows no internals.
 """
 
 from __future__ import annotations
@@ -10,44 +11,79 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from session_manager.errors import ErrorResponse, KatoError, error_body
+from session_manager.errors import (
+    ErrorResponse,
+    InvalidJson,
+    KatoError,
+    ValidationFailed,
+    error_body,
+)
 
 __all__ = ("EXCEPTION_HANDLERS", "documented", "error_response")
 
 log = logging.getLogger(__name__)
 
 _CODES = {
-    400: "VALIDATION_FAILED",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
+    413: "BODY_TOO_LARGE",
     429: "TOO_MANY_REQUESTS",
     503: "SERVICE_UNAVAILABLE",
 }
+_NOT_JSON = "Request body is not valid JSON: send one UTF-8 JSON object"
+_NOT_SCHEMA = (
+    "Request does not match the schema: details.errors names each field and what it must be"
+    " (OpenAPI: /schema)"
+)
+
+
+def _is_malformed_json(exc: HTTPException) -> bool:
+    """Litestar's ``ClientException`` for a body msgspec could not parse (not a wrong field)."""
+    cause = exc.__cause__
+    return (
+        isinstance(exc, SerializationException)
+        or isinstance(cause, SerializationException)
+        or (
+            isinstance(cause, msgspec.DecodeError)
+            and not isinstance(cause, msgspec.ValidationError)
+        )
+    )
+
+
+def _translated(exc: HTTPException) -> KatoError | None:
+    """The manager's error for a framework input error, so both services answer it alike."""
+    if _is_malformed_json(exc):
+        return InvalidJson(_NOT_JSON, error=str(exc.detail))
+    if isinstance(exc, ValidationException):
+        return ValidationFailed(_NOT_SCHEMA, errors=exc.extra or [])
+    return None
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Map any exception to ``{"error": {"code", "message", "details"}, "status"}``."""
+    if isinstance(exc, HTTPException):
+        exc = _translated(exc) or exc
     if isinstance(exc, KatoError):
         body = error_body(exc.status, exc.code, exc.message, exc.details)
         return Response(body, status_code=exc.status, headers=exc.headers)
     if isinstance(exc, HTTPException):
         status = exc.status_code
-        details: dict[str, Any] = {}
-        if isinstance(exc, ValidationException) and exc.extra:
-            details["errors"] = exc.extra
         code = _CODES.get(status, f"HTTP_{status}")
-        body = error_body(status, code, str(exc.detail), details)
+        body = error_body(status, code, str(exc.detail))
         return Response(body, status_code=status, headers=exc.headers)
     log.exception("unhandled error", extra={"path": request.url.path})
-    return Response(error_body(500, "INTERNAL", "internal error"), status_code=500)
+    return Response(
+        error_body(KatoError.status, KatoError.code, "An unexpected error occurred"),
+        status_code=KatoError.status,
+    )
 
 
 def documented(*errors: type[KatoError]) -> dict[int, ResponseSpec]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
+from processor_image import contract
+from session_manager.errors import InvalidGene, UnknownGeneName
 from session_manager.models import SessionRecord
 
 __all__ = (
@@ -20,6 +23,7 @@ __all__ = (
     "SessionInfo",
     "SessionUrls",
     "Stats",
+    "checked_genes",
     "iso",
 )
 
@@ -32,30 +36,30 @@ LabelValue = Annotated[str, Meta(max_length=63, pattern=r"^[A-Za-z0-9._:/-]*$")]
 Seconds = Annotated[int, Meta(ge=1)]
 
 
-class Genes(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Processor genes set at start (``spec/processor.md`` §5.1); unset ones keep defaults."""
+def _genes_doc() -> str:
+    rules = "; ".join(f"{name}: {rule.expected()}" for name, rule in contract.GENE_RULES.items())
+    aliases = ", ".join(f"{alias} for {name}" for alias, name in contract.GENE_ALIASES.items())
+    return (
+        f"Processor genes set at start (spec/processor.md §5.1); unset ones keep defaults. "
+        f"{rules}. Also accepted: {aliases}. Checked by the processor's own validator: "
+        f"400 HTTP_400 for an unknown name, 400 INVALID_GENE_VALUE for a bad value."
+    )
 
-    max_pattern_length: Annotated[int, Meta(ge=0)] | None = None
-    recall_threshold: Annotated[float, Meta(ge=0, le=1)] | None = None
-    max_predictions: Annotated[int, Meta(ge=1)] | None = None
-    persistence: Annotated[int, Meta(ge=1)] | None = None
-    smoothness: Annotated[int, Meta(ge=0)] | None = None
-    always_update_frequencies: bool | None = None
-    sort: bool | None = None
-    quiescence: Annotated[int, Meta(ge=0)] | None = None
-    auto_act_method: Annotated[str, Meta(max_length=64)] | None = None
-    auto_act_threshold: float | None = None
-    indexer_type: Literal["VI"] | None = None
-    search_depth: Annotated[int, Meta(ge=0)] | None = None
-    process_predictions: bool | None = None
 
-    def values(self) -> dict[str, Any]:
-        """The genes that were given."""
-        return {
-            name: value
-            for name in self.__struct_fields__
-            if (value := getattr(self, name)) is not None
-        }
+Genes = Annotated[dict[str, Any], Meta(description=_genes_doc())]
+"""Gene name -> value; checked by ``checked_genes``, the processor's own validator."""
+
+
+def checked_genes(genes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The genes by manifest key, checked as ``/genes/update`` checks them, or a 400."""
+    if genes is None:
+        return None
+    try:
+        return contract.validate_genes(genes)
+    except contract.UnknownGene as exc:
+        raise UnknownGeneName(exc.message) from exc
+    except contract.GeneError as exc:
+        raise InvalidGene(exc.message) from exc
 
 
 class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

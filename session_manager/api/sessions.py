@@ -14,11 +14,13 @@ from session_manager.api.schemas import (
     CreateSession,
     KeepaliveReply,
     SessionInfo,
+    checked_genes,
     iso,
 )
 from session_manager.errors import (
     BackendUnavailable,
     CapacityExceeded,
+    InvalidGene,
     PayloadTooLarge,
     SessionConflict,
     SessionExpired,
@@ -26,6 +28,7 @@ from session_manager.errors import (
     StartFailed,
     StoreUnavailable,
     Unauthorized,
+    UnknownGeneName,
     ValidationFailed,
 )
 from session_manager.lifecycle import Sessions
@@ -34,6 +37,8 @@ __all__ = ("SessionController",)
 
 _CREATE_ERRORS = documented(
     ValidationFailed,
+    InvalidGene,
+    UnknownGeneName,
     PayloadTooLarge,
     SessionConflict,
     CapacityExceeded,
@@ -41,9 +46,7 @@ _CREATE_ERRORS = documented(
     StoreUnavailable,
     BackendUnavailable,
 )
-_SESSION_ERRORS = documented(
-    ValidationFailed, Unauthorized, SessionNotFound, SessionExpired, StoreUnavailable
-)
+_SESSION_ERRORS = documented(Unauthorized, SessionNotFound, SessionExpired, StoreUnavailable)
 
 
 def _sessions(request: Request[Any, Any, Any]) -> Sessions:
@@ -68,7 +71,7 @@ class SessionController(Controller):
         record, token = await _sessions(request).create(
             user_id=data.user_id,
             kb_id=data.kb_id,
-            genes=data.genes.values() if data.genes else None,
+            genes=checked_genes(data.genes),
             idle_timeout_s=data.idle_timeout_s,
             max_age_s=data.max_age_s,
             labels=data.labels,

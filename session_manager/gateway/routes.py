@@ -17,7 +17,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
 from session_manager.api.auth import require_admin
-from session_manager.errors import SessionNotFound, ValidationFailed
+from session_manager.errors import InvalidJson, SessionNotFound, ValidationFailed
 from session_manager.gateway.client import Gateway, ProcessorReply
 from session_manager.gateway.health import ProcessorHealth
 
@@ -38,7 +38,7 @@ async def _json_body(request: Request[Any, Any, Any]) -> Any:
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise ValidationFailed(f"request body is not valid JSON: {exc}") from exc
+        raise InvalidJson(f"request body is not valid JSON: {exc}") from exc
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:

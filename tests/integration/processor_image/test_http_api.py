@@ -214,26 +214,46 @@ def test_genes_update_and_lookup(kato: httpx.Client) -> None:
     assert body["error"]["message"] == "Gene zzz not found"
 
 
-def test_genes_update_stops_at_the_first_unknown_and_keeps_earlier(kato: httpx.Client) -> None:
+def test_genes_update_with_an_unknown_name_changes_nothing(kato: httpx.Client) -> None:
     response = kato.post(
         "/genes/update", json={"genes": {"max_predictions": 7, "quiescence": 4, "smoothness": 9}}
     )
     body = assert_error(response, 400, "HTTP_400")
-    assert body["error"]["message"] == "Unknown gene: quiescence"
-    assert kato.get("/gene/max_predictions").json()["gene_value"] == 7
+    assert body == {
+        "error": {"code": "HTTP_400", "message": "Unknown gene: quiescence", "details": {}},
+        "status": 400,
+    }
+    assert kato.get("/gene/max_predictions").json()["gene_value"] == 100
     assert kato.get("/gene/smoothness").json()["gene_value"] == 3
 
 
-def test_sort_is_changed_only_under_its_internal_name(kato: httpx.Client) -> None:
-    body = assert_error(
-        kato.post("/genes/update", json={"genes": {"sort": False}}), 400, "HTTP_400"
-    )
-    assert body["error"]["message"] == "Unknown gene: sort"
+@pytest.mark.parametrize(
+    ("genes", "code"),
+    [
+        ({"recall_threshold": 7}, "INVALID_GENE_VALUE"),
+        ({"max_predictions": -3}, "INVALID_GENE_VALUE"),
+        ({"persistence": -1}, "INVALID_GENE_VALUE"),
+        ({"persistence": 9, "bogus": 1}, "HTTP_400"),
+        ({"persistence": 9, "recall_threshold": "0.5"}, "INVALID_GENE_VALUE"),
+    ],
+)
+def test_genes_update_rejects_bad_values_whole(
+    kato: httpx.Client, genes: dict[str, Any], code: str
+) -> None:
+    assert_error(kato.post("/genes/update", json={"genes": genes}), 400, code)
+    assert kato.get("/gene/persistence").json()["gene_value"] == 5
+    assert kato.get("/gene/recall_threshold").json()["gene_value"] == 0.1
+    assert kato.get("/gene/max_predictions").json()["gene_value"] == 100
+
+
+@pytest.mark.parametrize("name", ["sort", "SORT"])
+def test_sort_is_changed_under_its_public_and_internal_name(kato: httpx.Client, name: str) -> None:
     observe(kato, "z", "a")
-    assert kato.post("/genes/update", json={"genes": {"SORT": False}}).status_code == 200
+    assert kato.post("/genes/update", json={"genes": {name: False}}).status_code == 200
     observe(kato, "z", "a")
     assert kato.get("/stm").json()["stm"] == [["a", "z"], ["z", "a"]]
     assert kato.get("/gene/SORT").json()["gene_value"] is False
+    assert kato.get("/gene/sort").json()["gene_value"] is False
 
 
 def test_percept_and_cognition_data_examples(kato: httpx.Client) -> None:

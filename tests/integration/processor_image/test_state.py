@@ -68,3 +68,17 @@ def test_a_hand_made_snapshot_that_could_not_be_served_is_refused() -> None:
             assert reply.json()["error"]["code"] == "VALIDATION_ERROR"
         assert client.get("/predictions").status_code == 200
         assert client.get("/state").json() == state
+
+
+def test_a_snapshot_with_bad_genes_is_refused_like_an_update_and_changes_nothing() -> None:
+    with start_processor() as running, httpx.Client(base_url=running.url) as client:
+        state = client.get("/state").json()
+        for genes, code in (
+            ({**state["genes"], "recall_threshold": 7}, "INVALID_GENE_VALUE"),
+            ({**state["genes"], "max_predictions": -3}, "INVALID_GENE_VALUE"),
+            ({**state["genes"], "persistence": -1}, "INVALID_GENE_VALUE"),
+        ):
+            reply = client.put("/state", json={**state, "genes": genes, "time": 7})
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"]["code"] == code
+        assert client.get("/state").json() == state

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
 from tests.processes import RunningProcessor
@@ -82,7 +81,11 @@ def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: http
 @pytest.mark.parametrize(
     ("kind", "payload", "message"),
     [
-        ("observe", {"strings": ["a"], "emotives": {}}, "'vectors'"),
+        (
+            "observe",
+            {"strings": ["a"], "emotives": {}},
+            "observe needs payload.vectors: a list of lists of numbers ([] for none)",
+        ),
         (
             "observe",
             observation("a", unique_id=""),
@@ -93,7 +96,11 @@ def test_websocket_and_http_share_one_processor(ws: ClientConnection, kato: http
             {"strings": [1], "vectors": [], "emotives": {}},
             "strings must be a list of strings",
         ),
-        ("get_predictions", {"other": 1}, "'unique_id'"),
+        (
+            "get_predictions",
+            {"other": 1},
+            "get_predictions needs payload.unique_id: a string; send {} for the latest predictions",
+        ),
         ("dance", None, "Unknown message type: dance"),
         (
             "observe",
@@ -143,17 +150,62 @@ def test_observations_over_websocket_are_found_over_http_by_unique_id(
 
 
 @pytest.mark.parametrize(
-    "frame",
-    ["not json", "[1, 2]", '"text"', '{"type": "ping", "payload": [1]}', b"\x00\x01"],
-    ids=["not_json", "array", "string", "payload_not_an_object", "binary_garbage"],
+    ("frame", "message"),
+    [
+        ("not json", "Frame is not valid JSON"),
+        (b"\x00\x01", "Frame is not valid JSON"),
+        (b"\xff\xfe{", "Frame is not valid JSON"),
+        ("[1, 2]", "Frame must be a JSON object"),
+        ('"text"', "Frame must be a JSON object"),
+        ("{}", 'Message needs a string "type"'),
+        ('{"type": "get_predictions", "payload": {"unique_id": 5}}', "get_predictions needs"),
+        ('{"type": 5}', 'Message needs a string "type"'),
+        ('{"type": "ping", "payload": [1]}', '"payload" must be a JSON object'),
+        ('{"type": "update_genes", "payload": {"genes": 3}}', "update_genes needs payload.genes"),
+    ],
+    ids=[
+        "not_json",
+        "binary_garbage",
+        "binary_not_utf8",
+        "array",
+        "string",
+        "type_missing",
+        "unique_id_not_a_string",
+        "type_not_a_string",
+        "payload_not_an_object",
+        "genes_not_an_object",
+    ],
 )
-def test_frame_that_is_not_a_json_object_closes_with_1011(
-    ws: ClientConnection, kato: httpx.Client, frame: str | bytes
+def test_a_malformed_frame_gets_an_error_message_and_the_socket_stays_open(
+    ws: ClientConnection, frame: str | bytes, message: str
 ) -> None:
     ws.send(frame)
-    with pytest.raises(ConnectionClosedError) as closed:
-        ws.recv(timeout=10)
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1011
-    assert closed.value.rcvd.reason
-    assert kato.get("/health").status_code == 200
+    reply = json.loads(ws.recv(timeout=10))
+    assert reply["type"] == "error"
+    assert reply["data"]["message"].startswith(message)
+    assert ask(ws, "ping")["type"] == "pong"
+
+
+def test_a_binary_frame_holding_a_message_is_answered(ws: ClientConnection) -> None:
+    ws.send(json.dumps({"type": "ping"}).encode())
+    assert json.loads(ws.recv(timeout=10))["type"] == "pong"
+
+
+def test_genes_update_over_websocket_is_validated_like_http(
+    ws: ClientConnection, kato: httpx.Client
+) -> None:
+    for genes, message in (
+        ({"recall_threshold": 7}, "Invalid value for gene recall_threshold"),
+        ({"persistence": 9, "bogus": 1}, "Unknown gene: bogus"),
+        ({"max_predictions": -3}, "Invalid value for gene max_predictions"),
+    ):
+        reply = ask(ws, "update_genes", {"genes": genes})
+        assert reply["type"] == "error"
+        assert reply["data"]["message"].startswith(message)
+    assert kato.get("/gene/persistence").json()["gene_value"] == 5
+    assert ask(ws, "update_genes", {"genes": {"sort": False, "persistence": 9}}) == {
+        "type": "status",
+        "data": {"status": "okay", "message": "genes-updated", "processor_id": "p1"},
+    }
+    assert kato.get("/gene/SORT").json()["gene_value"] is False
+    assert kato.get("/gene/persistence").json()["gene_value"] == 9

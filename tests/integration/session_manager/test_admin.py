@@ -142,10 +142,10 @@ async def test_admin_inspect_shows_where_the_processor_runs(
         {"label": "no-colon"},
     ],
 )
-async def test_bad_listing_queries_get_400(manager: Manager, params: dict[str, Any]) -> None:
+async def test_bad_listing_queries_get_422(manager: Manager, params: dict[str, Any]) -> None:
     reply = await manager.client.get("/admin/sessions", params=params, headers=manager.admin)
-    assert reply.status_code == 400
-    assert reply.json()["error"]["code"] == "VALIDATION_FAILED"
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
 async def test_wrong_admin_token_gets_401(manager: Manager) -> None:

@@ -121,9 +121,9 @@ async def test_gateway_routes_drive_each_processor_by_id(gateway: Manager) -> No
 async def test_bad_gateway_input_is_a_clear_4xx(gateway: Manager) -> None:
     for method, path, body, status in [
         ("GET", "/processors/nobody/stm", None, 404),
-        ("POST", "/processors/alpha/increment-recall-threshold", {"increment": "up"}, 400),
-        ("POST", "/processors/alpha/genes/change", {"data": 5}, 400),
-        ("POST", "/processors/alpha/predictions", {"unique_id": 7}, 400),
+        ("POST", "/processors/alpha/increment-recall-threshold", {"increment": "up"}, 422),
+        ("POST", "/processors/alpha/genes/change", {"data": 5}, 422),
+        ("POST", "/processors/alpha/predictions", {"unique_id": 7}, 422),
         ("POST", "/processors/alpha/genes/change", {"data": {"quiescence": 1}}, 400),
     ]:
         reply = await gateway.client.request(method, path, json=body)
@@ -132,7 +132,8 @@ async def test_bad_gateway_input_is_a_clear_4xx(gateway: Manager) -> None:
     reply = await gateway.client.post(
         "/processors/alpha/observe", content=b"{nope", headers={"content-type": "application/json"}
     )
-    assert reply.status_code == 400
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "INVALID_JSON"
 
 
 async def test_an_unhealthy_processor_answers_503_at_once_and_comes_back(

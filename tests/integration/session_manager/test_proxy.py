@@ -237,7 +237,7 @@ async def test_body_over_the_limit_gives_413_and_is_not_forwarded(
         f"/session/{session.id}/observe", content=b"x" * (64 * 1024 + 1), headers=session.auth
     )
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.json()["error"]["code"] == "BODY_TOO_LARGE"
     assert harness.upstream.requests == 0
 
 

@@ -253,29 +253,58 @@ async def test_requested_timeouts_are_capped_by_the_server(
         {},
         {"user_id": ""},
         {"user_id": "a b"},
-        {"user_id": "a", "genes": {"quiescence_typo": 1}},
-        {"user_id": "a", "genes": {"recall_threshold": 7}},
+        {"user_id": "a", "genes": []},
         {"user_id": "a", "kb_id": "../etc"},
         {"user_id": "a", "labels": {"bad key": "v"}},
         {"user_id": "a", "idle_timeout_s": 0},
         {"user_id": "a", "extra": 1},
     ],
 )
-async def test_bad_create_bodies_get_400_and_start_nothing(
+async def test_bad_create_bodies_get_422_and_start_nothing(
     manager: Manager, manager_id: str, body: dict[str, Any]
 ) -> None:
     reply = await manager.client.post("/session/create", json=body)
-    assert reply.status_code == 400
-    assert reply.json()["error"]["code"] == "VALIDATION_FAILED"
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "VALIDATION_ERROR"
     assert processes_of(manager_id) == {}
 
 
-async def test_malformed_json_gets_400(manager: Manager) -> None:
+@pytest.mark.parametrize(
+    ("genes", "code", "message"),
+    [
+        ({"quiescence_typo": 1}, "HTTP_400", "Unknown gene: quiescence_typo"),
+        ({"recall_threshold": 7}, "INVALID_GENE_VALUE", "Invalid value for gene recall_threshold"),
+        ({"max_predictions": -3}, "INVALID_GENE_VALUE", "Invalid value for gene max_predictions"),
+        ({"persistence": -1}, "INVALID_GENE_VALUE", "Invalid value for gene persistence"),
+        ({"persistence": 9, "bogus": 1}, "HTTP_400", "Unknown gene: bogus"),
+        ({"sort": "no"}, "INVALID_GENE_VALUE", "Invalid value for gene sort"),
+    ],
+)
+async def test_bad_genes_at_create_get_the_processors_answer_and_start_nothing(
+    manager: Manager, manager_id: str, genes: dict[str, Any], code: str, message: str
+) -> None:
+    reply = await manager.client.post("/session/create", json={"user_id": "a", "genes": genes})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == code
+    assert reply.json()["error"]["message"].startswith(message)
+    assert processes_of(manager_id) == {}
+
+
+async def test_internal_gene_name_at_create_is_stored_by_its_public_name(manager: Manager) -> None:
+    session = await manager.create(genes={"SORT": False})
+    assert session["genes"] == {"sort": False}
+    reply = await manager.client.get(
+        f"/session/{session['session_id']}/gene/sort", headers=auth(session)
+    )
+    assert reply.json()["gene_value"] is False
+
+
+async def test_malformed_json_gets_422(manager: Manager) -> None:
     reply = await manager.client.post(
         "/session/create", content=b"{nope", headers={"content-type": "application/json"}
     )
-    assert reply.status_code == 400
-    assert reply.json()["error"]["code"] == "VALIDATION_FAILED"
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "INVALID_JSON"
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
@@ -501,13 +530,16 @@ async def test_openapi_documents_the_error_answers_in_the_error_body(manager: Ma
             status: response["description"]
             for status, response in responses.items()
             if not status.startswith("2")
-            and response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+            and response["content"]["application/json"]["schema"]
+            .get("$ref", "")
+            .endswith("/ErrorResponse")
         }
 
     create = errors("/session/create", "post")
-    assert set(create) == {"400", "409", "413", "429", "502", "503"}
+    assert set(create) == {"400", "409", "413", "422", "429", "502", "503"}
+    assert create["400"] == "INVALID_GENE_VALUE or HTTP_400"
     assert create["503"] == "STORE_UNAVAILABLE or BACKEND_UNAVAILABLE"
     one = errors("/session/{session_id}", "get")
-    assert set(one) == {"400", "401", "404", "410", "503"}
+    assert set(one) == {"401", "404", "410", "503"}
     assert one["410"] == "SESSION_EXPIRED"
-    assert set(errors("/admin/sessions", "get")) == {"400", "401", "503"}
+    assert set(errors("/admin/sessions", "get")) == {"422", "401", "503"}

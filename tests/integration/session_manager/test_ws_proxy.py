@@ -263,18 +263,31 @@ async def test_seed_usage_pattern_over_the_ws_proxy_with_a_header_token(manager:
         assert (await call(ws, "no_such_type"))["type"] == "error"
 
 
-async def test_processor_close_on_a_bad_frame_reaches_the_client_with_its_reason(
+async def test_a_bad_frame_is_answered_through_the_proxy_and_the_socket_stays_open(
     manager: Manager,
 ) -> None:
     session = await manager.create()
     url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
     async with connect(url, proxy=None) as ws:
         await ws.send("this is not json")
-        with pytest.raises(ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), 10)
-    assert info.value.rcvd is not None
-    assert info.value.rcvd.code == 1011
-    assert info.value.rcvd.reason
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["type"] == "error"
+        assert reply["data"]["message"].startswith("Frame is not valid JSON")
+        assert (await call(ws, "ping"))["type"] == "pong"
+
+
+async def test_genes_over_the_ws_proxy_are_validated_like_create(manager: Manager) -> None:
+    session = await manager.create()
+    url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
+    async with connect(url, proxy=None) as ws:
+        refused = await call(ws, "update_genes", {"genes": {"persistence": 9, "bogus": 1}})
+        assert refused == {"type": "error", "data": {"message": "Unknown gene: bogus"}}
+        refused = await call(ws, "update_genes", {"genes": {"recall_threshold": 7}})
+        assert refused["data"]["message"].startswith("Invalid value for gene recall_threshold")
+    reply = await manager.client.get(
+        f"/session/{session['session_id']}/gene/persistence", headers=auth(session)
+    )
+    assert reply.json()["gene_value"] == 5
 
 
 async def test_processor_dying_mid_socket_closes_the_client_with_1014(manager: Manager) -> None:

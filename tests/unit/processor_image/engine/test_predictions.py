@@ -387,7 +387,8 @@ def test_threshold_zero_returns_every_pattern(kato: Driver) -> None:
 
 
 def test_negative_threshold_drops_patterns_without_a_match(kato: Driver) -> None:
-    kato.p.update_genes({"recall_threshold": -0.5})
+    # Updates refuse it now (0..1, spec §5.2 project decision); the engine's rule (§4.5) stays.
+    kato.p.genes.recall_threshold = -0.5
     kato.learn("a", "b")
     kato.learn("c", "d")
     kato.obs("a", "z")
