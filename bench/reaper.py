@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import table, write
 
 from session_manager.backends.process import ProcessBackend
-from session_manager.lifecycle import Sessions
 from session_manager.metrics import Metrics
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.reaper import Reaper
 from session_manager.redis_client import connect_redis
+from session_manager.sessions import Sessions
 from session_manager.settings import Settings
 from session_manager.store import Capacity, SessionStore
 from tests.processes import processor_spec

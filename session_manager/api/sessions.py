@@ -12,6 +12,7 @@ from session_manager.api.errors import documented
 from session_manager.api.schemas import (
     CreatedSession,
     CreateSession,
+    Genes,
     KeepaliveReply,
     SessionInfo,
     iso,
@@ -28,7 +29,7 @@ from session_manager.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from session_manager.lifecycle import Sessions
+from session_manager.sessions import Sessions
 
 __all__ = ("SessionController",)
 
@@ -83,9 +84,11 @@ class SessionController(Controller):
 
     @get("/{session_id:str}", responses=_SESSION_ERRORS)
     async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:
-        """The session's record and deadlines."""
-        record = await _sessions(request).get(session_id, request.headers.get("authorization"))
-        return SessionInfo.of(record, str(request.base_url))
+        """The session's record and deadlines, with the processor's live genes when ready."""
+        sessions = _sessions(request)
+        record = await sessions.get(session_id, request.headers.get("authorization"))
+        live_genes = await sessions.live_genes(record, Genes.__struct_fields__)
+        return SessionInfo.of(record, str(request.base_url), live_genes=live_genes)
 
     @post("/{session_id:str}/keepalive", status_code=200, responses=_SESSION_ERRORS)
     async def keepalive(
