@@ -24,12 +24,12 @@ import msgspec
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 
-__all__ = ("ProcessorClient", "ProcessorReply")
+__all__ = ("ProcessorClient", "RawReply")
 
 _BODY_EXCERPT = 500
 
 
-class ProcessorReply(msgspec.Struct, frozen=True):
+class RawReply(msgspec.Struct, frozen=True):
     """A processor's answer, whatever its status: for callers that pass errors on (gateway)."""
 
     status: int
@@ -97,7 +97,7 @@ class ProcessorClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> ProcessorReply:
+    ) -> RawReply:
         """One request; any status comes back. Only transport failures raise."""
         url = endpoint + path
         headers = {"content-type": "application/json"} if content is not None else None
@@ -106,7 +106,7 @@ class ProcessorClient:
             response = await self._http.request(
                 method, url, content=content, json=json, params=params, headers=headers, **extra
             )
-        return ProcessorReply(response.status_code, response.content)
+        return RawReply(response.status_code, response.content)
 
     async def call(
         self,

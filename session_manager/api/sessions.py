@@ -29,7 +29,7 @@ from session_manager.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from session_manager.sessions import Sessions
+from session_manager.sessions import NewSession, Sessions
 
 __all__ = ("SessionController",)
 
@@ -66,15 +66,15 @@ class SessionController(Controller):
         wait: Annotated[bool, QueryParameter(description="false: answer 202 at once")] = True,
     ) -> Response[CreatedSession]:
         """Start a processor for a new session; the token in the reply is shown only once."""
-        record, token = await _sessions(request).create(
+        new = NewSession(
             user_id=data.user_id,
             kb_id=data.kb_id,
-            genes=data.genes.values() if data.genes else None,
+            genes=data.genes.values() if data.genes else {},
             idle_timeout_s=data.idle_timeout_s,
             max_age_s=data.max_age_s,
             labels=data.labels,
-            wait=wait,
         )
+        record, token = await _sessions(request).create(new, wait=wait)
         body = CreatedSession.of_new(record, str(request.base_url), token)
         return Response(
             body,

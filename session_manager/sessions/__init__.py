@@ -12,7 +12,8 @@ specs.py        the ProcessorSpec a backend starts for a session
 from __future__ import annotations
 
 from session_manager.sessions.facade import Sessions
+from session_manager.sessions.lifecycle import NewSession
 from session_manager.sessions.routing import ProcessorRoute, StaticRoutes
 from session_manager.sessions.tokens import hash_token
 
-__all__ = ("ProcessorRoute", "Sessions", "StaticRoutes", "hash_token")
+__all__ = ("NewSession", "ProcessorRoute", "Sessions", "StaticRoutes", "hash_token")

@@ -7,7 +7,7 @@ token checks of the session API. Each part's module says what it does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from session_manager.backends.base import Backend
@@ -17,9 +17,9 @@ from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
 from session_manager.sessions.hibernation import Hibernation
-from session_manager.sessions.lifecycle import LIVE, Lifecycle
+from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.records import live_record, record_with_deadlines
-from session_manager.sessions.routing import ProcessorRoute, RouteCache, Router, StaticRoutes
+from session_manager.sessions.routing import RouteCache, Router, StaticRoutes
 from session_manager.sessions.tokens import SessionTokens
 from session_manager.settings import Settings
 from session_manager.store import SessionStore
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 class Sessions:
     """Creates, resolves, keeps alive, hibernates, restores and ends sessions.
+
+    ``create``/``end`` are ``Lifecycle``'s, ``resolve`` is ``Router``'s, ``hibernate``/
+    ``restore``/``recover`` are ``Hibernation``'s; the rest are the session API's token checks.
 
     ``static`` (gateway mode) names processors that are reached by id and never stored as
     sessions. ``processors`` is the client for calls to processors; when not given, one is
@@ -74,6 +77,13 @@ class Sessions:
             settle_timeout_s=settings.start_timeout_s + settings.stop_timeout_s,
             static=static,
         )
+        # The parts' own methods: each signature and docstring is written once, there.
+        self.create = self._lifecycle.create
+        self.end = self._lifecycle.end
+        self.resolve = self._router.resolve
+        self.hibernate = self._hibernation.hibernate
+        self.restore = self._hibernation.restore
+        self.recover = self._hibernation.recover
 
     def start_watching(self) -> None:
         """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""
@@ -92,28 +102,6 @@ class Sessions:
         return self._lifecycle.starts_in_flight
 
     # -- the session API --------------------------------------------------------------------
-
-    async def create(
-        self,
-        *,
-        user_id: str,
-        kb_id: str | None = None,
-        genes: Mapping[str, Any] | None = None,
-        idle_timeout_s: int | None = None,
-        max_age_s: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        wait: bool = True,
-    ) -> tuple[SessionRecord, str | None]:
-        """Reserve capacity and start the processor (see ``Lifecycle.create``)."""
-        return await self._lifecycle.create(
-            user_id=user_id,
-            kb_id=kb_id,
-            genes=genes,
-            idle_timeout_s=idle_timeout_s,
-            max_age_s=max_age_s,
-            labels=labels,
-            wait=wait,
-        )
 
     async def get(self, session_id: str, authorization: str | None) -> SessionRecord:
         """The session's record (with deadlines) for its token holder."""
@@ -159,46 +147,8 @@ class Sessions:
             return
         await self.store.touch(session_id)
 
-    async def resolve(self, session_id: str, authorization: str | None) -> ProcessorRoute:
-        """Where to send this request (see ``Router.resolve``)."""
-        return await self._router.resolve(session_id, authorization)
-
     async def delete(self, session_id: str, authorization: str | None) -> None:
         """The token holder ends the session (reason ``deleted``)."""
         record = await live_record(self.store, session_id)
         self._tokens.check(record.token_hash, authorization)
         await self.end(session_id, EndReason.DELETED)
-
-    # -- the reaper's and reconciler's ------------------------------------------------------
-
-    async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
-        """Snapshot to Redis and remove the processor (see ``Hibernation.hibernate``)."""
-        return await self._hibernation.hibernate(
-            session_id, only_if_idle_due_at=only_if_idle_due_at
-        )
-
-    async def restore(self, record: SessionRecord) -> SessionRecord | None:
-        """Bring a ``hibernated`` session back (see ``Hibernation.restore``)."""
-        return await self._hibernation.restore(record)
-
-    async def recover(self, record: SessionRecord) -> SessionRecord | None:
-        """Replace a ``ready`` session's vanished processor (see ``Hibernation.recover``)."""
-        return await self._hibernation.recover(record)
-
-    async def end(
-        self,
-        session_id: str,
-        reason: str,
-        *,
-        allowed: tuple[SessionStatus, ...] = LIVE,
-        details: Mapping[str, Any] | None = None,
-        only_if_idle_due_at: int | None = None,
-    ) -> bool:
-        """Stop the processor and leave a tombstone (see ``Lifecycle.end``)."""
-        return await self._lifecycle.end(
-            session_id,
-            reason,
-            allowed=allowed,
-            details=details,
-            only_if_idle_due_at=only_if_idle_due_at,
-        )

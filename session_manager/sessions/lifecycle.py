@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from session_manager.backends.base import Backend
 from session_manager.clock import Clock
 from session_manager.errors import (
@@ -33,12 +35,23 @@ from session_manager.sessions.tokens import SessionTokens
 from session_manager.settings import Settings
 from session_manager.store import Capacity, SessionStore, TransitionResult
 
-__all__ = ("LIVE", "Lifecycle")
+__all__ = ("LIVE", "Lifecycle", "NewSession")
 
 log = logging.getLogger(__name__)
 
 LIVE = tuple(SessionStatus)
 """Every status a live session can be in (what ``end`` accepts by default)."""
+
+
+class NewSession(msgspec.Struct, frozen=True, kw_only=True):
+    """What a create asks for; timeouts are capped by the settings, unset ones default."""
+
+    user_id: str
+    kb_id: str | None = None
+    genes: dict[str, Any] = {}
+    idle_timeout_s: int | None = None
+    max_age_s: int | None = None
+    labels: dict[str, str] = {}
 
 
 class Lifecycle:
@@ -98,15 +111,7 @@ class Lifecycle:
     # -- create -----------------------------------------------------------------------------
 
     async def create(
-        self,
-        *,
-        user_id: str,
-        kb_id: str | None = None,
-        genes: Mapping[str, Any] | None = None,
-        idle_timeout_s: int | None = None,
-        max_age_s: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        wait: bool = True,
+        self, new: NewSession, *, wait: bool = True
     ) -> tuple[SessionRecord, str | None]:
         """Reserve capacity, start the processor, and return the record with its token.
 
@@ -117,13 +122,13 @@ class Lifecycle:
         settings = self.settings
         now = self.clock.now_ms()
         session_id = uuid.uuid4().hex
-        max_age = min(max_age_s or settings.max_age_s, settings.max_age_s)
-        idle = min(idle_timeout_s or settings.idle_timeout_s, max_age)
+        max_age = min(new.max_age_s or settings.max_age_s, settings.max_age_s)
+        idle = min(new.idle_timeout_s or settings.idle_timeout_s, max_age)
         token, token_hash = self._tokens.issue()
         record = SessionRecord(
             session_id=session_id,
-            user_id=user_id,
-            kb_id=kb_id or session_id,
+            user_id=new.user_id,
+            kb_id=new.kb_id or session_id,
             processor_id=session_id,
             status=SessionStatus.STARTING,
             created_at=now,
@@ -132,8 +137,8 @@ class Lifecycle:
             idle_timeout_s=idle,
             max_age_s=max_age,
             token_hash=token_hash,
-            genes=dict(genes or {}),
-            labels=dict(labels or {}),
+            genes=dict(new.genes),
+            labels=dict(new.labels),
         )
         try:
             await self.store.reserve(record, self._capacity())
@@ -141,7 +146,7 @@ class Lifecycle:
             self.metrics.capacity_rejections.labels(limit=exc.details["limit"]).inc()
             raise
         self.metrics.sessions_created.inc()
-        log.info("session reserved", extra={"session_id": session_id, "user_id": user_id})
+        log.info("session reserved", extra={"session_id": session_id, "user_id": new.user_id})
         task = asyncio.create_task(self._start(record))
         self._tasks.add(task)
         task.add_done_callback(self._start_done)
