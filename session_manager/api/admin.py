@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from session_manager.api.auth import require_admin
 from session_manager.api.errors import documented
 from session_manager.api.schemas import AdminSession, AdminSessionPage, Capacity, Genes, Stats
+from session_manager.api.sessions import LiveGenesQuery
 from session_manager.errors import (
     SessionNotFound,
     StoreUnavailable,
@@ -76,13 +77,16 @@ class AdminController(Controller):
 
     @get("/sessions/{session_id:str}", responses=_ONE_ERRORS)
     async def inspect(
-        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[str],
+        live_genes: LiveGenesQuery = False,
     ) -> AdminSession:
-        """Any session's record, where its processor runs and its live genes included."""
+        """Any session's record, where its processor runs included (live genes on request)."""
         sessions: Sessions = request.app.state.sessions
         record = await sessions.inspect(session_id)
-        live_genes = await sessions.live_genes(record, Genes.__struct_fields__)
-        return AdminSession.of_record(record, str(request.base_url), live_genes=live_genes)
+        now = await sessions.live_genes(record, Genes.__struct_fields__) if live_genes else None
+        return AdminSession.of_record(record, str(request.base_url), live_genes=now)
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_ONE_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:

@@ -93,8 +93,8 @@ InitialGenes = Annotated[
 LiveGenes = Annotated[
     dict[str, Any] | None,
     Meta(
-        description="Every gene's current value, read from the processor by GET "
-        "/session/{id} (and the admin inspect) while the session is ready; null otherwise."
+        description="Every gene's current value, read from the processor when the single-"
+        "session view is asked with ?live_genes=true and the session is ready; else null."
     ),
 ]
 
@@ -103,7 +103,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A session as its owner sees it (never the token).
 
     ``genes`` are the ones given at create; ``live_genes`` are what the processor runs with
-    now (after any ``/genes/update``), filled in by the single-session views only.
+    now (after any ``/genes/update``), filled in by the single-session views on request.
     """
 
     session_id: str

@@ -31,7 +31,7 @@ from session_manager.errors import (
 )
 from session_manager.sessions import NewSession, Sessions
 
-__all__ = ("SessionController",)
+__all__ = ("LiveGenesQuery", "SessionController")
 
 _CREATE_ERRORS = documented(
     ValidationFailed,
@@ -45,6 +45,16 @@ _CREATE_ERRORS = documented(
 _SESSION_ERRORS = documented(
     ValidationFailed, Unauthorized, SessionNotFound, SessionExpired, StoreUnavailable
 )
+
+
+LiveGenesQuery = Annotated[
+    bool,
+    QueryParameter(
+        description="true: also read every gene's current value from the processor "
+        "(one small request per gene; null unless the session is ready)",
+    ),
+]
+"""``?live_genes=true``: the record alone never reaches the processor; this asks it."""
 
 
 def _sessions(request: Request[Any, Any, Any]) -> Sessions:
@@ -83,12 +93,17 @@ class SessionController(Controller):
         )
 
     @get("/{session_id:str}", responses=_SESSION_ERRORS)
-    async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:
-        """The session's record and deadlines, with the processor's live genes when ready."""
+    async def read(
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[str],
+        live_genes: LiveGenesQuery = False,
+    ) -> SessionInfo:
+        """The session's record and deadlines; ``?live_genes=true`` adds the processor's genes."""
         sessions = _sessions(request)
         record = await sessions.get(session_id, request.headers.get("authorization"))
-        live_genes = await sessions.live_genes(record, Genes.__struct_fields__)
-        return SessionInfo.of(record, str(request.base_url), live_genes=live_genes)
+        now = await sessions.live_genes(record, Genes.__struct_fields__) if live_genes else None
+        return SessionInfo.of(record, str(request.base_url), live_genes=now)
 
     @post("/{session_id:str}/keepalive", status_code=200, responses=_SESSION_ERRORS)
     async def keepalive(
