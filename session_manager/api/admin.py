@@ -1,24 +1,32 @@
-"""The admin API: list, inspect and remove any session; capacity and status counts."""
+"""The admin API, all of it: sessions (list, inspect, remove), stats, a reaper pass, processors.
+
+Every route is under ``/admin`` and needs ``Authorization: Bearer <ADMIN_TOKEN>``.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from session_manager.api.auth import require_admin
 from session_manager.api.errors import documented
-from session_manager.api.schemas import AdminSession, AdminSessionPage, Capacity, Stats
+from session_manager.api.schemas import GENE_NAMES, AdminSession, AdminSessionPage, Capacity, Stats
+from session_manager.api.sessions import LiveGenesQuery
 from session_manager.errors import (
     SessionNotFound,
     StoreUnavailable,
     Unauthorized,
     ValidationFailed,
 )
-from session_manager.lifecycle import Sessions
+from session_manager.gateway.client import Gateway
+from session_manager.gateway.health import ProcessorHealth
 from session_manager.models import EndReason, SessionStatus
+from session_manager.reaper import Reaper, ReapReport
+from session_manager.sessions import Sessions
 from session_manager.settings import Settings
 from session_manager.store import SessionStore, decode_cursor
 
@@ -69,11 +77,16 @@ class AdminController(Controller):
 
     @get("/sessions/{session_id:str}", responses=_ONE_ERRORS)
     async def inspect(
-        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[str],
+        live_genes: LiveGenesQuery = False,
     ) -> AdminSession:
-        """Any session's record, where its processor runs included."""
+        """Any session's record, where its processor runs included (live genes on request)."""
         sessions: Sessions = request.app.state.sessions
-        return AdminSession.of_record(await sessions.inspect(session_id), str(request.base_url))
+        record = await sessions.inspect(session_id)
+        now = await sessions.live_genes(record, GENE_NAMES) if live_genes else None
+        return AdminSession.of_record(record, str(request.base_url), live_genes=now)
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_ONE_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
@@ -105,3 +118,15 @@ class AdminController(Controller):
             manager_id=settings.manager_id,
             reap_action=settings.reap_action,
         )
+
+    @post("/reap", status_code=200, responses=documented(Unauthorized, StoreUnavailable))
+    async def reap_now(self, request: Request[Any, Any, Any]) -> ReapReport:
+        """Run a reaper pass now, on this instance; what it did (hibernated, ended, skipped)."""
+        reaper: Reaper = request.app.state.reaper
+        return await reaper.reap_once()
+
+    @get("/processors")
+    async def list_processors(self, state: State) -> list[ProcessorHealth]:
+        """Registered processors (gateway mode) with their health; empty otherwise."""
+        gateway: Gateway | None = state.gateway
+        return gateway.status() if gateway is not None else []

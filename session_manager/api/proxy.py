@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from litestar.types import Scope
 
     from session_manager.clock import Clock
-    from session_manager.lifecycle import Sessions
+    from session_manager.sessions import Sessions
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 

@@ -14,6 +14,7 @@ from session_manager.errors import InvalidGene, UnknownGeneName
 from session_manager.models import SessionRecord
 
 __all__ = (
+    "GENE_NAMES",
     "AdminSession",
     "AdminSessionPage",
     "CreateSession",
@@ -47,6 +48,8 @@ def _genes_doc() -> str:
 
 
 Genes = Annotated[dict[str, Any], Meta(description=_genes_doc())]
+GENE_NAMES = tuple(contract.GENE_RULES)
+"""Every gene by manifest key: what a live-genes read asks the processor for."""
 """Gene name -> value; checked by ``checked_genes``, the processor's own validator."""
 
 
@@ -87,8 +90,28 @@ def iso(ms: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
+InitialGenes = Annotated[
+    dict[str, Any],
+    Meta(
+        description="The genes given at create (unchanged by later /genes/update calls); "
+        "every other gene started at its default."
+    ),
+]
+LiveGenes = Annotated[
+    dict[str, Any] | None,
+    Meta(
+        description="Every gene's current value, read from the processor when the single-"
+        "session view is asked with ?live_genes=true and the session is ready; else null."
+    ),
+]
+
+
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A session as its owner sees it (never the token)."""
+    """A session as its owner sees it (never the token).
+
+    ``genes`` are the ones given at create; ``live_genes`` are what the processor runs with
+    now (after any ``/genes/update``), filled in by the single-session views on request.
+    """
 
     session_id: str
     user_id: str
@@ -101,14 +124,17 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_age_s: int
     idle_expires_at: str | None
     expires_at: str
-    genes: dict[str, Any]
+    genes: InitialGenes
     labels: dict[str, str]
     urls: SessionUrls
+    live_genes: LiveGenes = None
 
     @classmethod
-    def of(cls, record: SessionRecord, base_url: str) -> SessionInfo:
+    def of(
+        cls, record: SessionRecord, base_url: str, *, live_genes: dict[str, Any] | None = None
+    ) -> SessionInfo:
         """The public view of ``record``; ``base_url`` is the manager's, as the client sees it."""
-        return cls(**_info_fields(record, base_url))
+        return cls(**_info_fields(record, base_url), live_genes=live_genes)
 
 
 def _info_fields(record: SessionRecord, base_url: str) -> dict[str, Any]:
@@ -165,10 +191,13 @@ class AdminSession(SessionInfo, frozen=True, kw_only=True):
     status_changed_at: str
 
     @classmethod
-    def of_record(cls, record: SessionRecord, base_url: str) -> AdminSession:
-        """The admin view of ``record``."""
+    def of_record(
+        cls, record: SessionRecord, base_url: str, *, live_genes: dict[str, Any] | None = None
+    ) -> AdminSession:
+        """The admin view of ``record`` (``live_genes`` only for a single session)."""
         return cls(
             **_info_fields(record, base_url),
+            live_genes=live_genes,
             backend=record.backend,
             ref=record.ref,
             endpoint=record.endpoint,

@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 
 from session_manager.api.errors import documented
 from session_manager.api.schemas import (
+    GENE_NAMES,
     CreatedSession,
     CreateSession,
     KeepaliveReply,
@@ -31,9 +32,9 @@ from session_manager.errors import (
     UnknownGeneName,
     ValidationFailed,
 )
-from session_manager.lifecycle import Sessions
+from session_manager.sessions import NewSession, Sessions
 
-__all__ = ("SessionController",)
+__all__ = ("LiveGenesQuery", "SessionController")
 
 _CREATE_ERRORS = documented(
     ValidationFailed,
@@ -47,6 +48,16 @@ _CREATE_ERRORS = documented(
     BackendUnavailable,
 )
 _SESSION_ERRORS = documented(Unauthorized, SessionNotFound, SessionExpired, StoreUnavailable)
+
+
+LiveGenesQuery = Annotated[
+    bool,
+    QueryParameter(
+        description="true: also read every gene's current value from the processor "
+        "(one small request per gene; null unless the session is ready)",
+    ),
+]
+"""``?live_genes=true``: the record alone never reaches the processor; this asks it."""
 
 
 def _sessions(request: Request[Any, Any, Any]) -> Sessions:
@@ -68,15 +79,15 @@ class SessionController(Controller):
         wait: Annotated[bool, QueryParameter(description="false: answer 202 at once")] = True,
     ) -> Response[CreatedSession]:
         """Start a processor for a new session; the token in the reply is shown only once."""
-        record, token = await _sessions(request).create(
+        new = NewSession(
             user_id=data.user_id,
             kb_id=data.kb_id,
-            genes=checked_genes(data.genes),
+            genes=checked_genes(data.genes) or {},
             idle_timeout_s=data.idle_timeout_s,
             max_age_s=data.max_age_s,
             labels=data.labels,
-            wait=wait,
         )
+        record, token = await _sessions(request).create(new, wait=wait)
         body = CreatedSession.of_new(record, str(request.base_url), token)
         return Response(
             body,
@@ -85,10 +96,17 @@ class SessionController(Controller):
         )
 
     @get("/{session_id:str}", responses=_SESSION_ERRORS)
-    async def read(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> SessionInfo:
-        """The session's record and deadlines."""
-        record = await _sessions(request).get(session_id, request.headers.get("authorization"))
-        return SessionInfo.of(record, str(request.base_url))
+    async def read(
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[str],
+        live_genes: LiveGenesQuery = False,
+    ) -> SessionInfo:
+        """The session's record and deadlines; ``?live_genes=true`` adds the processor's genes."""
+        sessions = _sessions(request)
+        record = await sessions.get(session_id, request.headers.get("authorization"))
+        now = await sessions.live_genes(record, GENE_NAMES) if live_genes else None
+        return SessionInfo.of(record, str(request.base_url), live_genes=now)
 
     @post("/{session_id:str}/keepalive", status_code=200, responses=_SESSION_ERRORS)
     async def keepalive(

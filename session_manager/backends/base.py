@@ -1,4 +1,8 @@
-"""The Backend protocol: where processors run, and the two values that cross it."""
+"""The Backend protocol: where processors run, and the two values that cross it.
+
+``ProcessorHandle`` is defined in ``session_manager.models`` (a session's record stores one)
+and re-exported here for backend implementations.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,21 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ("Backend", "ProcessorHandle", "ProcessorSpec")
+from session_manager.models import ProcessorHandle
+
+__all__ = (
+    "MANAGER_LABEL",
+    "PROBE_TIMEOUT_S",
+    "SESSION_LABEL",
+    "Backend",
+    "ProcessorHandle",
+    "ProcessorSpec",
+)
 
 SESSION_LABEL = "io.kato.session"
 MANAGER_LABEL = "io.kato.manager"
+PROBE_TIMEOUT_S = 1.0
+"""How long one readiness probe (``GET /health`` during ``start``) may take before a retry."""
 
 
 class ProcessorSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,24 +41,11 @@ class ProcessorSpec(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str]
 
 
-class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
-    """How to reach and remove one running processor; stored in the session's Redis record.
-
-    ``ref`` is the backend's own id (pid for ``process``, container id for ``docker``,
-    service id for ``swarm``, processor id for ``static``); ``endpoint`` is the base URL
-    the proxy talks to, e.g. ``http://127.0.0.1:41234``.
-    """
-
-    backend: str
-    ref: str
-    endpoint: str
-    session_id: str | None = None
-
-
 class Backend(Protocol):
     """Starts, stops and lists processors. Every method is safe to call on any handle.
 
-    * ``start`` returns only once the processor's ``/health`` answers; on failure it removes
+    * ``start`` returns only once the processor's ``/health`` answers (probed through
+      ``ProcessorClient.is_ready``, which checks the id it answers with); on failure it removes
       what it started and raises ``StartFailed`` with the processor's last output lines in
       ``details["log_tail"]``.
     * ``stop`` is idempotent: a processor that is already gone is not an error.

@@ -26,17 +26,18 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import docker
-import httpx
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
 from session_manager.backends.base import (
     MANAGER_LABEL,
+    PROBE_TIMEOUT_S,
     SESSION_LABEL,
     ProcessorHandle,
     ProcessorSpec,
 )
 from session_manager.errors import BackendUnavailable, StartFailed
+from session_manager.processor_client import ProcessorClient
 from session_manager.settings import Settings, SettingsError
 
 __all__ = ("DockerBackend",)
@@ -81,7 +82,7 @@ class DockerBackend:
         self.pids_limit = pids_limit
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
+        self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self._network_ready = network is None
         self._starting: set[str] = set()  # names of containers whose start() is running
 
@@ -207,7 +208,7 @@ class DockerBackend:
 
     async def close(self) -> None:
         """Close the SDK and health clients; containers keep running."""
-        await self._http.aclose()
+        await self._probe.aclose()
         with contextlib.suppress(DockerException):
             await asyncio.to_thread(self._client.close)
 
@@ -319,14 +320,8 @@ class DockerBackend:
         deadline = time.monotonic() + self.start_timeout_s
         next_inspect = time.monotonic() + _INSPECT_S
         while True:
-            if endpoint:
-                with contextlib.suppress(httpx.TransportError, ValueError):
-                    response = await self._http.get(f"{endpoint}/health")
-                    if (
-                        response.status_code == 200
-                        and response.json().get("processor_id") == processor_id
-                    ):
-                        return None
+            if endpoint and await self._probe.is_ready(endpoint, processor_id):
+                return None
             now = time.monotonic()
             if now >= next_inspect or not endpoint:
                 next_inspect = now + _INSPECT_S

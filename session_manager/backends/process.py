@@ -25,10 +25,9 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
-
-from session_manager.backends.base import ProcessorHandle, ProcessorSpec
+from session_manager.backends.base import PROBE_TIMEOUT_S, ProcessorHandle, ProcessorSpec
 from session_manager.errors import StartFailed
+from session_manager.processor_client import ProcessorClient
 from session_manager.settings import Settings
 
 __all__ = ("MANAGER_MARKER", "SESSION_MARKER", "ProcessBackend")
@@ -69,7 +68,7 @@ class ProcessBackend:
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._http = httpx.AsyncClient(timeout=1.0, trust_env=False)
+        self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessBackend:
@@ -152,13 +151,8 @@ class ProcessBackend:
             code = process.poll()
             if code is not None:
                 return f"exited with code {code}"
-            with contextlib.suppress(httpx.TransportError, ValueError, AttributeError):
-                response = await self._http.get(f"{endpoint}/health")
-                # Another processor on a recycled port would answer with its own id.
-                if response.status_code == 200 and response.json().get("processor_id") == (
-                    processor_id
-                ):
-                    return None
+            if await self._probe.is_ready(endpoint, processor_id):
+                return None
             if time.monotonic() >= deadline:
                 return f"not healthy within START_TIMEOUT_S={self.start_timeout_s:g}s"
             await asyncio.sleep(_POLL_S)
@@ -188,8 +182,8 @@ class ProcessBackend:
         return True
 
     async def close(self) -> None:
-        """Close the health-check client; processors keep running."""
-        await self._http.aclose()
+        """Close the readiness probe's client; processors keep running."""
+        await self._probe.aclose()
 
     # -- processes --------------------------------------------------------------------------
 

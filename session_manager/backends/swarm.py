@@ -133,13 +133,8 @@ class SwarmBackend(DockerBackend):
     async def _wait_service(self, service: Service, endpoint: str, processor_id: str) -> str | None:
         deadline = time.monotonic() + self.start_timeout_s
         while True:
-            with contextlib.suppress(Exception):
-                response = await self._http.get(f"{endpoint}/health")
-                if (
-                    response.status_code == 200
-                    and response.json().get("processor_id") == processor_id
-                ):
-                    return None
+            if await self._probe.is_ready(endpoint, processor_id):
+                return None
             tasks = await self._docker(service.tasks)
             for task in tasks:
                 status = task.get("Status", {})

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -19,6 +18,7 @@ from session_manager.errors import (
 )
 from session_manager.gateway.health import HealthMonitor, ProcessorHealth
 from session_manager.gateway.registry import StaticProcessor
+from session_manager.processor_client import ProcessorClient
 
 __all__ = ("Gateway", "ProcessorReply")
 
@@ -31,26 +31,25 @@ class ProcessorReply(msgspec.Struct, frozen=True):
 
 
 class Gateway:
-    """The registered processors, their health and one keep-alive client shared by all."""
+    """The registered processors, their health, and calls through the manager's client.
+
+    The ``ProcessorClient`` is the app's and is closed by the app, not here.
+    """
 
     def __init__(
         self,
         processors: Sequence[StaticProcessor],
         *,
+        client: ProcessorClient,
         registry: CollectorRegistry,
         health_interval_s: float = 5.0,
         health_timeout_s: float = 2.0,
-        connect_timeout_s: float = 2.0,
-        read_timeout_s: float = 30.0,
     ) -> None:
         self.processors = {p.id: p for p in processors}
         self._locks = {p.id: asyncio.Lock() for p in processors}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=60),
-        )
+        self._client = client
         self.health = HealthMonitor(
-            processors, self._client, interval_s=health_interval_s, timeout_s=health_timeout_s
+            processors, client, interval_s=health_interval_s, timeout_s=health_timeout_s
         )
         self._requests = Counter(
             "kato_gateway_requests",
@@ -71,9 +70,8 @@ class Gateway:
         await self.health.start()
 
     async def close(self) -> None:
-        """Stop checking and close pooled connections."""
+        """Stop checking."""
         await self.health.stop()
-        await self._client.aclose()
 
     def __contains__(self, processor_id: object) -> bool:
         return processor_id in self.processors
@@ -124,28 +122,22 @@ class Gateway:
         started = time.perf_counter()
         status = "error"
         try:
-            response = await self._client.request(
-                method, f"{processor.url}{path}", json=json, params=params
+            reply = await self._client.exchange(
+                method, processor.url, path, json=json, params=params
             )
-            status = str(response.status_code)
-            body = response.json() if response.content else None
-            return ProcessorReply(response.status_code, body)
-        except httpx.TimeoutException as exc:
-            raise ProcessorTimeout(
-                f"processor {processor_id!r} did not answer in time", processor_id=processor_id
-            ) from exc
-        except httpx.TransportError as exc:
-            self.health.mark_failed(processor_id, f"{type(exc).__name__}: {exc}")
-            raise ProcessorUnavailable(
-                f"processor {processor_id!r} cannot be reached",
-                processor_id=processor_id,
-                healthy=self.health.healthy_ids(),
-            ) from exc
-        except ValueError as exc:
-            raise ProcessorUnavailable(
-                f"processor {processor_id!r} sent a body that is not JSON",
-                processor_id=processor_id,
-            ) from exc
+            status = str(reply.status)
+        except ProcessorTimeout as exc:
+            exc.details["processor_id"] = processor_id
+            raise
+        except ProcessorUnavailable as exc:
+            self.health.mark_failed(processor_id, exc.details.get("error", exc.message))
+            exc.details.update(processor_id=processor_id, healthy=self.health.healthy_ids())
+            raise
         finally:
             self._requests.labels(processor_id, status).inc()
             self._latency.labels(processor_id).observe(time.perf_counter() - started)
+        try:
+            return ProcessorReply(reply.status, reply.json())
+        except ProcessorUnavailable as exc:  # not JSON: the processor answered, it is not down
+            exc.details["processor_id"] = processor_id
+            raise

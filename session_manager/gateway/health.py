@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import Sequence
 
-import httpx
 import msgspec
 
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 from session_manager.gateway.registry import StaticProcessor
+from session_manager.processor_client import ProcessorClient
 
 __all__ = ("HealthMonitor", "ProcessorHealth")
 
@@ -36,7 +37,7 @@ class HealthMonitor:
     def __init__(
         self,
         processors: Sequence[StaticProcessor],
-        client: httpx.AsyncClient,
+        client: ProcessorClient,
         *,
         interval_s: float,
         timeout_s: float,
@@ -75,15 +76,11 @@ class HealthMonitor:
 
     async def _check(self, record: ProcessorHealth) -> None:
         started = time.perf_counter()
+        healthy, error = True, None
         try:
-            response = await self._client.get(f"{record.url}/health", timeout=self._timeout_s)
-            healthy = response.status_code == 200
-            error = None if healthy else f"/health answered {response.status_code}"
-        except httpx.HTTPError as exc:
-            healthy, error = (
-                False,
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-            )
+            await self._client.health(record.url, timeout_s=self._timeout_s)
+        except (ProcessorUnavailable, ProcessorTimeout) as exc:
+            healthy, error = False, exc.message
         if healthy != record.healthy:
             log.info("processor %s is now %s", record.id, "healthy" if healthy else "unhealthy")
         record.healthy, record.error = healthy, error

@@ -16,10 +16,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from session_manager.api.auth import require_admin
 from session_manager.errors import InvalidJson, SessionNotFound, ValidationFailed
 from session_manager.gateway.client import Gateway, ProcessorReply
-from session_manager.gateway.health import ProcessorHealth
 
 __all__ = ("GATEWAY_HANDLERS",)
 
@@ -330,11 +328,4 @@ async def legacy_connect(state: State) -> dict[str, Any]:
     }
 
 
-@get("/admin/processors", guards=[require_admin], tags=["admin"])
-async def list_processors(state: State) -> list[ProcessorHealth]:
-    """Registered processors with their health (empty outside gateway mode)."""
-    gateway: Gateway | None = state.gateway
-    return gateway.status() if gateway is not None else []
-
-
-GATEWAY_HANDLERS = (GatewayController, legacy_ping, legacy_connect, list_processors)
+GATEWAY_HANDLERS = (GatewayController, legacy_ping, legacy_connect)

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from session_manager.lifecycle import Sessions
 from session_manager.models import SessionStatus
+from session_manager.sessions import Sessions
 from tests.integration.session_manager.conftest import (
     Manager,
     SettingsFactory,

@@ -457,7 +457,7 @@ async def test_deleting_a_session_while_it_starts_stops_its_processor(
     )
     assert deleted.status_code == 204
     for _ in range(200):  # the start finishes, finds the session ended, removes its processor
-        if not processes_of(manager_id) and not manager.app.state.sessions._tasks:
+        if not processes_of(manager_id) and not manager.app.state.sessions.starts_in_flight:
             break
         await asyncio.sleep(0.05)
     assert processes_of(manager_id) == {}

@@ -1,0 +1,179 @@
+"""``ProcessorClient``: every call the manager itself makes to a processor's API.
+
+Readiness probes (backends), health checks and calls (gateway), ``GET``/``PUT /state``
+(hibernation) and the live genes (session view) go through it, so httpx errors become the
+manager's errors in one place (``_translated``):
+
+    httpx.TimeoutException          -> ProcessorTimeout (504)
+    httpx.TransportError            -> ProcessorUnavailable (502; refused, reset, DNS ...)
+    a non-2xx answer (``call``)     -> ProcessorUnavailable with ``details["status"]``
+    a body that is not JSON         -> ProcessorUnavailable
+
+Proxied client traffic does not come through here: it takes the proxy's own HTTP/1.1 pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+
+__all__ = ("ProcessorClient", "RawReply")
+
+_BODY_EXCERPT = 500
+
+
+class RawReply(msgspec.Struct, frozen=True):
+    """A processor's answer, whatever its status: for callers that pass errors on (gateway)."""
+
+    status: int
+    content: bytes
+
+    def json(self) -> Any:
+        """The decoded body (``None`` when empty); a body that is not JSON is a 502."""
+        if not self.content:
+            return None
+        try:
+            return msgspec.json.decode(self.content)
+        except msgspec.DecodeError as exc:
+            raise ProcessorUnavailable("the processor sent a body that is not JSON") from exc
+
+
+class _Health(msgspec.Struct):
+    processor_id: str = ""
+
+
+class _Gene(msgspec.Struct):
+    gene_value: Any = None
+
+
+@contextlib.contextmanager
+def _translated(method: str, url: str) -> Iterator[None]:
+    """Translate httpx's failures into the manager's errors: the one place this is written."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProcessorTimeout(f"processor {method} {url} timed out", url=url) from exc
+    except httpx.TransportError as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ProcessorUnavailable(
+            f"processor {method} {url} failed: {reason}", url=url, error=reason
+        ) from exc
+
+
+class ProcessorClient:
+    """One pooled httpx client for the processor API; endpoints are base URLs."""
+
+    def __init__(
+        self,
+        *,
+        read_timeout_s: float,
+        connect_timeout_s: float | None = None,
+        max_keepalive: int = 64,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s or read_timeout_s),
+            limits=httpx.Limits(max_keepalive_connections=max_keepalive, keepalive_expiry=60),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._http.aclose()
+
+    async def exchange(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> RawReply:
+        """One request; any status comes back. Only transport failures raise."""
+        url = endpoint + path
+        headers = {"content-type": "application/json"} if content is not None else None
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        with _translated(method, url):
+            response = await self._http.request(
+                method, url, content=content, json=json, params=params, headers=headers, **extra
+            )
+        return RawReply(response.status_code, response.content)
+
+    async def call(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """One request that must succeed: a non-2xx answer is ``ProcessorUnavailable``."""
+        reply = await self.exchange(method, endpoint, path, content=content, timeout_s=timeout_s)
+        if not 200 <= reply.status < 300:
+            raise ProcessorUnavailable(
+                f"processor {method} {endpoint}{path} answered {reply.status}",
+                url=endpoint + path,
+                status=reply.status,
+                body=reply.content[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            )
+        return reply.content
+
+    async def health(self, endpoint: str, *, timeout_s: float | None = None) -> str:
+        """``GET /health``: the processor id it answers with; raises when it is not healthy."""
+        body = await self.call("GET", endpoint, "/health", timeout_s=timeout_s)
+        try:
+            return msgspec.json.decode(body, type=_Health).processor_id
+        except msgspec.DecodeError as exc:
+            raise ProcessorUnavailable(
+                f"processor {endpoint}/health sent a body that is not its health",
+                url=endpoint + "/health",
+            ) from exc
+
+    async def is_ready(self, endpoint: str, processor_id: str) -> bool:
+        """The readiness probe: ``/health`` answers 200 naming ``processor_id``.
+
+        The id check matters: another processor on a recycled port answers with its own.
+        """
+        try:
+            return await self.health(endpoint) == processor_id
+        except (ProcessorUnavailable, ProcessorTimeout):
+            return False
+
+    async def get_state(self, endpoint: str) -> bytes:
+        """``GET /state``: the processor's snapshot, as sent (JSON)."""
+        return await self.call("GET", endpoint, "/state")
+
+    async def put_state(self, endpoint: str, snapshot: bytes) -> None:
+        """``PUT /state``: load a snapshot taken by ``get_state``."""
+        await self.call("PUT", endpoint, "/state", content=snapshot)
+
+    async def genes(self, endpoint: str, names: Iterable[str]) -> dict[str, Any]:
+        """The live value of each named gene (``GET /gene/{name}``, all at once).
+
+        The processor has no read of every gene but ``GET /state``, which carries a memory
+        store's whole knowledge base; a handful of small concurrent reads costs less.
+        """
+        wanted = list(names)
+        bodies = await asyncio.gather(
+            *(self.call("GET", endpoint, f"/gene/{name}") for name in wanted)
+        )
+        values = {}
+        for name, body in zip(wanted, bodies, strict=True):
+            try:
+                values[name] = msgspec.json.decode(body, type=_Gene).gene_value
+            except msgspec.DecodeError as exc:
+                raise ProcessorUnavailable(
+                    f"processor {endpoint}/gene/{name} sent a body that is not a gene",
+                    url=f"{endpoint}/gene/{name}",
+                ) from exc
+        return values

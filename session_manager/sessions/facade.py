@@ -1,0 +1,154 @@
+"""``Sessions``: the one object the API, the reaper and the reconciler hold; it only delegates.
+
+It wires the parts together (route cache, router, lifecycle, hibernation, tokens) and adds the
+token checks of the session API. Each part's module says what it does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from session_manager.backends.base import Backend
+from session_manager.clock import Clock
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+from session_manager.metrics import Metrics
+from session_manager.models import EndReason, SessionRecord, SessionStatus
+from session_manager.processor_client import ProcessorClient
+from session_manager.sessions.hibernation import Hibernation
+from session_manager.sessions.lifecycle import Lifecycle
+from session_manager.sessions.records import live_record, record_with_deadlines
+from session_manager.sessions.routing import RouteCache, Router, StaticRoutes
+from session_manager.sessions.tokens import SessionTokens
+from session_manager.settings import Settings
+from session_manager.store import SessionStore
+
+__all__ = ("Sessions",)
+
+log = logging.getLogger(__name__)
+
+
+class Sessions:
+    """Creates, resolves, keeps alive, hibernates, restores and ends sessions.
+
+    ``create``/``end`` are ``Lifecycle``'s, ``resolve`` is ``Router``'s, ``hibernate``/
+    ``restore``/``recover`` are ``Hibernation``'s; the rest are the session API's token checks.
+
+    ``static`` (gateway mode) names processors that are reached by id and never stored as
+    sessions. ``processors`` is the client for calls to processors; when not given, one is
+    made from the settings and closed by ``aclose``.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: SessionStore,
+        backend: Backend,
+        metrics: Metrics,
+        clock: Clock,
+        static: StaticRoutes | None = None,
+        processors: ProcessorClient | None = None,
+    ) -> None:
+        self.store = store
+        self._owns_processors = processors is None
+        self._processors = processors or ProcessorClient(
+            read_timeout_s=settings.proxy_read_timeout_s,
+            connect_timeout_s=settings.proxy_connect_timeout_s,
+        )
+        self._tokens = SessionTokens(settings.session_auth)
+        self._cache = RouteCache(store)
+        self._lifecycle = Lifecycle(
+            settings=settings,
+            store=store,
+            backend=backend,
+            metrics=metrics,
+            clock=clock,
+            tokens=self._tokens,
+            forget=self._cache.forget,
+        )
+        self._hibernation = Hibernation(self._lifecycle, self._processors)
+        self._router = Router(
+            store=store,
+            cache=self._cache,
+            tokens=self._tokens,
+            restore=self._hibernation.restore,
+            settle_timeout_s=settings.start_timeout_s + settings.stop_timeout_s,
+            static=static,
+        )
+        # The parts' own methods: each signature and docstring is written once, there.
+        self.create = self._lifecycle.create
+        self.end = self._lifecycle.end
+        self.resolve = self._router.resolve
+        self.hibernate = self._hibernation.hibernate
+        self.restore = self._hibernation.restore
+        self.recover = self._hibernation.recover
+
+    def start_watching(self) -> None:
+        """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""
+        self._cache.start_watching()
+
+    async def aclose(self) -> None:
+        """Let starts in flight finish (bounded by the start timeout); processors keep running."""
+        await self._cache.aclose()
+        await self._lifecycle.aclose()
+        if self._owns_processors:
+            await self._processors.aclose()
+
+    @property
+    def starts_in_flight(self) -> int:
+        """Starts running in the background on this replica."""
+        return self._lifecycle.starts_in_flight
+
+    # -- the session API --------------------------------------------------------------------
+
+    async def get(self, session_id: str, authorization: str | None) -> SessionRecord:
+        """The session's record (with deadlines) for its token holder."""
+        record = await self.inspect(session_id)
+        self._tokens.check(record.token_hash, authorization)
+        return record
+
+    async def inspect(self, session_id: str) -> SessionRecord:
+        """The record with its deadlines, without a token check (admin); 404 or 410."""
+        return await record_with_deadlines(self.store, session_id)
+
+    async def live_genes(
+        self, record: SessionRecord, names: Iterable[str]
+    ) -> dict[str, Any] | None:
+        """The named genes' values in the running processor; ``None`` unless it is ``ready``.
+
+        A processor that cannot answer right now gives ``None`` too: the record is still worth
+        showing.
+        """
+        if record.status != SessionStatus.READY or not record.endpoint:
+            return None
+        try:
+            return await self._processors.genes(record.endpoint, names)
+        except (ProcessorUnavailable, ProcessorTimeout) as exc:
+            log.info(
+                "live genes unavailable",
+                extra={"session_id": record.session_id, "error": exc.message},
+            )
+            return None
+
+    async def keepalive(self, session_id: str, authorization: str | None) -> SessionRecord:
+        """Push the idle deadline to now + the session's idle timeout; the updated record."""
+        await self.get(session_id, authorization)
+        await self.store.touch(session_id)
+        return await self.inspect(session_id)
+
+    async def touch(self, session_id: str) -> None:
+        """Note activity: move the idle deadline. The proxy's activity tracker throttles calls.
+
+        Static processors (gateway mode) are never reaped, so they have no deadline to move.
+        """
+        if self._router.is_static(session_id):
+            return
+        await self.store.touch(session_id)
+
+    async def delete(self, session_id: str, authorization: str | None) -> None:
+        """The token holder ends the session (reason ``deleted``)."""
+        record = await live_record(self.store, session_id)
+        self._tokens.check(record.token_hash, authorization)
+        await self.end(session_id, EndReason.DELETED)

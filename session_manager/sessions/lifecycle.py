@@ -1,0 +1,287 @@
+"""Create, start and end sessions; the compare-and-set transitions every status change goes through.
+
+Every change is a compare-and-set in Redis (``SessionStore.transition``/``end``), so two
+replicas, a request and the reaper never both win. A session's processor is started by the
+replica that reserved it; a replica that dies mid-start leaves a ``starting`` record whose
+start slot expires by itself (the reconciler ends it). Each change also tells the route cache
+(``forget``), so this replica stops using a stale route at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from session_manager.backends.base import Backend
+from session_manager.clock import Clock
+from session_manager.errors import (
+    CapacityExceeded,
+    KatoError,
+    SessionConflict,
+    SessionNotFound,
+    StartFailed,
+)
+from session_manager.knowledge import PrivateKnowledge
+from session_manager.metrics import Metrics
+from session_manager.models import EndReason, ProcessorHandle, SessionRecord, SessionStatus
+from session_manager.sessions.specs import processor_spec
+from session_manager.sessions.tokens import SessionTokens
+from session_manager.settings import Settings
+from session_manager.store import Capacity, SessionStore, TransitionResult
+
+__all__ = ("LIVE", "Lifecycle", "NewSession")
+
+log = logging.getLogger(__name__)
+
+LIVE = tuple(SessionStatus)
+"""Every status a live session can be in (what ``end`` accepts by default)."""
+
+
+class NewSession(msgspec.Struct, frozen=True, kw_only=True):
+    """What a create asks for; timeouts are capped by the settings, unset ones default."""
+
+    user_id: str
+    kb_id: str | None = None
+    genes: dict[str, Any] = {}
+    idle_timeout_s: int | None = None
+    max_age_s: int | None = None
+    labels: dict[str, str] = {}
+
+
+class Lifecycle:
+    """Reserve and start a session's processor, stop it, end the session; the CAS helpers."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: SessionStore,
+        backend: Backend,
+        metrics: Metrics,
+        clock: Clock,
+        tokens: SessionTokens,
+        forget: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.metrics = metrics
+        self.clock = clock
+        self._tokens = tokens
+        self._forget = forget
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._knowledge = (
+            PrivateKnowledge(settings.mongo_url)
+            if settings.processor_storage == "mongodb" and settings.mongo_url
+            else None
+        )
+
+    @property
+    def starts_in_flight(self) -> int:
+        """Starts running in the background here (``create(wait=False)``, or a client gone)."""
+        return len(self._tasks)
+
+    async def aclose(self) -> None:
+        """Let starts in flight finish (bounded by the start timeout); processors keep running."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.settings.start_timeout_s + 5)
+        if self._knowledge is not None:
+            await asyncio.to_thread(self._knowledge.close)
+
+    # -- transitions ------------------------------------------------------------------------
+
+    async def transition(self, session_id: str, **change: Any) -> TransitionResult:
+        """``store.transition``, and this replica stops using a cached route at once."""
+        result = await self.store.transition(session_id, **change)
+        self._forget(session_id)
+        return result
+
+    async def _end_record(self, session_id: str, reason: str, **options: Any) -> TransitionResult:
+        """``store.end`` (record removed, tombstone left), and the cached route dropped."""
+        result = await self.store.end(session_id, reason, self.settings.tombstone_ttl_s, **options)
+        self._forget(session_id)
+        return result
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def create(
+        self, new: NewSession, *, wait: bool = True
+    ) -> tuple[SessionRecord, str | None]:
+        """Reserve capacity, start the processor, and return the record with its token.
+
+        With ``wait`` the record is ``ready`` (or ``StartFailed`` is raised and the session
+        ended with reason ``start_failed``); without, it is ``starting`` and the start goes on
+        in the background. The token is ``None`` with ``SESSION_AUTH=none``.
+        """
+        settings = self.settings
+        now = self.clock.now_ms()
+        session_id = uuid.uuid4().hex
+        max_age = min(new.max_age_s or settings.max_age_s, settings.max_age_s)
+        idle = min(new.idle_timeout_s or settings.idle_timeout_s, max_age)
+        token, token_hash = self._tokens.issue()
+        record = SessionRecord(
+            session_id=session_id,
+            user_id=new.user_id,
+            kb_id=new.kb_id or session_id,
+            processor_id=session_id,
+            status=SessionStatus.STARTING,
+            created_at=now,
+            last_activity=now,
+            status_changed_at=now,
+            idle_timeout_s=idle,
+            max_age_s=max_age,
+            token_hash=token_hash,
+            genes=dict(new.genes),
+            labels=dict(new.labels),
+        )
+        try:
+            await self.store.reserve(record, self._capacity())
+        except CapacityExceeded as exc:
+            self.metrics.capacity_rejections.labels(limit=exc.details["limit"]).inc()
+            raise
+        self.metrics.sessions_created.inc()
+        log.info("session reserved", extra={"session_id": session_id, "user_id": new.user_id})
+        task = asyncio.create_task(self._start(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._start_done)
+        if not wait:
+            return record, token
+        # The start goes on if the client disconnects: it must either finish or clean up.
+        return await asyncio.shield(task), token
+
+    def _capacity(self) -> Capacity:
+        s = self.settings
+        return Capacity(
+            max_sessions=s.max_sessions,
+            max_per_user=s.max_sessions_per_user,
+            max_starts=s.max_concurrent_starts,
+            start_timeout_ms=int((s.start_timeout_s + s.stop_timeout_s) * 1000),
+            retry_after_s=max(1, int(s.reap_interval_s)),
+        )
+
+    def _start_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("background start failed", extra={"error": str(task.exception())})
+
+    async def _start(self, record: SessionRecord) -> SessionRecord:
+        session_id = record.session_id
+        try:
+            handle = await self.launch(record)
+        except KatoError as exc:
+            await self._end_record(
+                session_id,
+                EndReason.START_FAILED,
+                details={"status": "failed", "error": exc.message, **exc.details},
+            )
+            log.warning("session start failed", extra={"session_id": session_id})
+            raise
+        ready = await self.mark_ready(record, handle)
+        log.info("session ready", extra={"session_id": session_id, "endpoint": handle.endpoint})
+        return ready
+
+    # -- processors -------------------------------------------------------------------------
+
+    async def launch(self, record: SessionRecord) -> ProcessorHandle:
+        """``backend.start`` with its duration measured and foreign errors made ``StartFailed``."""
+        began = time.perf_counter()
+        try:
+            handle = await self.backend.start(processor_spec(self.settings, record))
+        except Exception as exc:
+            self.metrics.start_duration.labels(outcome="failed").observe(
+                time.perf_counter() - began
+            )
+            self.metrics.backend_errors.labels(backend=self.backend.name, op="start").inc()
+            if isinstance(exc, KatoError):
+                raise
+            log.exception("backend start crashed", extra={"session_id": record.session_id})
+            raise StartFailed(f"processor did not start: {exc}") from exc
+        self.metrics.start_duration.labels(outcome="ready").observe(time.perf_counter() - began)
+        return handle
+
+    async def mark_ready(self, record: SessionRecord, handle: ProcessorHandle) -> SessionRecord:
+        """CAS ``starting -> ready``; a session ended meanwhile gets its processor stopped."""
+        now = self.clock.now_ms()
+        result = await self.transition(
+            record.session_id,
+            allowed=[SessionStatus.STARTING],
+            to=SessionStatus.READY,
+            fields={
+                "backend": handle.backend,
+                "ref": handle.ref,
+                "endpoint": handle.endpoint,
+                "last_activity": now,
+            },
+            idle_deadline=now + record.idle_timeout_s * 1000,
+            hard_deadline=record.created_at + record.max_age_s * 1000,
+            start_slot="remove",
+        )
+        if not result.ok:
+            await self.stop(handle)
+            raise SessionConflict(
+                "the session ended while its processor was starting",
+                session_id=record.session_id,
+                status=result.previous,
+            )
+        ready = await self.store.get(record.session_id)
+        if ready is None:  # ended right after becoming ready
+            raise SessionNotFound("no such session", session_id=record.session_id)
+        return ready
+
+    async def stop(self, handle: ProcessorHandle) -> None:
+        """``backend.stop``, measured; a failure is counted and raised."""
+        began = time.perf_counter()
+        try:
+            await self.backend.stop(handle)
+        except Exception:
+            self.metrics.backend_errors.labels(backend=self.backend.name, op="stop").inc()
+            raise
+        self.metrics.stop_duration.observe(time.perf_counter() - began)
+
+    # -- end --------------------------------------------------------------------------------
+
+    async def end(
+        self,
+        session_id: str,
+        reason: str,
+        *,
+        allowed: tuple[SessionStatus, ...] = LIVE,
+        details: Mapping[str, Any] | None = None,
+        only_if_idle_due_at: int | None = None,
+    ) -> bool:
+        """Mark ``terminating``, stop the processor, remove the record, leave a tombstone.
+
+        Returns False when the session is gone or not in ``allowed`` (or, with
+        ``only_if_idle_due_at``, when a request moved the idle deadline past it: the reaper's
+        idle end loses to activity). A failed stop leaves the session ``terminating`` (the
+        reconciler retries) and raises.
+        """
+        marked = await self.transition(
+            session_id,
+            allowed=allowed,
+            to=SessionStatus.TERMINATING,
+            idle_deadline="remove",
+            hard_deadline="remove",
+            only_if_idle_due_at=only_if_idle_due_at,
+        )
+        if not marked.ok:
+            return False
+        record = await self.store.get(session_id)
+        if record is not None and record.handle is not None:
+            await self.stop(record.handle)
+        ended = await self._end_record(
+            session_id,
+            reason,
+            allowed=[SessionStatus.TERMINATING],
+            details=details,
+        )
+        log.info("session ended", extra={"session_id": session_id, "reason": reason})
+        if ended.ok and record is not None and self._knowledge is not None:
+            await self._knowledge.drop(record)
+        return ended.ok

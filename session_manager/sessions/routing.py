@@ -1,0 +1,205 @@
+"""Where a request for a session id goes: static routes first, then the session's processor.
+
+``RouteCache`` keeps the routes of ``ready`` sessions in memory, but only while the store's
+change feed is subscribed: every status change (on any replica) drops the session's route,
+and a broken feed drops them all and turns the cache off until it is back. ``Router.resolve``
+answers from the cache, else from one Redis read, else waits out a start and restores a
+hibernated session.
+
+Gateway mode's registered processors (``StaticRoutes``) are given to the ``Router`` when it is
+built; they are checked before any session and never reach Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+from session_manager.errors import ProcessorTimeout, StoreUnavailable
+from session_manager.models import SessionRecord, SessionStatus
+from session_manager.sessions.records import gone, live_record
+from session_manager.sessions.tokens import SessionTokens
+from session_manager.store import SessionStore
+
+__all__ = ("ProcessorRoute", "RouteCache", "Router", "StaticRoutes")
+
+log = logging.getLogger(__name__)
+
+_ROUTE_TTL_S = 5.0
+"""Bounds how stale a cached route can be if a change message were ever missed."""
+_ROUTES_MAX = 100_000
+_POLL_S = 0.05
+_RESUBSCRIBE_S = 1.0
+
+
+class ProcessorRoute(msgspec.Struct, frozen=True):
+    """Where the proxy sends a session's requests."""
+
+    session_id: str
+    endpoint: str
+
+
+class StaticRoutes(Protocol):
+    """Processors registered from configuration (gateway mode), reached by processor id."""
+
+    def __contains__(self, processor_id: object) -> bool:
+        """Whether the id is a registered processor."""
+        ...
+
+    def endpoint_for(self, processor_id: str) -> str | None:
+        """The URL of a registered, healthy processor; ``None`` when the id is not registered.
+
+        Raises ``ProcessorUnhealthy`` (503) for a registered processor that failed its check.
+        """
+        ...
+
+
+class _CachedRoute(msgspec.Struct, frozen=True):
+    endpoint: str
+    token_hash: str
+    at: float
+
+
+class RouteCache:
+    """Routes of ``ready`` sessions, trusted only while the change feed is subscribed."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._routes: dict[str, _CachedRoute] = {}
+        self._live = False
+        self._epoch = 0
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start_watching(self) -> None:
+        """Follow every replica's status changes, so routes may be served from memory."""
+        self._watcher = asyncio.create_task(self._watch_changes())
+
+    async def aclose(self) -> None:
+        """Stop following the change feed."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+
+    async def _watch_changes(self) -> None:
+        """Drop a session's route whenever its status changes; all of them if the feed breaks."""
+        while True:
+            try:
+                async for session_id in self._store.changes():
+                    self.forget(session_id)
+                    if not session_id:
+                        self._live = True
+            except StoreUnavailable:
+                log.warning("change feed lost; route cache off until Redis is back")
+            except Exception:
+                log.exception("change feed failed; route cache off")
+            finally:
+                self._live = False
+                self.forget("")
+            await asyncio.sleep(_RESUBSCRIBE_S)
+
+    def forget(self, session_id: str) -> None:
+        """Drop one cached route (all of them for ``""``); fills racing this are discarded."""
+        self._epoch += 1
+        if session_id:
+            self._routes.pop(session_id, None)
+        else:
+            self._routes.clear()
+
+    @property
+    def epoch(self) -> int:
+        """Changes seen so far; read it before a Redis read and hand it to ``remember``."""
+        return self._epoch
+
+    def get(self, session_id: str) -> _CachedRoute | None:
+        """A route cached less than ``_ROUTE_TTL_S`` ago."""
+        cached = self._routes.get(session_id)
+        if cached is None or time.monotonic() - cached.at >= _ROUTE_TTL_S:
+            return None
+        return cached
+
+    def remember(self, session_id: str, endpoint: str, token_hash: str, epoch: int) -> None:
+        """Cache a route read at ``epoch``, unless a change arrived since or the feed is off."""
+        if not self._live or epoch != self._epoch:
+            return
+        if len(self._routes) >= _ROUTES_MAX:
+            self._routes.clear()
+        self._routes[session_id] = _CachedRoute(endpoint, token_hash, time.monotonic())
+
+
+Restore = Callable[[SessionRecord], Awaitable[SessionRecord | None]]
+"""Start a hibernated session's processor: the ready record, or ``None`` if another task is."""
+
+
+class Router:
+    """``resolve``: a session id (and its token) to the processor that serves it."""
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        cache: RouteCache,
+        tokens: SessionTokens,
+        restore: Restore,
+        settle_timeout_s: float,
+        static: StaticRoutes | None = None,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._tokens = tokens
+        self._restore = restore
+        self._settle_timeout_s = settle_timeout_s
+        self._static = static
+
+    def is_static(self, session_id: str) -> bool:
+        """Whether the id names a registered processor (gateway mode) rather than a session."""
+        return self._static is not None and session_id in self._static
+
+    async def resolve(self, session_id: str, authorization: str | None) -> ProcessorRoute:
+        """Where to send this request; waits out starts and restores a hibernated session.
+
+        Raises ``SessionNotFound``, ``SessionExpired``, ``Unauthorized``, ``StoreUnavailable``,
+        or ``ProcessorTimeout`` when the session does not settle within the start timeout.
+        """
+        if self._static is not None:
+            endpoint = self._static.endpoint_for(session_id)
+            if endpoint is not None:
+                return ProcessorRoute(session_id=session_id, endpoint=endpoint)
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            self._tokens.check(cached.token_hash, authorization)
+            return ProcessorRoute(session_id=session_id, endpoint=cached.endpoint)
+        epoch = self._cache.epoch
+        route = await self._store.route(session_id)
+        if route is None:
+            raise gone(session_id, await self._store.tombstone(session_id))
+        self._tokens.check(route.token_hash, authorization)
+        if route.status == SessionStatus.READY:
+            self._cache.remember(session_id, route.endpoint, route.token_hash, epoch)
+            return ProcessorRoute(session_id=session_id, endpoint=route.endpoint)
+        return ProcessorRoute(session_id=session_id, endpoint=await self._settle(session_id))
+
+    async def _settle(self, session_id: str) -> str:
+        """The endpoint once the session is ``ready``: wait out a start, restore a hibernation."""
+        record = await live_record(self._store, session_id)
+        deadline = time.monotonic() + self._settle_timeout_s
+        while True:
+            if record.status == SessionStatus.READY:
+                return record.endpoint
+            if record.status == SessionStatus.HIBERNATED:
+                restored = await self._restore(record)
+                if restored is not None:
+                    return restored.endpoint
+            elif time.monotonic() >= deadline:
+                raise ProcessorTimeout(
+                    f"the session is still {record.status}", session_id=session_id
+                )
+            else:
+                await asyncio.sleep(_POLL_S)
+            record = await live_record(self._store, session_id)

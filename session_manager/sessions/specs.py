@@ -1,0 +1,39 @@
+"""What a backend is asked to start for a session: its ``ProcessorSpec``, from settings + record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from session_manager.backends.base import ProcessorSpec
+from session_manager.models import SessionRecord
+from session_manager.settings import Settings
+
+__all__ = ("processor_spec",)
+
+
+def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
+    """The processor's environment: identity, storage, body limit and the genes given at create."""
+    env = {
+        "PROCESSOR_ID": record.processor_id,
+        "PROCESSOR_NAME": f"session-{record.session_id}",
+        "KB_ID": record.kb_id,
+        "STORAGE": settings.processor_storage,
+        # Hibernation snapshots come back through PUT /state: allow what the proxy allows.
+        "MAX_BODY_BYTES": str(settings.max_proxy_body_bytes),
+    }
+    if settings.mongo_url:
+        env["MONGO_URL"] = settings.mongo_url
+    env.update({name.upper(): _env_value(value) for name, value in record.genes.items()})
+    return ProcessorSpec(
+        session_id=record.session_id,
+        processor_id=record.processor_id,
+        kb_id=record.kb_id,
+        env=env,
+    )
+
+
+def _env_value(value: Any) -> str:
+    """Genes as the processor reads them from its environment (booleans as ``true``/``false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

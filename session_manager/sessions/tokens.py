@@ -1,0 +1,58 @@
+"""Bearer tokens: how session tokens are stored, read from ``Authorization``, and compared.
+
+Admin auth (``api/auth.py``) and session auth use the same parsing and constant-time check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Literal
+
+from session_manager.errors import Unauthorized
+
+__all__ = ("SessionTokens", "bearer_token", "hash_token", "same_secret")
+
+
+def hash_token(token: str) -> str:
+    """How session tokens are stored: SHA-256 hex (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (any case of ``Bearer``); else ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Compare two secrets in constant time, so timing tells nothing about the expected one."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class SessionTokens:
+    """Session tokens under ``SESSION_AUTH``: ``token`` issues and checks them, ``none`` neither."""
+
+    def __init__(self, mode: Literal["token", "none"]) -> None:
+        self.required = mode == "token"
+
+    def issue(self) -> tuple[str | None, str]:
+        """A new token (256 random bits, URL-safe) and its stored hash; ``(None, "")`` if off."""
+        if not self.required:
+            return None, ""
+        token = secrets.token_urlsafe(32)
+        return token, hash_token(token)
+
+    def check(self, token_hash: str, authorization: str | None) -> None:
+        """Raise ``Unauthorized`` unless ``authorization`` carries the token of ``token_hash``."""
+        if not self.required:
+            return
+        token = bearer_token(authorization)
+        if token is None:
+            raise Unauthorized("missing session token (Authorization: Bearer <token>)")
+        if not same_secret(hash_token(token), token_hash):
+            raise Unauthorized("wrong session token")
