@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 from litestar import get, post, put
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from processor_image.engine import EngineError, ProcessorState
 from processor_image.service.errors import (
@@ -73,7 +74,7 @@ async def status(state: State) -> StatusResponse:
 
 
 @post("/observe", status_code=200, responses=documented(*BODY, 503))
-async def observe(state: State, data: ObserveRequest) -> ObserveResponse:
+async def observe(state: State, data: JSONBody[ObserveRequest]) -> ObserveResponse:
     """One observation (spec §2)."""
     runtime = _runtime(state)
     async with runtime.lock:
@@ -81,7 +82,9 @@ async def observe(state: State, data: ObserveRequest) -> ObserveResponse:
 
 
 @post("/observe-sequence", status_code=200, responses=documented(*BODY, 503))
-async def observe_sequence(state: State, data: ObserveSequenceRequest) -> ObserveSequenceResponse:
+async def observe_sequence(
+    state: State, data: JSONBody[ObserveSequenceRequest]
+) -> ObserveSequenceResponse:
     """Many observations in order under one lock hold (one round trip instead of many)."""
     runtime = _runtime(state)
     results: list[ObserveResponse] = []
@@ -133,7 +136,7 @@ async def clear_all(state: State) -> MessageResponse:
 
 
 @get("/predictions")
-async def predictions(state: State, unique_id: str | None = None) -> PredictionsResponse:
+async def predictions(state: State, unique_id: FromQuery[str | None] = None) -> PredictionsResponse:
     """The latest predictions, or those stored for ``?unique_id=``."""
     runtime = _runtime(state)
     async with runtime.lock:
@@ -142,13 +145,15 @@ async def predictions(state: State, unique_id: str | None = None) -> Predictions
 
 
 @post("/predictions", status_code=200)
-async def predictions_post(state: State, unique_id: str | None = None) -> PredictionsResponse:
+async def predictions_post(
+    state: State, unique_id: FromQuery[str | None] = None
+) -> PredictionsResponse:
     """Same as GET; a body is ignored (spec §7.2)."""
     return await predictions.fn(state=state, unique_id=unique_id)  # type: ignore[no-any-return]
 
 
 @get("/pattern/{pattern_id:str}", responses=documented(404, 503))
-async def pattern(state: State, pattern_id: str) -> PatternResponse:
+async def pattern(state: State, pattern_id: FromPath[str]) -> PatternResponse:
     """A stored pattern, by ``PTRN|<hash>`` or bare hash."""
     runtime = _runtime(state)
     async with runtime.lock:
@@ -159,7 +164,7 @@ async def pattern(state: State, pattern_id: str) -> PatternResponse:
 
 
 @post("/genes/update", status_code=200, responses=documented(400, *BODY))
-async def genes_update(state: State, data: GenesUpdateRequest) -> MessageResponse:
+async def genes_update(state: State, data: JSONBody[GenesUpdateRequest]) -> MessageResponse:
     """Apply every gene update or, when one name or value is refused, none (spec §5.2)."""
     runtime = _runtime(state)
     async with runtime.lock:
@@ -170,7 +175,7 @@ async def genes_update(state: State, data: GenesUpdateRequest) -> MessageRespons
 
 
 @get("/gene/{gene_name:str}", responses=documented(404))
-async def gene(state: State, gene_name: str) -> GeneResponse:
+async def gene(state: State, gene_name: FromPath[str]) -> GeneResponse:
     """One gene's live value (spec §5.3)."""
     runtime = _runtime(state)
     async with runtime.lock:
@@ -226,7 +231,7 @@ async def get_state(state: State) -> ProcessorState:
 
 
 @put("/state", status_code=200, responses=documented(400, *BODY, 503))
-async def put_state(state: State, data: ProcessorState) -> StatusResponse:
+async def put_state(state: State, data: JSONBody[ProcessorState]) -> StatusResponse:
     """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
     runtime = _runtime(state)
     async with runtime.lock:

@@ -21,11 +21,12 @@ def test_the_manager_imports_processor_image_only_through_its_contract() -> None
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
             reaching_in += [
                 f"{path.relative_to(PACKAGE)}: {name}"
                 for name in names
-                if name.split(".")[0] == "processor_image" and name != "processor_image.contract"
+                if name.split(".")[0] == "processor_image"
+                and not name.startswith("processor_image.contract")
             ]
     assert reaching_in == []
 
