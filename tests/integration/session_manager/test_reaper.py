@@ -4,60 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from session_manager.models import SessionStatus
 from session_manager.reaper import Action, verdict
-from tests.integration.session_manager.conftest import (
-    Manager,
+from tests.support.manager import (
     SettingsFactory,
     StartManager,
     auth,
-    pid_running,
+    busy_session,
+    status_of,
+    view,
 )
-from tests.integration.session_manager.proxy_fixtures import ManualClock
-
-
-async def status_of(manager: Manager, session: dict[str, Any]) -> dict[str, Any]:
-    reply = await manager.client.get(
-        f"/admin/sessions/{session['session_id']}", headers=manager.admin
-    )
-    body: dict[str, Any] = reply.json()
-    return body
-
-
-async def busy_session(manager: Manager) -> dict[str, Any]:
-    """A session that learned a-b-c, changed a gene and holds a, b in STM."""
-    session = await manager.create(genes={"recall_threshold": 0.3})
-    base, headers = f"/session/{session['session_id']}", auth(session)
-    for word in ("a", "b", "c"):
-        await manager.client.post(f"{base}/observe", json={"strings": [word]}, headers=headers)
-    await manager.client.post(f"{base}/learn", headers=headers)
-    await manager.client.post(
-        f"{base}/genes/update", json={"genes": {"max_predictions": 7}}, headers=headers
-    )
-    for word in ("a", "b"):
-        await manager.client.post(f"{base}/observe", json={"strings": [word]}, headers=headers)
-    return session
-
-
-async def view(manager: Manager, session: dict[str, Any]) -> list[Any]:
-    base, headers = f"/session/{session['session_id']}", auth(session)
-    return [
-        (await manager.client.get(f"{base}/stm", headers=headers)).json(),
-        (await manager.client.get(f"{base}/gene/max_predictions", headers=headers)).json(),
-        (await manager.client.get(f"{base}/gene/recall_threshold", headers=headers)).json(),
-        (await manager.client.get(f"{base}/predictions", headers=headers)).json(),
-    ]
-
-
-async def wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.1)
-    return False
+from tests.support.pids import pid_running
+from tests.support.timing import ManualClock, wait_for
 
 
 async def test_idle_session_is_hibernated_by_the_timer_and_comes_back_unchanged(

