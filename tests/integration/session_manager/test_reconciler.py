@@ -21,7 +21,7 @@ from tests.support.manager import (
     status_of,
 )
 from tests.support.pids import pid_running
-from tests.support.timing import wait_for
+from tests.support.timing import ManualClock, wait_for
 
 
 async def test_a_killed_processor_without_snapshot_ends_as_processor_lost(
@@ -88,17 +88,25 @@ async def test_a_labelled_processor_nobody_knows_is_removed(
 async def test_orphans_wait_out_the_grace_period(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str, tmp_path: Path
 ) -> None:
+    """The grace runs on the manager's clock, from the pass that first saw the orphan."""
     backend = ProcessBackend(
         manager_id=manager_id, log_dir=tmp_path / "orphans", start_timeout_s=30, stop_timeout_s=5
     )
     handle = await backend.start(processor_spec())
     try:
-        manager = await start_manager(make_settings(reconcile_interval_s=0.3, orphan_grace_s=3600))
-        await asyncio.sleep(1.2)
-        report = await manager.app.state.reconciler.reconcile_once()
-        assert report.orphans_removed == []
-        assert report.orphans_waiting == 1
-        assert pid_running(int(handle.ref))
+        clock = ManualClock()
+        manager = await start_manager(make_settings(orphan_grace_s=60), clock=clock)
+        reconciler = manager.app.state.reconciler
+        for advance_s in (0, 59):
+            clock.advance(advance_s)
+            report = await reconciler.reconcile_once()
+            assert report.orphans_removed == []
+            assert report.orphans_waiting == 1
+            assert pid_running(int(handle.ref))
+        clock.advance(1)
+        report = await reconciler.reconcile_once()
+        assert report.orphans_removed == [handle.ref]
+        assert not pid_running(int(handle.ref))
     finally:
         await backend.stop(handle)
         await backend.close()
