@@ -35,16 +35,10 @@ from _report import percentiles, table, write
 from websockets.sync.client import connect as ws_connect
 
 from session_manager.backends.process import MANAGER_MARKER
+from tests.support.net import free_port
 
 OBSERVE = json.dumps({"strings": ["hello", "world"], "vectors": [], "emotives": {}}).encode()
 JSON = {"Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Connection:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from tests.support.net import free_port
+
 __all__ = ("mongo_server", "secantus_server")
 
 
@@ -35,13 +36,6 @@ def _secantusd() -> str:
     if found is None:
         raise RuntimeError("secantusd-py not found: pip install secantusdb (the dev extra)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ping(url: str) -> bool:
@@ -63,7 +57,7 @@ def secantus_server(start_timeout_s: float = 30.0) -> Iterator[str]:
     The server runs in its own process group from a temporary directory (so no config or data
     directory is picked up or left behind) and is terminated, then killed, on exit.
     """
-    port = _free_port()
+    port = free_port()
     url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     with tempfile.TemporaryDirectory(prefix="secantus-") as workdir:
         log_path = Path(workdir) / "server.log"

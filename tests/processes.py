@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,9 @@ from dataclasses import dataclass
 import httpx
 
 from session_manager.backends.base import ProcessorSpec
+from tests.support.net import free_port
 
-__all__ = ("RunningProcessor", "free_port", "processor_spec", "start_processor")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ("RunningProcessor", "processor_spec", "start_processor")
 
 
 def processor_spec(session_id: str | None = None, **env: str) -> ProcessorSpec:

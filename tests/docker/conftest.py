@@ -1,9 +1,10 @@
 """Docker tests: a real engine, real images, and nothing left behind.
 
 Skipped when no engine answers or the images are missing, unless ``REQUIRE_DOCKER=1`` (CI),
-which turns either into a failure. Every test's containers carry its own manager id; an
-autouse check removes and reports leftovers, and the session ends by checking that no
-container labelled ``io.kato.manager`` exists at all.
+which turns either into a failure (``tests.support.docker_engine``, beside the image names).
+Every test's containers carry its own manager id; an autouse check removes and reports
+leftovers, and the session ends by checking that no container labelled ``io.kato.manager``
+exists at all.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import pytest
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from session_manager.backends.base import MANAGER_LABEL
-from tests.docker.manager_container import engine_socket
 
-# Fixtures shared with the integration suite.
+# Fixtures shared with the integration suite (a conftest only applies to its own directory).
 from tests.integration.session_manager.conftest import (
     fx_make_settings,
     fx_manager,
@@ -31,6 +31,7 @@ from tests.integration.session_manager.conftest import (
     fx_redis_url,
     fx_start_manager,
 )
+from tests.support.docker_engine import FAILING_IMAGE, PROCESSOR_IMAGE, SESSION_IMAGE, unavailable
 
 __all__ = (
     "fx_make_settings",
@@ -42,25 +43,7 @@ __all__ = (
     "fx_start_manager",
 )
 
-PROCESSOR_IMAGE = os.environ.get("DOCKER_IMAGE", "kato-processor:latest")
-SESSION_IMAGE = os.environ.get("SESSION_IMAGE", "kato-session:latest")
-FAILING_IMAGE = "kato-processor-failing:test"
-
 pytestmark = pytest.mark.docker
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def docker_socket() -> str:
-    """The engine's socket, to mount into a manager container; skips for a TCP engine."""
-    socket = engine_socket()
-    if socket is None:
-        pytest.skip("the manager container needs the engine's unix socket")
-    return socket
 
 
 @pytest.fixture(name="docker_client", scope="session")
@@ -69,12 +52,12 @@ def fx_docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env()
         client.ping()
     except DockerException as exc:
-        _unavailable(f"no Docker engine answers ({exc})")
+        unavailable(f"no Docker engine answers ({exc})")
     for image in (PROCESSOR_IMAGE, SESSION_IMAGE):
         try:
             client.images.get(image)
         except ImageNotFound:
-            _unavailable(f"image {image} is missing (run scripts/build-images)")
+            unavailable(f"image {image} is missing (run scripts/build-images)")
     yield client
     # CI owns the engine: nothing labelled may remain. Elsewhere other runs may share it, so
     # only containers of this run's manager ids are counted (and removed).

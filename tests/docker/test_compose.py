@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import SESSION_IMAGE, _unavailable, docker_socket
-from tests.processes import free_port
+from tests.support.docker_engine import SESSION_IMAGE, docker_socket, unavailable
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "compose-admin-token-0123456789abcdef"
@@ -80,8 +80,8 @@ def compose_command() -> list[str]:
         return [docker_cli, "compose"]
     if legacy := shutil.which("docker-compose"):
         return [legacy]
-    _unavailable("neither `docker compose` nor docker-compose is installed")
-    raise AssertionError  # unreachable: _unavailable skips or fails
+    unavailable("neither `docker compose` nor docker-compose is installed")
+    raise AssertionError  # unreachable: unavailable skips or fails
 
 
 def build_standins(client: docker.DockerClient, tmp: Path) -> None:

@@ -19,7 +19,6 @@ from session_manager.backends.base import MANAGER_LABEL
 from session_manager.backends.docker import DockerBackend
 from session_manager.errors import StartFailed
 from session_manager.settings import Settings
-from tests.docker.conftest import PROCESSOR_IMAGE
 from tests.integration.session_manager.test_backend_contract import (
     test_a_start_that_fails_raises_start_failed_and_leaves_nothing,
     test_list_owned_finds_running_processors_with_their_sessions,
@@ -27,6 +26,7 @@ from tests.integration.session_manager.test_backend_contract import (
     test_stop_removes_the_processor_and_is_idempotent,
 )
 from tests.processes import processor_spec
+from tests.support.docker_engine import PROCESSOR_IMAGE
 
 __all__ = (
     "test_a_start_that_fails_raises_start_failed_and_leaves_nothing",

@@ -13,8 +13,8 @@ from docker.errors import NotFound
 from websockets.asyncio.client import connect
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import PROCESSOR_IMAGE
-from tests.integration.session_manager.conftest import Manager, SettingsFactory, StartManager, auth
+from tests.support.docker_engine import PROCESSOR_IMAGE
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth
 
 
 def containers_of(client: docker.DockerClient, session_id: str) -> list[Any]:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
 from tests.docker.manager_container import run_manager_container
+from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
 
 ADMIN_TOKEN = "private-network-admin-token-0123456789"
 

@@ -10,16 +10,19 @@ import docker
 import httpx
 
 from session_manager.backends.docker import DockerBackend
-from tests.docker.conftest import PROCESSOR_IMAGE
 from tests.docker.test_docker_sessions import containers_of, observe
-from tests.integration.session_manager.conftest import (
+from tests.processes import processor_spec
+from tests.support.docker_engine import PROCESSOR_IMAGE
+from tests.support.manager import (
     ManagerProcessFactory,
     SettingsFactory,
     StartManager,
     auth,
+    busy_session,
+    status_of,
+    view,
 )
-from tests.integration.session_manager.test_reaper import busy_session, status_of, view, wait_for
-from tests.processes import processor_spec
+from tests.support.timing import wait_for
 
 RECONCILE_S = 0.5
 LEASE_S = 2

@@ -13,8 +13,8 @@ import pytest
 from docker.errors import APIError
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
-from tests.docker.conftest import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
 from tests.docker.manager_container import run_manager_container
+from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
 
 ADMIN_TOKEN = "swarm-admin-token-0123456789abcdef"
 

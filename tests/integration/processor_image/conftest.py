@@ -14,8 +14,6 @@ import pytest
 
 from tests.processes import RunningProcessor, start_processor
 
-__all__ = ("RunningProcessor", "start_processor")
-
 # The reference fixtures reset these four (spec §5.4); the rest are reset too, so a test that
 # changes one cannot leak it into the next test on the shared process.
 DEFAULT_GENES = {

@@ -1,19 +1,19 @@
-"""Real servers for the proxy tests: an echoing upstream, a uvicorn runner, an echo backend."""
+"""Real servers for the proxy tests: an echoing upstream, an echo backend, the harness."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-import uvicorn
 
 from session_manager.backends.base import ProcessorHandle, ProcessorSpec
+from tests.support.net import serve
+from tests.support.timing import ManualClock
 
 Scope = dict[str, Any]
 
@@ -127,51 +127,6 @@ class EchoUpstream:
                 await send({"type": "websocket.send", "text": text})
             else:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
-    """Run ``app`` under a real uvicorn server on a free loopback port, in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", ws="websockets-sansio", **options
-    )
-    scheme = "https" if options.get("ssl_certfile") else "http"
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"{scheme}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
-
-
-class ManualClock:
-    """A clock the test moves by hand (the ``Clock`` protocol: ``now_ms``)."""
-
-    def __init__(self, now_ms: int = 1_800_000_000_000) -> None:
-        self.ms = now_ms
-
-    def now_ms(self) -> int:
-        return self.ms
-
-    def advance(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
 
 
 class ProxySession(msgspec.Struct, frozen=True):

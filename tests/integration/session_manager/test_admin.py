@@ -9,7 +9,7 @@ import pytest
 
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.store import Capacity, SessionStore
-from tests.integration.session_manager.conftest import Manager
+from tests.support.manager import Manager
 
 ROOMY = Capacity(
     max_sessions=10_000, max_per_user=10_000, max_starts=10_000, start_timeout_ms=60_000

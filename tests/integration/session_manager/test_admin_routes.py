@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.session_manager.conftest import Manager
+from tests.support.manager import Manager
 
 
 async def test_admin_routes_live_in_one_module_behind_the_admin_guard(manager: Manager) -> None:

@@ -20,8 +20,8 @@ import pytest
 from session_manager.backends.base import Backend, ProcessorHandle
 from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
 from session_manager.errors import StartFailed
-from tests.integration.session_manager.conftest import pid_running, processes_of
 from tests.processes import processor_spec
+from tests.support.pids import pid_running, processes_of
 
 
 def _process(manager_id: str, tmp_path: Path) -> Backend:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.session_manager.conftest import Manager, SettingsFactory, StartManager
-from tests.integration.session_manager.test_reaper import wait_for
 from tests.processes import RunningProcessor, start_processor
+from tests.support.manager import Manager, SettingsFactory, StartManager
+from tests.support.timing import wait_for
 
 
 @pytest.fixture(name="processors")

@@ -14,14 +14,8 @@ from websockets.asyncio.client import connect
 
 from session_manager.models import SessionStatus
 from session_manager.sessions import Sessions
-from tests.integration.session_manager.conftest import (
-    Manager,
-    SettingsFactory,
-    StartManager,
-    auth,
-    pid_running,
-    processes_of,
-)
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.pids import pid_running, processes_of
 
 
 async def prepare(manager: Manager) -> dict[str, Any]:

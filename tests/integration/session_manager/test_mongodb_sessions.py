@@ -8,8 +8,8 @@ import pytest
 from pymongo import MongoClient
 
 from processor_image.storage.mongodb import database_name
-from tests.integration.session_manager.conftest import SettingsFactory, StartManager, auth
 from tests.mongo_server import mongo_server
+from tests.support.manager import SettingsFactory, StartManager, auth
 
 pytestmark = pytest.mark.mongo
 

@@ -13,20 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.session_manager.conftest import (
-    Manager,
-    SettingsFactory,
-    StartManager,
-    auth,
-)
 from tests.integration.session_manager.proxy_fixtures import (
     EchoUpstream,
     ProxyHarness,
     ProxySession,
     echo_manager,
-    free_port,
-    serve,
 )
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.net import free_port, serve
 
 
 @pytest.fixture(name="harness")

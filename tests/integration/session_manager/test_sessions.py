@@ -15,15 +15,9 @@ from websockets.asyncio.client import connect
 
 from session_manager.app import create_app
 from session_manager.backends.process import ProcessBackend
-from tests.integration.session_manager.conftest import (
-    Manager,
-    SettingsFactory,
-    StartManager,
-    auth,
-    pid_running,
-    processes_of,
-)
-from tests.integration.session_manager.proxy_fixtures import serve
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.net import serve
+from tests.support.pids import pid_running, processes_of
 
 
 async def pid_of(manager: Manager, session: dict[str, Any]) -> int:

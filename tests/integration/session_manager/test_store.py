@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from session_manager.errors import CapacityExceeded, SessionConflict, StoreUnavailable
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.store import Capacity, SessionStore, encode_cursor
-from tests.integration.session_manager.proxy_fixtures import ManualClock
+from tests.support.timing import ManualClock
 
 ROOMY = Capacity(
     max_sessions=10_000, max_per_user=10_000, max_starts=10_000, start_timeout_ms=60_000

@@ -13,18 +13,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.session_manager.conftest import (
-    Manager,
-    SettingsFactory,
-    StartManager,
-    auth,
-)
 from tests.integration.session_manager.proxy_fixtures import (
     ProxyHarness,
     ProxySession,
     echo_manager,
-    free_port,
 )
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.net import free_port
 
 
 @pytest.fixture(name="harness")

@@ -3,8 +3,7 @@
 import re
 
 from processor_image.engine import Processor
-
-from .conftest import Driver
+from tests.support.driver import Driver
 
 
 def test_learn_returns_a_prefixed_sha1_and_empties_stm(kato: Driver) -> None:

@@ -3,8 +3,7 @@
 import pytest
 
 from processor_image.engine import ObservationError, Processor
-
-from .conftest import Driver
+from tests.support.driver import Driver
 
 
 def test_one_observation_is_one_event(kato: Driver) -> None:

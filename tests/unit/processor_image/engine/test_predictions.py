@@ -5,8 +5,7 @@ from typing import Any
 import pytest
 
 from processor_image.engine import Processor
-
-from .conftest import Driver
+from tests.support.driver import Driver
 
 WORKED_EXAMPLE = {
     "type": "prototypical",

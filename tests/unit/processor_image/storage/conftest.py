@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from pymongo import MongoClient
@@ -13,9 +11,7 @@ from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.storage import MemoryKnowledgeBase
 from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
 from tests.mongo_server import mongo_server
-
-MakeKb = Callable[..., KnowledgeBase]
-Client = MongoClient[dict[str, Any]]
+from tests.support.knowledge_bases import Client, MakeKb, new_kb_id
 
 
 @pytest.fixture(name="mongo_url", scope="session")
@@ -29,10 +25,6 @@ def fx_mongo_client(mongo_url: str) -> Iterator[Client]:
     client: Client = MongoClient(mongo_url)
     yield client
     client.close()
-
-
-def new_kb_id() -> str:
-    return f"test_{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture(name="storage", params=["memory", pytest.param("mongodb", marks=pytest.mark.mongo)])

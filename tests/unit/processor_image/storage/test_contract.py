@@ -9,7 +9,7 @@ import pytest
 
 from processor_image.engine.knowledge import KnowledgeBase, KnowledgeDump, Totals
 from processor_image.engine.naming import pattern_hash
-from tests.unit.processor_image.storage.conftest import MakeKb, new_kb_id
+from tests.support.knowledge_bases import MakeKb, new_kb_id
 
 FREQ_TEST = [["freq"], ["test"]]
 

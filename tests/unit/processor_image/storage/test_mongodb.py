@@ -13,7 +13,7 @@ from processor_image.engine.knowledge import Totals
 from processor_image.engine.naming import pattern_hash
 from processor_image.storage import StorageError, open_knowledge_base
 from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
-from tests.unit.processor_image.storage.conftest import Client, new_kb_id
+from tests.support.knowledge_bases import Client, new_kb_id
 
 pytestmark = pytest.mark.mongo
 

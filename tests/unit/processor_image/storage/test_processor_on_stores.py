@@ -9,7 +9,7 @@ import pytest
 from processor_image.engine import Genes, Processor
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.storage import MemoryKnowledgeBase
-from tests.unit.processor_image.storage.conftest import MakeKb, new_kb_id
+from tests.support.knowledge_bases import MakeKb, new_kb_id
 
 SEQUENCES: list[list[str | list[str]]] = [
     ["hello", "world", "again"],

@@ -13,7 +13,7 @@ from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import pattern_hash
 from processor_image.storage import MemoryKnowledgeBase
 from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
-from tests.unit.processor_image.storage.conftest import Client, new_kb_id
+from tests.support.knowledge_bases import Client, new_kb_id
 
 symbols = st.sampled_from(["a", "b", "c", "d", "VECTOR|f11d", "x.y"])
 events = st.lists(symbols, min_size=1, max_size=3).map(sorted)
