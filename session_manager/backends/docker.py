@@ -1,7 +1,7 @@
 """The ``docker`` backend: one container per session, through the Docker SDK.
 
-Every blocking SDK call goes through ``_docker`` (one ``asyncio.to_thread`` wrapper that also
-turns an unreachable engine into ``BackendUnavailable``). Containers carry two labels,
+Every blocking SDK call goes through ``docker_call`` (one ``asyncio.to_thread`` wrapper that
+also turns an unreachable engine into ``BackendUnavailable``). Containers carry two labels,
 ``io.kato.session`` and ``io.kato.manager``; ``list_owned`` selects by the latter.
 
 Networking, one of:
@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import secrets
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import docker
@@ -36,6 +33,16 @@ from session_manager.backends.base import (
     ProcessorHandle,
     ProcessorSpec,
 )
+from session_manager.backends.docker_containers import (
+    ContainerLimits,
+    docker_call,
+    endpoint_of,
+    listed_endpoint,
+    log_tail,
+    remove_container,
+    remove_dead,
+    run_options,
+)
 from session_manager.errors import BackendUnavailable, StartFailed
 from session_manager.processor_client import ProcessorClient
 from session_manager.settings import Settings, SettingsError
@@ -46,7 +53,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PROCESSOR_PORT = 8000
 _LOG_TAIL_LINES = 40
 _DEAD_LOG_LINES = 10
 _POLL_S = 0.05
@@ -77,14 +83,14 @@ class DockerBackend:
         self.image = image
         self.manager_id = manager_id
         self.network = network
-        self.memory_limit = memory_limit
-        self.cpus = cpus
-        self.pids_limit = pids_limit
+        self.limits = ContainerLimits(memory=memory_limit, cpus=cpus, pids=pids_limit)
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self._network_ready = network is None
         self._starting: set[str] = set()  # names of containers whose start() is running
+
+    _docker = staticmethod(docker_call)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -110,15 +116,6 @@ class DockerBackend:
             stop_timeout_s=settings.stop_timeout_s,
         )
 
-    async def _docker(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking SDK call off the event loop; a dead engine is ``BackendUnavailable``."""
-        try:
-            return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
-        except (NotFound, APIError):
-            raise
-        except DockerException as exc:
-            raise BackendUnavailable(f"Docker engine not reachable: {exc}") from exc
-
     # -- the Backend protocol ---------------------------------------------------------------
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
@@ -128,7 +125,13 @@ class DockerBackend:
         is still creating the container), the container is removed before this returns.
         """
         await self._ensure_network()
-        options = self._run_options(spec)
+        options = run_options(
+            spec,
+            image=self.image,
+            manager_id=self.manager_id,
+            network=self.network,
+            limits=self.limits,
+        )
         name: str = options["name"]
         self._starting.add(name)
         try:
@@ -136,7 +139,7 @@ class DockerBackend:
             endpoint = await self._endpoint(container)
             reason = await self._wait_healthy(container, endpoint, spec.processor_id)
             if reason is not None:
-                tail = await self._log_tail(container)
+                tail = await log_tail(container, _LOG_TAIL_LINES)
                 raise StartFailed(
                     f"processor container did not start: {reason}",
                     processor_id=spec.processor_id,
@@ -145,7 +148,7 @@ class DockerBackend:
                 )
         except BaseException:
             with contextlib.suppress(BackendUnavailable):  # keep the original error
-                await self._remove(name)
+                await remove_container(self._client, name)
             raise
         finally:
             self._starting.discard(name)
@@ -163,7 +166,7 @@ class DockerBackend:
             return
         with contextlib.suppress(NotFound, APIError):
             await self._docker(container.stop, timeout=max(1, round(self.stop_timeout_s)))
-        await self._remove(container.id)
+        await remove_container(self._client, container.id)
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether this manager's container exists and runs."""
@@ -187,13 +190,13 @@ class DockerBackend:
         for row in rows:
             if row.get("State") in ("exited", "dead"):
                 if not self._starting.intersection(n.lstrip("/") for n in row.get("Names") or []):
-                    await self._remove_dead(row)
+                    await remove_dead(self._client, row, _DEAD_LOG_LINES)
                 continue
             handles.append(
                 ProcessorHandle(
                     backend=self.name,
                     ref=row["Id"],
-                    endpoint=self._listed_endpoint(row),
+                    endpoint=listed_endpoint(row, self.network),
                     session_id=(row.get("Labels") or {}).get(SESSION_LABEL),
                 )
             )
@@ -213,32 +216,6 @@ class DockerBackend:
             await asyncio.to_thread(self._client.close)
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def _run_options(self, spec: ProcessorSpec) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "image": self.image,
-            # A suffix, so that a restored session never collides with its old container.
-            "name": f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}",
-            "detach": True,
-            "environment": {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT)},
-            "labels": {SESSION_LABEL: spec.session_id, MANAGER_LABEL: self.manager_id},
-            "mem_limit": self.memory_limit,
-            "nano_cpus": int(self.cpus * 1_000_000_000),
-            "pids_limit": self.pids_limit,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "read_only": True,
-            "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},  # noqa: S108
-            "user": "10001",
-            # The manager checks readiness and liveness itself; the image's HEALTHCHECK (for
-            # standalone use) would start a Python process in every container every 10 s.
-            "healthcheck": {"test": ["NONE"]},
-        }
-        if self.network is not None:
-            options["network"] = self.network
-        else:
-            options["ports"] = {f"{PROCESSOR_PORT}/tcp": ("127.0.0.1", None)}
-        return options
 
     async def _create(self, processor_id: str, options: dict[str, Any]) -> Container:
         """``containers.run``; an engine refusal (no such image, bad option) is ``StartFailed``.
@@ -282,31 +259,15 @@ class DockerBackend:
         On a network the name is known at once; a published port needs a fresh inspect.
         """
         if self.network is not None:
-            return self._endpoint_of(container)
+            return endpoint_of(container, self.network)
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             await self._docker(container.reload)
             with contextlib.suppress(KeyError, TypeError, IndexError):
-                return self._endpoint_of(container)
+                return endpoint_of(container, self.network)
             if container.status == "exited" or time.monotonic() > deadline:
                 return ""
             await asyncio.sleep(_POLL_S)
-
-    def _endpoint_of(self, container: Container) -> str:
-        if self.network is not None:
-            return f"http://{container.name}:{PROCESSOR_PORT}"
-        binding = container.attrs["NetworkSettings"]["Ports"][f"{PROCESSOR_PORT}/tcp"][0]
-        return f"http://127.0.0.1:{binding['HostPort']}"
-
-    def _listed_endpoint(self, row: dict[str, Any]) -> str:
-        """The endpoint from a container-list row; ``""`` when it publishes none."""
-        if self.network is not None:
-            names = row.get("Names") or [""]
-            return f"http://{names[0].lstrip('/')}:{PROCESSOR_PORT}"
-        for port in row.get("Ports") or []:
-            if port.get("PrivatePort") == PROCESSOR_PORT and port.get("PublicPort"):
-                return f"http://127.0.0.1:{port['PublicPort']}"
-        return ""
 
     async def _wait_healthy(
         self, container: Container, endpoint: str, processor_id: str
@@ -333,13 +294,6 @@ class DockerBackend:
                 return f"no healthy answer within {self.start_timeout_s:g} s"
             await asyncio.sleep(_HEALTH_POLL_S)
 
-    async def _log_tail(self, container: Container) -> list[str]:
-        with contextlib.suppress(DockerException):
-            raw: bytes = await self._docker(container.logs, tail=_LOG_TAIL_LINES)
-            lines: list[str] = raw.decode("utf-8", "replace").splitlines()
-            return lines[-_LOG_TAIL_LINES:]
-        return []
-
     async def _owned(self, ref: str) -> Container | None:
         """The container ``ref`` names if it exists and carries this manager's label."""
         try:
@@ -347,38 +301,3 @@ class DockerBackend:
         except NotFound:
             return None
         return container if container.labels.get(MANAGER_LABEL) == self.manager_id else None
-
-    async def _remove_dead(self, row: dict[str, Any]) -> None:
-        """Log an exited container's last lines (why its processor died), then remove it.
-
-        A failure is logged and retried on the next listing.
-        """
-        tail: list[str] = []
-        with contextlib.suppress(DockerException):
-            raw: bytes = await self._docker(self._client.api.logs, row["Id"], tail=_DEAD_LOG_LINES)
-            tail = raw.decode("utf-8", "replace").splitlines()[-_DEAD_LOG_LINES:]
-        try:
-            await self._remove(row["Id"])
-        except BackendUnavailable as exc:
-            log.warning("could not remove an exited container: %s", exc.message)
-            return
-        log.warning(
-            "exited processor container removed",
-            extra={
-                "ref": row["Id"],
-                "session_id": (row.get("Labels") or {}).get(SESSION_LABEL),
-                "state": row.get("Status"),
-                "log_tail": tail,
-            },
-        )
-
-    async def _remove(self, ref: str) -> None:
-        """Force-remove; 404 (gone) and 409 (removal already in progress) are success."""
-        try:
-            container = await self._docker(self._client.containers.get, ref)
-            await self._docker(container.remove, force=True)
-        except NotFound:
-            return
-        except APIError as exc:
-            if exc.status_code not in (404, 409):
-                raise BackendUnavailable(f"could not remove container {ref[:12]}: {exc}") from exc

@@ -28,7 +28,8 @@ from session_manager.backends.base import (
     ProcessorHandle,
     ProcessorSpec,
 )
-from session_manager.backends.docker import PROCESSOR_PORT, DockerBackend
+from session_manager.backends.docker import DockerBackend
+from session_manager.backends.docker_containers import PROCESSOR_PORT
 from session_manager.errors import StartFailed
 from session_manager.settings import Settings, SettingsError
 
@@ -96,10 +97,10 @@ class SwarmBackend(DockerBackend):
 
     def _resources(self) -> Resources:
         resources = Resources(
-            cpu_limit=int(self.cpus * 1_000_000_000),
-            mem_limit=parse_bytes(self.memory_limit),
+            cpu_limit=int(self.limits.cpus * 1_000_000_000),
+            mem_limit=parse_bytes(self.limits.memory),
         )
-        resources["Limits"]["Pids"] = self.pids_limit  # Engine API 1.41; docker-py has no kwarg
+        resources["Limits"]["Pids"] = self.limits.pids  # Engine API 1.41; docker-py has no kwarg
         return resources
 
     async def stop(self, handle: ProcessorHandle) -> None:
