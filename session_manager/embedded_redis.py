@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from session_manager.pids import pid_running
+
 __all__ = ("EmbeddedRedis", "EmbeddedRedisError")
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class EmbeddedRedis:
     @property
     def up(self) -> bool:
         """Whether the server process is alive (the supervisor restarts it when not)."""
-        return self._pid is not None and _alive(self._pid, self._child)
+        return self._pid is not None and pid_running(self._pid, self._child)
 
     def start(self) -> None:
         """Adopt the server a killed manager left running, or start one; blocks until it answers."""
@@ -121,19 +123,19 @@ class EmbeddedRedis:
 
     def _terminate(self) -> None:
         pid = self._pid
-        if pid is None or not _alive(pid, self._child):
+        if pid is None or not pid_running(pid, self._child):
             self._pid = self._child = None
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + _STOP_TIMEOUT_S
-        while _alive(pid, self._child) and time.monotonic() < deadline:
+        while pid_running(pid, self._child) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._kill()
 
     def _kill(self) -> None:
         pid, child = self._pid, self._child
-        if pid is not None and _alive(pid, child):
+        if pid is not None and pid_running(pid, child):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if child is not None:
@@ -147,7 +149,7 @@ class EmbeddedRedis:
             pid = int(self._pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        alive = _alive(pid, None) and _is_ours(pid, self.socket_file)
+        alive = pid_running(pid, None) and _is_ours(pid, self.socket_file)
         return pid if alive and _answers(self.socket_file) else None
 
     def _write_config(self) -> None:
@@ -172,23 +174,6 @@ class EmbeddedRedis:
             return " | ".join(self._logfile.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-
-def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
-    """Whether ``pid`` runs; our own child is reaped, so it never lingers as a zombie."""
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _is_ours(pid: int, socket_file: str) -> bool:

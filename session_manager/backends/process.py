@@ -27,6 +27,7 @@ from pathlib import Path
 
 from session_manager.backends.base import PROBE_TIMEOUT_S, ProcessorHandle, ProcessorSpec
 from session_manager.errors import StartFailed
+from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
 from session_manager.settings import Settings
 
@@ -194,7 +195,7 @@ class ProcessBackend:
                 continue
             pid = int(entry.name)
             env = _environ(pid)
-            if env is None or env.get(MANAGER_MARKER) != self.manager_id or _zombie(pid):
+            if env is None or env.get(MANAGER_MARKER) != self.manager_id or zombie(pid):
                 continue
             handles.append(
                 ProcessorHandle(
@@ -213,7 +214,7 @@ class ProcessBackend:
             del self._children[pid]
             return False
         env = _environ(pid)
-        if env is None or env.get(MANAGER_MARKER) != self.manager_id or _zombie(pid):
+        if env is None or env.get(MANAGER_MARKER) != self.manager_id or zombie(pid):
             return False
         return session_id is None or env.get(SESSION_MARKER) == session_id
 
@@ -233,16 +234,7 @@ class ProcessBackend:
         log.warning("processor survived SIGKILL", extra={"pid": pid})
 
     def _running(self, pid: int) -> bool:
-        child = self._children.get(pid)
-        if child is not None:
-            return child.poll() is None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not _zombie(pid)
+        return pid_running(pid, self._children.get(pid))
 
 
 def _pid(handle: ProcessorHandle) -> int | None:
@@ -268,14 +260,6 @@ def _environ(pid: int) -> dict[str, str] | None:
         if sep:
             env[name.decode(errors="replace")] = value.decode(errors="replace")
     return env
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
