@@ -16,6 +16,7 @@
     ├── ProcessorTimeout (504 PROCESSOR_TIMEOUT)
     ├── ProcessorUnhealthy (503 PROCESSOR_UNAVAILABLE, static processors)
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
+    ├── StartsBusy (503 STARTS_BUSY, Retry-After)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
 Foreign errors (Redis, httpx, Docker) are translated where those libraries are called. A
@@ -45,6 +46,7 @@ __all__ = (
     "SessionExpired",
     "SessionNotFound",
     "StartFailed",
+    "StartsBusy",
     "StoreUnavailable",
     "Unauthorized",
     "UnknownGeneName",
@@ -165,6 +167,17 @@ class StoreUnavailable(KatoError):
     @property
     def headers(self) -> dict[str, str]:
         """Outages are usually short: suggest a retry soon."""
+        return {"Retry-After": "1"}
+
+
+class StartsBusy(KatoError):
+    """A restore or recovery waited the start timeout in line for a start slot and got none."""
+
+    status, code = 503, "STARTS_BUSY"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Slots free up as starts finish: suggest a retry soon."""
         return {"Retry-After": "1"}
 
 

@@ -79,6 +79,21 @@ class Metrics:
             buckets=_START_BUCKETS,
             registry=r,
         )
+        self.start_queue_waiting = Gauge(
+            "kato_start_queue_waiting",
+            "Restores and recoveries waiting here for a start slot (summed over replicas: the "
+            "deployment's line).",
+            registry=r,
+        )
+        self.start_wait = Histogram(
+            "kato_start_wait_seconds",
+            "Time a restore or recovery waited in line for a start slot, by kind and outcome "
+            "(claimed, moved: started elsewhere or ended, timeout: answered 503 STARTS_BUSY, "
+            "abandoned: cancelled or Redis failed).",
+            ["kind", "outcome"],
+            buckets=_START_BUCKETS,
+            registry=r,
+        )
         self.orphans_removed = Counter(
             "kato_orphans_removed",
             "Processors with this manager's label but no record.",

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from session_manager.errors import KatoError
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
 from session_manager.sessions.lifecycle import Lifecycle
+from session_manager.sessions.start_gate import StartGate
 
 __all__ = ("Hibernation",)
 
@@ -34,6 +36,9 @@ class Hibernation:
         self._settings = lifecycle.settings
         self._clock = lifecycle.clock
         self._metrics = lifecycle.metrics
+        self._starts = StartGate(
+            store=self._store, settings=self._settings, clock=self._clock, metrics=self._metrics
+        )
 
     async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
         """Save the processor's state to Redis, remove the processor, mark ``hibernated``.
@@ -94,40 +99,58 @@ class Hibernation:
     async def restore(self, record: SessionRecord) -> SessionRecord | None:
         """Start a new processor for a ``hibernated`` session and load its snapshot into it.
 
+        Waits its turn for a start slot (``MAX_CONCURRENT_STARTS``, shared with creates).
         Returns the ``ready`` record, or ``None`` when another task is already restoring it.
         On failure the session goes back to ``hibernated`` (snapshot kept) and the error is
-        raised.
+        raised; ``StartsBusy`` (503) when no slot came within the start timeout.
         """
-        now = self._clock.now_ms()
-        began = time.perf_counter()
-        slot = now + int((self._settings.start_timeout_s + self._settings.stop_timeout_s) * 1000)
-        claimed = await self._lifecycle.transition(
+        claimed = await self._claim_start(
             record.session_id,
+            kind="restore",
+            slot_s=self._settings.start_timeout_s + self._settings.stop_timeout_s,
             allowed=[SessionStatus.HIBERNATED],
-            to=SessionStatus.STARTING,
-            start_slot=slot,
         )
-        if not claimed.ok:
+        if not claimed:
             return None
-        return await self._restart(record, began)
+        return await self._restart(record, time.perf_counter())
 
     async def recover(self, record: SessionRecord) -> SessionRecord | None:
         """Replace a ``ready`` session's vanished processor, from its snapshot if any.
 
-        For the reconciler. Returns the ready record, or ``None`` when the status changed
-        meanwhile.
+        For the reconciler; waits its turn for a start slot like a restore. Returns the ready
+        record, or ``None`` when the status changed meanwhile.
         """
-        claimed = await self._lifecycle.transition(
+        claimed = await self._claim_start(
             record.session_id,
+            kind="recover",
+            slot_s=self._settings.start_timeout_s,
             allowed=[SessionStatus.READY],
-            to=SessionStatus.STARTING,
             fields={"backend": "", "ref": "", "endpoint": ""},
             idle_deadline="remove",
-            start_slot=self._clock.now_ms() + int(self._settings.start_timeout_s * 1000),
         )
-        if not claimed.ok:
+        if not claimed:
             return None
         return await self._restart(record, time.perf_counter())
+
+    async def _claim_start(
+        self, session_id: str, *, kind: str, slot_s: float, **change: Any
+    ) -> bool:
+        """Wait in line for a start slot (``StartGate``), then CAS the session to ``starting``.
+
+        False when the session left ``change["allowed"]`` or another task is starting it.
+        Raises ``StartsBusy`` (503) when no slot came within the start timeout.
+        """
+        slot = await self._starts.wait_for_slot(
+            session_id, kind=kind, allowed=change["allowed"], slot_s=slot_s
+        )
+        if slot is None:
+            return False
+        claimed = await self._lifecycle.transition(
+            session_id, to=SessionStatus.STARTING, start_slot=slot, **change
+        )
+        if not claimed.ok:
+            await self._starts.release(session_id)
+        return claimed.ok
 
     async def _restart(self, record: SessionRecord, began: float) -> SessionRecord:
         lifecycle = self._lifecycle

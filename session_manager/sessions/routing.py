@@ -196,6 +196,9 @@ class Router:
                 restored = await self._restore(record)
                 if restored is not None:
                     return restored.endpoint
+                # Another task started it: its start gets the whole timeout, however long
+                # this request waited in line for a start slot.
+                deadline = time.monotonic() + self._settle_timeout_s
             elif time.monotonic() >= deadline:
                 raise ProcessorTimeout(
                     f"the session is still {record.status}", session_id=session_id

@@ -5,6 +5,9 @@ Keys, under the prefix (default ``kato:``):
 * ``session:{id}``: hash, the record (``SessionRecord`` fields, genes/labels as JSON, ``ix``)
 * ``deadline:idle`` / ``deadline:hard``: zsets, session id -> deadline ms
 * ``starts``: zset, session id -> start deadline ms (the concurrent-start limit)
+* ``starts:queue``: zset, session id -> arrival ms of restores and recoveries waiting for a
+  start slot (served oldest first); ``starts:waiters``: zset, the same ids -> their waiter's
+  lease expiry ms (a waiter whose manager died drops out when it expires)
 * ``user:{user_id}``: set of that user's session ids (the per-user limit)
 * ``sessions``, ``status:{status}``, ``label:{k}={v}``: listing indexes; zsets with score 0
   whose members (``codec.index_member``) sort by creation time
@@ -34,6 +37,8 @@ class Keys:
         self.idle = f"{prefix}deadline:idle"
         self.hard = f"{prefix}deadline:hard"
         self.starts = f"{prefix}starts"
+        self.start_queue = f"{prefix}starts:queue"
+        self.start_waiters = f"{prefix}starts:waiters"
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
 

@@ -21,6 +21,7 @@ from session_manager.store.lease import LeaderLease
 from session_manager.store.listing import Page, SessionListing
 from session_manager.store.records import RecordReads, Route
 from session_manager.store.snapshots import Snapshots
+from session_manager.store.start_queue import StartClaim, StartQueue
 from session_manager.store.sweeps import SweepReads
 from session_manager.store.writes import SessionWrites
 
@@ -42,6 +43,7 @@ class SessionStore(SessionWrites):
         self._snapshots = Snapshots(client, self.keys)
         self._lease = LeaderLease(client, self.keys.leader)
         self._listing = SessionListing(client, self.keys, clock)
+        self._start_queue = StartQueue(client, self.keys)
 
     # -- the change feed -----------------------------------------------------------------------
 
@@ -96,6 +98,44 @@ class SessionStore(SessionWrites):
     async def exists_many(self, session_ids: Iterable[str]) -> list[bool]:
         """Whether each id has a record (one round trip)."""
         return await self._sweeps.exists_many(session_ids)
+
+    # -- the start queue (restores and recoveries waiting for a slot) -------------------------
+
+    async def claim_start(
+        self,
+        session_id: str,
+        *,
+        allowed: Iterable[SessionStatus],
+        arrival_ms: int,
+        slot_ms: int,
+        max_starts: int,
+    ) -> tuple[StartClaim, int]:
+        """Wait in line for a start slot held ``slot_ms``; the claim and the slot's deadline.
+
+        One attempt: call again (before ``WAITER_LEASE_MS``) while ``queued``.
+        """
+        now = self.clock.now_ms()
+        claim = await self._start_queue.claim(
+            session_id,
+            allowed=allowed,
+            now_ms=now,
+            arrival_ms=arrival_ms,
+            slot_deadline_ms=now + slot_ms,
+            max_starts=max_starts,
+        )
+        return claim, now + slot_ms
+
+    async def leave_start_queue(self, session_id: str) -> None:
+        """Leave the line without a slot."""
+        await self._start_queue.leave(session_id)
+
+    async def release_start(self, session_id: str) -> None:
+        """Give back a claimed slot the session did not use."""
+        await self._start_queue.release(session_id)
+
+    async def starts_waiting(self) -> int:
+        """Sessions waiting for a start slot, on every replica."""
+        return await self._start_queue.waiting(self.clock.now_ms())
 
     # -- hibernation snapshots, reaper lease, health, admin ------------------------------------
 

@@ -69,8 +69,10 @@ class SessionWrites:
         """Write ``record`` (status ``starting``) if every limit has room; else raise.
 
         Raises ``CapacityExceeded`` (429) naming the limit, or ``SessionConflict`` when the id
-        is taken. The start slot stops counting after ``capacity.start_timeout_ms``, so a
-        manager that dies mid-start does not hold it forever (``expired_starts`` lists it).
+        is taken. Restores and recoveries waiting for a start slot count as using one (they go
+        first: ``start_queue``). The start slot stops counting after
+        ``capacity.start_timeout_ms``, so a manager that dies mid-start does not hold it
+        forever (``expired_starts`` lists it).
         """
         now = self.clock.now_ms()
         member = index_member(record.created_at, record.session_id)
@@ -80,6 +82,7 @@ class SessionWrites:
             self.keys.status(SessionStatus.STARTING),
             self.keys.user(record.user_id),
             self.keys.starts,
+            self.keys.start_waiters,
             *self.keys.labels(record.labels),
         ]
         args: list[str | int] = [
