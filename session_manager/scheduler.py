@@ -1,11 +1,13 @@
 """The timers: reaper and reconciler passes on the one instance holding the Redis lease.
 
-APScheduler 3's ``AsyncIOScheduler`` runs three jobs in the app's event loop: the lease
-(acquire or renew every third of ``LEADER_TTL_S``), the reaper every ``REAP_INTERVAL_S`` and the
-reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up. A pass runs only while this
-instance holds ``leader:reaper``; when the holder dies its lease expires and another instance
-takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend hiccup) are logged and the
-next tick tries again; stopping the scheduler never stops processors.
+APScheduler 3's ``AsyncIOScheduler`` runs four jobs in the app's event loop: the lease
+(acquire or renew every third of ``LEADER_TTL_S``), this instance's heartbeat in the replica
+registry (as often, on every instance; see ``store.replicas``), the reaper every
+``REAP_INTERVAL_S`` and the reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up.
+A pass runs only while this instance holds ``leader:reaper``; when the holder dies its lease
+expires and another instance takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend
+hiccup) are logged and the next tick tries again; stopping the scheduler never stops
+processors (``SHUTDOWN_ACTION`` is applied after it, by ``shutdown``).
 """
 
 from __future__ import annotations
@@ -47,11 +49,17 @@ class Scheduler:
     def _ttl_ms(self) -> int:
         return int(self.settings.leader_ttl_s * 1000)
 
+    @property
+    def replica_stale_ms(self) -> int:
+        """An instance whose heartbeat is older than this counts as dead (three missed beats)."""
+        return self._ttl_ms
+
     def start(self) -> None:
         """Add the jobs and start the timers (the lease is tried at once)."""
         now = dt.datetime.now(dt.UTC)
         jobs = (
             (self.hold_lease, self.settings.leader_ttl_s / 3, now),
+            (self.heartbeat, self.settings.leader_ttl_s / 3, now),
             (self.reap, self.settings.reap_interval_s, None),
             (self.reconcile, self.settings.reconcile_interval_s, now),
         )
@@ -99,6 +107,13 @@ class Scheduler:
                 )
             self.leader = taken
             return taken
+
+    async def heartbeat(self) -> None:
+        """Tell the replica registry this instance is alive (every instance, leader or not)."""
+        try:
+            await self.store.replica_beat(self.instance_id, self.replica_stale_ms)
+        except KatoError as exc:
+            log.warning("replica heartbeat failed: %s", exc.message)
 
     async def reap(self) -> None:
         """A reaper pass, on the leader only."""

@@ -10,6 +10,8 @@ Keys, under the prefix (default ``kato:``):
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
+* ``replicas``: zset, manager instance id -> its last heartbeat (Redis time, ms); a stopping
+  manager acts on sessions only when no other live instance is left in it
 * ``changes``: pub/sub channel; every status change and end publishes the session id
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
@@ -36,6 +38,7 @@ class Keys:
         self.starts = f"{prefix}starts"
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
+        self.replicas = f"{prefix}replicas"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""
