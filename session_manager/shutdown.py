@@ -114,16 +114,19 @@ class Shutdown:
         )
         await self._apply(action, targets, deadline, report)
         report.duration_ms = (time.monotonic() - began) * 1000
-        log.info(
-            "manager stopping: shutdown action done",
-            extra={
-                "shutdown_action": action,
-                "done": len(report.done),
-                "failed": len(report.failed),
-                "left_running": report.left,
-                "duration_ms": round(report.duration_ms, 1),
-            },
-        )
+        summary = {
+            "shutdown_action": action,
+            "done": len(report.done),
+            "failed": len(report.failed),
+            "duration_ms": round(report.duration_ms, 1),
+        }
+        if report.left:
+            log.warning(
+                "shutdown timeout: sessions left running for the next manager",
+                extra={**summary, "left_running": report.left},
+            )
+        else:
+            log.info("manager stopping: shutdown action done", extra=summary)
         return report
 
     async def _targets(self, statuses: tuple[SessionStatus, ...]) -> list[str]:
