@@ -163,7 +163,7 @@ async def test_sessions_not_reached_within_the_timeout_are_left_running_and_adop
     assert left.items() <= pids.items()  # the ones left are the same processors, untouched
     output = process.log_path.read_text()
     assert "shutdown timeout: sessions left running for the next manager" in output
-    assert all(session_id in output for session_id in left.values())
+    assert all(str(session_id) in output for session_id in left.values())
 
     manager = await process.start()
     try:
@@ -179,4 +179,5 @@ async def test_the_start_up_log_names_the_effective_shutdown_action(
     with caplog.at_level(logging.INFO, logger="session_manager.app"):
         await start_manager(make_settings())
     started = [r for r in caplog.records if r.getMessage() == "manager started"]
-    assert [r.shutdown_action for r in started] == ["keep"]  # external Redis: a deployment
+    # An external Redis is a deployment: processors outlive a manager restart.
+    assert [getattr(r, "shutdown_action", None) for r in started] == ["keep"]
