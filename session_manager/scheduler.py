@@ -43,6 +43,8 @@ class Scheduler:
         self.instance_id = f"{settings.manager_id}-{uuid.uuid4().hex[:12]}"
         self.leader = False
         self._lease_lock = asyncio.Lock()
+        self._beat_lock = asyncio.Lock()
+        self._stopped = False
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
 
     @property
@@ -82,6 +84,8 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop the timers and give the lease up so that another instance takes over at once."""
         self._scheduler.shutdown(wait=False)
+        async with self._beat_lock:  # a heartbeat in flight must not re-register a stopped instance
+            self._stopped = True
         if self.leader:
             try:
                 await self.store.release_leader(self.instance_id)
@@ -110,10 +114,13 @@ class Scheduler:
 
     async def heartbeat(self) -> None:
         """Tell the replica registry this instance is alive (every instance, leader or not)."""
-        try:
-            await self.store.replica_beat(self.instance_id, self.replica_stale_ms)
-        except KatoError as exc:
-            log.warning("replica heartbeat failed: %s", exc.message)
+        async with self._beat_lock:
+            if self._stopped:
+                return
+            try:
+                await self.store.replica_beat(self.instance_id, self.replica_stale_ms)
+            except KatoError as exc:
+                log.warning("replica heartbeat failed: %s", exc.message)
 
     async def reap(self) -> None:
         """A reaper pass, on the leader only."""
