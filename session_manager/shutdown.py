@@ -190,5 +190,9 @@ class Shutdown:
                 extra={"session_id": session_id, "shutdown_action": action, "error": exc.message},
             )
             return
+        except Exception as exc:  # a bug must not stop the other sessions' shutdown
+            report.failed[session_id] = repr(exc)
+            log.exception("shutdown action crashed", extra={"session_id": session_id})
+            return
         if changed:
             report.done.append(session_id)
