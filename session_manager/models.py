@@ -49,6 +49,8 @@ class EndReason(enum.StrEnum):
     MAX_AGE = "max_age"
     PROCESSOR_LOST = "processor_lost"
     START_FAILED = "start_failed"
+    MANAGER_STOPPED = "manager_stopped"
+    """The last manager of the deployment stopped with ``SHUTDOWN_ACTION=delete``."""
 
 
 class Tombstone(msgspec.Struct, frozen=True, kw_only=True):

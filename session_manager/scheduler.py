@@ -1,11 +1,13 @@
 """The timers: reaper and reconciler passes on the one instance holding the Redis lease.
 
-APScheduler 3's ``AsyncIOScheduler`` runs three jobs in the app's event loop: the lease
-(acquire or renew every third of ``LEADER_TTL_S``), the reaper every ``REAP_INTERVAL_S`` and the
-reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up. A pass runs only while this
-instance holds ``leader:reaper``; when the holder dies its lease expires and another instance
-takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend hiccup) are logged and the
-next tick tries again; stopping the scheduler never stops processors.
+APScheduler 3's ``AsyncIOScheduler`` runs four jobs in the app's event loop: the lease
+(acquire or renew every third of ``LEADER_TTL_S``), this instance's heartbeat in the replica
+registry (as often, on every instance; see ``store.replicas``), the reaper every
+``REAP_INTERVAL_S`` and the reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up.
+A pass runs only while this instance holds ``leader:reaper``; when the holder dies its lease
+expires and another instance takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend
+hiccup) are logged and the next tick tries again; stopping the scheduler never stops
+processors (``SHUTDOWN_ACTION`` is applied after it, by ``shutdown``).
 """
 
 from __future__ import annotations
@@ -41,17 +43,25 @@ class Scheduler:
         self.instance_id = f"{settings.manager_id}-{uuid.uuid4().hex[:12]}"
         self.leader = False
         self._lease_lock = asyncio.Lock()
+        self._beat_lock = asyncio.Lock()
+        self._stopped = False
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
 
     @property
     def _ttl_ms(self) -> int:
         return int(self.settings.leader_ttl_s * 1000)
 
+    @property
+    def replica_stale_ms(self) -> int:
+        """An instance whose heartbeat is older than this counts as dead (three missed beats)."""
+        return self._ttl_ms
+
     def start(self) -> None:
         """Add the jobs and start the timers (the lease is tried at once)."""
         now = dt.datetime.now(dt.UTC)
         jobs = (
             (self.hold_lease, self.settings.leader_ttl_s / 3, now),
+            (self.heartbeat, self.settings.leader_ttl_s / 3, now),
             (self.reap, self.settings.reap_interval_s, None),
             (self.reconcile, self.settings.reconcile_interval_s, now),
         )
@@ -74,6 +84,8 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop the timers and give the lease up so that another instance takes over at once."""
         self._scheduler.shutdown(wait=False)
+        async with self._beat_lock:  # a heartbeat in flight must not re-register a stopped instance
+            self._stopped = True
         if self.leader:
             try:
                 await self.store.release_leader(self.instance_id)
@@ -99,6 +111,16 @@ class Scheduler:
                 )
             self.leader = taken
             return taken
+
+    async def heartbeat(self) -> None:
+        """Tell the replica registry this instance is alive (every instance, leader or not)."""
+        async with self._beat_lock:
+            if self._stopped:
+                return
+            try:
+                await self.store.replica_beat(self.instance_id, self.replica_stale_ms)
+            except KatoError as exc:
+                log.warning("replica heartbeat failed: %s", exc.message)
 
     async def reap(self) -> None:
         """A reaper pass, on the leader only."""

@@ -18,9 +18,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ("BackendName", "Settings", "SettingsError", "default_data_dir")
+__all__ = ("BackendName", "Settings", "SettingsError", "ShutdownAction", "default_data_dir")
 
 BackendName = Literal["process", "docker", "swarm", "static"]
+ShutdownAction = Literal["keep", "hibernate", "delete"]
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
@@ -89,6 +90,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     processor_pids_limit: PositiveInt = 128
     processors_file: str | None = None
     kato_processors: str | None = None
+    shutdown_action: ShutdownAction | None = None
+    """Unset: see ``effective_shutdown_action`` (derived from the backend and Redis)."""
+    shutdown_timeout_s: PositiveFloat = 30.0
+    """An orderly stop begins no new hibernation or end after this long; the rest keep running."""
     gateway_health_interval_s: PositiveFloat = 5.0
     """How often each static processor's ``/health`` is checked (gateway mode)."""
     manager_id: str = ""
@@ -98,6 +103,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_proxy_body_bytes: PositiveInt = 16 * 1024 * 1024
     proxy_max_connections: PositiveInt = 512
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def effective_shutdown_action(self) -> ShutdownAction:
+        """What an orderly stop does to this deployment's live sessions.
+
+        Unset ``SHUTDOWN_ACTION`` means ``hibernate`` for the embedded default (``process``
+        backend, embedded Redis: one manager on one machine, where processors left behind are a
+        surprise) and ``keep`` otherwise (a rolling restart must not interrupt users; the next
+        manager adopts the processors).
+        """
+        if self.shutdown_action is not None:
+            return self.shutdown_action
+        embedded = self.backend == "process" and self.redis_url is None
+        return "hibernate" if embedded else "keep"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

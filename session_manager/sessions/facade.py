@@ -80,6 +80,7 @@ class Sessions:
         # The parts' own methods: each signature and docstring is written once, there.
         self.create = self._lifecycle.create
         self.end = self._lifecycle.end
+        self.wait_for_starts = self._lifecycle.wait_for_starts
         self.resolve = self._router.resolve
         self.hibernate = self._hibernation.hibernate
         self.restore = self._hibernation.restore

@@ -87,6 +87,11 @@ class Lifecycle:
         """Starts running in the background here (``create(wait=False)``, or a client gone)."""
         return len(self._tasks)
 
+    async def wait_for_starts(self, timeout_s: float) -> None:
+        """Wait, at most ``timeout_s``, for the starts in flight here to finish (shutdown)."""
+        if self._tasks and timeout_s > 0:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     async def aclose(self) -> None:
         """Let starts in flight finish (bounded by the start timeout); processors keep running."""
         if self._tasks:

@@ -10,6 +10,7 @@ Modules, one job each:
 * ``records``: the reads a request makes (record, route, tombstone)
 * ``sweeps``: the reaper's and reconciler's reads (due deadlines, expired starts, by status)
 * ``snapshots``: hibernated processor state; ``lease``: the reaper's leader lease
+* ``replicas``: the live manager instances (heartbeats), so only the last one to stop acts
 * ``listing``: admin counts and cursor pages; ``feed``: the change feed (pub/sub)
 * ``sessions``: ``SessionStore``, the one object callers hold, handing each call on
 """

@@ -13,6 +13,8 @@ Keys, under the prefix (default ``kato:``):
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
+* ``replicas``: zset, manager instance id -> its last heartbeat (Redis time, ms); a stopping
+  manager acts on sessions only when no other live instance is left in it
 * ``changes``: pub/sub channel; every status change and end publishes the session id
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
@@ -41,6 +43,7 @@ class Keys:
         self.start_waiters = f"{prefix}starts:waiters"
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
+        self.replicas = f"{prefix}replicas"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

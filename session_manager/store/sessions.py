@@ -3,7 +3,7 @@
 It keeps the public surface in one place: the scripted compare-and-set writes come from
 ``writes``, and each other call goes to the module that owns the concern: ``records``
 (request reads), ``sweeps`` (reaper and reconciler reads), ``snapshots``, ``lease``,
-``listing`` (admin) and ``feed``.
+``listing`` (admin), ``feed`` and ``replicas`` (which manager instances are alive).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from session_manager.store.keys import Keys
 from session_manager.store.lease import LeaderLease
 from session_manager.store.listing import Page, SessionListing
 from session_manager.store.records import RecordReads, Route
+from session_manager.store.replicas import ReplicaRegistry
 from session_manager.store.snapshots import Snapshots
 from session_manager.store.start_queue import StartClaim, StartQueue
 from session_manager.store.sweeps import SweepReads
@@ -42,6 +43,7 @@ class SessionStore(SessionWrites):
         self._sweeps = SweepReads(client, self.keys)
         self._snapshots = Snapshots(client, self.keys)
         self._lease = LeaderLease(client, self.keys.leader)
+        self._replicas = ReplicaRegistry(client, self.keys.replicas)
         self._listing = SessionListing(client, self.keys, clock)
         self._start_queue = StartQueue(client, self.keys)
 
@@ -170,6 +172,20 @@ class SessionStore(SessionWrites):
     async def leader(self) -> str | None:
         """Who holds the reaper lease now."""
         return await self._lease.holder()
+
+    # -- the replica registry ------------------------------------------------------------------
+
+    async def replica_beat(self, instance_id: str, stale_ms: int) -> int:
+        """Mark this manager instance alive now; how many instances are alive, itself included."""
+        return await self._replicas.beat(instance_id, stale_ms)
+
+    async def replica_leave(self, instance_id: str, stale_ms: int) -> int:
+        """This manager instance stops: how many other instances are still alive."""
+        return await self._replicas.leave(instance_id, stale_ms)
+
+    async def replicas(self) -> list[str]:
+        """The registered manager instance ids (stale ones until the next beat drops them)."""
+        return await self._replicas.members()
 
     @translate_redis_errors
     async def ping(self) -> None:

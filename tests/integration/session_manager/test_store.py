@@ -254,6 +254,7 @@ async def test_every_key_the_store_writes_is_one_keys_spells(
     await store.reserve(record("s2", clock, user_id="bob", labels={"tier": "gold"}), ROOMY)
     await store.save_snapshot("s1", b"{}")
     await store.acquire_leader("a", 10_000)
+    await store.replica_beat("a", 10_000)
     await store.transition("s1", allowed=[SessionStatus.READY], to=SessionStatus.HIBERNATED)
     await store.end("s2", "deleted", 60)
     keys = store.keys
@@ -263,6 +264,7 @@ async def test_every_key_the_store_writes_is_one_keys_spells(
         keys.hard,
         keys.starts,
         keys.leader,
+        keys.replicas,
         *keys.all_statuses(),
         *(keys.session(i) for i in ("s1", "s2")),
         *(keys.snapshot(i) for i in ("s1", "s2")),
@@ -330,6 +332,33 @@ async def test_leader_lease_has_one_holder_until_it_expires_or_is_released(
     assert await store.acquire_leader("b", 50)
     await asyncio.sleep(0.1)
     assert await store.acquire_leader("c", 10_000)
+
+
+async def test_only_the_last_live_replica_to_leave_sees_no_others(
+    store: SessionStore, redis_url: str
+) -> None:
+    assert await store.replica_beat("a", 10_000) == 1
+    assert await store.replica_beat("b", 10_000) == 2
+    assert await store.replica_beat("a", 10_000) == 2  # a heartbeat refreshes, never adds
+    # Two replicas stopping one after the other: the first leaves the sessions to the second.
+    assert await store.replica_leave("a", 10_000) == 1
+    assert await store.replica_leave("b", 10_000) == 0
+    assert await store.replicas() == []
+
+
+async def test_a_replica_silent_past_the_stale_time_no_longer_counts(
+    store: SessionStore, redis_url: str
+) -> None:
+    await store.replica_beat("killed", 10_000)
+    await store.replica_beat("alive", 10_000)
+    # What a replica killed a minute ago leaves behind: its last heartbeat, a minute old.
+    client = aioredis.Redis.from_url(redis_url)
+    (seconds, micros) = await client.time()
+    await client.zadd(store.keys.replicas, {"killed": seconds * 1000 + micros // 1000 - 60_000})
+    await client.aclose()
+    assert set(await store.replicas()) == {"killed", "alive"}
+    assert await store.replica_leave("alive", 10_000) == 0
+    assert await store.replicas() == []
 
 
 async def test_iter_status_walks_every_id_in_batches(

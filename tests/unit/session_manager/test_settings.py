@@ -46,6 +46,26 @@ def test_values_are_converted_and_empty_variables_count_as_unset() -> None:
     assert settings.data_dir == "/data/kato-sessions"
 
 
+@pytest.mark.parametrize(
+    ("env", "action"),
+    [
+        ({}, "hibernate"),  # make run: nothing may keep running behind a laptop's Ctrl-C
+        ({"REDIS_URL": "redis://redis:6379/0"}, "keep"),
+        ({"BACKEND": "docker", "REDIS_URL": "redis://redis:6379/0"}, "keep"),
+        ({"BACKEND": "swarm"}, "keep"),  # a rolling restart must not interrupt users
+        ({"BACKEND": "docker", "SHUTDOWN_ACTION": "delete"}, "delete"),
+        ({"SHUTDOWN_ACTION": "keep"}, "keep"),
+    ],
+)
+def test_the_shutdown_action_unset_follows_the_deployment(env: dict[str, str], action: str) -> None:
+    assert Settings.from_env(env).effective_shutdown_action == action
+
+
+def test_an_unknown_shutdown_action_is_named() -> None:
+    with pytest.raises(SettingsError, match="SHUTDOWN_ACTION='stop'"):
+        Settings.from_env({"SHUTDOWN_ACTION": "stop"})
+
+
 def test_every_bad_variable_is_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"LISTEN_PORT": "eighty", "BACKEND": "k8s", "MAX_SESSIONS": "0"})

@@ -80,6 +80,7 @@ def test_every_key_sits_under_the_prefix() -> None:
         keys.starts,
         keys.changes,
         keys.leader,
+        keys.replicas,
         keys.session("s"),
         keys.user("u"),
         keys.label("team", "a"),
