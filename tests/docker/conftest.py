@@ -14,6 +14,7 @@ import io
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -43,7 +44,14 @@ __all__ = (
     "fx_start_manager",
 )
 
-pytestmark = pytest.mark.docker
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/docker ``docker`` (``pytestmark`` in a conftest marks none)."""
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(name="docker_client", scope="session")
