@@ -30,6 +30,7 @@ from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.processor_client import ProcessorClient
 from session_manager.proxy import Forwarder
+from session_manager.proxy.journaling import RequestJournal
 from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis
@@ -79,6 +80,8 @@ def create_app(
         state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
         state.backend = backend or make_backend(settings)
         state.forwarder = Forwarder.from_settings(settings, state.metrics)
+        if settings.journal == "on":
+            state.forwarder.journal = RequestJournal(state.store.journal)
         state.processors = ProcessorClient(
             read_timeout_s=settings.proxy_read_timeout_s,
             connect_timeout_s=settings.proxy_connect_timeout_s,

@@ -23,7 +23,7 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError
+from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
@@ -81,15 +81,31 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
     body = await forwarder.read_body(request.stream(), content_length)
-    return await forwarder.forward(
-        request.method,
-        processor.endpoint,
-        _processor_path(scope),
-        scope["query_string"],
-        headers,
-        body,
-        request_id_from(headers),
-    )
+    journaled = not sessions.is_static(session_id)
+    for attempt in (1, 2):
+        try:
+            return await forwarder.forward(
+                request.method,
+                processor.endpoint,
+                _processor_path(scope),
+                scope["query_string"],
+                headers,
+                body,
+                request_id_from(headers),
+                session_id=session_id if journaled else None,
+            )
+        except ProcessorUnavailable:
+            # Refused or reset: if the processor is gone, recover the session now (checkpoint
+            # plus journal) and send the request once more. Not acknowledged before, it is not
+            # in the journal, so it is applied exactly once.
+            if (
+                attempt == 2
+                or not journaled
+                or not await sessions.recover_lost(session_id, processor.endpoint)
+            ):
+                raise
+            processor = await sessions.resolve(session_id, authorization)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:

@@ -10,6 +10,10 @@ Keys, under the prefix (default ``kato:``):
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
+* ``journal:{id}``: zset, the session's acknowledged mutating requests since its checkpoint,
+  scored by the processor's sequence number (``store.journal``)
+* ``checkpointing:{id}``: string with PX TTL, held while a checkpoint or hibernation snapshot is
+  taken, saved and the journal trimmed (one at a time per session)
 * ``changes``: pub/sub channel; every status change and end publishes the session id
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
@@ -68,3 +72,11 @@ class Keys:
     def snapshot(self, session_id: str) -> str:
         """A hibernated session's processor state."""
         return f"{self.prefix}snapshot:{session_id}"
+
+    def journal(self, session_id: str) -> str:
+        """The session's journal of acknowledged mutating requests, scored by sequence number."""
+        return f"{self.prefix}journal:{session_id}"
+
+    def checkpointing(self, session_id: str) -> str:
+        """The lock held while the session's snapshot is taken, saved and its journal trimmed."""
+        return f"{self.prefix}checkpointing:{session_id}"

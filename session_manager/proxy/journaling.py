@@ -1,0 +1,87 @@
+"""What the proxy journals: an applied mutating request, as the processor applied it.
+
+The processor marks every request that changed its state with ``X-Kato-Seq`` (its sequence
+number). Before that reply goes to the client, ``RequestJournal.record`` appends the request
+to the session's journal (``store.journal``); if the append fails the client gets 503
+``STORE_UNAVAILABLE`` instead: the write was not acknowledged. Observations sent without a
+``unique_id`` are journaled with the one the processor assigned (it is in the reply), so a
+replay is exact. A WebSocket message is journaled as ``POST /message`` with its frame, which
+the processor answers exactly as ``/ws`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from session_manager.store.journal import Journal, JournalEntry
+
+__all__ = ("SEQ_HEADER", "RequestJournal", "journaled_body", "journaled_frame")
+
+SEQ_HEADER = b"x-kato-seq"
+"""The processor's reply header naming the sequence number a mutating request got."""
+
+_OBSERVING = frozenset({"/observe", "/observe-sequence", "/message"})
+_json_decode = msgspec.json.decode
+_json_encode = msgspec.json.encode
+
+
+def _with_unique_id(observation: Any, assigned: Any) -> bool:
+    """Fill in ``unique_id`` from the reply when the request had none; whether it changed."""
+    if not isinstance(observation, dict) or observation.get("unique_id"):
+        return False
+    if not isinstance(assigned, dict) or not isinstance(assigned.get("unique_id"), str):
+        return False
+    observation["unique_id"] = assigned["unique_id"]
+    return True
+
+
+def journaled_body(path: str, body: bytes, reply: bytes) -> bytes:
+    """The request body to replay: ``body`` with the processor's assigned unique ids."""
+    if path not in _OBSERVING or not body:
+        return body
+    try:
+        request, answer = _json_decode(body), _json_decode(reply)
+    except msgspec.DecodeError:
+        return body
+    changed = False
+    if path == "/observe":
+        changed = _with_unique_id(request, answer)
+    elif path == "/observe-sequence":
+        observations = request.get("observations") if isinstance(request, dict) else None
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if isinstance(observations, list) and isinstance(results, list):
+            for observation, result in zip(observations, results, strict=False):
+                changed = _with_unique_id(observation, result) or changed
+    elif path == "/message":
+        return journaled_frame(body, answer)
+    return _json_encode(request) if changed else body
+
+
+def journaled_frame(frame: bytes, reply: Any) -> bytes:
+    """A WebSocket ``observe`` frame with the unique id the processor assigned filled in."""
+    try:
+        message = _json_decode(frame)
+    except msgspec.DecodeError:
+        return frame
+    if not isinstance(message, dict) or message.get("type") != "observe":
+        return frame
+    payload = message.get("payload")
+    data = reply.get("data") if isinstance(reply, dict) else None
+    if _with_unique_id(payload, data):
+        return _json_encode(message)
+    return frame
+
+
+class RequestJournal:
+    """The proxy's side of the journal: appends entries, raises when they cannot be kept."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def record(
+        self, session_id: str, seq: int, method: str, path: str, query: str, body: bytes
+    ) -> None:
+        """Append one applied request; ``StoreUnavailable`` when Redis cannot keep it."""
+        await self.journal.append(session_id, JournalEntry(seq, method, path, query, body))
