@@ -22,6 +22,7 @@ from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
+from session_manager.checkpointer import Checkpointer
 from session_manager.clock import Clock, SystemClock
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
@@ -80,8 +81,6 @@ def create_app(
         state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
         state.backend = backend or make_backend(settings)
         state.forwarder = Forwarder.from_settings(settings, state.metrics)
-        if settings.journal == "on":
-            state.forwarder.journal = RequestJournal(state.store.journal)
         state.processors = ProcessorClient(
             read_timeout_s=settings.proxy_read_timeout_s,
             connect_timeout_s=settings.proxy_connect_timeout_s,
@@ -97,6 +96,13 @@ def create_app(
             processors=state.processors,
         )
         state.sessions.start_watching()
+        state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
+        if settings.journal == "on":
+            state.forwarder.journal = RequestJournal(
+                state.store.journal,
+                max_entries=settings.checkpoint_max_entries,
+                on_long=state.checkpointer.soon,
+            )
         parts = {
             "settings": settings,
             "store": state.store,
@@ -107,7 +113,11 @@ def create_app(
         state.reaper = Reaper(**parts)
         state.reconciler = Reconciler(**parts, backend=state.backend)
         state.scheduler = Scheduler(
-            settings=settings, store=state.store, reaper=state.reaper, reconciler=state.reconciler
+            settings=settings,
+            store=state.store,
+            reaper=state.reaper,
+            reconciler=state.reconciler,
+            checkpointer=state.checkpointer if settings.journal == "on" else None,
         )
         state.scheduler.start()
         log.info(
@@ -120,6 +130,7 @@ def create_app(
             await state.scheduler.stop()
             if state.gateway is not None:
                 await state.gateway.close()
+            await state.checkpointer.aclose()
             await state.sessions.aclose()
             await state.processors.aclose()
             await state.forwarder.aclose()

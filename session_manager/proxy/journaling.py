@@ -11,6 +11,7 @@ the processor answers exactly as ``/ws`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -75,13 +76,28 @@ def journaled_frame(frame: bytes, reply: Any) -> bytes:
 
 
 class RequestJournal:
-    """The proxy's side of the journal: appends entries, raises when they cannot be kept."""
+    """The proxy's side of the journal: appends entries, raises when they cannot be kept.
 
-    def __init__(self, journal: Journal) -> None:
+    A journal reaching ``max_entries`` is handed to ``on_long`` (a checkpoint, in the
+    background), so that a busy session's replay stays short.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        max_entries: int,
+        on_long: Callable[[str], None] | None = None,
+    ) -> None:
         self.journal = journal
+        self.max_entries = max_entries
+        self.on_long = on_long
 
     async def record(
         self, session_id: str, seq: int, method: str, path: str, query: str, body: bytes
     ) -> None:
         """Append one applied request; ``StoreUnavailable`` when Redis cannot keep it."""
-        await self.journal.append(session_id, JournalEntry(seq, method, path, query, body))
+        entry = JournalEntry(seq, method, path, query, body)
+        length = await self.journal.append(session_id, entry)
+        if length >= self.max_entries and self.on_long is not None:
+            self.on_long(session_id)

@@ -58,13 +58,13 @@ class Journal:
         self._append = register_script(client, "journal_append.lua")
 
     @translate_redis_errors
-    async def append(self, session_id: str, entry: JournalEntry) -> bool:
-        """Record an acknowledged request; False when the session has ended (nothing to keep)."""
-        appended = await self._append(
+    async def append(self, session_id: str, entry: JournalEntry) -> int:
+        """Record an acknowledged request; the journal's length, 0 when the session ended."""
+        length = await self._append(
             keys=[self.keys.session(session_id), self.keys.journal(session_id)],
             args=[entry.seq, _encode(entry)],
         )
-        return bool(appended)
+        return int(length)
 
     @translate_redis_errors
     async def entries_after(self, session_id: str, seq: int) -> list[JournalEntry]:

@@ -163,3 +163,33 @@ async def test_unique_ids_the_processor_assigned_are_replayed(manager: Manager) 
         )
     assert predictions.status_code == 200
     assert await state(manager, session) == before
+
+
+async def test_a_checkpoint_pass_trims_the_journal_of_what_it_saved(manager: Manager) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    store = manager.app.state.store
+    await drive(manager, session, "a b")
+    assert await manager.app.state.checkpointer.checkpoint_once() == [sid]
+    assert await store.journal.length(sid) == 0
+    assert await manager.app.state.checkpointer.checkpoint_once() == []  # nothing new
+    await drive(manager, session, "c")
+    before = await state(manager, session)
+    await kill(manager, session)
+    assert await state(manager, session) == before
+
+
+async def test_a_long_journal_is_checkpointed_at_once(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(make_settings(checkpoint_max_entries=3))
+    session = await manager.create()
+    sid = session["session_id"]
+    store = manager.app.state.store
+    await drive(manager, session, "a b c")  # 4 entries: over the limit
+    for _ in range(100):
+        if await store.has_snapshot(sid) and await store.journal.length(sid) < 4:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.has_snapshot(sid)
+    assert await store.journal.length(sid) < 4
