@@ -29,9 +29,12 @@ from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_
 
 if TYPE_CHECKING:
     from litestar.types import Scope
+    from websockets.asyncio.client import ClientConnection
 
     from session_manager.clock import Clock
+    from session_manager.proxy.journaling import SocketJournal
     from session_manager.sessions import Sessions
+    from session_manager.sessions.routing import ProcessorRoute
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
@@ -121,6 +124,32 @@ def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
     return authorization, urlencode([(n, v) for n, v in pairs if n != "token"])
 
 
+async def _connect(
+    sessions: Sessions,
+    forwarder: Forwarder,
+    socket: WebSocket[Any, Any, Any],
+    processor: ProcessorRoute,
+    query: str,
+    journal: SocketJournal | None,
+) -> ClientConnection:
+    """Open the processor's ``/ws``; a processor found gone is recovered first (as for HTTP)."""
+    subprotocols = socket.scope.get("subprotocols", [])
+    request_id = request_id_from(socket.scope["headers"])
+    session_id = processor.session_id
+    try:
+        return await forwarder.websockets.connect(
+            processor.endpoint, query, subprotocols, request_id, journaled=journal is not None
+        )
+    except ProcessorUnavailable:
+        if journal is None or not await sessions.recover_lost(session_id, processor.endpoint):
+            raise
+    authorization, _ = _ws_credentials(socket)
+    processor = await sessions.resolve(session_id, authorization)
+    return await forwarder.websockets.connect(
+        processor.endpoint, query, subprotocols, request_id, journaled=True
+    )
+
+
 @websocket("/session/{session_id:str}/ws", name="session-ws-proxy")
 async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
@@ -131,9 +160,12 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     authorization, query = _ws_credentials(socket)
     try:
         processor = await sessions.resolve(session_id, authorization)
-        upstream = await forwarder.websockets.connect(
-            processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
+        journal = (
+            forwarder.journal.for_socket(session_id)
+            if forwarder.journal is not None and not sessions.is_static(session_id)
+            else None
         )
+        upstream = await _connect(sessions, forwarder, socket, processor, query, journal)
     except KatoError as exc:
         log.info(
             "websocket refused",
@@ -150,6 +182,7 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
             socket,
             upstream,
             lambda: forwarder.activity.mark(session_id, sessions.touch, clock.now_ms()),
+            journal,
         )
         log.info(
             "websocket closed",

@@ -11,6 +11,8 @@ the processor answers exactly as ``/ws`` does.
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +20,19 @@ import msgspec
 
 from session_manager.store.journal import Journal, JournalEntry
 
-__all__ = ("SEQ_HEADER", "RequestJournal", "journaled_body", "journaled_frame")
+__all__ = (
+    "JOURNAL_HEADER",
+    "SEQ_HEADER",
+    "RequestJournal",
+    "SocketJournal",
+    "journaled_body",
+    "journaled_frame",
+)
 
 SEQ_HEADER = b"x-kato-seq"
 """The processor's reply header naming the sequence number a mutating request got."""
+JOURNAL_HEADER = "X-Kato-Journal"
+"""On the processor ``/ws`` handshake: put ``data.seq`` in replies to state-changing frames."""
 
 _OBSERVING = frozenset({"/observe", "/observe-sequence", "/message"})
 _json_decode = msgspec.json.decode
@@ -101,3 +112,46 @@ class RequestJournal:
         length = await self.journal.append(session_id, entry)
         if length >= self.max_entries and self.on_long is not None:
             self.on_long(session_id)
+
+    def for_socket(self, session_id: str) -> SocketJournal:
+        """The journal of one proxied WebSocket of the session."""
+        return SocketJournal(self, session_id)
+
+
+_SEQ_TAIL = re.compile(rb',"seq":(\d+)\}\}$')
+"""How the processor ends a journaled reply: ``data.seq`` is the last key of the last object."""
+
+
+class SocketJournal:
+    """One WebSocket's frames in flight, matched to the processor's replies (one each, in order).
+
+    ``sent`` notes each client frame as it goes to the processor; ``reply`` takes each
+    processor message: a reply carrying ``data.seq`` is journaled (as ``POST /message`` with
+    the frame) and handed back without it, so clients see the frames they always saw.
+    """
+
+    def __init__(self, journal: RequestJournal, session_id: str) -> None:
+        self._journal = journal
+        self._session_id = session_id
+        self._in_flight: deque[bytes] = deque()
+
+    def sent(self, frame: str | bytes) -> None:
+        """A client frame is on its way to the processor."""
+        self._in_flight.append(frame.encode() if isinstance(frame, str) else frame)
+
+    async def reply(self, message: str | bytes) -> str | bytes:
+        """The processor's reply to the oldest frame in flight, journaled if it changed state."""
+        frame = self._in_flight.popleft() if self._in_flight else b""
+        raw = message.encode() if isinstance(message, str) else message
+        tail = _SEQ_TAIL.search(raw)
+        if tail is None:
+            return message
+        stripped = raw[: tail.start()] + b"}}"
+        body = frame
+        if b'"observe"' in frame:
+            try:
+                body = journaled_frame(frame, _json_decode(stripped))
+            except msgspec.DecodeError:
+                body = frame
+        await self._journal.record(self._session_id, int(tail[1]), "POST", "/message", "", body)
+        return stripped.decode() if isinstance(message, str) else stripped

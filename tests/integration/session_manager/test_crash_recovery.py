@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import connect
 
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
 
@@ -193,3 +195,34 @@ async def test_a_long_journal_is_checkpointed_at_once(
         await asyncio.sleep(0.05)
     assert await store.has_snapshot(sid)
     assert await store.journal.length(sid) < 4
+
+
+async def test_websocket_writes_are_journaled_and_clients_see_unchanged_frames(
+    manager: Manager,
+) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    url = f"{manager.ws_url}/session/{sid}/ws"
+    frames = [
+        {"type": "observe", "payload": {"strings": ["a"], "vectors": [], "emotives": {}}},
+        {"type": "get_stm"},
+        {"type": "observe", "payload": {"strings": ["b"], "vectors": [], "emotives": {"j": 1}}},
+        {"type": "learn"},
+        {"type": "update_genes", "payload": {"genes": {"recall_threshold": 0.4}}},
+        {"type": "observe", "payload": {"strings": ["a"], "vectors": [], "emotives": {}}},
+    ]
+    async with connect(url, additional_headers=auth(session), proxy=None) as ws:
+        replies = []
+        for frame in frames:
+            await ws.send(json.dumps(frame))
+            replies.append(json.loads(await ws.recv()))
+    assert all("seq" not in reply["data"] for reply in replies)
+    assert [r["type"] for r in replies][:2] == ["observation_result", "stm"]
+    assert await manager.app.state.store.journal.length(sid) == 5
+    before = await state(manager, session)
+    await kill(manager, session)
+    assert await state(manager, session) == before
+    assert before["seq"] == 5
+    async with connect(url, additional_headers=auth(session), proxy=None) as ws:
+        await ws.send(json.dumps({"type": "get_stm"}))
+        assert json.loads(await ws.recv())["data"]["stm"] == [["a"]]
