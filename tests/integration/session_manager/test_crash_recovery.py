@@ -40,7 +40,7 @@ async def drive(manager: Manager, session: dict[str, Any], words: str) -> list[i
             f"{base}/observe", json={"strings": [word], "emotives": {"joy": 0.5}}, headers=headers
         )
         assert reply.status_code == 200, reply.text
-        numbers.append(int(reply.headers["x-kato-seq"]))
+        numbers.append(int(reply.headers.get("x-kato-seq", 0)))
     reply = await manager.client.post(f"{base}/learn", headers=headers)
     assert reply.status_code == 200, reply.text
     return numbers
