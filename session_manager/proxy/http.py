@@ -58,6 +58,21 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
+_WRITES = frozenset(
+    {
+        "/observe",
+        "/observe-sequence",
+        "/learn",
+        "/clear-stm",
+        "/clear-short-term-memory",
+        "/clear-all",
+        "/clear-all-memory",
+        "/genes/update",
+        "/state",
+    }
+)
+"""Paths whose success changes a processor's state (an older processor does not number them)."""
+
 _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
 
@@ -258,7 +273,11 @@ class Forwarder:
     ) -> None:
         """Journal a request the processor applied; its reply waits for the append."""
         seq = next((v for n, v in response.headers if n.lower() == SEQ_HEADER), None)
-        if seq is None or not seq.isdigit() or self.journal is None:
+        if self.journal is None:
+            return
+        if seq is None or not seq.isdigit():
+            if 200 <= response.status < 300 and method in ("POST", "PUT") and path in _WRITES:
+                await self.journal.journal.mark_unnumbered(session_id)  # an older processor
             return
         if response.stream is not None:  # a big reply (a long sequence): the ids are in it
             response.body = await response.stream.read()

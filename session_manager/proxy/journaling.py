@@ -122,6 +122,10 @@ _SEQ_TAIL = re.compile(rb',"seq":(\d+)\}\}$')
 """How the processor ends a journaled reply: ``data.seq`` is the last key of the last object."""
 
 
+_UNNUMBERED_RESULTS = (b'{"type":"observation_result"', b'{"type":"learn_result"')
+"""Replies to writes; without ``data.seq`` the processor predates the journal."""
+
+
 class SocketJournal:
     """One WebSocket's frames in flight, matched to the processor's replies (one each, in order).
 
@@ -134,6 +138,7 @@ class SocketJournal:
         self._journal = journal
         self._session_id = session_id
         self._in_flight: deque[bytes] = deque()
+        self._unnumbered = False
 
     def sent(self, frame: str | bytes) -> None:
         """A client frame is on its way to the processor."""
@@ -145,6 +150,9 @@ class SocketJournal:
         raw = message.encode() if isinstance(message, str) else message
         tail = _SEQ_TAIL.search(raw)
         if tail is None:
+            if raw.startswith(_UNNUMBERED_RESULTS) and not self._unnumbered:
+                self._unnumbered = True  # a processor older than the journal
+                await self._journal.journal.mark_unnumbered(self._session_id)
             return message
         stripped = raw[: tail.start()] + b"}}"
         body = frame

@@ -229,9 +229,14 @@ class Hibernation:
         """Whether a lost processor's state can be rebuilt: a checkpoint, or the journal on.
 
         With the journal on, a session with neither snapshot nor entries never had an
-        acknowledged write since it started: a fresh processor is its exact state.
+        acknowledged write since it started: a fresh processor is its exact state. Unless its
+        processor is of an image older than the journal (writes without ``X-Kato-Seq``).
         """
-        return self._settings.journal == "on" or await self._store.has_snapshot(session_id)
+        if await self._store.has_snapshot(session_id):
+            return True
+        return self._settings.journal == "on" and not await self._store.journal.unnumbered(
+            session_id
+        )
 
     async def recover_lost(self, session_id: str, endpoint: str) -> bool:
         """A proxied request could not reach ``endpoint``: recover the session now if it is lost.

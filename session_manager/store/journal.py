@@ -33,6 +33,9 @@ __all__ = ("Journal", "JournalEntry")
 
 
 _LOCK_POLL_S = 0.05
+_UNNUMBERED = b"unnumbered"
+"""A member scored -1: the session's processor applied a write without a sequence number (an
+image older than the journal), so an empty journal does not mean "no writes"."""
 
 
 class JournalEntry(msgspec.Struct, array_like=True, frozen=True):
@@ -65,6 +68,19 @@ class Journal:
             args=[entry.seq, _encode(entry)],
         )
         return int(length)
+
+    @translate_redis_errors
+    async def mark_unnumbered(self, session_id: str) -> None:
+        """Note that the processor applies writes the journal cannot keep (no ``X-Kato-Seq``)."""
+        await self._append(
+            keys=[self.keys.session(session_id), self.keys.journal(session_id)],
+            args=[-1, _UNNUMBERED],
+        )
+
+    @translate_redis_errors
+    async def unnumbered(self, session_id: str) -> bool:
+        """Whether writes went unjournaled since the last checkpoint (see ``mark_unnumbered``)."""
+        return await self.redis.zscore(self.keys.journal(session_id), _UNNUMBERED) is not None
 
     @translate_redis_errors
     async def entries_after(self, session_id: str, seq: int) -> list[JournalEntry]:
