@@ -23,6 +23,7 @@ from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
+from session_manager.checkpointer import Checkpointer
 from session_manager.clock import Clock, SystemClock
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
@@ -31,6 +32,7 @@ from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.processor_client import ProcessorClient
 from session_manager.proxy import Forwarder
+from session_manager.proxy.journaling import RequestJournal
 from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
 from session_manager.redis_client import connect_redis
@@ -96,6 +98,13 @@ def create_app(
             processors=state.processors,
         )
         state.sessions.start_watching()
+        state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
+        if settings.journal == "on":
+            state.forwarder.journal = RequestJournal(
+                state.store.journal,
+                max_entries=settings.checkpoint_max_entries,
+                on_long=state.checkpointer.soon,
+            )
         parts = {
             "settings": settings,
             "store": state.store,
@@ -106,7 +115,11 @@ def create_app(
         state.reaper = Reaper(**parts)
         state.reconciler = Reconciler(**parts, backend=state.backend)
         state.scheduler = Scheduler(
-            settings=settings, store=state.store, reaper=state.reaper, reconciler=state.reconciler
+            settings=settings,
+            store=state.store,
+            reaper=state.reaper,
+            reconciler=state.reconciler,
+            checkpointer=state.checkpointer if settings.journal == "on" else None,
         )
         state.shutdown = Shutdown(
             settings=settings,
@@ -135,6 +148,7 @@ def create_app(
                 log.exception("shutdown action failed")
             if state.gateway is not None:
                 await state.gateway.close()
+            await state.checkpointer.aclose()
             await state.sessions.aclose()
             await state.processors.aclose()
             await state.forwarder.aclose()

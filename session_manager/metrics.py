@@ -68,6 +68,15 @@ class Metrics:
         )
         self.reaped = Counter("kato_reaped", "Sessions reaped, by reason.", ["reason"], registry=r)
         self.hibernations = Counter("kato_hibernations", "Sessions hibernated.", registry=r)
+        self.checkpoints = Counter(
+            "kato_checkpoints", "Running sessions checkpointed (journal trimmed).", registry=r
+        )
+        self.recoveries = Counter(
+            "kato_recoveries",
+            "Lost processors replaced from checkpoint and journal, by who noticed.",
+            ["by"],
+            registry=r,
+        )
         self.restores = Counter(
             "kato_restores",
             "Hibernated or lost sessions restored into a new processor.",

@@ -18,13 +18,17 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import msgspec
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 
-__all__ = ("ProcessorClient", "RawReply")
+__all__ = ("REPLAY_SEQ_HEADER", "ProcessorClient", "RawReply")
+
+REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
+"""On a replayed request: the sequence number it had the first time (the processor takes it)."""
 
 _BODY_EXCERPT = 500
 
@@ -97,10 +101,12 @@ class ProcessorClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         timeout_s: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RawReply:
         """One request; any status comes back. Only transport failures raise."""
         url = endpoint + path
-        headers = {"content-type": "application/json"} if content is not None else None
+        if content is not None:
+            headers = {"content-type": "application/json", **(headers or {})}
         extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         with _translated(method, url):
             response = await self._http.request(
@@ -116,9 +122,19 @@ class ProcessorClient:
         *,
         content: bytes | None = None,
         timeout_s: float | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> bytes:
         """One request that must succeed: a non-2xx answer is ``ProcessorUnavailable``."""
-        reply = await self.exchange(method, endpoint, path, content=content, timeout_s=timeout_s)
+        reply = await self.exchange(
+            method,
+            endpoint,
+            path,
+            content=content,
+            timeout_s=timeout_s,
+            headers=headers,
+            params=params,
+        )
         if not 200 <= reply.status < 300:
             raise ProcessorUnavailable(
                 f"processor {method} {endpoint}{path} answered {reply.status}",
@@ -153,9 +169,28 @@ class ProcessorClient:
         """``GET /state``: the processor's snapshot, as sent (JSON)."""
         return await self.call("GET", endpoint, "/state")
 
-    async def put_state(self, endpoint: str, snapshot: bytes) -> None:
-        """``PUT /state``: load a snapshot taken by ``get_state``."""
-        await self.call("PUT", endpoint, "/state", content=snapshot)
+    async def put_state(self, endpoint: str, snapshot: bytes, *, seq: int | None = None) -> None:
+        """``PUT /state``: load a snapshot taken by ``get_state``.
+
+        ``seq``, the snapshot's sequence number, is sent as ``X-Kato-Replay-Seq`` so that the
+        processor's numbering resumes there (a checkpoint before a journal replay).
+        """
+        headers = None if seq is None else {REPLAY_SEQ_HEADER: str(seq)}
+        await self.call("PUT", endpoint, "/state", content=snapshot, headers=headers)
+
+    async def replay(
+        self, endpoint: str, seq: int, method: str, path: str, query: str, body: bytes
+    ) -> None:
+        """Apply a journaled request again, as request number ``seq``; it must succeed."""
+        params = dict(parse_qsl(query, keep_blank_values=True)) if query else None
+        await self.call(
+            method,
+            endpoint,
+            path,
+            content=body,
+            headers={REPLAY_SEQ_HEADER: str(seq)},
+            params=params,
+        )
 
     async def genes(self, endpoint: str, names: Iterable[str]) -> dict[str, Any]:
         """The live value of each named gene (``GET /gene/{name}``, all at once).

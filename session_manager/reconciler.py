@@ -3,8 +3,9 @@
 * A processor carrying this manager's label that no record claims is an orphan (a manager
   died between starting it and recording it, or a removal failed); it is removed once it has
   been an orphan for ``ORPHAN_GRACE_S``, so that a start in flight is never mistaken for one.
-* A ``ready`` record whose processor is gone is restarted from its snapshot when there is one,
-  else ended with reason ``processor_lost``.
+* A ``ready`` record whose processor is gone is restarted from its checkpoint and journal
+  (``Sessions.recoverable``: always with ``JOURNAL=on``, else only from a snapshot), else ended
+  with reason ``processor_lost``. The proxy usually gets there first (``recover_lost``).
 * A ``starting`` record whose start slot expired (its manager died mid-start) is ended.
 
 Nothing here runs when Redis cannot be read: an outage never makes processors look orphaned.
@@ -133,11 +134,12 @@ class Reconciler:
                 continue
             session_id = record.session_id
             try:
-                if await self.store.has_snapshot(session_id):
+                if await self.sessions.recoverable(session_id):
                     if await self.sessions.recover(record) is not None:
                         report.recovered.append(session_id)
+                        self.metrics.recoveries.labels(by="reconciler").inc()
                         log.info(
-                            "lost processor replaced from snapshot",
+                            "lost processor replaced from checkpoint and journal",
                             extra={"session_id": session_id},
                         )
                 elif await self.sessions.end(

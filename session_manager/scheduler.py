@@ -1,13 +1,14 @@
 """The timers: reaper and reconciler passes on the one instance holding the Redis lease.
 
-APScheduler 3's ``AsyncIOScheduler`` runs four jobs in the app's event loop: the lease
+APScheduler 3's ``AsyncIOScheduler`` runs its jobs in the app's event loop: the lease
 (acquire or renew every third of ``LEADER_TTL_S``), this instance's heartbeat in the replica
 registry (as often, on every instance; see ``store.replicas``), the reaper every
-``REAP_INTERVAL_S`` and the reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up.
-A pass runs only while this instance holds ``leader:reaper``; when the holder dies its lease
-expires and another instance takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend
-hiccup) are logged and the next tick tries again; stopping the scheduler never stops
-processors (``SHUTDOWN_ACTION`` is applied after it, by ``shutdown``).
+``REAP_INTERVAL_S``, the reconciler every ``RECONCILE_INTERVAL_S`` plus once at start-up, and
+(``JOURNAL=on``) the checkpointer every ``CHECKPOINT_INTERVAL_S``. A pass runs only while this
+instance holds ``leader:reaper``; when the holder dies its lease expires and another instance
+takes over within ``LEADER_TTL_S``. Errors (Redis down, a backend hiccup) are logged and the
+next tick tries again; stopping the scheduler never stops processors (``SHUTDOWN_ACTION`` is
+applied after it, by ``shutdown``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from session_manager.checkpointer import Checkpointer
 from session_manager.errors import KatoError
 from session_manager.reaper import Reaper
 from session_manager.reconciler import Reconciler
@@ -34,12 +37,19 @@ class Scheduler:
     """Owns the APScheduler instance and this instance's claim on the lease."""
 
     def __init__(
-        self, *, settings: Settings, store: SessionStore, reaper: Reaper, reconciler: Reconciler
+        self,
+        *,
+        settings: Settings,
+        store: SessionStore,
+        reaper: Reaper,
+        reconciler: Reconciler,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.reaper = reaper
         self.reconciler = reconciler
+        self.checkpointer = checkpointer
         self.instance_id = f"{settings.manager_id}-{uuid.uuid4().hex[:12]}"
         self.leader = False
         self._lease_lock = asyncio.Lock()
@@ -59,12 +69,14 @@ class Scheduler:
     def start(self) -> None:
         """Add the jobs and start the timers (the lease is tried at once)."""
         now = dt.datetime.now(dt.UTC)
-        jobs = (
+        jobs: list[tuple[Callable[[], Awaitable[object]], float, dt.datetime | None]] = [
             (self.hold_lease, self.settings.leader_ttl_s / 3, now),
             (self.heartbeat, self.settings.leader_ttl_s / 3, now),
             (self.reap, self.settings.reap_interval_s, None),
             (self.reconcile, self.settings.reconcile_interval_s, now),
-        )
+        ]
+        if self.checkpointer is not None:
+            jobs.append((self.checkpoint, self.settings.checkpoint_interval_s, None))
         for job, every_s, first in jobs:
             # APScheduler reads an explicit ``next_run_time=None`` as "paused": pass it only
             # for the jobs that also run at start-up.
@@ -132,6 +144,21 @@ class Scheduler:
             log.warning("reaper pass failed: %s", exc.message)
         except Exception:
             log.exception("reaper pass failed")
+
+    async def checkpoint(self) -> None:
+        """A checkpoint pass (journaled sessions' state saved, journals trimmed), on the leader."""
+        if self.checkpointer is None or not await self.hold_lease():
+            return
+        try:
+            done = await self.checkpointer.checkpoint_once()
+        except KatoError as exc:
+            log.warning("checkpoint pass failed: %s", exc.message)
+            return
+        except Exception:
+            log.exception("checkpoint pass failed")
+            return
+        if done:
+            log.info("checkpoint pass", extra={"checkpointed": len(done)})
 
     async def reconcile(self) -> None:
         """A reconciler pass, on the leader only."""

@@ -103,6 +103,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_proxy_body_bytes: PositiveInt = 16 * 1024 * 1024
     proxy_max_connections: PositiveInt = 512
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    journal: Literal["on", "off"] = "on"
+    """``on``: every acknowledged mutating request is journaled in Redis before the client hears
+    back, and a lost processor is recovered from its checkpoint plus the journal."""
+    checkpoint_interval_s: PositiveFloat = 30.0
+    """How often the leader checkpoints sessions whose journal has entries (then trims it)."""
+    checkpoint_max_entries: PositiveInt = 1000
+    """A session whose journal holds this many entries is checkpointed at the next pass."""
 
     @property
     def effective_shutdown_action(self) -> ShutdownAction:

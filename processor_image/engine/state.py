@@ -18,6 +18,8 @@ class ProcessorState(msgspec.Struct, kw_only=True):
 
     ``knowledge`` carries the whole knowledge base only when the store does not outlive the
     process (the memory store); a MongoDB-backed processor finds its knowledge by ``kb_id``.
+    ``seq`` is not the engine's: the service sets it (see ``service.runtime.Runtime.seq``); the
+    manager trims its journal of what a checkpoint already holds by it.
     """
 
     genes: Genes
@@ -31,6 +33,8 @@ class ProcessorState(msgspec.Struct, kw_only=True):
     percept_data: dict[str, Any]
     predictions: list[dict[str, Any]]
     knowledge: KnowledgeDump | None = None
+    seq: Annotated[int, Meta(ge=0)] = 0
+    """Mutating requests applied so far (the service's counter; 0 in older snapshots)."""
 
     def __post_init__(self) -> None:
         """Reject cached predictions the API could not serve back (a hand-made body)."""

@@ -12,7 +12,7 @@ from processor_image.service.config import ServiceConfig
 from processor_image.service.errors import EXCEPTION_HANDLERS
 from processor_image.service.routes import ROUTES
 from processor_image.service.runtime import Runtime
-from processor_image.service.ws import ws
+from processor_image.service.ws import message, ws
 
 __all__ = ("create_app",)
 
@@ -30,7 +30,7 @@ def create_app(config: ServiceConfig) -> Litestar:
             runtime.close()
 
     return Litestar(
-        route_handlers=[*ROUTES, ws],
+        route_handlers=[*ROUTES, message, ws],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=config.max_body_bytes,

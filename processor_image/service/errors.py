@@ -56,8 +56,13 @@ class SequenceFailed(ProcessorError):
     Answered with its cause's status, code and message, plus where the sequence stopped.
     """
 
-    def __init__(self, cause: EngineError, index: int, completed: list[Any]) -> None:
-        super().__init__(cause.message, index=index, completed=completed)
+    def __init__(
+        self, cause: EngineError, index: int, completed: list[Any], seq: int | None = None
+    ) -> None:
+        details: dict[str, Any] = {"index": index, "completed": completed}
+        if seq is not None:  # some observations took effect: the sequence number they got
+            details["seq"] = seq
+        super().__init__(cause.message, **details)
         self.status, self.code = cause.status, cause.code
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, TypeVar
 
 import msgspec
-from litestar import get, post, put
+from litestar import Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -17,7 +18,7 @@ from processor_image.service.errors import (
     SequenceFailed,
     documented,
 )
-from processor_image.service.runtime import Runtime
+from processor_image.service.runtime import REPLAY_SEQ_HEADER, SEQ_HEADER, Runtime
 from processor_image.service.schemas import (
     CognitionDataResponse,
     GeneResponse,
@@ -43,9 +44,24 @@ _YIELD_EVERY = 200
 """Observations between yields to the event loop inside ``/observe-sequence`` (lock held)."""
 
 
+_Body = TypeVar("_Body")
+
+AnyRequest = Request[Any, Any, Any]
+
+
 def _runtime(state: State) -> Runtime:
     runtime: Runtime = state.runtime
     return runtime
+
+
+def _applied(runtime: Runtime, request: AnyRequest) -> int:
+    """Count a mutating request that changed state (lock held); see ``Runtime.applied``."""
+    return runtime.applied(request.headers.get(REPLAY_SEQ_HEADER))
+
+
+def _sequenced(body: _Body, seq: int) -> Response[_Body]:
+    """A mutating request's reply, with the sequence number it got in ``X-Kato-Seq``."""
+    return Response(body, headers={SEQ_HEADER: str(seq)})
 
 
 @get("/health", sync_to_thread=False)
@@ -74,18 +90,25 @@ async def status(state: State) -> StatusResponse:
 
 
 @post("/observe", status_code=200, responses=documented(*BODY, 503))
-async def observe(state: State, data: JSONBody[ObserveRequest]) -> ObserveResponse:
+async def observe(
+    state: State, request: AnyRequest, data: JSONBody[ObserveRequest]
+) -> Response[ObserveResponse]:
     """One observation (spec §2)."""
     runtime = _runtime(state)
     async with runtime.lock:
-        return runtime.observe(data)
+        reply = runtime.observe(data)
+        return _sequenced(reply, _applied(runtime, request))
 
 
 @post("/observe-sequence", status_code=200, responses=documented(*BODY, 503))
 async def observe_sequence(
-    state: State, data: JSONBody[ObserveSequenceRequest]
-) -> ObserveSequenceResponse:
-    """Many observations in order under one lock hold (one round trip instead of many)."""
+    state: State, request: AnyRequest, data: JSONBody[ObserveSequenceRequest]
+) -> Response[ObserveSequenceResponse]:
+    """Many observations in order under one lock hold (one round trip instead of many).
+
+    A sequence that fails part-way keeps the observations before the failure and counts as
+    applied (``details.seq``), so the manager can journal the part that took effect.
+    """
     runtime = _runtime(state)
     results: list[ObserveResponse] = []
     async with runtime.lock:
@@ -93,10 +116,14 @@ async def observe_sequence(
             try:
                 results.append(runtime.observe(observation))
             except EngineError as exc:
-                raise SequenceFailed(exc, index, msgspec.to_builtins(results)) from exc
+                seq = _applied(runtime, request) if results else None
+                raise SequenceFailed(exc, index, msgspec.to_builtins(results), seq) from exc
             if index % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # /health keeps answering during a long sequence
-    return ObserveSequenceResponse(results=results, processor_id=runtime.processor_id)
+        seq = _applied(runtime, request)
+    return _sequenced(
+        ObserveSequenceResponse(results=results, processor_id=runtime.processor_id), seq
+    )
 
 
 @get(["/stm", "/short-term-memory"])
@@ -108,31 +135,42 @@ async def stm(state: State) -> StmResponse:
 
 
 @post("/learn", status_code=200, responses=documented(503))
-async def learn(state: State) -> LearnResponse:
+async def learn(state: State, request: AnyRequest) -> Response[LearnResponse]:
     """Learn STM as a pattern; the body is ignored."""
     runtime = _runtime(state)
     async with runtime.lock:
         name = runtime.processor.learn()
+        seq = _applied(runtime, request)
     message = f"Learned pattern: {name}" if name else "Insufficient data for learning"
-    return LearnResponse(pattern_name=name, processor_id=runtime.processor_id, message=message)
+    return _sequenced(
+        LearnResponse(pattern_name=name, processor_id=runtime.processor_id, message=message), seq
+    )
 
 
 @post(["/clear-stm", "/clear-short-term-memory"], status_code=200)
-async def clear_stm(state: State) -> MessageResponse:
+async def clear_stm(state: State, request: AnyRequest) -> Response[MessageResponse]:
     """Clear STM and what derives from it."""
     runtime = _runtime(state)
     async with runtime.lock:
         runtime.processor.clear_stm()
-    return MessageResponse(status="okay", message="stm-cleared", processor_id=runtime.processor_id)
+        seq = _applied(runtime, request)
+    return _sequenced(
+        MessageResponse(status="okay", message="stm-cleared", processor_id=runtime.processor_id),
+        seq,
+    )
 
 
 @post(["/clear-all", "/clear-all-memory"], status_code=200, responses=documented(503))
-async def clear_all(state: State) -> MessageResponse:
+async def clear_all(state: State, request: AnyRequest) -> Response[MessageResponse]:
     """Clear STM, time and the whole knowledge base; genes stay."""
     runtime = _runtime(state)
     async with runtime.lock:
         runtime.processor.clear_all()
-    return MessageResponse(status="okay", message="all-cleared", processor_id=runtime.processor_id)
+        seq = _applied(runtime, request)
+    return _sequenced(
+        MessageResponse(status="okay", message="all-cleared", processor_id=runtime.processor_id),
+        seq,
+    )
 
 
 @get("/predictions")
@@ -164,13 +202,17 @@ async def pattern(state: State, pattern_id: FromPath[str]) -> PatternResponse:
 
 
 @post("/genes/update", status_code=200, responses=documented(400, *BODY))
-async def genes_update(state: State, data: JSONBody[GenesUpdateRequest]) -> MessageResponse:
+async def genes_update(
+    state: State, request: AnyRequest, data: JSONBody[GenesUpdateRequest]
+) -> Response[MessageResponse]:
     """Apply every gene update or, when one name or value is refused, none (spec §5.2)."""
     runtime = _runtime(state)
     async with runtime.lock:
         runtime.processor.update_genes(data.genes)
-    return MessageResponse(
-        status="okay", message="genes-updated", processor_id=runtime.processor_id
+        seq = _applied(runtime, request)
+    return _sequenced(
+        MessageResponse(status="okay", message="genes-updated", processor_id=runtime.processor_id),
+        seq,
     )
 
 
@@ -224,26 +266,43 @@ async def metrics(state: State) -> MetricsResponse:
 
 @get("/state")
 async def get_state(state: State) -> ProcessorState:
-    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge)."""
+    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
+
+    ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position).
+    """
     runtime = _runtime(state)
     async with runtime.lock:
-        return runtime.processor.snapshot()
+        return msgspec.structs.replace(runtime.processor.snapshot(), seq=runtime.seq)
 
 
 @put("/state", status_code=200, responses=documented(400, *BODY, 503))
-async def put_state(state: State, data: JSONBody[ProcessorState]) -> StatusResponse:
-    """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
+async def put_state(
+    state: State, request: AnyRequest, data: JSONBody[ProcessorState]
+) -> Response[StatusResponse]:
+    """Restore a snapshot; the processor becomes indistinguishable from the one that took it.
+
+    The counter goes on from the larger of its own next number and the snapshot's ``seq``
+    (a checkpoint loaded into a fresh processor resumes its numbering), or takes
+    ``X-Kato-Replay-Seq`` when the manager sends it.
+    """
     runtime = _runtime(state)
     async with runtime.lock:
         runtime.processor.restore(data)
+        replay = request.headers.get(REPLAY_SEQ_HEADER)
+        seq = runtime.applied(replay)
+        if replay is None and data.seq > seq:
+            seq = runtime.seq = data.seq
         p = runtime.processor
-        return StatusResponse(
-            status="okay",
-            processor_id=runtime.processor_id,
-            processor_name=p.name,
-            uptime=runtime.uptime(),
-            stm_length=p.stm_length,
-            time=p.time,
+        return _sequenced(
+            StatusResponse(
+                status="okay",
+                processor_id=runtime.processor_id,
+                processor_name=p.name,
+                uptime=runtime.uptime(),
+                stm_length=p.stm_length,
+                time=p.time,
+            ),
+            seq,
         )
 
 

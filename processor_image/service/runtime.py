@@ -11,7 +11,12 @@ from processor_image.service.config import ServiceConfig
 from processor_image.service.schemas import ObserveRequest, ObserveResponse
 from processor_image.storage import open_knowledge_base
 
-__all__ = ("Runtime", "generated_unique_id")
+__all__ = ("REPLAY_SEQ_HEADER", "SEQ_HEADER", "Runtime", "generated_unique_id")
+
+SEQ_HEADER = "X-Kato-Seq"
+"""On every mutating reply: the sequence number the request got (the manager journals by it)."""
+REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
+"""On a request the manager replays after a crash: the sequence number it had the first time."""
 
 
 def generated_unique_id(prefix: str) -> str:
@@ -26,6 +31,8 @@ class Runtime:
         self.config = config
         self.started = time.monotonic()
         self.lock = asyncio.Lock()
+        self.seq = 0
+        """Mutating requests applied (HTTP and WebSocket); snapshots carry it (``state.seq``)."""
         kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url)
         self.processor = Processor(
             processor_id=config.processor_id,
@@ -43,6 +50,18 @@ class Runtime:
     def uptime(self) -> float:
         """Seconds since the service started."""
         return time.monotonic() - self.started
+
+    def applied(self, replay_seq: str | None = None) -> int:
+        """Count one applied mutating request and return its sequence number; lock held.
+
+        A replayed request (``X-Kato-Replay-Seq``) takes the number it had the first time, so
+        the numbering after a recovery goes on where the crashed processor's left off.
+        """
+        if replay_seq is not None and replay_seq.isdigit():
+            self.seq = int(replay_seq)
+        else:
+            self.seq += 1
+        return self.seq
 
     def observe(self, request: ObserveRequest) -> ObserveResponse:
         """One HTTP observation; the caller holds the lock."""

@@ -1,9 +1,15 @@
 """``WS /ws``: the spec's message types (§7.3), each answered once, under the same lock as HTTP.
 
-Every frame gets exactly one reply. A frame the service cannot use (not JSON, not an object,
-no string ``type``, a payload of the wrong shape) is answered with an ``error`` message saying
-what to send instead, and the socket stays open (this project's rule; the reference closed it
-with 1011).
+Every frame gets exactly one reply, in order. A frame the service cannot use (not JSON, not
+an object, no string ``type``, a payload of the wrong shape) is answered with an ``error``
+message saying what to send instead, and the socket stays open (this project's rule; the
+reference closed it with 1011).
+
+Journaling (the session manager's crash recovery): a handshake carrying ``X-Kato-Journal: 1``
+gets ``"seq": n`` inside ``data`` of every reply to a message that changed state (the manager
+strips it). ``POST /message`` answers one message over HTTP exactly as ``/ws`` would, with the
+reply's ``seq`` in ``X-Kato-Seq``; the manager replays journaled WebSocket messages through it
+(``X-Kato-Replay-Seq`` as for any replayed request).
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ import time
 from typing import Any, cast
 
 import msgspec
-from litestar import WebSocket, websocket
+from litestar import Request, Response, WebSocket, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 
 from processor_image.errors import ProcessorError
-from processor_image.service.runtime import Runtime, generated_unique_id
+from processor_image.service.runtime import (
+    REPLAY_SEQ_HEADER,
+    SEQ_HEADER,
+    Runtime,
+    generated_unique_id,
+)
 
-__all__ = ("ws",)
+__all__ = ("JOURNAL_HEADER", "message", "ws")
+
+JOURNAL_HEADER = "X-Kato-Journal"
+"""On the ``/ws`` handshake: put each state-changing reply's sequence number in ``data.seq``."""
 
 
 _TYPES = (
@@ -32,6 +46,7 @@ _TYPES = (
     "update_genes",
     "ping",
 )
+_MUTATING = frozenset({"observe", "learn", "clear_stm", "clear_all", "update_genes"})
 _EXAMPLE = '{"type": "ping", "payload": {}}'
 _UNIQUE_ID = "a string; send {} for the latest predictions"
 _GENES = 'an object of gene names to values, e.g. {"recall_threshold": 0.3}'
@@ -154,6 +169,31 @@ def _error(message: str) -> dict[str, Any]:
     return {"type": "error", "data": {"message": message}}
 
 
+def _answer(
+    runtime: Runtime, frame: str | bytes, replay_seq: str | None
+) -> tuple[dict[str, Any], int | None]:
+    """The reply to one frame and, when it changed state, its sequence number; lock taken here."""
+    try:
+        kind, payload = _parse(frame)
+    except _BadMessage as exc:
+        return _error(str(exc)), None
+    reply = _handle(runtime, kind, payload)
+    if kind in _MUTATING and reply["type"] != "error":
+        return reply, runtime.applied(replay_seq)
+    return reply, None
+
+
+@post("/message", status_code=200, include_in_schema=False)
+async def message(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """One WebSocket message over HTTP: the reply ``/ws`` would send (journal replay)."""
+    runtime: Runtime = request.app.state.runtime
+    frame = await request.body()
+    async with runtime.lock:
+        reply, seq = _answer(runtime, frame, request.headers.get(REPLAY_SEQ_HEADER))
+    headers = {SEQ_HEADER: str(seq)} if seq is not None else None
+    return Response(msgspec.json.encode(reply), media_type="application/json", headers=headers)
+
+
 async def _receive(socket: WebSocket[Any, Any, Any]) -> str | bytes:
     """The next frame, text or binary as sent."""
     event = cast("WebSocketReceiveEvent | WebSocketDisconnectEvent", await socket.receive())
@@ -170,17 +210,15 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
     if runtime is None:
         await socket.close(code=1011, reason="Processor not initialized")
         return
+    journaled = socket.headers.get(JOURNAL_HEADER) == "1"
     await socket.accept()
     try:
         while True:
             frame = await _receive(socket)
-            try:
-                kind, payload = _parse(frame)
-            except _BadMessage as exc:
-                reply = _error(str(exc))
-            else:
-                async with runtime.lock:
-                    reply = _handle(runtime, kind, payload)
+            async with runtime.lock:
+                reply, seq = _answer(runtime, frame, None)
+            if journaled and seq is not None:
+                reply["data"]["seq"] = seq
             await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
     except WebSocketDisconnect:
         return

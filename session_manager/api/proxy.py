@@ -23,15 +23,18 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError
+from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
 if TYPE_CHECKING:
     from litestar.types import Scope
+    from websockets.asyncio.client import ClientConnection
 
     from session_manager.clock import Clock
+    from session_manager.proxy.journaling import SocketJournal
     from session_manager.sessions import Sessions
+    from session_manager.sessions.routing import ProcessorRoute
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
@@ -81,15 +84,31 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
     body = await forwarder.read_body(request.stream(), content_length)
-    return await forwarder.forward(
-        request.method,
-        processor.endpoint,
-        _processor_path(scope),
-        scope["query_string"],
-        headers,
-        body,
-        request_id_from(headers),
-    )
+    journaled = not sessions.is_static(session_id)
+    for attempt in (1, 2):
+        try:
+            return await forwarder.forward(
+                request.method,
+                processor.endpoint,
+                _processor_path(scope),
+                scope["query_string"],
+                headers,
+                body,
+                request_id_from(headers),
+                session_id=session_id if journaled else None,
+            )
+        except ProcessorUnavailable:
+            # Refused or reset: if the processor is gone, recover the session now (checkpoint
+            # plus journal) and send the request once more. Not acknowledged before, it is not
+            # in the journal, so it is applied exactly once.
+            if (
+                attempt == 2
+                or not journaled
+                or not await sessions.recover_lost(session_id, processor.endpoint)
+            ):
+                raise
+            processor = await sessions.resolve(session_id, authorization)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
@@ -105,6 +124,32 @@ def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
     return authorization, urlencode([(n, v) for n, v in pairs if n != "token"])
 
 
+async def _connect(
+    sessions: Sessions,
+    forwarder: Forwarder,
+    socket: WebSocket[Any, Any, Any],
+    processor: ProcessorRoute,
+    query: str,
+    journal: SocketJournal | None,
+) -> ClientConnection:
+    """Open the processor's ``/ws``; a processor found gone is recovered first (as for HTTP)."""
+    subprotocols = socket.scope.get("subprotocols", [])
+    request_id = request_id_from(socket.scope["headers"])
+    session_id = processor.session_id
+    try:
+        return await forwarder.websockets.connect(
+            processor.endpoint, query, subprotocols, request_id, journaled=journal is not None
+        )
+    except ProcessorUnavailable:
+        if journal is None or not await sessions.recover_lost(session_id, processor.endpoint):
+            raise
+    authorization, _ = _ws_credentials(socket)
+    processor = await sessions.resolve(session_id, authorization)
+    return await forwarder.websockets.connect(
+        processor.endpoint, query, subprotocols, request_id, journaled=True
+    )
+
+
 @websocket("/session/{session_id:str}/ws", name="session-ws-proxy")
 async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
@@ -115,9 +160,12 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     authorization, query = _ws_credentials(socket)
     try:
         processor = await sessions.resolve(session_id, authorization)
-        upstream = await forwarder.websockets.connect(
-            processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
+        journal = (
+            forwarder.journal.for_socket(session_id)
+            if forwarder.journal is not None and not sessions.is_static(session_id)
+            else None
         )
+        upstream = await _connect(sessions, forwarder, socket, processor, query, journal)
     except KatoError as exc:
         log.info(
             "websocket refused",
@@ -134,6 +182,7 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
             socket,
             upstream,
             lambda: forwarder.activity.mark(session_id, sessions.touch, clock.now_ms()),
+            journal,
         )
         log.info(
             "websocket closed",

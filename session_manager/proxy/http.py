@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from session_manager.errors import KatoError, PayloadTooLarge
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
+from session_manager.proxy.journaling import SEQ_HEADER, RequestJournal, journaled_body
 from session_manager.proxy.websocket import WebSocketConnector
 
 if TYPE_CHECKING:
@@ -57,6 +58,21 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
+_WRITES = frozenset(
+    {
+        "/observe",
+        "/observe-sequence",
+        "/learn",
+        "/clear-stm",
+        "/clear-short-term-memory",
+        "/clear-all",
+        "/clear-all-memory",
+        "/genes/update",
+        "/state",
+    }
+)
+"""Paths whose success changes a processor's state (an older processor does not number them)."""
+
 _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
 
@@ -75,6 +91,11 @@ def _forwarded_headers(
     if named:
         drop = drop | named
     return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def _without_internal(headers: RawHeaders) -> RawHeaders:
+    """Client headers minus ``X-Kato-*``: only the manager speaks the journal's headers."""
+    return [(name, value) for name, value in headers if not name.lower().startswith(b"x-kato-")]
 
 
 class ProxyResponse:
@@ -135,6 +156,8 @@ class Forwarder:
             open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes
         )
         self.activity = ActivityTracker()
+        self.journal: RequestJournal | None = None
+        """Set by the app when ``JOURNAL=on``: applied requests are journaled before replying."""
         self._endpoints: dict[str, Endpoint] = {}
 
     def _endpoint(self, endpoint: str) -> Endpoint:
@@ -183,6 +206,8 @@ class Forwarder:
         headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
         request_id: str,
+        *,
+        session_id: str | None = None,
     ) -> ProxyResponse:
         """Send one request to ``endpoint + path`` and return the processor's response.
 
@@ -194,6 +219,8 @@ class Forwarder:
             headers: the client's raw request headers; filtered here.
             body: the request body.
             request_id: sent as ``X-Request-ID`` and returned the same way.
+            session_id: the session the request is for; with a ``journal``, a request the
+                processor applied (``X-Kato-Seq``) is journaled before the reply is returned.
 
         Raises:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
@@ -215,7 +242,8 @@ class Forwarder:
                 )
             ]
             lines.extend(
-                b"%s: %s\r\n" % pair for pair in _forwarded_headers(headers, _NOT_FORWARDED)
+                b"%s: %s\r\n" % pair
+                for pair in _without_internal(_forwarded_headers(headers, _NOT_FORWARDED))
             )
             if body or method in ("POST", "PUT", "PATCH"):
                 lines.append(b"content-length: %d\r\n" % len(body))
@@ -224,6 +252,8 @@ class Forwarder:
             exchange = await self._pool.request(target.key, b"".join(lines), method=method)
             status = str(exchange.status)
             response = await self._response(method, exchange, rid)
+            if self.journal is not None and session_id is not None:
+                await self._journal(session_id, method, path, query, body, response)
         except KatoError as exc:
             status = str(exc.status)
             raise
@@ -231,6 +261,37 @@ class Forwarder:
             self._requests.labels(status=status).inc()
             self._latency.observe(time.perf_counter() - started)
         return response
+
+    async def _journal(
+        self,
+        session_id: str,
+        method: str,
+        path: str,
+        query: bytes,
+        body: bytes,
+        response: ProxyResponse,
+    ) -> None:
+        """Journal a request the processor applied; its reply waits for the append."""
+        seq = next((v for n, v in response.headers if n.lower() == SEQ_HEADER), None)
+        if self.journal is None:
+            return
+        if seq is None or not seq.isdigit():
+            if 200 <= response.status < 300 and method in ("POST", "PUT") and path in _WRITES:
+                await self.journal.journal.mark_unnumbered(session_id)  # an older processor
+            return
+        if response.stream is not None:  # a big reply (a long sequence): the ids are in it
+            response.body = await response.stream.read()
+            response.stream = None
+            if not any(n == b"content-length" for n, _ in response.headers):
+                response.headers.append((b"content-length", b"%d" % len(response.body)))
+        await self.journal.record(
+            session_id,
+            int(seq),
+            method,
+            path,
+            query.decode("latin-1"),
+            journaled_body(path, body, response.body),
+        )
 
     async def _response(self, method: str, exchange: Exchange, request_id: bytes) -> ProxyResponse:
         """Buffer a small body (the common case), stream a big or open-ended one."""

@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, StoreUnavailable
+from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 
 if TYPE_CHECKING:
     from litestar.connection import WebSocket
@@ -41,9 +42,12 @@ class WebSocketConnector:
         query: str,
         subprotocols: Sequence[str],
         request_id: str,
+        *,
+        journaled: bool = False,
     ) -> ClientConnection:
         """An open WebSocket to the processor's ``/ws``; failures map like HTTP ones.
 
+        ``journaled`` asks the processor for the sequence numbers ``SocketJournal`` needs.
         The caller closes it (``bridge_websockets`` does, whichever side ends first).
         """
         scheme = "wss" if endpoint.startswith("https:") else "ws"
@@ -51,7 +55,8 @@ class WebSocketConnector:
         try:
             return await connect(
                 url,
-                additional_headers={"X-Request-ID": request_id},
+                additional_headers={"X-Request-ID": request_id}
+                | ({JOURNAL_HEADER: "1"} if journaled else {}),
                 subprotocols=[Subprotocol(p) for p in subprotocols] or None,
                 compression=None,
                 proxy=None,
@@ -97,7 +102,10 @@ def websocket_close_code(code: int | None, reason: str, *, abnormal: int = 1014)
 
 
 async def _client_to_processor(
-    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, on_frame: Callable[[], None]
+    socket: WebSocket[Any, Any, Any],
+    upstream: ClientConnection,
+    on_frame: Callable[[], None],
+    journal: SocketJournal | None,
 ) -> Closed:
     while True:
         message: dict[str, Any] = dict(await socket.receive())
@@ -108,6 +116,8 @@ async def _client_to_processor(
         data: str | bytes | None = text if text is not None else message.get("bytes")
         if data is None:
             continue
+        if journal is not None:
+            journal.sent(data)
         try:
             await upstream.send(data)
         except ConnectionClosed as exc:
@@ -115,13 +125,18 @@ async def _client_to_processor(
 
 
 async def _processor_to_client(
-    socket: WebSocket[Any, Any, Any], upstream: ClientConnection
+    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, journal: SocketJournal | None
 ) -> Closed:
     while True:
         try:
             data = await upstream.recv()
         except ConnectionClosed as exc:
             return _processor_closed(exc)
+        if journal is not None:
+            try:
+                data = await journal.reply(data)
+            except StoreUnavailable:  # not journaled, so not acknowledged: the client must know
+                return Closed("processor", 1013, StoreUnavailable.code)
         try:
             if isinstance(data, str):
                 await socket.send({"type": "websocket.send", "text": data, "bytes": None})
@@ -140,15 +155,21 @@ def _processor_closed(exc: ConnectionClosed) -> Closed:
 
 
 async def bridge_websockets(
-    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, on_frame: Callable[[], None]
+    socket: WebSocket[Any, Any, Any],
+    upstream: ClientConnection,
+    on_frame: Callable[[], None],
+    journal: SocketJournal | None = None,
 ) -> Closed:
     """Copy frames both ways until one side closes, then close the other with the same code.
 
     ``socket`` must be accepted. ``on_frame`` runs for every client frame (idle deadline).
+    With ``journal`` (an upstream opened ``journaled``), every reply that changed the
+    processor's state is journaled before the client gets it; if it cannot be, the client's
+    socket is closed with 1013 ``STORE_UNAVAILABLE`` instead.
     """
     pumps = {
-        asyncio.create_task(_client_to_processor(socket, upstream, on_frame)),
-        asyncio.create_task(_processor_to_client(socket, upstream)),
+        asyncio.create_task(_client_to_processor(socket, upstream, on_frame, journal)),
+        asyncio.create_task(_processor_to_client(socket, upstream, journal)),
     }
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

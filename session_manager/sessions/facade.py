@@ -33,7 +33,8 @@ class Sessions:
     """Creates, resolves, keeps alive, hibernates, restores and ends sessions.
 
     ``create``/``end`` are ``Lifecycle``'s, ``resolve`` is ``Router``'s, ``hibernate``/
-    ``restore``/``recover`` are ``Hibernation``'s; the rest are the session API's token checks.
+    ``restore``/``recover``/``recover_lost``/``checkpoint`` are ``Hibernation``'s; the rest
+    are the session API's token checks.
 
     ``static`` (gateway mode) names processors that are reached by id and never stored as
     sessions. ``processors`` is the client for calls to processors; when not given, one is
@@ -85,6 +86,10 @@ class Sessions:
         self.hibernate = self._hibernation.hibernate
         self.restore = self._hibernation.restore
         self.recover = self._hibernation.recover
+        self.recover_lost = self._hibernation.recover_lost
+        self.recoverable = self._hibernation.recoverable
+        self.checkpoint = self._hibernation.checkpoint
+        self.is_static = self._router.is_static
 
     def start_watching(self) -> None:
         """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""

@@ -1,18 +1,25 @@
-"""Hibernate, restore and recover: a session's state moves between its processor and Redis.
+"""Hibernate, restore, checkpoint and recover: a session's state between its processor and Redis.
 
 ``hibernate`` saves the processor's ``/state`` as a snapshot and removes the processor;
-``restore`` (a request for a ``hibernated`` session) and ``recover`` (the reconciler, for a
-``ready`` session whose processor vanished) start a new one and load the snapshot into it.
+``checkpoint`` saves it and leaves the processor running. Either trims the session's journal
+(``store.journal``) of the requests the snapshot holds. ``restore`` (a request for a
+``hibernated`` session) and ``recover`` (a ``ready`` session whose processor vanished: the
+proxy finding it unreachable, or the reconciler) start a new processor, load the snapshot and
+replay the journal's later entries in order, so the state equals the lost processor's as of its
+last acknowledged request. The snapshot is kept: it is the session's checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
-from session_manager.errors import KatoError
+import msgspec
+
+from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
 from session_manager.sessions.lifecycle import Lifecycle
@@ -24,6 +31,20 @@ log = logging.getLogger(__name__)
 
 _SETTLE_S = 0.02
 _SETTLE_ATTEMPTS = 5
+
+
+class _Position(msgspec.Struct):
+    """The one field of a snapshot the journal needs: how many requests it holds."""
+
+    seq: int = 0
+
+
+def snapshot_seq(snapshot: bytes) -> int:
+    """The sequence number of a ``GET /state`` body (0 for snapshots older than the journal)."""
+    try:
+        return msgspec.json.decode(snapshot, type=_Position).seq
+    except msgspec.DecodeError as exc:
+        raise ProcessorUnavailable("the saved snapshot is not a processor state") from exc
 
 
 class Hibernation:
@@ -61,13 +82,16 @@ class Hibernation:
         if record is None or handle is None:
             return False
         try:
-            state = await self._settled_state(handle)
+            async with self._checkpoint_lock(session_id, wait=True) as taken:
+                if not taken:
+                    raise ProcessorUnavailable("a checkpoint of the session is still running")
+                state = await self._settled_state(handle)
+                await self._save_checkpoint(session_id, state)
         except KatoError:
             await transition(
                 session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
             )
             raise
-        await self._store.save_snapshot(session_id, state)
         await self._lifecycle.stop(handle)
         done = await transition(
             session_id,
@@ -80,6 +104,38 @@ class Hibernation:
             self._metrics.hibernations.inc()
             log.info("session hibernated", extra={"session_id": session_id})
         return done.ok
+
+    def _checkpoint_lock(
+        self, session_id: str, *, wait: bool
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """One snapshot at a time per session (see ``store.journal``); held at most a read."""
+        ttl_s = self._settings.proxy_read_timeout_s + self._settings.stop_timeout_s
+        return self._store.journal.checkpoint_lock(
+            session_id, int(ttl_s * 1000), wait_s=ttl_s if wait else 0.0
+        )
+
+    async def _save_checkpoint(self, session_id: str, state: bytes) -> int:
+        """Save ``state`` as the session's snapshot, then trim what it holds from the journal."""
+        seq = snapshot_seq(state)
+        await self._store.save_snapshot(session_id, state)
+        await self._store.journal.trim(session_id, seq)
+        return seq
+
+    async def checkpoint(self, record: SessionRecord) -> int | None:
+        """Snapshot a ``ready`` session's running processor and trim its journal.
+
+        Returns the checkpoint's sequence number, or ``None`` when another checkpoint or a
+        hibernation of the session is under way (the next pass tries again).
+        """
+        if record.status != SessionStatus.READY or not record.endpoint:
+            return None
+        async with self._checkpoint_lock(record.session_id, wait=False) as taken:
+            if not taken:
+                return None
+            state = await self._processors.get_state(record.endpoint)
+            seq = await self._save_checkpoint(record.session_id, state)
+        self._metrics.checkpoints.inc()
+        return seq
 
     async def _settled_state(self, handle: ProcessorHandle) -> bytes:
         """The processor's state once requests already on their way have landed.
@@ -157,9 +213,7 @@ class Hibernation:
         handle: ProcessorHandle | None = None
         try:
             handle = await lifecycle.launch(record)
-            snapshot = await self._store.load_snapshot(record.session_id)
-            if snapshot is not None:
-                await self._processors.put_state(handle.endpoint, snapshot)
+            replayed = await self._load(record.session_id, handle.endpoint)
         except KatoError:
             if handle is not None:
                 await lifecycle.stop(handle)
@@ -173,9 +227,60 @@ class Hibernation:
             )
             raise
         ready = await lifecycle.mark_ready(record, handle)
-        if snapshot is not None:
-            await self._store.delete_snapshot(record.session_id)
         self._metrics.restores.inc()
         self._metrics.restore_duration.observe(time.perf_counter() - began)
-        log.info("session restored", extra={"session_id": record.session_id})
+        log.info("session restored", extra={"session_id": record.session_id, "replayed": replayed})
         return ready
+
+    async def _load(self, session_id: str, endpoint: str) -> int:
+        """Checkpoint, then the journal's later entries in order; how many were replayed."""
+        snapshot = await self._store.load_snapshot(session_id)
+        seq = 0
+        if snapshot is not None:
+            seq = snapshot_seq(snapshot)
+            await self._processors.put_state(endpoint, snapshot, seq=seq)
+        if self._settings.journal != "on":
+            return 0
+        entries = await self._store.journal.entries_after(session_id, seq)
+        for entry in entries:
+            await self._processors.replay(
+                endpoint, entry.seq, entry.method, entry.path, entry.query, entry.body
+            )
+        return len(entries)
+
+    async def recoverable(self, session_id: str) -> bool:
+        """Whether a lost processor's state can be rebuilt: a checkpoint, or the journal on.
+
+        With the journal on, a session with neither snapshot nor entries never had an
+        acknowledged write since it started: a fresh processor is its exact state. Unless its
+        processor is of an image older than the journal (writes without ``X-Kato-Seq``).
+        """
+        if await self._store.has_snapshot(session_id):
+            return True
+        return self._settings.journal == "on" and not await self._store.journal.unnumbered(
+            session_id
+        )
+
+    async def recover_lost(self, session_id: str, endpoint: str) -> bool:
+        """A proxied request could not reach ``endpoint``: recover the session now if it is lost.
+
+        Returns True when the request is worth sending again (the session was recovered here,
+        is being recovered or restored elsewhere, or already has another processor); False when
+        the processor still runs (a real error) or the session cannot be recovered.
+        """
+        record = await self._store.get(session_id)
+        if record is None:
+            return False
+        if record.status != SessionStatus.READY:
+            return record.status in (SessionStatus.STARTING, SessionStatus.HIBERNATED)
+        handle = record.handle
+        if record.endpoint != endpoint:
+            return True
+        if handle is None or await self._lifecycle.backend.is_alive(handle):
+            return False
+        if not await self.recoverable(session_id):
+            return False
+        log.info("processor lost; recovering", extra={"session_id": session_id})
+        if await self.recover(record) is not None:
+            self._metrics.recoveries.labels(by="proxy").inc()
+        return True

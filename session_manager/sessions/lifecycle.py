@@ -287,6 +287,8 @@ class Lifecycle:
             details=details,
         )
         log.info("session ended", extra={"session_id": session_id, "reason": reason})
+        if ended.ok:  # its record is gone, so no append can land after this
+            await self.store.journal.delete(session_id)
         if ended.ok and record is not None and self._knowledge is not None:
             await self._knowledge.drop(record)
         return ended.ok

@@ -15,6 +15,10 @@ Keys, under the prefix (default ``kato:``):
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
 * ``replicas``: zset, manager instance id -> its last heartbeat (Redis time, ms); a stopping
   manager acts on sessions only when no other live instance is left in it
+* ``journal:{id}``: zset, the session's acknowledged mutating requests since its checkpoint,
+  scored by the processor's sequence number (``store.journal``)
+* ``checkpointing:{id}``: string with PX TTL, held while a checkpoint or hibernation snapshot is
+  taken, saved and the journal trimmed (one at a time per session)
 * ``changes``: pub/sub channel; every status change and end publishes the session id
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
@@ -76,3 +80,11 @@ class Keys:
     def snapshot(self, session_id: str) -> str:
         """A hibernated session's processor state."""
         return f"{self.prefix}snapshot:{session_id}"
+
+    def journal(self, session_id: str) -> str:
+        """The session's journal of acknowledged mutating requests, scored by sequence number."""
+        return f"{self.prefix}journal:{session_id}"
+
+    def checkpointing(self, session_id: str) -> str:
+        """The lock held while the session's snapshot is taken, saved and its journal trimmed."""
+        return f"{self.prefix}checkpointing:{session_id}"

@@ -16,6 +16,7 @@ from session_manager.clock import Clock
 from session_manager.models import SessionRecord, SessionStatus, Tombstone
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.feed import listen
+from session_manager.store.journal import Journal
 from session_manager.store.keys import Keys
 from session_manager.store.lease import LeaderLease
 from session_manager.store.listing import Page, SessionListing
@@ -46,6 +47,8 @@ class SessionStore(SessionWrites):
         self._replicas = ReplicaRegistry(client, self.keys.replicas)
         self._listing = SessionListing(client, self.keys, clock)
         self._start_queue = StartQueue(client, self.keys)
+        self.journal = Journal(client, self.keys)
+        """Each session's acknowledged mutating requests since its checkpoint (crash recovery)."""
 
     # -- the change feed -----------------------------------------------------------------------
 

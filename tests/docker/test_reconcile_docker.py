@@ -77,10 +77,32 @@ async def test_a_killed_managers_successor_adopts_live_containers_and_removes_or
     assert "kato_orphans_removed_total 1.0" in (await second.client.get("/metrics")).text
 
 
+async def test_a_removed_container_is_recovered_with_its_acknowledged_writes(
+    start_manager: StartManager, make_settings: SettingsFactory, docker_client: docker.DockerClient
+) -> None:
+    """JOURNAL=on (default): checkpoint + journal replayed into a new container."""
+    manager = await start_manager(docker_settings(make_settings))
+    session = await manager.create()
+    base, headers = f"/session/{session['session_id']}", auth(session)
+    for word in ("a", "b"):
+        reply = await manager.client.post(
+            f"{base}/observe", json={"strings": [word]}, headers=headers
+        )
+        assert reply.status_code == 200
+    (container,) = containers_of(docker_client, session["session_id"])
+    container.remove(force=True)
+    stm = await manager.client.get(f"{base}/stm", headers=headers)
+    assert stm.status_code == 200, stm.text
+    assert stm.json()["stm"] == [["a"], ["b"]]
+    (replacement,) = containers_of(docker_client, session["session_id"])
+    assert replacement.id != container.id
+
+
 async def test_a_container_removed_behind_the_managers_back_ends_the_session(
     start_manager: StartManager, make_settings: SettingsFactory, docker_client: docker.DockerClient
 ) -> None:
-    manager = await start_manager(docker_settings(make_settings))
+    """With the journal off and no snapshot, the state is gone: the session ends."""
+    manager = await start_manager(docker_settings(make_settings, journal="off"))
     session = await manager.create()
     (container,) = containers_of(docker_client, session["session_id"])
     container.remove(force=True)

@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 
+import msgspec
 import pytest
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
@@ -40,8 +41,8 @@ async def test_state_read_back_into_the_processor_is_the_same_state(
     await client.exchange("POST", processor.url, "/observe", json={"strings": ["hello"]})
     snapshot = await client.get_state(processor.url)
     await client.exchange("POST", processor.url, "/clear-all")
-    await client.put_state(processor.url, snapshot)
-    assert await client.get_state(processor.url) == snapshot
+    await client.put_state(processor.url, snapshot, seq=msgspec.json.decode(snapshot)["seq"])
+    assert await client.get_state(processor.url) == snapshot  # the sequence number too
     await client.exchange("POST", processor.url, "/clear-all")
 
 

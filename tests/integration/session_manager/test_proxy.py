@@ -19,7 +19,7 @@ from tests.integration.session_manager.proxy_fixtures import (
     ProxySession,
     echo_manager,
 )
-from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.manager import SettingsFactory, StartManager, auth
 from tests.support.net import free_port, serve
 
 
@@ -410,9 +410,11 @@ async def test_proxied_requests_are_counted_by_status_in_metrics(
 # -- real processors (python -m processor_image through the process backend) ----------------------
 
 
-async def test_killed_processor_gives_502(
-    manager: Manager,
+async def test_killed_processor_gives_502_with_the_journal_off(
+    start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
+    """With ``JOURNAL=on`` (the default) it is recovered instead: see test_crash_recovery."""
+    manager = await start_manager(make_settings(journal="off"))
     session = await manager.create()
     sid = session["session_id"]
     ok = await manager.client.post(

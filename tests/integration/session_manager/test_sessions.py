@@ -459,7 +459,11 @@ async def test_deleting_a_session_while_it_starts_stops_its_processor(
     assert again.status_code == 410
 
 
-async def test_a_dead_processor_gives_502_at_once(manager: Manager) -> None:
+async def test_a_dead_processor_gives_502_at_once_with_the_journal_off(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """With ``JOURNAL=on`` the session is recovered instead (test_crash_recovery)."""
+    manager = await start_manager(make_settings(journal="off"))
     session = await manager.create()
     pid = await pid_of(manager, session)
     os.killpg(pid, 9)

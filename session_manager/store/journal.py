@@ -1,0 +1,135 @@
+"""The crash-recovery journal: each session's acknowledged mutating requests since its checkpoint.
+
+The proxy appends an entry after the processor applied a request and before the client hears
+back (``JournalEntry``: the processor's sequence number, method, path, query and the body with
+the ``unique_id`` the processor assigned filled in). A checkpoint is a snapshot (the processor's
+``GET /state``, which carries its ``seq``) saved with ``SessionStore.save_snapshot``; the
+entries it holds are then trimmed. Recovery loads the snapshot and replays the entries with a
+higher sequence number, in order.
+
+One checkpoint or hibernation snapshot at a time per session (``checkpoint_lock``): an older
+snapshot saved after a newer one, with the journal already trimmed to the newer, would lose
+the entries in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from session_manager.store.boundary import translate_redis_errors
+from session_manager.store.keys import Keys
+from session_manager.store.lease import LeaderLease
+from session_manager.store.scripts import register_script
+
+__all__ = ("Journal", "JournalEntry")
+
+
+_LOCK_POLL_S = 0.05
+_UNNUMBERED = b"unnumbered"
+"""A member scored -1: the session's processor applied a write without a sequence number (an
+image older than the journal), so an empty journal does not mean "no writes"."""
+
+
+class JournalEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One acknowledged mutating request, replayable as it was applied."""
+
+    seq: int
+    method: str
+    path: str
+    query: str
+    body: bytes
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(JournalEntry).decode
+
+
+class Journal:
+    """Per-session journals (sorted sets scored by sequence number)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._append = register_script(client, "journal_append.lua")
+
+    @translate_redis_errors
+    async def append(self, session_id: str, entry: JournalEntry) -> int:
+        """Record an acknowledged request; the journal's length, 0 when the session ended."""
+        length = await self._append(
+            keys=[self.keys.session(session_id), self.keys.journal(session_id)],
+            args=[entry.seq, _encode(entry)],
+        )
+        return int(length)
+
+    @translate_redis_errors
+    async def mark_unnumbered(self, session_id: str) -> None:
+        """Note that the processor applies writes the journal cannot keep (no ``X-Kato-Seq``)."""
+        await self._append(
+            keys=[self.keys.session(session_id), self.keys.journal(session_id)],
+            args=[-1, _UNNUMBERED],
+        )
+
+    @translate_redis_errors
+    async def unnumbered(self, session_id: str) -> bool:
+        """Whether writes went unjournaled since the last checkpoint (see ``mark_unnumbered``)."""
+        return await self.redis.zscore(self.keys.journal(session_id), _UNNUMBERED) is not None
+
+    @translate_redis_errors
+    async def entries_after(self, session_id: str, seq: int) -> list[JournalEntry]:
+        """The entries a snapshot at ``seq`` does not hold, in sequence order."""
+        raw = await self.redis.zrangebyscore(self.keys.journal(session_id), f"({seq}", "+inf")
+        return [_decode(cast("bytes", item)) for item in raw]
+
+    @translate_redis_errors
+    async def length(self, session_id: str) -> int:
+        """Entries kept for the session."""
+        return int(await self.redis.zcard(self.keys.journal(session_id)))
+
+    @translate_redis_errors
+    async def lengths(self, session_ids: Iterable[str]) -> list[int]:
+        """Entries kept for each session (one round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.zcard(self.keys.journal(session_id))
+            return [int(n) for n in await pipe.execute()]
+
+    @translate_redis_errors
+    async def trim(self, session_id: str, upto_seq: int) -> int:
+        """Drop the entries a checkpoint at ``upto_seq`` holds; how many were dropped."""
+        return int(
+            await self.redis.zremrangebyscore(self.keys.journal(session_id), "-inf", upto_seq)
+        )
+
+    @translate_redis_errors
+    async def delete(self, session_id: str) -> None:
+        """Drop the whole journal (the session ended)."""
+        await self.redis.delete(self.keys.journal(session_id))
+
+    @contextlib.asynccontextmanager
+    async def checkpoint_lock(
+        self, session_id: str, ttl_ms: int, *, wait_s: float = 0.0
+    ) -> AsyncIterator[bool]:
+        """Hold the session's checkpoint lock, waiting up to ``wait_s``; yields whether taken.
+
+        The lock expires after ``ttl_ms`` should its holder die.
+        """
+        lock = LeaderLease(self.redis, self.keys.checkpointing(session_id))
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_s
+        taken = await lock.acquire(token, ttl_ms)
+        while not taken and time.monotonic() < deadline:
+            await asyncio.sleep(_LOCK_POLL_S)
+            taken = await lock.acquire(token, ttl_ms)
+        try:
+            yield taken
+        finally:
+            if taken:
+                await lock.release(token)
