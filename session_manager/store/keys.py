@@ -5,7 +5,12 @@ Keys, under the prefix (default ``kato:``):
 * ``session:{id}``: hash, the record (``SessionRecord`` fields, genes/labels as JSON, ``ix``)
 * ``deadline:idle`` / ``deadline:hard``: zsets, session id -> deadline ms
 * ``starts``: zset, session id -> start deadline ms (the concurrent-start limit)
-* ``user:{user_id}``: set of that user's session ids (the per-user limit)
+* ``user:{tenant}:{user_id}``: set of that tenant's user's session ids (the per-user limit;
+  tenant names hold no ``:``, so two tenants' users never share a set)
+* ``tenant:{tenant}``: zset of the tenant's sessions (index members, score 0): the tenant's
+  ``max_sessions`` quota and its admin listing
+* ``kb:{kb_id}``: who owns a knowledge base: the tenant that first used it, or
+  ``"{tenant} {session_id}"`` for a session's private one (expires with its tombstone)
 * ``sessions``, ``status:{status}``, ``label:{k}={v}``: listing indexes; zsets with score 0
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
@@ -41,9 +46,17 @@ class Keys:
         """The hash holding the session's record."""
         return f"{self.prefix}session:{session_id}"
 
-    def user(self, user_id: str) -> str:
-        """The set of the user's session ids."""
-        return f"{self.prefix}user:{user_id}"
+    def user(self, tenant: str, user_id: str) -> str:
+        """The set of the tenant's user's session ids."""
+        return f"{self.prefix}user:{tenant}:{user_id}"
+
+    def tenant(self, tenant: str) -> str:
+        """The listing index of the tenant's sessions (its session count, too)."""
+        return f"{self.prefix}tenant:{tenant}"
+
+    def knowledge_base(self, kb_id: str) -> str:
+        """Who owns the knowledge base ``kb_id``."""
+        return f"{self.prefix}kb:{kb_id}"
 
     def status(self, status: SessionStatus) -> str:
         """The listing index of sessions in ``status``."""
