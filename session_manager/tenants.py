@@ -132,9 +132,12 @@ def _parse(text: str, source: str, *, as_json: bool) -> Any:
     """YAML (JSON is YAML too); errors never quote the text, which may hold keys."""
     try:
         return json.loads(text) if as_json else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        where = getattr(exc, "problem_mark", None) or getattr(exc, "lineno", "?")
-        raise SettingsError(f"{source} is not valid YAML/JSON (near {where})") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+    raise SettingsError(f"{source} is not valid YAML/JSON (at {where})")
 
 
 def _tenant(name: str, document: _Document, settings: Settings) -> Tenant:
