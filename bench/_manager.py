@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.net import free_port
+
+__all__ = ("api_keys", "running_manager")
+
+
+def api_keys(key: str) -> str:
+    """An ``API_KEYS`` document with one key that may create sessions (tenant ``default``)."""
+    document = {"keys": [{"tenant": "default", "scopes": ["sessions:create"], "key": key}]}
+    return json.dumps(document)
 
 
 @contextlib.contextmanager

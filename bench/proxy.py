@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _manager import api_keys
 from _report import percentiles, table, write
 from websockets.sync.client import connect as ws_connect
 
@@ -70,13 +71,16 @@ class Connection:
         self.http.close()
 
 
-def start_manager(port: int, admin_token: str, workdir: Path) -> subprocess.Popen[bytes]:
+def start_manager(
+    port: int, admin_token: str, api_key: str, workdir: Path
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "LISTEN_HOST": "127.0.0.1",
         "LISTEN_PORT": str(port),
         "DATA_DIR": str(workdir / "data"),
         "ADMIN_TOKEN": admin_token,
+        "API_KEYS": api_keys(api_key),
         "MANAGER_ID": workdir.name,
         "SESSION_AUTH": "token",
         "IDLE_TIMEOUT_S": "3600",
@@ -248,8 +252,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    port, admin_token = free_port(), secrets.token_hex(16)
-    manager = start_manager(port, admin_token, workdir)
+    port, admin_token, api_key = free_port(), secrets.token_hex(16), secrets.token_hex(16)
+    manager = start_manager(port, admin_token, api_key, workdir)
     base = f"http://127.0.0.1:{port}"
     api = Connection(base)
     sessions: list[dict[str, Any]] = []
@@ -257,7 +261,14 @@ def main() -> None:
         create_s: list[float] = []
         for i in range(args.sessions):
             started = time.perf_counter()
-            sessions.append(api.json("POST", "/session/create", {"user_id": f"bench-{i}"}))
+            sessions.append(
+                api.json(
+                    "POST",
+                    "/session/create",
+                    {"user_id": f"bench-{i}"},
+                    Authorization=f"Bearer {api_key}",
+                )
+            )
             create_s.append(time.perf_counter() - started)
         session = sessions[0]
         record = api.json(

@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import docker
 import docker.errors
 import httpx
-from _manager import running_manager
+from _manager import api_keys, running_manager
 from _report import percentiles, table, write
 
 from tests.docker.manager_container import engine_socket, run_manager_container
 
 
 async def create_all(
-    client: httpx.AsyncClient, count: int, concurrency: int
+    client: httpx.AsyncClient, count: int, concurrency: int, creator: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[float]]:
     gate = asyncio.Semaphore(concurrency)
     sessions: list[dict[str, Any]] = []
@@ -43,7 +43,9 @@ async def create_all(
     async def create(n: int) -> None:
         async with gate:
             started = time.perf_counter()
-            response = await client.post("/session/create", json={"user_id": f"user-{n % 10}"})
+            response = await client.post(
+                "/session/create", json={"user_id": f"user-{n % 10}"}, headers=creator
+            )
             latencies.append(time.perf_counter() - started)
             response.raise_for_status()
             sessions.append(response.json())
@@ -189,6 +191,7 @@ def manager_in_container(image: str, admin: str, **env: str) -> Iterator[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(24)
     manager_id = f"scale-{secrets.token_hex(4)}"
     env = {
         "BACKEND": args.backend,
@@ -198,9 +201,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_CONCURRENT_STARTS": str(args.concurrency),
         "START_TIMEOUT_S": "120",
         "DOCKER_IMAGE": args.processor_image,
+        "API_KEYS": api_keys(key),
     }
     try:
-        return await measure(args, admin, manager_id, env)
+        return await measure(args, admin, manager_id, env, {"Authorization": f"Bearer {key}"})
     finally:
         left = leaked(args.backend, manager_id)  # also after a failed run
         if left:
@@ -208,7 +212,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def measure(
-    args: argparse.Namespace, admin: str, manager_id: str, env: dict[str, str]
+    args: argparse.Namespace,
+    admin: str,
+    manager_id: str,
+    env: dict[str, str],
+    creator: dict[str, str],
 ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if args.network == "private":
@@ -223,7 +231,7 @@ async def measure(
         )
         async with httpx.AsyncClient(base_url=url, timeout=180, limits=limits) as client:
             started = time.perf_counter()
-            sessions, latencies = await create_all(client, args.sessions, args.concurrency)
+            sessions, latencies = await create_all(client, args.sessions, args.concurrency, creator)
             all_ready_s = time.perf_counter() - started
             stats = (
                 await client.get("/admin/stats", headers={"Authorization": f"Bearer {admin}"})

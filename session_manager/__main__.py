@@ -24,6 +24,12 @@ def main() -> int:
             f"kato-sessions: ADMIN_TOKEN not set; generated admin token: {settings.admin_token}\n"
         )
         sys.stdout.flush()
+    if settings.generated_api_key:
+        sys.stdout.write(
+            "kato-sessions: API_KEYS not set; generated API key (tenant default, scopes "
+            f"sessions:create and admin): {settings.generated_api_key}\n"
+        )
+        sys.stdout.flush()
     uvicorn.run(
         create_app(settings),
         host=settings.listen_host,

@@ -41,6 +41,7 @@ from session_manager.sessions import Sessions
 from session_manager.settings import Settings, SettingsError
 from session_manager.shutdown import Shutdown
 from session_manager.store import SessionStore
+from session_manager.tenants import Tenants
 
 __all__ = ("create_app",)
 
@@ -70,12 +71,17 @@ async def _gateway(
 def create_app(
     settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None
 ) -> Litestar:
-    """The manager app; ``backend`` and ``clock`` may be injected (tests)."""
+    """The manager app; ``backend`` and ``clock`` may be injected (tests).
+
+    Raises ``SettingsError`` for an unusable API key document, before anything is served.
+    """
+    tenants = Tenants.from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         state = app.state
         state.settings = settings
+        state.tenants = tenants
         state.clock = clock or SystemClock()
         state.metrics = Metrics()
         redis = await connect_redis(settings)

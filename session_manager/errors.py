@@ -6,6 +6,7 @@
     ├── InvalidGene (400 INVALID_GENE_VALUE)
     │   └── UnknownGeneName (400 HTTP_400)
     ├── Unauthorized (401 UNAUTHORIZED)
+    ├── Forbidden (403 FORBIDDEN)
     ├── SessionNotFound (404 SESSION_NOT_FOUND)
     ├── SessionExpired (410 SESSION_EXPIRED)
     ├── SessionConflict (409 SESSION_CONFLICT)
@@ -35,6 +36,7 @@ __all__ = (
     "CapacityExceeded",
     "ErrorInfo",
     "ErrorResponse",
+    "Forbidden",
     "InvalidGene",
     "InvalidJson",
     "KatoError",
@@ -100,6 +102,12 @@ class Unauthorized(KatoError):
     """Missing or wrong session or admin token."""
 
     status, code = 401, "UNAUTHORIZED"
+
+
+class Forbidden(KatoError):
+    """A valid credential that may not do this: a missing scope, another tenant's knowledge base."""
+
+    status, code = 403, "FORBIDDEN"
 
 
 class SessionNotFound(KatoError):

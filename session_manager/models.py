@@ -11,7 +11,32 @@ from typing import Any
 
 import msgspec
 
-__all__ = ("EndReason", "ProcessorHandle", "SessionRecord", "SessionStatus", "Tombstone")
+__all__ = (
+    "DEFAULT_TENANT",
+    "EndReason",
+    "ProcessorHandle",
+    "SessionRecord",
+    "SessionStatus",
+    "Tenant",
+    "Tombstone",
+)
+
+
+DEFAULT_TENANT = "default"
+"""The tenant of the generated key, of ``CREATE_AUTH=none`` creates and of records older than
+tenants (their hash has no ``tenant`` field)."""
+
+
+class Tenant(msgspec.Struct, frozen=True, kw_only=True):
+    """An application on this deployment and its quotas (``session_manager.tenants`` loads them).
+
+    ``max_sessions`` counts the tenant's live sessions (the deployment's ``MAX_SESSIONS`` still
+    holds for all tenants together); ``max_sessions_per_user`` counts one of its users'.
+    """
+
+    name: str
+    max_sessions: int
+    max_sessions_per_user: int
 
 
 class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +89,8 @@ class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One session as stored in its Redis hash (times in epoch ms).
 
+    ``tenant`` is the application (API key's tenant) that created it; ``user_id`` is that
+    tenant's name for the user, so limits and listings key users by (tenant, user_id).
     ``backend``/``ref``/``endpoint`` are empty until a processor is ready; ``token_hash`` is
     the SHA-256 hex of the session token (empty with ``SESSION_AUTH=none``). ``idle_deadline``
     and ``hard_deadline`` come from the deadline sorted sets (``None`` when not scheduled).
@@ -80,6 +107,7 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     idle_timeout_s: int
     max_age_s: int
     token_hash: str = ""
+    tenant: str = DEFAULT_TENANT
     backend: str = ""
     ref: str = ""
     endpoint: str = ""

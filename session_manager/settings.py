@@ -28,6 +28,8 @@ PositiveFloat = Annotated[float, Meta(gt=0)]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
 _DEFAULT_PREFIX = "kato:"
+_GENERATED = frozenset({"admin_token_generated", "generated_api_key"})
+"""Fields ``from_env`` fills in itself, never from a variable."""
 _MANAGER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -60,6 +62,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token_generated: bool = False
     """True when ``ADMIN_TOKEN`` was unset and ``admin_token`` was generated (printed at start)."""
     session_auth: Literal["token", "none"] = "token"
+    # -- application keys and tenants (who may create sessions; README "Security model") ----
+    api_keys: str | None = None
+    """API keys and tenants as one YAML/JSON document (``keys:`` and ``tenants:``)."""
+    api_keys_file: str | None = None
+    """The same document in a file (``.yaml``/``.yml``/``.json``); not together with API_KEYS."""
+    create_auth: Literal["key", "none"] = "key"
+    """``key``: ``POST /session/create`` needs an API key with scope ``sessions:create``;
+    ``none``: a create without a key is trusted (tenant ``default``): trusted networks only."""
+    generated_api_key: str = ""
+    """Set (never read from the environment) when no key is configured: the one key of tenant
+    ``default``, scopes ``sessions:create`` and ``admin``, printed at start-up."""
     idle_timeout_s: PositiveInt = 900
     max_age_s: PositiveInt = 86400
     reap_interval_s: PositiveFloat = 30.0
@@ -132,7 +145,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         values: dict[str, Any] = {}
         problems: list[str] = []
         for field in msgspec.structs.fields(cls):
-            if field.name == "admin_token_generated":
+            if field.name in _GENERATED:
                 continue
             name = field.name.upper()
             raw = env.get(name, "").strip()
@@ -150,6 +163,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "admin_token" not in values:
             values["admin_token"] = secrets.token_urlsafe(32)
             values["admin_token_generated"] = True
+        if "api_keys" not in values and "api_keys_file" not in values:
+            values["generated_api_key"] = secrets.token_urlsafe(32)
         prefix = values.get("redis_prefix", _DEFAULT_PREFIX)
         values.setdefault("manager_id", _manager_id_for(prefix))
         settings = cls(**values)
@@ -176,6 +191,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if len(self.admin_token) < 16:
             problems.append("ADMIN_TOKEN must be at least 16 characters")
+        if self.api_keys is not None and self.api_keys_file is not None:
+            problems.append("set API_KEYS or API_KEYS_FILE, not both")
         if self.idle_timeout_s > self.max_age_s:
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
         if problems:

@@ -1,6 +1,9 @@
 """The admin API, all of it: sessions (list, inspect, remove), stats, a reaper pass, processors.
 
-Every route is under ``/admin`` and needs ``Authorization: Bearer <ADMIN_TOKEN>``.
+Every route is under ``/admin`` and needs ``Authorization: Bearer <ADMIN_TOKEN>`` or an API key
+with scope ``admin``. Such a key sees and removes only its tenant's sessions (another tenant's
+answer 404, as if they did not exist); stats, reaper passes and processors concern every tenant,
+so they take the ``ADMIN_TOKEN`` only.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from session_manager.api.auth import require_admin
+from session_manager.api.auth import admin_tenant, require_admin, require_deployment_admin
 from session_manager.api.errors import documented
 from session_manager.api.schemas import GENE_NAMES, AdminSession, AdminSessionPage, Capacity, Stats
 from session_manager.api.sessions import LiveGenesQuery
 from session_manager.errors import (
+    Forbidden,
     SessionNotFound,
     StoreUnavailable,
     Unauthorized,
@@ -24,7 +28,7 @@ from session_manager.errors import (
 )
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.health import ProcessorHealth
-from session_manager.models import EndReason, SessionStatus
+from session_manager.models import EndReason, SessionRecord, SessionStatus
 from session_manager.reaper import Reaper, ReapReport
 from session_manager.sessions import Sessions
 from session_manager.settings import Settings
@@ -32,8 +36,11 @@ from session_manager.store import SessionStore, decode_cursor
 
 __all__ = ("AdminController",)
 
-_LIST_ERRORS = documented(ValidationFailed, Unauthorized, StoreUnavailable)
-_ONE_ERRORS = documented(ValidationFailed, Unauthorized, SessionNotFound, StoreUnavailable)
+_LIST_ERRORS = documented(ValidationFailed, Unauthorized, Forbidden, StoreUnavailable)
+_ONE_ERRORS = documented(
+    ValidationFailed, Unauthorized, Forbidden, SessionNotFound, StoreUnavailable
+)
+_DEPLOYMENT_ERRORS = documented(Unauthorized, Forbidden, StoreUnavailable)
 
 
 def _label(raw: str | None) -> tuple[str, str] | None:
@@ -45,8 +52,18 @@ def _label(raw: str | None) -> tuple[str, str] | None:
     return key, value
 
 
+async def _visible(request: Request[Any, Any, Any], session_id: str) -> SessionRecord:
+    """The session's record, if this admin may see it; another tenant's is a 404."""
+    sessions: Sessions = request.app.state.sessions
+    record = await sessions.inspect(session_id)
+    tenant = admin_tenant(request)
+    if tenant is not None and record.tenant != tenant:
+        raise SessionNotFound("no such session", session_id=session_id)
+    return record
+
+
 class AdminController(Controller):
-    """``/admin``: every call needs ``Authorization: Bearer <ADMIN_TOKEN>``."""
+    """``/admin``: the ADMIN_TOKEN, or an API key with scope ``admin`` (its tenant only)."""
 
     path = "/admin"
     guards = [require_admin]  # noqa: RUF012
@@ -59,15 +76,33 @@ class AdminController(Controller):
         status: FromQuery[SessionStatus | None] = None,
         user_id: FromQuery[str | None] = None,
         label: Annotated[str | None, QueryParameter(description="key:value")] = None,
+        tenant: Annotated[
+            str | None,
+            QueryParameter(description="only this tenant's sessions (a tenant's key: its own)"),
+        ] = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> AdminSessionPage:
-        """Live sessions in creation order; pass ``next_cursor`` back for the next page."""
+        """Live sessions in creation order; pass ``next_cursor`` back for the next page.
+
+        ``user_id`` is a tenant's name for its user: with a tenant's key (or ``tenant``) it
+        means that tenant's user; with the ADMIN_TOKEN alone, that name in every tenant.
+        """
         if cursor is not None and decode_cursor(cursor) is None:
             raise ValidationFailed("cursor is not one this API returned", cursor=cursor)
+        limited_to = admin_tenant(request)
+        if limited_to is not None:
+            if tenant is not None and tenant != limited_to:
+                raise Forbidden("this API key sees only its own tenant", tenant=tenant)
+            tenant = limited_to
         store: SessionStore = request.app.state.store
         page = await store.page(
-            limit=limit, cursor=cursor, status=status, user_id=user_id, label=_label(label)
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            user_id=user_id,
+            label=_label(label),
+            tenant=tenant,
         )
         base = str(request.base_url)
         return AdminSessionPage(
@@ -82,9 +117,9 @@ class AdminController(Controller):
         session_id: FromPath[str],
         live_genes: LiveGenesQuery = False,
     ) -> AdminSession:
-        """Any session's record, where its processor runs included (live genes on request)."""
+        """A session's record, where its processor runs included (live genes on request)."""
         sessions: Sessions = request.app.state.sessions
-        record = await sessions.inspect(session_id)
+        record = await _visible(request, session_id)
         now = await sessions.live_genes(record, GENE_NAMES) if live_genes else None
         return AdminSession.of_record(record, str(request.base_url), live_genes=now)
 
@@ -92,10 +127,10 @@ class AdminController(Controller):
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
         """Force-remove a session (reason ``deleted``)."""
         sessions: Sessions = request.app.state.sessions
-        await sessions.inspect(session_id)
+        await _visible(request, session_id)
         await sessions.end(session_id, EndReason.DELETED)
 
-    @get("/stats", responses=documented(Unauthorized, StoreUnavailable))
+    @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def stats(self, request: Request[Any, Any, Any]) -> Stats:
         """Counts by status, capacity used and left, backend name."""
         settings: Settings = request.app.state.settings
@@ -119,13 +154,13 @@ class AdminController(Controller):
             reap_action=settings.reap_action,
         )
 
-    @post("/reap", status_code=200, responses=documented(Unauthorized, StoreUnavailable))
+    @post("/reap", status_code=200, guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def reap_now(self, request: Request[Any, Any, Any]) -> ReapReport:
         """Run a reaper pass now, on this instance; what it did (hibernated, ended, skipped)."""
         reaper: Reaper = request.app.state.reaper
         return await reaper.reap_once()
 
-    @get("/processors")
+    @get("/processors", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def list_processors(self, state: State) -> list[ProcessorHealth]:
         """Registered processors (gateway mode) with their health; empty otherwise."""
         gateway: Gateway | None = state.gateway

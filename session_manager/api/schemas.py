@@ -66,7 +66,13 @@ def checked_genes(genes: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``POST /session/create``; timeouts above the server's ``MAX_AGE_S`` are capped."""
+    """``POST /session/create``; timeouts above the server's ``MAX_AGE_S`` are capped.
+
+    ``user_id`` is the calling tenant's name for its user (limits count per tenant and user);
+    ``kb_id`` names a knowledge base the tenant owns or claims now (another tenant's: 403);
+    without it the session gets a private one, named after the session, that no other session
+    may name.
+    """
 
     user_id: Name
     kb_id: KbId | None = None
@@ -114,6 +120,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     session_id: str
+    tenant: str
     user_id: str
     processor_id: str
     kb_id: str
@@ -142,6 +149,7 @@ def _info_fields(record: SessionRecord, base_url: str) -> dict[str, Any]:
     ws_base = "ws" + base.removeprefix("http")
     return {
         "session_id": record.session_id,
+        "tenant": record.tenant,
         "user_id": record.user_id,
         "processor_id": record.processor_id,
         "kb_id": record.kb_id,

@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from session_manager.api.auth import creating_tenant
 from session_manager.api.errors import documented
 from session_manager.api.schemas import (
     GENE_NAMES,
@@ -21,6 +22,7 @@ from session_manager.api.schemas import (
 from session_manager.errors import (
     BackendUnavailable,
     CapacityExceeded,
+    Forbidden,
     InvalidGene,
     PayloadTooLarge,
     SessionConflict,
@@ -42,6 +44,8 @@ _CREATE_ERRORS = documented(
     UnknownGeneName,
     PayloadTooLarge,
     SessionConflict,
+    Unauthorized,
+    Forbidden,
     CapacityExceeded,
     StartFailed,
     StoreUnavailable,
@@ -66,7 +70,7 @@ def _sessions(request: Request[Any, Any, Any]) -> Sessions:
 
 
 class SessionController(Controller):
-    """``/session``: every call but create needs the session token (unless SESSION_AUTH=none)."""
+    """``/session``: create needs an API key, the rest the session token (unless set to none)."""
 
     path = "/session"
     tags = ["sessions"]  # noqa: RUF012
@@ -78,8 +82,14 @@ class SessionController(Controller):
         data: JSONBody[CreateSession],
         wait: Annotated[bool, QueryParameter(description="false: answer 202 at once")] = True,
     ) -> Response[CreatedSession]:
-        """Start a processor for a new session; the token in the reply is shown only once."""
+        """Start a processor for a new session; the token in the reply is shown only once.
+
+        Needs ``Authorization: Bearer <API key>`` with scope ``sessions:create``: the session
+        belongs to the key's tenant, within that tenant's quotas.
+        """
+        tenant = creating_tenant(request)
         new = NewSession(
+            tenant=tenant,
             user_id=data.user_id,
             kb_id=data.kb_id,
             genes=checked_genes(data.genes) or {},

@@ -29,7 +29,14 @@ from session_manager.errors import (
 )
 from session_manager.knowledge import PrivateKnowledge
 from session_manager.metrics import Metrics
-from session_manager.models import EndReason, ProcessorHandle, SessionRecord, SessionStatus
+from session_manager.models import (
+    DEFAULT_TENANT,
+    EndReason,
+    ProcessorHandle,
+    SessionRecord,
+    SessionStatus,
+    Tenant,
+)
 from session_manager.sessions.specs import processor_spec
 from session_manager.sessions.tokens import SessionTokens
 from session_manager.settings import Settings
@@ -44,9 +51,14 @@ LIVE = tuple(SessionStatus)
 
 
 class NewSession(msgspec.Struct, frozen=True, kw_only=True):
-    """What a create asks for; timeouts are capped by the settings, unset ones default."""
+    """What a create asks for; timeouts are capped by the settings, unset ones default.
+
+    ``tenant`` is whose session it is and whose quotas it counts against; ``None`` is the
+    default tenant with the global limits.
+    """
 
     user_id: str
+    tenant: Tenant | None = None
     kb_id: str | None = None
     genes: dict[str, Any] = {}
     idle_timeout_s: int | None = None
@@ -142,16 +154,20 @@ class Lifecycle:
             idle_timeout_s=idle,
             max_age_s=max_age,
             token_hash=token_hash,
+            tenant=new.tenant.name if new.tenant else DEFAULT_TENANT,
             genes=dict(new.genes),
             labels=dict(new.labels),
         )
         try:
-            await self.store.reserve(record, self._capacity())
+            await self.store.reserve(record, self._capacity(new.tenant))
         except CapacityExceeded as exc:
             self.metrics.capacity_rejections.labels(limit=exc.details["limit"]).inc()
             raise
         self.metrics.sessions_created.inc()
-        log.info("session reserved", extra={"session_id": session_id, "user_id": new.user_id})
+        log.info(
+            "session reserved",
+            extra={"session_id": session_id, "tenant": record.tenant, "user_id": new.user_id},
+        )
         task = asyncio.create_task(self._start(record))
         self._tasks.add(task)
         task.add_done_callback(self._start_done)
@@ -160,11 +176,12 @@ class Lifecycle:
         # The start goes on if the client disconnects: it must either finish or clean up.
         return await asyncio.shield(task), token
 
-    def _capacity(self) -> Capacity:
+    def _capacity(self, tenant: Tenant | None) -> Capacity:
         s = self.settings
         return Capacity(
             max_sessions=s.max_sessions,
-            max_per_user=s.max_sessions_per_user,
+            max_tenant_sessions=tenant.max_sessions if tenant else None,
+            max_per_user=tenant.max_sessions_per_user if tenant else s.max_sessions_per_user,
             max_starts=s.max_concurrent_starts,
             start_timeout_ms=int((s.start_timeout_s + s.stop_timeout_s) * 1000),
             retry_after_s=max(1, int(s.reap_interval_s)),

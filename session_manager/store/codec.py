@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from session_manager.models import SessionRecord, SessionStatus
+from session_manager.models import DEFAULT_TENANT, SessionRecord, SessionStatus
 
 __all__ = (
     "Deadline",
@@ -47,6 +47,7 @@ _STR_FIELDS = (
     "processor_id",
     "status",
     "token_hash",
+    "tenant",
     "backend",
     "ref",
     "endpoint",
@@ -74,6 +75,7 @@ def from_hash(
     values["genes"] = msgspec.json.decode(fields.get(b"genes", b"{}"))
     values["labels"] = labels_from_hash(fields.get(b"labels"))
     values["status"] = SessionStatus(values["status"])
+    values["tenant"] = values["tenant"] or DEFAULT_TENANT
     values["idle_deadline"] = None if idle is None else int(idle)
     values["hard_deadline"] = None if hard is None else int(hard)
     return SessionRecord(**values)

@@ -8,7 +8,12 @@ Keys, under the prefix (default ``kato:``):
 * ``starts:queue``: zset, session id -> arrival ms of restores and recoveries waiting for a
   start slot (served oldest first); ``starts:waiters``: zset, the same ids -> their waiter's
   lease expiry ms (a waiter whose manager died drops out when it expires)
-* ``user:{user_id}``: set of that user's session ids (the per-user limit)
+* ``user:{tenant}:{user_id}``: set of that tenant's user's session ids (the per-user limit;
+  tenant names hold no ``:``, so two tenants' users never share a set)
+* ``tenant:{tenant}``: zset of the tenant's sessions (index members, score 0): the tenant's
+  ``max_sessions`` quota and its admin listing
+* ``kb:{kb_id}``: who owns a knowledge base: the tenant that first used it, or
+  ``"{tenant} {session_id}"`` for a session's private one (expires with its tombstone)
 * ``sessions``, ``status:{status}``, ``label:{k}={v}``: listing indexes; zsets with score 0
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
@@ -53,9 +58,17 @@ class Keys:
         """The hash holding the session's record."""
         return f"{self.prefix}session:{session_id}"
 
-    def user(self, user_id: str) -> str:
-        """The set of the user's session ids."""
-        return f"{self.prefix}user:{user_id}"
+    def user(self, tenant: str, user_id: str) -> str:
+        """The set of the tenant's user's session ids."""
+        return f"{self.prefix}user:{tenant}:{user_id}"
+
+    def tenant(self, tenant: str) -> str:
+        """The listing index of the tenant's sessions (its session count, too)."""
+        return f"{self.prefix}tenant:{tenant}"
+
+    def knowledge_base(self, kb_id: str) -> str:
+        """Who owns the knowledge base ``kb_id``."""
+        return f"{self.prefix}kb:{kb_id}"
 
     def status(self, status: SessionStatus) -> str:
         """The listing index of sessions in ``status``."""

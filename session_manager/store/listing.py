@@ -64,13 +64,17 @@ class SessionListing:
         status: SessionStatus | None,
         user_id: str | None,
         label: tuple[str, str] | None,
+        tenant: str | None = None,
     ) -> Page:
         """One page of live sessions in creation order, filtered, from an opaque cursor.
 
-        Walks the most selective index (the user's set, else the label, else the status,
-        else all sessions) and checks the other filters on the records; one call reads at most
-        ``4 * limit`` index entries, so a page may come back short with a ``next_cursor``.
+        Walks the most selective index (the tenant's user's set, else the label, else the
+        tenant's, else the status, else all sessions) and checks the other filters on the
+        records; one call reads at most ``4 * limit`` index entries, so a page may come back
+        short with a ``next_cursor``. ``user_id`` without ``tenant`` matches that user name in
+        every tenant.
         """
+        filters = _Filters(status, user_id, label, tenant)
         after = decode_cursor(cursor) if cursor else None
         budget = 4 * limit
         records: list[SessionRecord] = []
@@ -78,7 +82,7 @@ class SessionListing:
         exhausted = False
         while len(records) < limit and budget > 0:
             chunk = min(budget, max(limit - len(records), 50))
-            members = await self._index_members(after, chunk, user_id, label, status)
+            members = await self._index_members(after, chunk, filters)
             budget -= chunk
             if not members:
                 exhausted = True
@@ -88,7 +92,7 @@ class SessionListing:
             )
             for member, record in zip(members, batch, strict=True):
                 last = member
-                if record is not None and _matches(record, status, user_id, label):
+                if record is not None and filters.match(record):
                     records.append(record)
                     if len(records) == limit:
                         break
@@ -99,39 +103,40 @@ class SessionListing:
         next_cursor = None if exhausted or last is None else encode_cursor(last)
         return Page(records, next_cursor)
 
-    async def _index_members(
-        self,
-        after: str | None,
-        count: int,
-        user_id: str | None,
-        label: tuple[str, str] | None,
-        status: SessionStatus | None,
-    ) -> list[str]:
-        if user_id is not None:
-            ids = texts(await self.redis.smembers(self.keys.user(user_id)))
+    async def _index_members(self, after: str | None, count: int, filters: _Filters) -> list[str]:
+        if filters.user_id is not None and filters.tenant is not None:
+            user_set = self.keys.user(filters.tenant, filters.user_id)
+            ids = texts(await self.redis.smembers(user_set))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
                     pipe.hget(self.keys.session(session_id), "ix")
                 members = sorted(text(m) for m in await pipe.execute() if m)
             return [m for m in members if after is None or m > after][:count]
-        if label is not None:
-            key = self.keys.label(*label)
-        elif status is not None:
-            key = self.keys.status(status)
+        if filters.label is not None:
+            key = self.keys.label(*filters.label)
+        elif filters.tenant is not None:
+            key = self.keys.tenant(filters.tenant)
+        elif filters.status is not None:
+            key = self.keys.status(filters.status)
         else:
             key = self.keys.sessions
         start = "-" if after is None else "(" + after
         return texts(await self.redis.zrange(key, start, "+", bylex=True, offset=0, num=count))
 
 
-def _matches(
-    record: SessionRecord,
-    status: SessionStatus | None,
-    user_id: str | None,
-    label: tuple[str, str] | None,
-) -> bool:
-    if status is not None and record.status != status:
-        return False
-    if user_id is not None and record.user_id != user_id:
-        return False
-    return label is None or record.labels.get(label[0]) == label[1]
+class _Filters(msgspec.Struct, frozen=True):
+    """What a listing asks for; ``None`` is no filter."""
+
+    status: SessionStatus | None
+    user_id: str | None
+    label: tuple[str, str] | None
+    tenant: str | None
+
+    def match(self, record: SessionRecord) -> bool:
+        if self.status is not None and record.status != self.status:
+            return False
+        if self.user_id is not None and record.user_id != self.user_id:
+            return False
+        if self.tenant is not None and record.tenant != self.tenant:
+            return False
+        return self.label is None or record.labels.get(self.label[0]) == self.label[1]

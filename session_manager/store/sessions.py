@@ -207,8 +207,9 @@ class SessionStore(SessionWrites):
         status: SessionStatus | None = None,
         user_id: str | None = None,
         label: tuple[str, str] | None = None,
+        tenant: str | None = None,
     ) -> Page:
         """One page of live sessions in creation order (see ``SessionListing.page``)."""
         return await self._listing.page(
-            limit=limit, cursor=cursor, status=status, user_id=user_id, label=label
+            limit=limit, cursor=cursor, status=status, user_id=user_id, label=label, tenant=tenant
         )

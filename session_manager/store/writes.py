@@ -13,8 +13,8 @@ import msgspec
 import redis.asyncio as aioredis
 
 from session_manager.clock import Clock
-from session_manager.errors import CapacityExceeded, SessionConflict
-from session_manager.models import SessionRecord, SessionStatus, Tombstone
+from session_manager.errors import CapacityExceeded, Forbidden, SessionConflict
+from session_manager.models import DEFAULT_TENANT, SessionRecord, SessionStatus, Tombstone
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.codec import (
     Deadline,
@@ -31,13 +31,18 @@ __all__ = ("Capacity", "SessionWrites", "TransitionResult")
 
 
 class Capacity(msgspec.Struct, frozen=True, kw_only=True):
-    """The three limits a new session must fit in, and how long a start may hold its slot."""
+    """The limits a new session must fit in, and how long a start may hold its slot.
+
+    ``max_sessions`` and ``max_starts`` hold for the whole deployment; ``max_tenant_sessions``
+    (default: ``max_sessions``) and ``max_per_user`` for the session's tenant.
+    """
 
     max_sessions: int
     max_per_user: int
     max_starts: int
     start_timeout_ms: int
     retry_after_s: int = 5
+    max_tenant_sessions: int | None = None
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
@@ -68,9 +73,12 @@ class SessionWrites:
     async def reserve(self, record: SessionRecord, capacity: Capacity) -> None:
         """Write ``record`` (status ``starting``) if every limit has room; else raise.
 
-        Raises ``CapacityExceeded`` (429) naming the limit, or ``SessionConflict`` when the id
-        is taken. Restores and recoveries waiting for a start slot count as using one (they go
-        first: ``start_queue``). The start slot stops counting after
+        Raises ``CapacityExceeded`` (429) naming the limit, ``SessionConflict`` when the id
+        is taken, or ``Forbidden`` (403) when the knowledge base is another tenant's or another
+        session's private one; a knowledge base nobody owns yet becomes the tenant's (or, named
+        after the session itself, the session's). Restores and recoveries waiting
+        for a start slot count as using one (they go first: ``start_queue``). The start slot
+        stops counting after
         ``capacity.start_timeout_ms``, so a manager that dies mid-start does not hold it
         forever (``expired_starts`` lists it).
         """
@@ -80,11 +88,15 @@ class SessionWrites:
             self.keys.session(record.session_id),
             self.keys.sessions,
             self.keys.status(SessionStatus.STARTING),
-            self.keys.user(record.user_id),
+            self.keys.user(record.tenant, record.user_id),
             self.keys.starts,
             self.keys.start_waiters,
+            self.keys.tenant(record.tenant),
+            self.keys.knowledge_base(record.kb_id),
+            self.keys.session(record.kb_id),
             *self.keys.labels(record.labels),
         ]
+        private = record.kb_id == record.session_id
         args: list[str | int] = [
             record.session_id,
             member,
@@ -93,6 +105,9 @@ class SessionWrites:
             capacity.max_sessions,
             capacity.max_per_user,
             capacity.max_starts,
+            capacity.max_tenant_sessions or capacity.max_sessions,
+            f"{record.tenant} {record.session_id}" if private else record.tenant,
+            record.tenant,
         ]
         for name, value in (to_hash(record) | {"ix": member}).items():
             args += [name, value]
@@ -102,6 +117,8 @@ class SessionWrites:
             return
         if verdict == "exists":
             raise SessionConflict("a session with this id exists", session_id=record.session_id)
+        if verdict == "kb":
+            raise _foreign_knowledge_base(record.kb_id, text(used))
         raise _refusal(verdict, int(used), capacity)
 
     @translate_redis_errors
@@ -165,11 +182,13 @@ class SessionWrites:
             reason=reason, ended_at=self.clock.now_ms(), details=dict(details or {})
         )
         while True:
-            user_id, labels = await self.redis.hmget(
-                self.keys.session(session_id), ["user_id", "labels"]
+            user_id, labels, tenant = await self.redis.hmget(
+                self.keys.session(session_id), ["user_id", "labels", "tenant"]
             )
             if user_id is None:
                 return TransitionResult(False, None)
+            # Records written before tenants have no field: they count as the default tenant.
+            owner = text(tenant) if tenant else DEFAULT_TENANT
             keys = [
                 self.keys.session(session_id),
                 self.keys.sessions,
@@ -179,7 +198,9 @@ class SessionWrites:
                 self.keys.tombstone(session_id),
                 self.keys.snapshot(session_id),
                 self.keys.changes,
-                self.keys.user(text(user_id)),
+                self.keys.user(owner, text(user_id)),
+                self.keys.tenant(owner),
+                self.keys.knowledge_base(session_id),
                 *self.keys.all_statuses(),
                 *self.keys.labels(labels_from_hash(labels)),
             ]
@@ -190,6 +211,7 @@ class SessionWrites:
                 tombstone_ttl_s * 1000,
                 user_id,
                 labels or b"",
+                tenant or b"",
             ]
             ok, previous = await self._end(keys=keys, args=args)
             if ok != -1:
@@ -211,16 +233,17 @@ class SessionWrites:
 
 _LIMITS = {
     "sessions": ("MAX_SESSIONS", "max_sessions"),
+    "tenant": ("TENANT_MAX_SESSIONS", "max_tenant_sessions"),
     "user": ("MAX_SESSIONS_PER_USER", "max_per_user"),
     "starts": ("MAX_CONCURRENT_STARTS", "max_starts"),
 }
-"""``reserve.lua``'s refusal verdicts: the limit's setting name and its ``Capacity`` field."""
+"""``reserve.lua``'s refusal verdicts: the limit's name and its ``Capacity`` field."""
 
 
 def _refusal(verdict: str, used: int, capacity: Capacity) -> CapacityExceeded:
     """The 429 for a reservation ``reserve.lua`` refused with ``verdict``."""
     name, field = _LIMITS[verdict]
-    limit: int = getattr(capacity, field)
+    limit: int = getattr(capacity, field) or capacity.max_sessions
     return CapacityExceeded(
         f"capacity exhausted: {name} ({limit}) reached",
         retry_after_s=1 if verdict == "starts" else capacity.retry_after_s,
@@ -228,3 +251,10 @@ def _refusal(verdict: str, used: int, capacity: Capacity) -> CapacityExceeded:
         max=limit,
         used=used,
     )
+
+
+def _foreign_knowledge_base(kb_id: str, owner: str) -> Forbidden:
+    """The 403 for a ``kb_id`` someone else owns (which tenant is not said)."""
+    if not owner or " " in owner:
+        return Forbidden("kb_id names another session's private knowledge base", kb_id=kb_id)
+    return Forbidden("the knowledge base belongs to another tenant", kb_id=kb_id)

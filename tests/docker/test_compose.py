@@ -25,6 +25,7 @@ import pytest
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
 from tests.support.docker_engine import SESSION_IMAGE, docker_socket, unavailable
+from tests.support.manager import API_KEYS, CREATOR
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +118,7 @@ def fx_compose_up(
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "API_KEYS": API_KEYS,
         "REDIS_IMAGE": REDIS_STANDIN,
         "MONGO_IMAGE": MONGO_STANDIN,
         "LISTEN_PORT": str(port),
@@ -156,7 +158,9 @@ def test_compose_up_serves_sessions_in_containers_on_mongodb(
 ) -> None:
     url, network = compose_up
     with httpx.Client(base_url=url, timeout=60) as client:
-        created = client.post("/session/create", json={"user_id": "ada", "kb_id": "shared-kb"})
+        created = client.post(
+            "/session/create", json={"user_id": "ada", "kb_id": "shared-kb"}, headers=CREATOR
+        )
         assert created.status_code == 201, created.text
         session = created.json()
         auth = {"Authorization": f"Bearer {session['token']}"}
@@ -177,7 +181,9 @@ def test_compose_up_serves_sessions_in_containers_on_mongodb(
         assert environment["MONGO_URL"] == "mongodb://mongo:27017"
 
         # A second session on the same kb_id finds the pattern: it lives in MongoDB.
-        other = client.post("/session/create", json={"user_id": "bob", "kb_id": "shared-kb"})
+        other = client.post(
+            "/session/create", json={"user_id": "bob", "kb_id": "shared-kb"}, headers=CREATOR
+        )
         assert other.status_code == 201, other.text
         other_auth = {"Authorization": f"Bearer {other.json()['token']}"}
         pattern = client.get(

@@ -135,7 +135,9 @@ async def test_failing_image_gives_a_clear_error_and_no_container(
     manager = await start_manager(
         make_settings(backend="docker", docker_image=failing_image, start_timeout_s=20)
     )
-    response = await manager.client.post("/session/create", json={"user_id": "alice"})
+    response = await manager.client.post(
+        "/session/create", json={"user_id": "alice"}, headers=manager.creator
+    )
     assert response.status_code == 502, response.text
     error = response.json()["error"]
     assert error["code"] == "START_FAILED"

@@ -13,6 +13,7 @@ import pytest
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
 from tests.docker.manager_container import run_manager_container
 from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
+from tests.support.manager import API_KEYS, CREATOR
 
 ADMIN_TOKEN = "private-network-admin-token-0123456789"
 
@@ -33,6 +34,7 @@ def fx_manager_container(docker_client: docker.DockerClient, manager_id: str) ->
                 "BACKEND": "docker",
                 "DOCKER_IMAGE": PROCESSOR_IMAGE,
                 "ADMIN_TOKEN": ADMIN_TOKEN,
+                "API_KEYS": API_KEYS,
                 "MANAGER_ID": manager_id,
             },
         )
@@ -51,7 +53,7 @@ def test_manager_in_a_container_drives_processors_on_the_private_network(
     manager_container: str, docker_client: docker.DockerClient, manager_id: str
 ) -> None:
     with httpx.Client(base_url=manager_container, timeout=60) as client:
-        created = client.post("/session/create", json={"user_id": "alice"})
+        created = client.post("/session/create", json={"user_id": "alice"}, headers=CREATOR)
         assert created.status_code == 201, created.text
         session: dict[str, Any] = created.json()
         headers = {"Authorization": f"Bearer {session['token']}"}

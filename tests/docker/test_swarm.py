@@ -15,6 +15,7 @@ from docker.errors import APIError
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
 from tests.docker.manager_container import run_manager_container
 from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
+from tests.support.manager import API_KEYS, CREATOR
 
 ADMIN_TOKEN = "swarm-admin-token-0123456789abcdef"
 
@@ -53,6 +54,7 @@ def fx_swarm_manager(swarm: docker.DockerClient, manager_id: str) -> Iterator[st
                 "BACKEND": "swarm",
                 "DOCKER_IMAGE": PROCESSOR_IMAGE,
                 "ADMIN_TOKEN": ADMIN_TOKEN,
+                "API_KEYS": API_KEYS,
                 "MANAGER_ID": manager_id,
                 "START_TIMEOUT_S": "60",
                 "PROCESSOR_PIDS_LIMIT": "96",
@@ -76,7 +78,7 @@ def test_sessions_run_as_swarm_services(
     swarm_manager: str, swarm: docker.DockerClient, manager_id: str
 ) -> None:
     with httpx.Client(base_url=swarm_manager, timeout=120) as client:
-        created = client.post("/session/create", json={"user_id": "alice"})
+        created = client.post("/session/create", json={"user_id": "alice"}, headers=CREATOR)
         assert created.status_code == 201, created.text
         session = created.json()
         headers = {"Authorization": f"Bearer {session['token']}"}
@@ -109,7 +111,7 @@ def test_sessions_run_as_swarm_services(
             ["a"],
             ["swarm"],
         ]
-        other = client.post("/session/create", json={"user_id": "bob"}).json()
+        other = client.post("/session/create", json={"user_id": "bob"}, headers=CREATOR).json()
         other_stm = client.get(
             f"/session/{other['session_id']}/stm",
             headers={"Authorization": f"Bearer {other['token']}"},

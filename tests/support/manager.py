@@ -4,6 +4,8 @@
 * ``ManagerProcess``: ``python -m session_manager`` as a real process, for crash and restart
   tests; ``kill()`` sends SIGKILL, ``stop()`` SIGTERM.
 * ``auth``, ``status_of``, ``busy_session``, ``view``: what many tests ask of a session.
+* ``API_KEY``/``CREATOR``: the test deployment's API key (tenant ``default``, scope
+  ``sessions:create``) that ``Manager.create`` sends; ``API_KEYS`` is the document configuring it.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
+from session_manager.sessions.tokens import hash_token
 from session_manager.settings import Settings
 from tests.support.net import free_port
 
 __all__ = (
     "ADMIN",
     "ADMIN_TOKEN",
+    "API_KEY",
+    "API_KEYS",
+    "CREATOR",
     "Manager",
     "ManagerProcess",
     "ManagerProcessFactory",
@@ -39,6 +46,12 @@ __all__ = (
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+API_KEY = "api-key-for-tests-0123456789abcdef"
+CREATOR = {"Authorization": f"Bearer {API_KEY}"}
+API_KEYS = msgspec.json.encode(
+    {"keys": [{"tenant": "default", "scopes": ["sessions:create"], "sha256": hash_token(API_KEY)}]}
+).decode()
+"""The ``API_KEYS`` document of test deployments: one key, stored as its hash."""
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -55,11 +68,12 @@ class Manager:
         self.app = app
         self.client = httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=60)
         self.admin = ADMIN
+        self.creator = CREATOR
 
     async def create(self, expect: int = 201, **body: Any) -> dict[str, Any]:
-        """``POST /session/create`` (``user_id`` defaults to ``alice``), checking the status."""
+        """``POST /session/create`` with the test API key (``user_id`` defaults to ``alice``)."""
         body.setdefault("user_id", "alice")
-        response = await self.client.post("/session/create", json=body)
+        response = await self.client.post("/session/create", json=body, headers=self.creator)
         assert response.status_code == expect, response.text
         reply: dict[str, Any] = response.json()
         return reply
@@ -98,7 +112,7 @@ class ManagerProcess:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
         for field in self.settings.__struct_fields__:
             value = getattr(self.settings, field)
-            if value is None or field == "admin_token_generated":
+            if value is None or field in ("admin_token_generated", "generated_api_key"):
                 continue
             env[field.upper()] = str(value)
         env["LISTEN_PORT"] = str(self.port)

@@ -4,7 +4,7 @@
   test and gives ``unix://…``.
 * ``manager_id``: unique per test, so the leak check finds exactly this test's processors.
 * ``make_settings(**fields)``: ``Settings`` for this test (its Redis, data dir, admin token,
-  manager id, short timeouts); keyword names are ``Settings`` field names.
+  API key, manager id, short timeouts); keyword names are ``Settings`` field names.
 * ``manager``: the app on a real uvicorn server on loopback (``Manager``: ``base_url``,
   ``client``, ``admin``, ``app``); ``start_manager(settings)`` for other settings.
   Teardown ends every live session through the admin API, then stops the server.
@@ -36,6 +36,7 @@ from session_manager.backends.base import Backend
 from session_manager.settings import Settings
 from tests.support.manager import (
     ADMIN_TOKEN,
+    API_KEYS,
     Manager,
     ManagerProcess,
     ManagerProcessFactory,
@@ -81,6 +82,7 @@ def fx_make_settings(redis_url: str, tmp_path: Path, manager_id: str) -> Setting
             "REDIS_URL": redis_url,
             "DATA_DIR": str(tmp_path / "data"),
             "ADMIN_TOKEN": ADMIN_TOKEN,
+            "API_KEYS": API_KEYS,
             "MANAGER_ID": manager_id,
             "START_TIMEOUT_S": "30",
             "STOP_TIMEOUT_S": "5",

@@ -199,7 +199,9 @@ async def test_static_backend_refuses_to_create_sessions(
             backend="static", kato_processors=json.dumps({"alpha": processors["alpha"].url})
         )
     )
-    reply = await manager.client.post("/session/create", json={"user_id": "alice"})
+    reply = await manager.client.post(
+        "/session/create", json={"user_id": "alice"}, headers=manager.creator
+    )
     assert reply.status_code == 503
     assert reply.json()["error"]["code"] == "BACKEND_UNAVAILABLE"
     assert (await manager.client.get("/processors/alpha/stm")).status_code == 200

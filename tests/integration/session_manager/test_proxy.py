@@ -438,7 +438,9 @@ async def test_manager_routes_under_the_session_path_are_not_proxied(
     assert record.json()["session_id"] == session.id
     kept = await client.post(f"/session/{session.id}/keepalive", headers=session.auth)
     assert kept.status_code == 200
-    created = await client.post("/session/create", json={"user_id": "proxy-tests"})
+    created = await client.post(
+        "/session/create", json={"user_id": "proxy-tests"}, headers=harness.manager.creator
+    )
     assert created.status_code == 201
     assert harness.upstream.requests == 0
     # The manager owns ``keepalive`` and ``ws`` below a session (Litestar matches static

@@ -113,7 +113,15 @@ async def test_embedded_default_prints_its_admin_token_and_serves_sessions(
             token = output.split("generated admin token: ", 1)[1].split()[0]
             admin = {"Authorization": f"Bearer {token}"}
             assert (await client.get("/admin/stats", headers=admin)).json()["backend"] == "process"
-            reply = await client.post("/session/create", json={"user_id": "local"})
+            # Zero-config: without a key the create is refused; the printed key creates.
+            refused = await client.post("/session/create", json={"user_id": "local"})
+            assert refused.status_code == 401
+            key = output.split("generated API key", 1)[1].split(": ", 1)[1].split()[0]
+            reply = await client.post(
+                "/session/create",
+                json={"user_id": "local"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
             session: dict[str, Any] = reply.json()
             assert reply.status_code == 201
             observed = await client.post(
@@ -155,7 +163,7 @@ async def test_a_redis_outage_gives_503_fast_and_the_manager_recovers(
     for method, path, headers in [
         ("GET", f"/session/{sid}", auth(session)),
         ("POST", f"/session/{sid}/observe", auth(session)),
-        ("POST", "/session/create", {}),
+        ("POST", "/session/create", manager.creator),
         ("GET", "/ready", {}),
         ("GET", "/admin/sessions", ADMIN),
     ]:

@@ -209,7 +209,9 @@ async def test_session_auth_none_needs_no_token(
 
 
 async def test_create_without_wait_answers_202_then_becomes_ready(manager: Manager) -> None:
-    reply = await manager.client.post("/session/create?wait=false", json={"user_id": "bob"})
+    reply = await manager.client.post(
+        "/session/create?wait=false", json={"user_id": "bob"}, headers=manager.creator
+    )
     assert reply.status_code == 202
     session = reply.json()
     assert session["status"] == "starting"
@@ -257,7 +259,7 @@ async def test_requested_timeouts_are_capped_by_the_server(
 async def test_bad_create_bodies_get_422_and_start_nothing(
     manager: Manager, manager_id: str, body: dict[str, Any]
 ) -> None:
-    reply = await manager.client.post("/session/create", json=body)
+    reply = await manager.client.post("/session/create", json=body, headers=manager.creator)
     assert reply.status_code == 422
     assert reply.json()["error"]["code"] == "VALIDATION_ERROR"
     assert processes_of(manager_id) == {}
@@ -277,7 +279,9 @@ async def test_bad_create_bodies_get_422_and_start_nothing(
 async def test_bad_genes_at_create_get_the_processors_answer_and_start_nothing(
     manager: Manager, manager_id: str, genes: dict[str, Any], code: str, message: str
 ) -> None:
-    reply = await manager.client.post("/session/create", json={"user_id": "a", "genes": genes})
+    reply = await manager.client.post(
+        "/session/create", json={"user_id": "a", "genes": genes}, headers=manager.creator
+    )
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == code
     assert reply.json()["error"]["message"].startswith(message)
@@ -295,7 +299,9 @@ async def test_internal_gene_name_at_create_is_stored_by_its_public_name(manager
 
 async def test_malformed_json_gets_422(manager: Manager) -> None:
     reply = await manager.client.post(
-        "/session/create", content=b"{nope", headers={"content-type": "application/json"}
+        "/session/create",
+        content=b"{nope",
+        headers={"content-type": "application/json", **manager.creator},
     )
     assert reply.status_code == 422
     assert reply.json()["error"]["code"] == "INVALID_JSON"
@@ -333,7 +339,9 @@ async def test_failed_start_says_why_and_leaves_no_process_or_capacity(
         python=fake_python(tmp_path, script),
     )
     manager = await start_manager(settings, backend=backend)
-    reply = await manager.client.post("/session/create", json={"user_id": "a"})
+    reply = await manager.client.post(
+        "/session/create", json={"user_id": "a"}, headers=manager.creator
+    )
     assert reply.status_code == 502
     error = reply.json()["error"]
     assert error["code"] == "START_FAILED"
@@ -356,7 +364,9 @@ async def test_failed_background_start_is_reported_by_get_as_410(
         python=fake_python(tmp_path, "echo 'bad config' >&2; exit 2"),
     )
     manager = await start_manager(settings, backend=backend)
-    reply = await manager.client.post("/session/create?wait=false", json={"user_id": "a"})
+    reply = await manager.client.post(
+        "/session/create?wait=false", json={"user_id": "a"}, headers=manager.creator
+    )
     session = reply.json()
     for _ in range(100):
         info = await manager.client.get(f"/session/{session['session_id']}", headers=auth(session))
@@ -385,7 +395,9 @@ async def test_racing_creates_never_exceed_the_limits(
             await asyncio.sleep(0.02)
 
     async def create(i: int) -> httpx.Response:
-        return await manager.client.post("/session/create", json={"user_id": f"user{i % 3}"})
+        return await manager.client.post(
+            "/session/create", json={"user_id": f"user{i % 3}"}, headers=manager.creator
+        )
 
     watcher = asyncio.create_task(watch())
     replies = await asyncio.gather(*(create(i) for i in range(50)))
@@ -444,7 +456,9 @@ async def test_processor_outlives_a_manager_shutdown(
 async def test_deleting_a_session_while_it_starts_stops_its_processor(
     manager: Manager, manager_id: str
 ) -> None:
-    reply = await manager.client.post("/session/create?wait=false", json={"user_id": "a"})
+    reply = await manager.client.post(
+        "/session/create?wait=false", json={"user_id": "a"}, headers=manager.creator
+    )
     session = reply.json()
     deleted = await manager.client.delete(
         f"/session/{session['session_id']}", headers=auth(session)
@@ -484,7 +498,9 @@ async def test_two_replicas_sharing_redis_serve_the_same_sessions(
     assert await stm(first, session) == [["via-second"]]
     await second.create()
     # Capacity is shared: the replicas together hold MAX_SESSIONS=2.
-    refused = await first.client.post("/session/create", json={"user_id": "x"})
+    refused = await first.client.post(
+        "/session/create", json={"user_id": "x"}, headers=first.creator
+    )
     assert refused.status_code == 429
     deleted = await second.client.delete(f"/session/{session['session_id']}", headers=auth(session))
     assert deleted.status_code == 204
@@ -534,10 +550,10 @@ async def test_openapi_documents_the_error_answers_in_the_error_body(manager: Ma
         }
 
     create = errors("/session/create", "post")
-    assert set(create) == {"400", "409", "413", "422", "429", "502", "503"}
+    assert set(create) == {"400", "401", "403", "409", "413", "422", "429", "502", "503"}
     assert create["400"] == "INVALID_GENE_VALUE or HTTP_400"
     assert create["503"] == "STORE_UNAVAILABLE or BACKEND_UNAVAILABLE"
     one = errors("/session/{session_id}", "get")
     assert set(one) == {"401", "404", "410", "503"}
     assert one["410"] == "SESSION_EXPIRED"
-    assert set(errors("/admin/sessions", "get")) == {"422", "401", "503"}
+    assert set(errors("/admin/sessions", "get")) == {"422", "401", "403", "503"}

@@ -241,9 +241,13 @@ async def test_end_removes_everything_and_leaves_a_tombstone_with_ttl(
     client = aioredis.Redis.from_url(redis_url)
     keys = sorted(k.decode() if isinstance(k, bytes) else k for k in await client.keys("t:*"))
     ttl = await client.pttl("t:tombstone:s1")
+    kb_ttl = await client.pttl("t:kb:s1")
     await client.aclose()
-    assert keys == ["t:tombstone:s1"]  # no index, deadline, user set or label entry is left
+    # No index, deadline, user set or label entry is left; the private knowledge base stays
+    # claimed (no new session may name it) only while the tombstone lives.
+    assert keys == ["t:kb:s1", "t:tombstone:s1"]
     assert 0 < ttl <= 120_000
+    assert 0 < kb_ttl <= 120_000
     assert not (await store.end("s1", "idle", 120)).ok
 
 
@@ -269,7 +273,9 @@ async def test_every_key_the_store_writes_is_one_keys_spells(
         *(keys.session(i) for i in ("s1", "s2")),
         *(keys.snapshot(i) for i in ("s1", "s2")),
         *(keys.tombstone(i) for i in ("s1", "s2")),
-        *(keys.user(u) for u in ("alice", "bob")),
+        *(keys.user("default", u) for u in ("alice", "bob")),
+        keys.tenant("default"),
+        *(keys.knowledge_base(i) for i in ("s1", "s2")),
         keys.label("team", "a"),
         keys.label("tier", "gold"),
     }
@@ -295,7 +301,7 @@ async def test_end_reads_the_record_again_when_its_id_was_reused_meanwhile(
         async def hmget(self, key: str, names: list[str]) -> list[bytes | str | None]:
             self.calls += 1
             if self.calls == 1:
-                return [b"alice", b'{"team":"old"}']
+                return [b"alice", b'{"team":"old"}', b"default"]
             return list(await real.hmget(key, names))
 
     stale = StaleOnce()
@@ -307,7 +313,7 @@ async def test_end_reads_the_record_again_when_its_id_was_reused_meanwhile(
     client = aioredis.Redis.from_url(redis_url)
     left = {k.decode() if isinstance(k, bytes) else k for k in await client.keys("t:*")}
     await client.aclose()
-    assert left == {"t:tombstone:s1"}  # the live record's label index went too
+    assert left == {"t:tombstone:s1", "t:kb:s1"}  # the live record's label index went too
 
 
 async def test_end_restricted_to_statuses_refuses_others(

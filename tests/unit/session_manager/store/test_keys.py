@@ -50,7 +50,16 @@ def _uses_prefix(node: ast.AST) -> bool:
 
 
 def test_key_kinds_are_found_in_the_keys_module() -> None:
-    assert {"session:", "user:", "status:", "label:", "tombstone:", "snapshot:"} <= _key_kinds()
+    assert {
+        "session:",
+        "user:",
+        "tenant:",
+        "kb:",
+        "status:",
+        "label:",
+        "tombstone:",
+        "snapshot:",
+    } <= _key_kinds()
 
 
 def test_no_other_module_spells_a_key() -> None:
@@ -82,7 +91,9 @@ def test_every_key_sits_under_the_prefix() -> None:
         keys.leader,
         keys.replicas,
         keys.session("s"),
-        keys.user("u"),
+        keys.user("t", "u"),
+        keys.tenant("t"),
+        keys.knowledge_base("k"),
         keys.label("team", "a"),
         keys.tombstone("s"),
         keys.snapshot("s"),
