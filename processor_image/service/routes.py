@@ -224,9 +224,12 @@ async def metrics(state: State) -> MetricsResponse:
 
 @get("/state")
 async def get_state(state: State) -> ProcessorState:
-    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge)."""
+    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
+
+    Answers while fenced too: that is how the manager reads the final state to hibernate.
+    """
     runtime = _runtime(state)
-    async with runtime.lock:
+    async with runtime.lock.past_fence():
         return runtime.processor.snapshot()
 
 

@@ -17,6 +17,8 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 
 from processor_image.errors import ProcessorError
+from processor_image.service.errors import ProcessorFenced
+from processor_image.service.fence import FENCE_CLOSE
 from processor_image.service.runtime import Runtime, generated_unique_id
 
 __all__ = ("ws",)
@@ -165,22 +167,41 @@ async def _receive(socket: WebSocket[Any, Any, Any]) -> str | bytes:
 
 @websocket("/ws")
 async def ws(socket: WebSocket[Any, Any, Any]) -> None:
-    """Answer every frame until the client leaves; 1011 before accepting when no processor."""
+    """Answer every frame until the client leaves; 1011 before accepting when no processor.
+
+    Once the hibernation fence is up (``service.fence``) the socket is closed with 1012 after
+    the frame in hand is answered; a frame that arrives later is neither processed nor answered.
+    """
     runtime: Runtime | None = getattr(socket.app.state, "runtime", None)
     if runtime is None:
         await socket.close(code=1011, reason="Processor not initialized")
         return
     await socket.accept()
+    with runtime.sockets.open(socket) as link:
+        if runtime.lock.fenced:
+            await link.close(*FENCE_CLOSE)
+            return
+        try:
+            while True:
+                frame = await _receive(socket)
+                async with link.busy:
+                    if link.closed:
+                        return
+                    try:
+                        reply = await _answer(runtime, frame)
+                    except ProcessorFenced:
+                        await link.close(*FENCE_CLOSE)
+                        return
+                    await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
+        except WebSocketDisconnect:
+            return
+
+
+async def _answer(runtime: Runtime, frame: str | bytes) -> dict[str, Any]:
+    """The reply to one frame; ``ProcessorFenced`` when the fence went up before it."""
     try:
-        while True:
-            frame = await _receive(socket)
-            try:
-                kind, payload = _parse(frame)
-            except _BadMessage as exc:
-                reply = _error(str(exc))
-            else:
-                async with runtime.lock:
-                    reply = _handle(runtime, kind, payload)
-            await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
-    except WebSocketDisconnect:
-        return
+        kind, payload = _parse(frame)
+    except _BadMessage as exc:
+        return _error(str(exc))
+    async with runtime.lock:
+        return _handle(runtime, kind, payload)
