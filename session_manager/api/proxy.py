@@ -1,8 +1,16 @@
 """The reverse proxy: ``ANY /session/{id}/{path}`` and ``WS /session/{id}/ws`` to the processor.
 
-Both resolve the session first (token, status, endpoint: ``Sessions.resolve``), then forward
-through the app's ``Forwarder`` (``session_manager.proxy``) and move the idle deadline in the
-background (``ActivityTracker``). The request id is ``log.request_id_from``'s, as for every route.
+Both resolve the session (token, status, endpoint: ``Sessions.resolve``), then forward through
+the app's ``Forwarder`` (``session_manager.proxy``) and move the idle deadline in the background
+(``ActivityTracker``). The request id is ``log.request_id_from``'s, as for every route.
+
+Hibernation is a barrier, and the proxy follows a session across it. The HTTP route is resolved
+only once the request body is in, and a request that reaches a processor the hibernation has
+fenced (503 ``PROCESSOR_FENCED``) or that finds it gone (connection refused or reset while the
+session is no longer ``ready`` there) is resent, body and all, to wherever the session resolves
+next: ``resolve`` waits for the hibernation and restores. Bounded by the start and stop
+timeouts; a client never gets a 502 for a session that is merely hibernating. An open WebSocket
+is closed by the fenced processor with 1012, passed on to the client (see ``proxy.websocket``).
 
 WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
 ``Authorization: Bearer <token>`` the token may be given as ``?token=<token>`` (it is not
@@ -15,7 +23,9 @@ and reasons pass through both ways; a processor that vanishes without a close fr
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -23,19 +33,25 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError
+from session_manager.errors import KatoError, ProcessorTimeout, ProcessorUnavailable
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
 if TYPE_CHECKING:
     from litestar.types import Scope
+    from websockets.asyncio.client import ClientConnection
 
     from session_manager.clock import Clock
     from session_manager.sessions import Sessions
+    from session_manager.sessions.routing import ProcessorRoute
+    from session_manager.settings import Settings
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
 log = logging.getLogger(__name__)
+
+_MOVE_PAUSE_S = 0.05
+"""Pause before resending when the session still resolves to the processor that refused."""
 
 _METHODS = [
     HttpMethod.GET,
@@ -78,18 +94,49 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             content_length = value.decode("latin-1")
+    body = await forwarder.read_body(request.stream(), content_length)
+    path, query = _processor_path(scope), scope["query_string"]
+    request_id = request_id_from(headers)
+    deadline = _move_deadline(request.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
-    body = await forwarder.read_body(request.stream(), content_length)
-    return await forwarder.forward(
-        request.method,
-        processor.endpoint,
-        _processor_path(scope),
-        scope["query_string"],
-        headers,
-        body,
-        request_id_from(headers),
-    )
+    while True:
+        try:
+            response = await forwarder.forward(
+                request.method, processor.endpoint, path, query, headers, body, request_id
+            )
+        except ProcessorUnavailable:
+            if not await sessions.moved(session_id, processor.endpoint):
+                raise
+        else:
+            if not response.is_fenced():
+                return response
+        processor = await _follow(sessions, session_id, authorization, processor, deadline)
+
+
+def _move_deadline(settings: Settings) -> float:
+    """Until when a request follows a moving session (as long as a restore may take)."""
+    return time.monotonic() + settings.start_timeout_s + settings.stop_timeout_s
+
+
+async def _follow(
+    sessions: Sessions,
+    session_id: str,
+    authorization: str | None,
+    left: ProcessorRoute,
+    deadline: float,
+) -> ProcessorRoute:
+    """Where the session went after ``left`` refused (fenced, or gone): resolve again.
+
+    Raises ``ProcessorTimeout`` once ``deadline`` has passed.
+    """
+    if time.monotonic() >= deadline:
+        raise ProcessorTimeout("the session is still moving", session_id=session_id)
+    sessions.forget_route(session_id)
+    processor = await sessions.resolve(session_id, authorization)
+    if processor.endpoint == left.endpoint:  # not moved yet (or the hibernation backed off)
+        await asyncio.sleep(_MOVE_PAUSE_S)
+    return processor
 
 
 def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
@@ -114,10 +161,7 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     request_id = request_id_from(socket.scope["headers"])
     authorization, query = _ws_credentials(socket)
     try:
-        processor = await sessions.resolve(session_id, authorization)
-        upstream = await forwarder.websockets.connect(
-            processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
-        )
+        upstream = await _open_upstream(socket, sessions, forwarder, authorization, query)
     except KatoError as exc:
         log.info(
             "websocket refused",
@@ -141,6 +185,29 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
         )
     finally:
         await upstream.close()
+
+
+async def _open_upstream(
+    socket: WebSocket[Any, Any, Any],
+    sessions: Sessions,
+    forwarder: Forwarder,
+    authorization: str | None,
+    query: str,
+) -> ClientConnection:
+    """The processor's ``/ws``, following the session if it moves while this connects."""
+    session_id: str = socket.path_params["session_id"]
+    request_id = request_id_from(socket.scope["headers"])
+    deadline = _move_deadline(socket.app.state.settings)
+    processor = await sessions.resolve(session_id, authorization)
+    while True:
+        try:
+            return await forwarder.websockets.connect(
+                processor.endpoint, query, socket.scope.get("subprotocols", []), request_id
+            )
+        except ProcessorUnavailable:
+            if not await sessions.moved(session_id, processor.endpoint):
+                raise
+        processor = await _follow(sessions, session_id, authorization, processor, deadline)
 
 
 PROXY_HANDLERS = (proxy_http, proxy_websocket)

@@ -81,6 +81,8 @@ class Sessions:
         self.create = self._lifecycle.create
         self.end = self._lifecycle.end
         self.resolve = self._router.resolve
+        self.forget_route = self._router.forget
+        self.moved = self._router.moved
         self.hibernate = self._hibernation.hibernate
         self.restore = self._hibernation.restore
         self.recover = self._hibernation.recover

@@ -1,13 +1,14 @@
 """Hibernate, restore and recover: a session's state moves between its processor and Redis.
 
-``hibernate`` saves the processor's ``/state`` as a snapshot and removes the processor;
+``hibernate`` fences the processor (``POST /fence``: requests admitted before it finish, later
+ones answer 503 ``PROCESSOR_FENCED`` and the proxy resends them after the restore; open
+WebSockets close with 1012), saves its ``/state`` as a snapshot and removes the processor;
 ``restore`` (a request for a ``hibernated`` session) and ``recover`` (the reconciler, for a
 ``ready`` session whose processor vanished) start a new one and load the snapshot into it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -19,9 +20,6 @@ from session_manager.sessions.lifecycle import Lifecycle
 __all__ = ("Hibernation",)
 
 log = logging.getLogger(__name__)
-
-_SETTLE_S = 0.02
-_SETTLE_ATTEMPTS = 5
 
 
 class Hibernation:
@@ -56,13 +54,13 @@ class Hibernation:
         if record is None or handle is None:
             return False
         try:
-            state = await self._settled_state(handle)
+            # The fence is the barrier: after it the state is final, so one read is exact.
+            await self._processors.fence(handle.endpoint)
+            state = await self._processors.get_state(handle.endpoint)
+            await self._store.save_snapshot(session_id, state)
         except KatoError:
-            await transition(
-                session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
-            )
+            await self._back_to_ready(session_id, handle)
             raise
-        await self._store.save_snapshot(session_id, state)
         await self._lifecycle.stop(handle)
         done = await transition(
             session_id,
@@ -76,20 +74,19 @@ class Hibernation:
             log.info("session hibernated", extra={"session_id": session_id})
         return done.ok
 
-    async def _settled_state(self, handle: ProcessorHandle) -> bytes:
-        """The processor's state once requests already on their way have landed.
-
-        Requests routed before the session left ``ready`` may still be in flight; new ones
-        wait. Two equal snapshots 20 ms apart mean nothing more is arriving.
-        """
-        state = await self._processors.get_state(handle.endpoint)
-        for _ in range(_SETTLE_ATTEMPTS):
-            await asyncio.sleep(_SETTLE_S)
-            again = await self._processors.get_state(handle.endpoint)
-            if again == state:
-                break
-            state = again
-        return state
+    async def _back_to_ready(self, session_id: str, handle: ProcessorHandle) -> None:
+        """A hibernation that failed: lift the fence (if it went up) and serve again."""
+        try:
+            await self._processors.unfence(handle.endpoint)
+        except KatoError:
+            log.warning(
+                "could not lift the fence after a failed hibernation",
+                extra={"session_id": session_id},
+                exc_info=True,
+            )
+        await self._lifecycle.transition(
+            session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
+        )
 
     async def restore(self, record: SessionRecord) -> SessionRecord | None:
         """Start a new processor for a ``hibernated`` session and load its snapshot into it.
