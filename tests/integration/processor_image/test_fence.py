@@ -128,3 +128,8 @@ def test_a_request_admitted_before_the_fence_is_whole_in_the_state_or_refused_wh
     else:  # the fence came first: nothing of the sequence was applied
         assert replies[0].json()["error"]["code"] == "PROCESSOR_FENCED"
         assert state["time"] == 0
+
+
+def test_the_fence_routes_are_in_the_openapi_document(client: httpx.Client) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    assert set(paths["/fence"]) == {"post", "delete"}

@@ -12,9 +12,12 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from session_manager.errors import ProcessorUnavailable
+from session_manager.models import SessionStatus
 from session_manager.sessions import Sessions
 from tests.support.manager import Manager, auth
 
@@ -156,3 +159,31 @@ async def test_http_requests_in_flight_during_hibernation_wait_for_the_restore(
     assert not lost, f"{len(lost)} of {len(answered)} answered observations lost: {sorted(lost)}"
     assert 502 not in statuses, [body for status, body in replies if status == 502][:1]
     assert statuses == [200] * len(names), replies
+
+
+async def test_a_hibernation_that_fails_after_fencing_lifts_the_fence(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state cannot be read (faked: a processor that fails only there is hard to make)."""
+    session = await manager.create()
+    sid = session["session_id"]
+    sessions: Sessions = manager.app.state.sessions
+    path = f"/session/{sid}/observe"
+    assert (
+        await manager.client.post(path, json={"strings": ["a"]}, headers=auth(session))
+    ).status_code == 200
+
+    async def unreadable(endpoint: str) -> bytes:
+        raise ProcessorUnavailable("state unreadable", url=endpoint)
+
+    monkeypatch.setattr(manager.app.state.processors, "get_state", unreadable)
+    with pytest.raises(ProcessorUnavailable):
+        await sessions.hibernate(sid)
+    monkeypatch.undo()
+
+    record = await manager.app.state.store.get(sid)
+    assert record is not None
+    assert record.status == SessionStatus.READY
+    reply = await manager.client.post(path, json={"strings": ["b"]}, headers=auth(session))
+    assert reply.status_code == 200, reply.text
+    assert await stm_symbols(manager, session) == {"a", "b"}
