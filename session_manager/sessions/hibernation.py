@@ -38,7 +38,8 @@ class Hibernation:
 
         With ``only_if_idle_due_at`` nothing happens unless the idle deadline is still due then
         (a request that moved it wins). Returns whether the session was hibernated. A processor
-        whose state cannot be read is left running and ``ready`` (``ProcessorUnavailable``).
+        whose state cannot be read or saved is unfenced and left running and ``ready`` (the
+        error, e.g. ``ProcessorUnavailable``, is raised).
         """
         transition = self._lifecycle.transition
         result = await transition(
