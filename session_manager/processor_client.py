@@ -157,13 +157,20 @@ class ProcessorClient:
         """``PUT /state``: load a snapshot taken by ``get_state``."""
         await self.call("PUT", endpoint, "/state", content=snapshot)
 
-    async def fence(self, endpoint: str) -> None:
+    async def fence(self, endpoint: str) -> bool:
         """``POST /fence``: answers once the processor's state is final (hibernation barrier).
 
         Requests admitted before it have finished; later ones answer 503 ``PROCESSOR_FENCED``
-        and its open WebSockets are closed with 1012.
+        and its open WebSockets are closed with 1012. ``False`` when the processor has no fence
+        (404: an image older than the fence, during an upgrade).
         """
-        await self.call("POST", endpoint, "/fence")
+        try:
+            await self.call("POST", endpoint, "/fence")
+        except ProcessorUnavailable as exc:
+            if exc.details.get("status") == 404:
+                return False
+            raise
+        return True
 
     async def unfence(self, endpoint: str) -> None:
         """``DELETE /fence``: the hibernation failed; the processor serves requests again."""

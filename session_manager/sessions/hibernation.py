@@ -56,7 +56,12 @@ class Hibernation:
             return False
         try:
             # The fence is the barrier: after it the state is final, so one read is exact.
-            await self._processors.fence(handle.endpoint)
+            if not await self._processors.fence(handle.endpoint):
+                log.warning(
+                    "processor has no fence (image older than the manager): hibernating"
+                    " without the barrier; requests racing it may be lost",
+                    extra={"session_id": session_id},
+                )
             state = await self._processors.get_state(handle.endpoint)
             await self._store.save_snapshot(session_id, state)
         except KatoError:
