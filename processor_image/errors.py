@@ -9,6 +9,7 @@
     │   └── GeneNotFound (404 HTTP_404, spec §5.3)
     ├── StorageError (503 STORAGE_UNAVAILABLE)          storage/errors.py
     ├── PatternNotFound (404 HTTP_404, spec §6)         service/errors.py
+    ├── ProcessorFenced (503 PROCESSOR_FENCED)          service/errors.py
     └── SequenceFailed (status and code of its cause)   service/errors.py
 
 ``service.errors`` turns every one of them into the error JSON; the engine and the stores only

@@ -1,7 +1,7 @@
 """``ProcessorClient``: every call the manager itself makes to a processor's API.
 
-Readiness probes (backends), health checks and calls (gateway), ``GET``/``PUT /state``
-(hibernation) and the live genes (session view) go through it, so httpx errors become the
+Readiness probes (backends), health checks and calls (gateway), the fence and ``GET``/``PUT
+/state`` (hibernation) and the live genes (session view) go through it, so httpx errors become the
 manager's errors in one place (``_translated``):
 
     httpx.TimeoutException          -> ProcessorTimeout (504)
@@ -191,6 +191,25 @@ class ProcessorClient:
             headers={REPLAY_SEQ_HEADER: str(seq)},
             params=params,
         )
+
+    async def fence(self, endpoint: str) -> bool:
+        """``POST /fence``: answers once the processor's state is final (hibernation barrier).
+
+        Requests admitted before it have finished; later ones answer 503 ``PROCESSOR_FENCED``
+        and its open WebSockets are closed with 1012. ``False`` when the processor has no fence
+        (404: an image older than the fence, during an upgrade).
+        """
+        try:
+            await self.call("POST", endpoint, "/fence")
+        except ProcessorUnavailable as exc:
+            if exc.details.get("status") == 404:
+                return False
+            raise
+        return True
+
+    async def unfence(self, endpoint: str) -> None:
+        """``DELETE /fence``: the hibernation failed; the processor serves requests again."""
+        await self.call("DELETE", endpoint, "/fence")
 
     async def genes(self, endpoint: str, names: Iterable[str]) -> dict[str, Any]:
         """The live value of each named gene (``GET /gene/{name}``, all at once).

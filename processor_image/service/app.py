@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 
 from processor_image.service.config import ServiceConfig
 from processor_image.service.errors import EXCEPTION_HANDLERS
+from processor_image.service.fence import FENCE_ROUTES
 from processor_image.service.routes import ROUTES
 from processor_image.service.runtime import Runtime
 from processor_image.service.ws import message, ws
@@ -30,7 +31,7 @@ def create_app(config: ServiceConfig) -> Litestar:
             runtime.close()
 
     return Litestar(
-        route_handlers=[*ROUTES, message, ws],
+        route_handlers=[*ROUTES, *FENCE_ROUTES, message, ws],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=config.max_body_bytes,

@@ -33,6 +33,7 @@ __all__ = (
     "EXCEPTION_HANDLERS",
     "ErrorShapedOperation",
     "PatternNotFound",
+    "ProcessorFenced",
     "SequenceFailed",
     "documented",
     "error_body",
@@ -48,6 +49,21 @@ class PatternNotFound(ProcessorError):
 
     def __init__(self, pattern_id: str) -> None:
         super().__init__(f"Pattern {pattern_id} not found")
+
+
+class ProcessorFenced(ProcessorError):
+    """The session is moving (hibernation fenced this processor): the manager retries elsewhere.
+
+    A client never sees it: the manager waits for the restored processor and resends.
+    """
+
+    status, code = 503, "PROCESSOR_FENCED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The session is moving to another processor (hibernation): the session manager"
+            " retries the request on the restored processor"
+        )
 
 
 class SequenceFailed(ProcessorError):
@@ -146,7 +162,10 @@ _MEANINGS = {
     413: "BODY_TOO_LARGE: the body is over MAX_BODY_BYTES",
     422: "INVALID_JSON, VALIDATION_ERROR (wrong fields or types), INVALID_OBSERVATION",
     500: "INTERNAL_ERROR: a bug; details.error has the exception text",
-    503: "STORAGE_UNAVAILABLE: the knowledge base (MongoDB) cannot be reached",
+    503: (
+        "STORAGE_UNAVAILABLE: the knowledge base (MongoDB) cannot be reached;"
+        " PROCESSOR_FENCED: the session is hibernating (the manager retries)"
+    ),
 }
 
 BODY = (413, 422)

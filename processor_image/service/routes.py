@@ -269,9 +269,10 @@ async def get_state(state: State) -> ProcessorState:
     """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
 
     ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position).
+    Answers while fenced too: that is how the manager reads the final state to hibernate.
     """
     runtime = _runtime(state)
-    async with runtime.lock:
+    async with runtime.lock.past_fence():
         return msgspec.structs.replace(runtime.processor.snapshot(), seq=runtime.seq)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 from processor_image.engine import ObserveResult, Processor
 from processor_image.service.config import ServiceConfig
+from processor_image.service.fence import FencedLock, OpenSockets
 from processor_image.service.schemas import ObserveRequest, ObserveResponse
 from processor_image.storage import open_knowledge_base
 
@@ -25,12 +25,17 @@ def generated_unique_id(prefix: str) -> str:
 
 
 class Runtime:
-    """Processor + lock + uptime; every state-changing call goes through ``lock``."""
+    """Processor + lock + uptime; every state-changing call goes through ``lock``.
+
+    ``lock`` carries the hibernation fence (``service.fence``): once it is up, entering raises
+    ``ProcessorFenced``. ``sockets`` are the open ``/ws`` the fence closes.
+    """
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.started = time.monotonic()
-        self.lock = asyncio.Lock()
+        self.lock = FencedLock()
+        self.sockets = OpenSockets()
         self.seq = 0
         """Mutating requests applied (HTTP and WebSocket); snapshots carry it (``state.seq``)."""
         kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url)

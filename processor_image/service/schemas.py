@@ -10,6 +10,7 @@ from processor_image.engine import ProcessorState
 
 __all__ = (
     "CognitionDataResponse",
+    "FenceResponse",
     "GeneResponse",
     "GenesUpdateRequest",
     "HealthResponse",
@@ -168,3 +169,11 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
 
     error: ErrorInfo
     status: int
+
+
+class FenceResponse(msgspec.Struct, kw_only=True):
+    """``POST``/``DELETE /fence`` (manager-internal): whether the fence is up now."""
+
+    fenced: bool
+    closed_websockets: int
+    processor_id: str

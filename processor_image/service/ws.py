@@ -23,6 +23,8 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 
 from processor_image.errors import ProcessorError
+from processor_image.service.errors import ProcessorFenced
+from processor_image.service.fence import FENCE_CLOSE
 from processor_image.service.runtime import (
     REPLAY_SEQ_HEADER,
     SEQ_HEADER,
@@ -205,20 +207,36 @@ async def _receive(socket: WebSocket[Any, Any, Any]) -> str | bytes:
 
 @websocket("/ws")
 async def ws(socket: WebSocket[Any, Any, Any]) -> None:
-    """Answer every frame until the client leaves; 1011 before accepting when no processor."""
+    """Answer every frame until the client leaves; 1011 before accepting when no processor.
+
+    Once the hibernation fence is up (``service.fence``) the socket is closed with 1012 after
+    the frame in hand is answered; a frame that arrives later is neither processed nor answered.
+    On a socket the manager journals (``X-Kato-Journal: 1``), mutating replies carry ``seq``.
+    """
     runtime: Runtime | None = getattr(socket.app.state, "runtime", None)
     if runtime is None:
         await socket.close(code=1011, reason="Processor not initialized")
         return
     journaled = socket.headers.get(JOURNAL_HEADER) == "1"
     await socket.accept()
-    try:
-        while True:
-            frame = await _receive(socket)
-            async with runtime.lock:
-                reply, seq = _answer(runtime, frame, None)
-            if journaled and seq is not None:
-                reply["data"]["seq"] = seq
-            await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
-    except WebSocketDisconnect:
-        return
+    with runtime.sockets.open(socket) as link:
+        if runtime.lock.fenced:
+            await link.close(*FENCE_CLOSE)
+            return
+        try:
+            while True:
+                frame = await _receive(socket)
+                async with link.busy:
+                    if link.closed:
+                        return
+                    try:
+                        async with runtime.lock:
+                            reply, seq = _answer(runtime, frame, None)
+                    except ProcessorFenced:
+                        await link.close(*FENCE_CLOSE)
+                        return
+                    if journaled and seq is not None:
+                        reply["data"]["seq"] = seq
+                    await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
+        except WebSocketDisconnect:
+            return

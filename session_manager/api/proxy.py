@@ -1,8 +1,16 @@
 """The reverse proxy: ``ANY /session/{id}/{path}`` and ``WS /session/{id}/ws`` to the processor.
 
-Both resolve the session first (token, status, endpoint: ``Sessions.resolve``), then forward
-through the app's ``Forwarder`` (``session_manager.proxy``) and move the idle deadline in the
-background (``ActivityTracker``). The request id is ``log.request_id_from``'s, as for every route.
+Both resolve the session (token, status, endpoint: ``Sessions.resolve``), then forward through
+the app's ``Forwarder`` (``session_manager.proxy``) and move the idle deadline in the background
+(``ActivityTracker``). The request id is ``log.request_id_from``'s, as for every route.
+
+Hibernation is a barrier, and the proxy follows a session across it. The HTTP route is resolved
+only once the request body is in, and a request that reaches a processor the hibernation has
+fenced (503 ``PROCESSOR_FENCED``) or that finds it gone (connection refused or reset while the
+session is no longer ``ready`` there) is resent, body and all, to wherever the session resolves
+next: ``resolve`` waits for the hibernation and restores. Bounded by the start and stop
+timeouts; a client never gets a 502 for a session that is merely hibernating. An open WebSocket
+is closed by the fenced processor with 1012, passed on to the client (see ``proxy.websocket``).
 
 WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
 ``Authorization: Bearer <token>`` the token may be given as ``?token=<token>`` (it is not
@@ -15,7 +23,9 @@ and reasons pass through both ways; a processor that vanishes without a close fr
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -23,7 +33,7 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError, ProcessorUnavailable
+from session_manager.errors import KatoError, ProcessorTimeout, ProcessorUnavailable
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
@@ -35,10 +45,14 @@ if TYPE_CHECKING:
     from session_manager.proxy.journaling import SocketJournal
     from session_manager.sessions import Sessions
     from session_manager.sessions.routing import ProcessorRoute
+    from session_manager.settings import Settings
 
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
 log = logging.getLogger(__name__)
+
+_MOVE_PAUSE_S = 0.05
+"""Pause before resending when the session still resolves to the processor that refused."""
 
 _METHODS = [
     HttpMethod.GET,
@@ -81,34 +95,70 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             content_length = value.decode("latin-1")
+    # The route is resolved once the body is in: a hibernation that begins meanwhile is seen.
+    body = await forwarder.read_body(request.stream(), content_length)
+    path, query = _processor_path(scope), scope["query_string"]
+    request_id = request_id_from(headers)
+    deadline = _move_deadline(request.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
-    body = await forwarder.read_body(request.stream(), content_length)
     journaled = not sessions.is_static(session_id)
-    for attempt in (1, 2):
+    while True:
         try:
-            return await forwarder.forward(
+            response = await forwarder.forward(
                 request.method,
                 processor.endpoint,
-                _processor_path(scope),
-                scope["query_string"],
+                path,
+                query,
                 headers,
                 body,
-                request_id_from(headers),
+                request_id,
                 session_id=session_id if journaled else None,
             )
         except ProcessorUnavailable:
-            # Refused or reset: if the processor is gone, recover the session now (checkpoint
-            # plus journal) and send the request once more. Not acknowledged before, it is not
-            # in the journal, so it is applied exactly once.
-            if (
-                attempt == 2
-                or not journaled
-                or not await sessions.recover_lost(session_id, processor.endpoint)
-            ):
+            # Refused or reset. Not acknowledged, so not in the journal: resending it after the
+            # session moved (hibernation) or was recovered (checkpoint plus journal) applies it
+            # exactly once.
+            if not await _lost_or_moved(sessions, session_id, processor, journaled):
                 raise
-            processor = await sessions.resolve(session_id, authorization)
-    raise AssertionError("unreachable")  # pragma: no cover
+        else:
+            if not response.is_fenced():
+                return response
+        processor = await _follow(sessions, session_id, authorization, processor, deadline)
+
+
+async def _lost_or_moved(
+    sessions: Sessions, session_id: str, left: ProcessorRoute, journaled: bool
+) -> bool:
+    """Whether a refused request is worth sending again: the session moved, or was recovered."""
+    if await sessions.moved(session_id, left.endpoint):
+        return True
+    return journaled and await sessions.recover_lost(session_id, left.endpoint)
+
+
+def _move_deadline(settings: Settings) -> float:
+    """Until when a request follows a moving session (as long as a restore may take)."""
+    return time.monotonic() + settings.start_timeout_s + settings.stop_timeout_s
+
+
+async def _follow(
+    sessions: Sessions,
+    session_id: str,
+    authorization: str | None,
+    left: ProcessorRoute,
+    deadline: float,
+) -> ProcessorRoute:
+    """Where the session went after ``left`` refused (fenced, or gone): resolve again.
+
+    Raises ``ProcessorTimeout`` once ``deadline`` has passed.
+    """
+    if time.monotonic() >= deadline:
+        raise ProcessorTimeout("the session is still moving", session_id=session_id)
+    sessions.forget_route(session_id)
+    processor = await sessions.resolve(session_id, authorization)
+    if processor.endpoint == left.endpoint:  # not moved yet (or the hibernation backed off)
+        await asyncio.sleep(_MOVE_PAUSE_S)
+    return processor
 
 
 def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
@@ -124,32 +174,6 @@ def _ws_credentials(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str]:
     return authorization, urlencode([(n, v) for n, v in pairs if n != "token"])
 
 
-async def _connect(
-    sessions: Sessions,
-    forwarder: Forwarder,
-    socket: WebSocket[Any, Any, Any],
-    processor: ProcessorRoute,
-    query: str,
-    journal: SocketJournal | None,
-) -> ClientConnection:
-    """Open the processor's ``/ws``; a processor found gone is recovered first (as for HTTP)."""
-    subprotocols = socket.scope.get("subprotocols", [])
-    request_id = request_id_from(socket.scope["headers"])
-    session_id = processor.session_id
-    try:
-        return await forwarder.websockets.connect(
-            processor.endpoint, query, subprotocols, request_id, journaled=journal is not None
-        )
-    except ProcessorUnavailable:
-        if journal is None or not await sessions.recover_lost(session_id, processor.endpoint):
-            raise
-    authorization, _ = _ws_credentials(socket)
-    processor = await sessions.resolve(session_id, authorization)
-    return await forwarder.websockets.connect(
-        processor.endpoint, query, subprotocols, request_id, journaled=True
-    )
-
-
 @websocket("/session/{session_id:str}/ws", name="session-ws-proxy")
 async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     """Bridge the client's WebSocket to the processor's ``/ws`` until either side closes."""
@@ -158,14 +182,13 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     forwarder: Forwarder = socket.app.state.forwarder
     request_id = request_id_from(socket.scope["headers"])
     authorization, query = _ws_credentials(socket)
+    journal = (
+        forwarder.journal.for_socket(session_id)
+        if forwarder.journal is not None and not sessions.is_static(session_id)
+        else None
+    )
     try:
-        processor = await sessions.resolve(session_id, authorization)
-        journal = (
-            forwarder.journal.for_socket(session_id)
-            if forwarder.journal is not None and not sessions.is_static(session_id)
-            else None
-        )
-        upstream = await _connect(sessions, forwarder, socket, processor, query, journal)
+        upstream = await _open_upstream(socket, sessions, forwarder, authorization, query, journal)
     except KatoError as exc:
         log.info(
             "websocket refused",
@@ -190,6 +213,34 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
         )
     finally:
         await upstream.close()
+
+
+async def _open_upstream(
+    socket: WebSocket[Any, Any, Any],
+    sessions: Sessions,
+    forwarder: Forwarder,
+    authorization: str | None,
+    query: str,
+    journal: SocketJournal | None,
+) -> ClientConnection:
+    """The processor's ``/ws``, following the session if it moves or is recovered meanwhile."""
+    session_id: str = socket.path_params["session_id"]
+    request_id = request_id_from(socket.scope["headers"])
+    deadline = _move_deadline(socket.app.state.settings)
+    processor = await sessions.resolve(session_id, authorization)
+    while True:
+        try:
+            return await forwarder.websockets.connect(
+                processor.endpoint,
+                query,
+                socket.scope.get("subprotocols", []),
+                request_id,
+                journaled=journal is not None,
+            )
+        except ProcessorUnavailable:
+            if not await _lost_or_moved(sessions, session_id, processor, journal is not None):
+                raise
+        processor = await _follow(sessions, session_id, authorization, processor, deadline)
 
 
 PROXY_HANDLERS = (proxy_http, proxy_websocket)

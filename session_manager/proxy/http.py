@@ -5,6 +5,11 @@ processor's status, content type, body and end-to-end headers come back. Hop-by-
 (RFC 9110 §7.6.1 and whatever ``Connection`` names) and the session token never cross.
 Network errors become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504) in the
 pool (``proxy.http1``), never in handlers.
+
+Client-sent ``X-Kato-*`` request headers are dropped too: that namespace is the manager's own,
+for headers it adds itself. ``ProxyResponse.is_fenced`` tells a processor's 503
+``PROCESSOR_FENCED`` (the session is hibernating) from its other answers, so the handler can
+resend the request to the restored processor.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from session_manager.errors import KatoError, PayloadTooLarge
 from session_manager.proxy.activity import ActivityTracker
@@ -55,6 +62,9 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
 """Request headers the proxy drops or rewrites: the session token, framing it sets itself, and
 ``Expect`` (the body is read before forwarding, the manager's server answers ``100``)."""
 
+_INTERNAL_PREFIX = b"x-kato-"
+"""Request headers in the manager's own namespace; a client cannot send them on."""
+
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
@@ -78,11 +88,20 @@ _STREAM_ABOVE_BYTES = 256 * 1024
 
 _REMEMBERED_ENDPOINTS = 4096
 
+_FENCED = "PROCESSOR_FENCED"
+"""The processor's code for a request that came after the hibernation fence (not a client's)."""
+
 
 def _forwarded_headers(
-    headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] | set[bytes]
+    headers: Iterable[tuple[bytes, bytes]],
+    drop: frozenset[bytes] | set[bytes],
+    *,
+    internal: bool = False,
 ) -> RawHeaders:
-    """End-to-end headers only: ``drop`` and every header named in ``Connection`` are removed."""
+    """End-to-end headers only: ``drop`` and every header named in ``Connection`` are removed.
+
+    With ``internal`` the manager's ``X-Kato-*`` namespace is removed as well.
+    """
     headers = list(headers)
     named: set[bytes] = set()
     for name, value in headers:
@@ -90,12 +109,21 @@ def _forwarded_headers(
             named.update(token.strip().lower() for token in value.split(b","))
     if named:
         drop = drop | named
+    if internal:
+        return [
+            (name, value)
+            for name, value in headers
+            if (lower := name.lower()) not in drop and not lower.startswith(_INTERNAL_PREFIX)
+        ]
     return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
-def _without_internal(headers: RawHeaders) -> RawHeaders:
-    """Client headers minus ``X-Kato-*``: only the manager speaks the journal's headers."""
-    return [(name, value) for name, value in headers if not name.lower().startswith(b"x-kato-")]
+class _ErrorCode(msgspec.Struct):
+    code: str = ""
+
+
+class _ErrorReply(msgspec.Struct):
+    error: _ErrorCode = msgspec.field(default_factory=_ErrorCode)
 
 
 class ProxyResponse:
@@ -114,6 +142,18 @@ class ProxyResponse:
         self.headers = headers
         self.body = body
         self.stream = stream
+
+    def is_fenced(self) -> bool:
+        """Whether the processor refused because hibernation fenced it (503 ``PROCESSOR_FENCED``).
+
+        The status is checked first: no other answer's body is ever parsed.
+        """
+        if self.status != 503 or self.stream is not None:
+            return False
+        try:
+            return msgspec.json.decode(self.body, type=_ErrorReply).error.code == _FENCED
+        except msgspec.DecodeError:
+            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the response; a streamed body is copied chunk by chunk as it arrives."""
@@ -243,7 +283,7 @@ class Forwarder:
             ]
             lines.extend(
                 b"%s: %s\r\n" % pair
-                for pair in _without_internal(_forwarded_headers(headers, _NOT_FORWARDED))
+                for pair in _forwarded_headers(headers, _NOT_FORWARDED, internal=True)
             )
             if body or method in ("POST", "PUT", "PATCH"):
                 lines.append(b"content-length: %d\r\n" % len(body))

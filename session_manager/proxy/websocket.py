@@ -3,6 +3,14 @@
 One pump per direction copies text and binary frames as they are; whichever side closes first,
 its close code and reason are passed to the other side. Failures to open the processor's socket
 become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504), as for HTTP.
+
+Hibernation: the manager fences the session's processor before reading its state, and the
+fence closes every open ``/ws`` with 1012 once the frame it is handling has been answered. The
+bridge passes 1012 on with ``HIBERNATING_REASON``: reconnect, the next connection waits for the
+restore. A frame the client sent that got no reply before the close was not applied (the
+fence refuses it), so a client treats an unanswered frame as not applied and sends it again on
+the new connection. This works whichever replica decided the hibernation: the processor ends
+the bridges, not the manager.
 """
 
 from __future__ import annotations
@@ -24,9 +32,19 @@ from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 if TYPE_CHECKING:
     from litestar.connection import WebSocket
 
-__all__ = ("Closed", "WebSocketConnector", "bridge_websockets", "websocket_close_code")
+__all__ = (
+    "HIBERNATING_REASON",
+    "Closed",
+    "WebSocketConnector",
+    "bridge_websockets",
+    "websocket_close_code",
+)
 
 _CLOSE_REASON_BYTES = 123
+
+_SERVICE_RESTART = 1012
+HIBERNATING_REASON = "session hibernating: reconnect, the next connection waits for the restore"
+"""The reason the client gets with 1012 when the session's processor was fenced."""
 
 
 class WebSocketConnector:
@@ -181,6 +199,7 @@ async def bridge_websockets(
     if closed.by == "client":
         await upstream.close(*websocket_close_code(closed.code, closed.reason, abnormal=1001))
     else:
+        reason = HIBERNATING_REASON if closed.code == _SERVICE_RESTART else closed.reason
         with contextlib.suppress(WebSocketDisconnect, OSError):
-            await socket.close(*websocket_close_code(closed.code, closed.reason))
+            await socket.close(*websocket_close_code(closed.code, reason))
     return closed

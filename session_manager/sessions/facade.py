@@ -83,6 +83,8 @@ class Sessions:
         self.end = self._lifecycle.end
         self.wait_for_starts = self._lifecycle.wait_for_starts
         self.resolve = self._router.resolve
+        self.forget_route = self._router.forget
+        self.moved = self._router.moved
         self.hibernate = self._hibernation.hibernate
         self.restore = self._hibernation.restore
         self.recover = self._hibernation.recover

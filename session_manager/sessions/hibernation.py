@@ -1,6 +1,8 @@
 """Hibernate, restore, checkpoint and recover: a session's state between its processor and Redis.
 
-``hibernate`` saves the processor's ``/state`` as a snapshot and removes the processor;
+``hibernate`` fences the processor (``POST /fence``: requests admitted before it finish, later
+ones answer 503 ``PROCESSOR_FENCED`` and the proxy resends them after the restore; open
+WebSockets close with 1012), saves its ``/state`` as a snapshot and removes the processor;
 ``checkpoint`` saves it and leaves the processor running. Either trims the session's journal
 (``store.journal``) of the requests the snapshot holds. ``restore`` (a request for a
 ``hibernated`` session) and ``recover`` (a ``ready`` session whose processor vanished: the
@@ -11,7 +13,6 @@ last acknowledged request. The snapshot is kept: it is the session's checkpoint.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -28,9 +29,6 @@ from session_manager.sessions.start_gate import StartGate
 __all__ = ("Hibernation",)
 
 log = logging.getLogger(__name__)
-
-_SETTLE_S = 0.02
-_SETTLE_ATTEMPTS = 5
 
 
 class _Position(msgspec.Struct):
@@ -66,7 +64,8 @@ class Hibernation:
 
         With ``only_if_idle_due_at`` nothing happens unless the idle deadline is still due then
         (a request that moved it wins). Returns whether the session was hibernated. A processor
-        whose state cannot be read is left running and ``ready`` (``ProcessorUnavailable``).
+        whose state cannot be read or saved is unfenced and left running and ``ready`` (the
+        error, e.g. ``ProcessorUnavailable``, is raised).
         """
         transition = self._lifecycle.transition
         result = await transition(
@@ -85,12 +84,17 @@ class Hibernation:
             async with self._checkpoint_lock(session_id, wait=True) as taken:
                 if not taken:
                     raise ProcessorUnavailable("a checkpoint of the session is still running")
-                state = await self._settled_state(handle)
+                # The fence is the barrier: after it the state is final, so one read is exact.
+                if not await self._processors.fence(handle.endpoint):
+                    log.warning(
+                        "processor has no fence (image older than the manager): hibernating"
+                        " without the barrier; the journal still holds what races it",
+                        extra={"session_id": session_id},
+                    )
+                state = await self._processors.get_state(handle.endpoint)
                 await self._save_checkpoint(session_id, state)
         except KatoError:
-            await transition(
-                session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
-            )
+            await self._back_to_ready(session_id, handle)
             raise
         await self._lifecycle.stop(handle)
         done = await transition(
@@ -137,20 +141,19 @@ class Hibernation:
         self._metrics.checkpoints.inc()
         return seq
 
-    async def _settled_state(self, handle: ProcessorHandle) -> bytes:
-        """The processor's state once requests already on their way have landed.
-
-        Requests routed before the session left ``ready`` may still be in flight; new ones
-        wait. Two equal snapshots 20 ms apart mean nothing more is arriving.
-        """
-        state = await self._processors.get_state(handle.endpoint)
-        for _ in range(_SETTLE_ATTEMPTS):
-            await asyncio.sleep(_SETTLE_S)
-            again = await self._processors.get_state(handle.endpoint)
-            if again == state:
-                break
-            state = again
-        return state
+    async def _back_to_ready(self, session_id: str, handle: ProcessorHandle) -> None:
+        """A hibernation that failed: lift the fence (if it went up) and serve again."""
+        try:
+            await self._processors.unfence(handle.endpoint)
+        except KatoError:
+            log.warning(
+                "could not lift the fence after a failed hibernation",
+                extra={"session_id": session_id},
+                exc_info=True,
+            )
+        await self._lifecycle.transition(
+            session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
+        )
 
     async def restore(self, record: SessionRecord) -> SessionRecord | None:
         """Start a new processor for a ``hibernated`` session and load its snapshot into it.

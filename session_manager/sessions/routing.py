@@ -185,6 +185,22 @@ class Router:
             return ProcessorRoute(session_id=session_id, endpoint=route.endpoint)
         return ProcessorRoute(session_id=session_id, endpoint=await self._settle(session_id))
 
+    def forget(self, session_id: str) -> None:
+        """Drop the session's cached route: the proxy found its processor moving."""
+        self._cache.forget(session_id)
+
+    async def moved(self, session_id: str, endpoint: str) -> bool:
+        """Whether the session is no longer ``ready`` at ``endpoint`` (one Redis read).
+
+        For the proxy, when ``endpoint`` refused or dropped a connection: a session that is
+        hibernating, restoring or recovering is worth resolving again; a static processor or
+        a ``ready`` session at that endpoint is not (its processor is just unreachable).
+        """
+        route = await self._store.route(session_id)
+        if route is None:
+            return False
+        return route.status != SessionStatus.READY or route.endpoint != endpoint
+
     async def _settle(self, session_id: str) -> str:
         """The endpoint once the session is ``ready``: wait out a start, restore a hibernation."""
         record = await live_record(self._store, session_id)

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 import pytest
+from litestar import Litestar
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 from session_manager.processor_client import ProcessorClient
 from tests.processes import RunningProcessor, free_port, start_processor
+from tests.support.net import serve
 
 
 @pytest.fixture(name="processor", scope="module")
@@ -92,3 +94,22 @@ async def test_a_processor_that_does_not_answer_in_time_is_processor_timeout(
             assert caught.value.status == 504
         finally:
             os.kill(stopped.process.pid, signal.SIGCONT)
+
+
+async def test_fence_and_unfence_refuse_then_serve_again(
+    client: ProcessorClient, processor: RunningProcessor
+) -> None:
+    assert await client.fence(processor.url)
+    fenced = await client.exchange("POST", processor.url, "/observe", json={"strings": ["x"]})
+    assert fenced.status == 503
+    await client.unfence(processor.url)
+    served = await client.exchange("POST", processor.url, "/observe", json={"strings": ["x"]})
+    assert served.status == 200
+    await client.exchange("POST", processor.url, "/clear-all")
+
+
+async def test_a_processor_without_a_fence_is_reported_not_fenced(client: ProcessorClient) -> None:
+    """An image older than the fence answers 404: hibernation goes on without the barrier."""
+    app = Litestar(route_handlers=[])
+    async with serve(app) as url:
+        assert not await client.fence(url)
