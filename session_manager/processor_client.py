@@ -24,9 +24,12 @@ import msgspec
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 
-__all__ = ("ProcessorClient", "RawReply")
+__all__ = ("SNAPSHOT_ENCODING", "ProcessorClient", "RawReply")
 
 _BODY_EXCERPT = 500
+SNAPSHOT_ENCODING = "zstd"
+"""How snapshots travel and are stored: the processor compresses, the manager only moves bytes."""
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class RawReply(msgspec.Struct, frozen=True):
@@ -150,12 +153,48 @@ class ProcessorClient:
             return False
 
     async def get_state(self, endpoint: str) -> bytes:
-        """``GET /state``: the processor's snapshot, as sent (JSON)."""
-        return await self.call("GET", endpoint, "/state")
+        """``GET /state``, asked for zstd: the snapshot as opaque bytes, never decompressed here.
+
+        The body is read raw (httpx would otherwise decode ``Content-Encoding``), so the manager
+        holds about one copy of the compressed state. A processor that ignores
+        ``Accept-Encoding`` sends plain JSON, kept as sent; ``put_state`` tells them apart.
+        """
+        url = endpoint + "/state"
+        with _translated("GET", url):
+            async with self._http.stream(
+                "GET", url, headers={"accept-encoding": SNAPSHOT_ENCODING}
+            ) as response:
+                chunks = [chunk async for chunk in response.aiter_raw()]
+        body = b"".join(chunks)
+        del chunks
+        if response.status_code != 200:
+            raise ProcessorUnavailable(
+                f"processor GET {url} answered {response.status_code}",
+                url=url,
+                status=response.status_code,
+                body=body[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            )
+        return body
 
     async def put_state(self, endpoint: str, snapshot: bytes) -> None:
-        """``PUT /state``: load a snapshot taken by ``get_state``."""
-        await self.call("PUT", endpoint, "/state", content=snapshot)
+        """``PUT /state``: load a snapshot taken by ``get_state``, sent as stored.
+
+        A zstd frame (its magic number; JSON never starts with it) goes with
+        ``Content-Encoding: zstd``; plain JSON (older snapshots) as is.
+        """
+        headers = {"content-type": "application/json"}
+        if snapshot.startswith(_ZSTD_MAGIC):
+            headers["content-encoding"] = SNAPSHOT_ENCODING
+        url = endpoint + "/state"
+        with _translated("PUT", url):
+            response = await self._http.put(url, content=snapshot, headers=headers)
+        if response.status_code != 200:
+            raise ProcessorUnavailable(
+                f"processor PUT {url} answered {response.status_code}",
+                url=url,
+                status=response.status_code,
+                body=response.content[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            )
 
     async def genes(self, endpoint: str, names: Iterable[str]) -> dict[str, Any]:
         """The live value of each named gene (``GET /gene/{name}``, all at once).

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
-from litestar import get, post, put
+from litestar import MediaType, Request, Response, get, post, put
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from processor_image.engine import EngineError, ProcessorState
@@ -36,11 +38,24 @@ from processor_image.service.schemas import (
     StatusResponse,
     StmResponse,
 )
+from processor_image.service.state_transfer import (
+    ZSTD,
+    decode_state,
+    encode_state,
+    read_limited,
+    wants_zstd,
+)
 
 __all__ = ("ROUTES",)
 
 _YIELD_EVERY = 200
 """Observations between yields to the event loop inside ``/observe-sequence`` (lock held)."""
+
+_STATE_REPLY = ResponseSpec(
+    data_container=ProcessorState,
+    description="The snapshot; zstd-compressed (Content-Encoding: zstd) if Accept-Encoding asks",
+    generate_examples=False,
+)
 
 
 def _runtime(state: State) -> Runtime:
@@ -222,20 +237,45 @@ async def metrics(state: State) -> MetricsResponse:
         )
 
 
-@get("/state")
-async def get_state(state: State) -> ProcessorState:
-    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge)."""
+@get("/state", responses={200: _STATE_REPLY})
+async def get_state(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
+
+    zstd-compressed when ``Accept-Encoding`` names ``zstd`` (what the manager asks for).
+    """
     runtime = _runtime(state)
     async with runtime.lock:
-        return runtime.processor.snapshot()
+        # The snapshot is a deep copy: taken off the loop, encoded once the lock is released.
+        snapshot = await asyncio.to_thread(runtime.processor.snapshot)
+    compress = wants_zstd(request.headers.get("accept-encoding"))
+    body = await asyncio.to_thread(encode_state, snapshot, compress=compress)
+    headers = {"vary": "accept-encoding"}
+    if compress:
+        headers["content-encoding"] = ZSTD
+    return Response(body, media_type=MediaType.JSON, headers=headers)
 
 
-@put("/state", status_code=200, responses=documented(400, *BODY, 503))
-async def put_state(state: State, data: JSONBody[ProcessorState]) -> StatusResponse:
-    """Restore a snapshot; the processor becomes indistinguishable from the one that took it."""
+@put(
+    "/state",
+    status_code=200,
+    request_max_body_size=None,  # MAX_STATE_BYTES instead, applied by read_limited
+    responses=documented(400, 413, 415, 422, 503),
+)
+async def put_state(request: Request[Any, Any, Any], state: State) -> StatusResponse:
+    """Restore a snapshot; the processor becomes indistinguishable from the one that took it.
+
+    The body is a ``GET /state`` reply: JSON, or zstd with ``Content-Encoding: zstd``; up to
+    ``MAX_STATE_BYTES`` (not ``MAX_BODY_BYTES``), as sent and once decompressed.
+    """
     runtime = _runtime(state)
+    limit = runtime.config.max_state_bytes
+    body = await read_limited(request.stream(), limit, request.content_length)
+    snapshot = await asyncio.to_thread(
+        decode_state, body, request.headers.get("content-encoding"), limit
+    )
+    del body
     async with runtime.lock:
-        runtime.processor.restore(data)
+        await asyncio.to_thread(runtime.processor.restore, snapshot)
         p = runtime.processor
         return StatusResponse(
             status="okay",

@@ -9,6 +9,7 @@ Keys, under the prefix (default ``kato:``):
 * ``sessions``, ``status:{status}``, ``label:{k}={v}``: listing indexes; zsets with score 0
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
+  (zstd-compressed ``GET /state``); ``snapshots:totals``: hash ``count``, ``bytes`` of them all
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
 * ``changes``: pub/sub channel; every status change and end publishes the session id
 
@@ -36,6 +37,7 @@ class Keys:
         self.starts = f"{prefix}starts"
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
+        self.snapshot_totals = f"{prefix}snapshots:totals"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

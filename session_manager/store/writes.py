@@ -177,6 +177,7 @@ class SessionWrites:
                 self.keys.snapshot(session_id),
                 self.keys.changes,
                 self.keys.user(text(user_id)),
+                self.keys.snapshot_totals,
                 *self.keys.all_statuses(),
                 *self.keys.labels(labels_from_hash(labels)),
             ]

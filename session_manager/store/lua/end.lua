@@ -1,7 +1,8 @@
 -- End a session: remove its record, index entries, deadlines and snapshot; leave a tombstone.
 -- KEYS: 1 session hash, 2 sessions index, 3 deadline:idle, 4 deadline:hard, 5 starts zset,
 --       6 tombstone, 7 snapshot, 8 changes channel, 9 the user's set,
---       10.. every status index and the record's label indexes (the session leaves them all)
+--       10 snapshot totals hash (count, bytes; snapshot_put.lua),
+--       11.. every status index and the record's label indexes (the session leaves them all)
 -- ARGV: 1 session id, 2 allowed current statuses ('' any), 3 tombstone value,
 --       4 tombstone TTL ms, 5 the record's user_id and 6 its labels field, as the caller read
 --       them to name KEYS 9..
@@ -29,13 +30,19 @@ if record[2] ~= ARGV[5] or (record[3] or '') ~= ARGV[6] then
 end
 local member = record[1]
 redis.call('ZREM', KEYS[2], member)
-for i = 10, #KEYS do
+for i = 11, #KEYS do
   redis.call('ZREM', KEYS[i], member)
 end
 redis.call('SREM', KEYS[9], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('HINCRBY', KEYS[10], 'bytes', -redis.call('STRLEN', KEYS[7]))
+  if redis.call('HINCRBY', KEYS[10], 'count', -1) <= 0 then
+    redis.call('DEL', KEYS[10])  -- the last one: totals start afresh
+  end
+end
 redis.call('DEL', KEYS[1], KEYS[7])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[4])
 redis.call('PUBLISH', KEYS[8], ARGV[1])
