@@ -95,7 +95,8 @@ async def test_a_50_mb_state_hibernates_compressed_and_restores_identical(
     assert 0 < kept["bytes"] < len(before) * 0.7  # stored compressed
     assert kept["average_bytes"] == kept["bytes"]
     stored = await manager.app.state.store.load_snapshot(sid)
-    assert stored is not None and len(stored) == kept["bytes"]
+    assert stored is not None
+    assert len(stored) == kept["bytes"]
 
     stm_after = await manager.client.get(f"/session/{sid}/stm", headers=headers)
     assert stm_after.status_code == 200, stm_after.text[:300]
