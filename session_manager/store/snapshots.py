@@ -23,12 +23,16 @@ from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
+from session_manager.errors import StoreUnavailable
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.keys import Keys
 from session_manager.store.scripts import register_script
 
 __all__ = ("RedisSnapshots", "SnapshotStore", "SnapshotTotals")
+
+_PUT_ATTEMPTS = 10
 
 
 class SnapshotTotals(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,21 +74,40 @@ class SnapshotStore(Protocol):
 class RedisSnapshots:
     """``SnapshotStore`` in Redis: ``snapshot:{id}`` strings, totals in ``snapshots:totals``.
 
-    Writes go through scripts that adjust the totals in the same step; ``end.lua`` does the
-    same when a session ends.
+    Every write adjusts the totals in the same transaction (``put``) or script
+    (``snapshot_delete.lua``, and ``end.lua`` when a session ends).
     """
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
-        self._put = register_script(client, "snapshot_put.lua")
         self._delete = register_script(client, "snapshot_delete.lua")
 
     @translate_redis_errors
     async def put(self, session_id: str, snapshot: bytes) -> None:
-        """Keep ``snapshot`` for the session, replacing any earlier one."""
-        keys = [self.keys.snapshot(session_id), self.keys.snapshot_totals]
-        await self._put(keys=keys, args=[snapshot])
+        """Keep ``snapshot`` for the session, replacing any earlier one, totals adjusted.
+
+        An optimistic transaction (``WATCH`` the key, read its size, ``MULTI`` ``SET`` +
+        ``HINCRBY``) rather than a script: a script copies its arguments, and this one is MBs.
+        """
+        key = self.keys.snapshot(session_id)
+        totals = self.keys.snapshot_totals
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(_PUT_ATTEMPTS):
+                await pipe.watch(key)
+                existed = bool(await pipe.exists(key))
+                old = int(await pipe.strlen(key)) if existed else 0
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, snapshot)
+                pipe.hincrby(totals, "bytes", len(snapshot) - old)
+                if not existed:
+                    pipe.hincrby(totals, "count", 1)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # written or dropped meanwhile: read its size again
+                return
+        raise StoreUnavailable(f"snapshot {key} kept changing during {_PUT_ATTEMPTS} writes")
 
     @translate_redis_errors
     async def get(self, session_id: str) -> bytes | None:

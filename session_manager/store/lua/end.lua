@@ -1,7 +1,7 @@
 -- End a session: remove its record, index entries, deadlines and snapshot; leave a tombstone.
 -- KEYS: 1 session hash, 2 sessions index, 3 deadline:idle, 4 deadline:hard, 5 starts zset,
 --       6 tombstone, 7 snapshot, 8 changes channel, 9 the user's set,
---       10 snapshot totals hash (count, bytes; snapshot_put.lua),
+--       10 snapshot totals hash (count, bytes; kept by store/snapshots.py),
 --       11.. every status index and the record's label indexes (the session leaves them all)
 -- ARGV: 1 session id, 2 allowed current statuses ('' any), 3 tombstone value,
 --       4 tombstone TTL ms, 5 the record's user_id and 6 its labels field, as the caller read
