@@ -44,6 +44,7 @@ from processor_image.service.state_transfer import (
     encode_state,
     read_limited,
     wants_zstd,
+    without_gc,
 )
 
 __all__ = ("ROUTES",)
@@ -246,7 +247,7 @@ async def get_state(request: Request[Any, Any, Any], state: State) -> Response[b
     runtime = _runtime(state)
     async with runtime.lock:
         # The snapshot is a deep copy: taken off the loop, encoded once the lock is released.
-        snapshot = await asyncio.to_thread(runtime.processor.snapshot)
+        snapshot = await asyncio.to_thread(without_gc, runtime.processor.snapshot)
     compress = wants_zstd(request.headers.get("accept-encoding"))
     body = await asyncio.to_thread(encode_state, snapshot, compress=compress)
     headers = {"vary": "accept-encoding"}
@@ -270,12 +271,11 @@ async def put_state(request: Request[Any, Any, Any], state: State) -> StatusResp
     runtime = _runtime(state)
     limit = runtime.config.max_state_bytes
     body = await read_limited(request.stream(), limit, request.content_length)
-    snapshot = await asyncio.to_thread(
-        decode_state, body, request.headers.get("content-encoding"), limit
-    )
+    coding = request.headers.get("content-encoding")
+    snapshot = await asyncio.to_thread(without_gc, decode_state, body, coding, limit)
     del body
     async with runtime.lock:
-        await asyncio.to_thread(runtime.processor.restore, snapshot)
+        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         p = runtime.processor
         return StatusResponse(
             status="okay",

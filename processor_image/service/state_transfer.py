@@ -12,11 +12,17 @@ through the manager, which stores them as they come. So:
 
 Encoding, compressing, decompressing and decoding are plain functions meant for a worker thread
 (``asyncio.to_thread``), so the event loop keeps answering ``/health`` while megabytes move.
+Taking, decoding and loading a snapshot builds millions of small objects: ``without_gc`` runs
+them with the cyclic garbage collector paused, which otherwise rescans the growing heap again
+and again (on a 118 MB state: a snapshot in 9 s instead of ~100 s).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import ParamSpec, TypeVar
 
 import msgspec
 import zstandard
@@ -30,12 +36,40 @@ __all__ = (
     "encode_state",
     "read_limited",
     "wants_zstd",
+    "without_gc",
 )
 
 ZSTD = "zstd"
 _LEVEL = 1
-"""Fastest level: on state JSON it compresses about as well as the default (3) at 1.5-5x the speed."""
+"""Fastest level: on state JSON about as small as the default (3), at 1.5-5x the speed."""
 _CHUNK = 1 << 20
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_gc_pauses = 0
+_gc_lock = threading.Lock()
+
+
+def without_gc(call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``call(*args, **kwargs)`` with the cyclic GC paused (re-enabled when the last pause ends).
+
+    Reference counting still frees everything that is not in a cycle; the collector runs again
+    as soon as no pause is left.
+    """
+    global _gc_pauses
+    with _gc_lock:
+        pausing = _gc_pauses > 0 or gc.isenabled()  # else: disabled by someone else, left so
+        if pausing:
+            _gc_pauses += 1
+            gc.disable()
+    try:
+        return call(*args, **kwargs)
+    finally:
+        if pausing:
+            with _gc_lock:
+                _gc_pauses -= 1
+                if _gc_pauses == 0:
+                    gc.enable()
 
 
 def wants_zstd(accept_encoding: str | None) -> bool:
