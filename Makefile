@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/reaper.py
 	$(BIN)/python bench/durability.py
+	$(BIN)/python bench/snapshots.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)

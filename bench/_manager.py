@@ -27,6 +27,15 @@ def api_keys(key: str) -> str:
 @contextlib.contextmanager
 def running_manager(workdir: Path, admin_token: str, **env: str) -> Iterator[str]:
     """Start the manager with ``env`` on top of bench defaults; yield its URL; stop it (SIGTERM)."""
+    with manager_process(workdir, admin_token, **env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def manager_process(
+    workdir: Path, admin_token: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``running_manager``, yielding the process too (for benchmarks that read its memory)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -63,7 +72,7 @@ def running_manager(workdir: Path, admin_token: str, **env: str) -> Iterator[str
             if time.monotonic() > deadline:
                 raise RuntimeError("manager did not answer /health within 60 s")
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

@@ -10,7 +10,10 @@
     ├── StorageError (503 STORAGE_UNAVAILABLE)          storage/errors.py
     ├── PatternNotFound (404 HTTP_404, spec §6)         service/errors.py
     ├── ProcessorFenced (503 PROCESSOR_FENCED)          service/errors.py
-    └── SequenceFailed (status and code of its cause)   service/errors.py
+    ├── SequenceFailed (status and code of its cause)   service/errors.py
+    ├── StateTooLarge (413 BODY_TOO_LARGE)              service/errors.py (PUT /state)
+    ├── UnsupportedEncoding (415 UNSUPPORTED_ENCODING)  service/errors.py (PUT /state)
+    └── StateNotReadable (422 INVALID_JSON or VALIDATION_ERROR)  service/errors.py
 
 ``service.errors`` turns every one of them into the error JSON; the engine and the stores only
 raise. Codes are listed with the manager's in ``docs/errors.md``.

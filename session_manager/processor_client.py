@@ -25,12 +25,30 @@ import msgspec
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 
-__all__ = ("REPLAY_SEQ_HEADER", "ProcessorClient", "RawReply")
+__all__ = (
+    "REPLAY_SEQ_HEADER",
+    "SNAPSHOT_ENCODING",
+    "ProcessorClient",
+    "RawReply",
+    "snapshot_json",
+)
 
 REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
 """On a replayed request: the sequence number it had the first time (the processor takes it)."""
 
 _BODY_EXCERPT = 500
+SNAPSHOT_ENCODING = "zstd"
+"""How snapshots travel and are stored: the processor compresses, the manager only moves bytes."""
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def snapshot_json(snapshot: bytes) -> bytes:
+    """A stored snapshot as JSON: zstd frames (what ``get_state`` keeps) are decompressed."""
+    if not snapshot.startswith(_ZSTD_MAGIC):
+        return snapshot
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj().decompress(snapshot)
 
 
 class RawReply(msgspec.Struct, frozen=True):
@@ -166,17 +184,52 @@ class ProcessorClient:
             return False
 
     async def get_state(self, endpoint: str) -> bytes:
-        """``GET /state``: the processor's snapshot, as sent (JSON)."""
-        return await self.call("GET", endpoint, "/state")
+        """``GET /state``, asked for zstd: the snapshot as opaque bytes, never decompressed here.
+
+        The body is read raw (httpx would otherwise decode ``Content-Encoding``), so the manager
+        holds about one copy of the compressed state. A processor that ignores
+        ``Accept-Encoding`` sends plain JSON, kept as sent; ``put_state`` tells them apart.
+        """
+        url = endpoint + "/state"
+        with _translated("GET", url):
+            async with self._http.stream(
+                "GET", url, headers={"accept-encoding": SNAPSHOT_ENCODING}
+            ) as response:
+                chunks = [chunk async for chunk in response.aiter_raw()]
+        body = b"".join(chunks)
+        del chunks
+        if response.status_code != 200:
+            raise ProcessorUnavailable(
+                f"processor GET {url} answered {response.status_code}",
+                url=url,
+                status=response.status_code,
+                body=body[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            )
+        return body
 
     async def put_state(self, endpoint: str, snapshot: bytes, *, seq: int | None = None) -> None:
-        """``PUT /state``: load a snapshot taken by ``get_state``.
+        """``PUT /state``: load a snapshot taken by ``get_state``, sent as stored.
 
-        ``seq``, the snapshot's sequence number, is sent as ``X-Kato-Replay-Seq`` so that the
-        processor's numbering resumes there (a checkpoint before a journal replay).
+        A zstd frame (its magic number; JSON never starts with it) goes with
+        ``Content-Encoding: zstd``; plain JSON (older snapshots) as is. ``seq``, the snapshot's
+        sequence number, is sent as ``X-Kato-Replay-Seq`` so that the processor's numbering
+        resumes there (a checkpoint before a journal replay).
         """
-        headers = None if seq is None else {REPLAY_SEQ_HEADER: str(seq)}
-        await self.call("PUT", endpoint, "/state", content=snapshot, headers=headers)
+        headers = {"content-type": "application/json"}
+        if snapshot.startswith(_ZSTD_MAGIC):
+            headers["content-encoding"] = SNAPSHOT_ENCODING
+        if seq is not None:
+            headers[REPLAY_SEQ_HEADER] = str(seq)
+        url = endpoint + "/state"
+        with _translated("PUT", url):
+            response = await self._http.put(url, content=snapshot, headers=headers)
+        if response.status_code != 200:
+            raise ProcessorUnavailable(
+                f"processor PUT {url} answered {response.status_code}",
+                url=url,
+                status=response.status_code,
+                body=response.content[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            )
 
     async def replay(
         self, endpoint: str, seq: int, method: str, path: str, query: str, body: bytes

@@ -114,6 +114,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     proxy_connect_timeout_s: PositiveFloat = 2.0
     proxy_read_timeout_s: PositiveFloat = 60.0
     max_proxy_body_bytes: PositiveInt = 16 * 1024 * 1024
+    max_state_bytes: PositiveInt = 1024 * 1024 * 1024
+    """Largest processor state a restore loads (uncompressed); processors get it as
+    ``MAX_STATE_BYTES``. Internal transfers only: client requests keep ``MAX_PROXY_BODY_BYTES``."""
     proxy_max_connections: PositiveInt = 512
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     journal: Literal["on", "off"] = "on"

@@ -12,6 +12,7 @@ from processor_image.engine import EngineError, Genes
 __all__ = ("ConfigError", "ServiceConfig")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_STATE_BYTES = 1024 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,9 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     log_level: str = "info"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest request body, for every route but ``PUT /state`` (client requests)."""
+    max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
+    """Largest ``PUT /state`` snapshot, as sent and once decompressed (hibernation restores)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -59,6 +63,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             port=_int(environ, "PORT", 8000),
             log_level=environ.get("LOG_LEVEL", "info").lower(),
             max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_state_bytes=_int(environ, "MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),
         )
 
 

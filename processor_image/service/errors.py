@@ -35,6 +35,9 @@ __all__ = (
     "PatternNotFound",
     "ProcessorFenced",
     "SequenceFailed",
+    "StateNotReadable",
+    "StateTooLarge",
+    "UnsupportedEncoding",
     "documented",
     "error_body",
 )
@@ -80,6 +83,44 @@ class SequenceFailed(ProcessorError):
             details["seq"] = seq
         super().__init__(cause.message, **details)
         self.status, self.code = cause.status, cause.code
+
+
+class StateTooLarge(ProcessorError):
+    """A ``PUT /state`` body over ``MAX_STATE_BYTES``, as sent or once decompressed."""
+
+    status, code = 413, "BODY_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"State body is over MAX_STATE_BYTES ({limit} bytes)", limit=limit)
+
+
+class UnsupportedEncoding(ProcessorError):
+    """A ``PUT /state`` body in a ``Content-Encoding`` other than ``zstd`` or none."""
+
+    status, code = 415, "UNSUPPORTED_ENCODING"
+
+    def __init__(self, coding: str) -> None:
+        super().__init__(
+            f"Content-Encoding {coding!r} is not accepted: send zstd or plain JSON",
+            accepted=["zstd", "identity"],
+        )
+
+
+class StateNotReadable(ProcessorError):
+    """A ``PUT /state`` body that is not a snapshot: ``INVALID_JSON`` or ``VALIDATION_ERROR``.
+
+    The same codes a JSON body of any other route gets (the route reads its body itself, to
+    decompress it and apply its own size limit).
+    """
+
+    status = 422
+
+    def __init__(self, code: str, error: str) -> None:
+        if code == "VALIDATION_ERROR":
+            super().__init__(_NOT_SCHEMA, errors=[{"message": error, "source": "body"}])
+        else:
+            super().__init__(_NOT_JSON, error=error)
+        self.code = code
 
 
 def error_body(
@@ -159,7 +200,8 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 _MEANINGS = {
     400: "HTTP_400: unknown gene; INVALID_GENE_VALUE: wrong type or out of range (nothing applied)",
     404: "HTTP_404: no such gene or pattern",
-    413: "BODY_TOO_LARGE: the body is over MAX_BODY_BYTES",
+    413: "BODY_TOO_LARGE: the body is over MAX_BODY_BYTES (PUT /state: MAX_STATE_BYTES)",
+    415: "UNSUPPORTED_ENCODING: a Content-Encoding other than zstd or none",
     422: "INVALID_JSON, VALIDATION_ERROR (wrong fields or types), INVALID_OBSERVATION",
     500: "INTERNAL_ERROR: a bug; details.error has the exception text",
     503: (

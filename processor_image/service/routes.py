@@ -6,8 +6,9 @@ import asyncio
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response, get, post, put
+from litestar import MediaType, Request, Response, get, post, put
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from processor_image.engine import EngineError, ProcessorState
@@ -37,11 +38,25 @@ from processor_image.service.schemas import (
     StatusResponse,
     StmResponse,
 )
+from processor_image.service.state_transfer import (
+    ZSTD,
+    decode_state,
+    encode_state,
+    read_limited,
+    wants_zstd,
+    without_gc,
+)
 
 __all__ = ("ROUTES",)
 
 _YIELD_EVERY = 200
 """Observations between yields to the event loop inside ``/observe-sequence`` (lock held)."""
+
+_STATE_REPLY = ResponseSpec(
+    data_container=ProcessorState,
+    description="The snapshot; zstd-compressed (Content-Encoding: zstd) if Accept-Encoding asks",
+    generate_examples=False,
+)
 
 
 _Body = TypeVar("_Body")
@@ -264,35 +279,54 @@ async def metrics(state: State) -> MetricsResponse:
         )
 
 
-@get("/state")
-async def get_state(state: State) -> ProcessorState:
+@get("/state", responses={200: _STATE_REPLY})
+async def get_state(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
 
     ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position).
+    zstd-compressed when ``Accept-Encoding`` names ``zstd`` (what the manager asks for).
     Answers while fenced too: that is how the manager reads the final state to hibernate.
     """
     runtime = _runtime(state)
     async with runtime.lock.past_fence():
-        return msgspec.structs.replace(runtime.processor.snapshot(), seq=runtime.seq)
+        # The snapshot is a deep copy: taken off the loop, encoded once the lock is released.
+        snapshot = await asyncio.to_thread(without_gc, runtime.processor.snapshot)
+        snapshot = msgspec.structs.replace(snapshot, seq=runtime.seq)
+    compress = wants_zstd(request.headers.get("accept-encoding"))
+    body = await asyncio.to_thread(encode_state, snapshot, compress=compress)
+    headers = {"vary": "accept-encoding"}
+    if compress:
+        headers["content-encoding"] = ZSTD
+    return Response(body, media_type=MediaType.JSON, headers=headers)
 
 
-@put("/state", status_code=200, responses=documented(400, *BODY, 503))
-async def put_state(
-    state: State, request: AnyRequest, data: JSONBody[ProcessorState]
-) -> Response[StatusResponse]:
+@put(
+    "/state",
+    status_code=200,
+    request_max_body_size=None,  # MAX_STATE_BYTES instead, applied by read_limited
+    responses=documented(400, 413, 415, 422, 503),
+)
+async def put_state(request: Request[Any, Any, Any], state: State) -> Response[StatusResponse]:
     """Restore a snapshot; the processor becomes indistinguishable from the one that took it.
 
-    The counter goes on from the larger of its own next number and the snapshot's ``seq``
-    (a checkpoint loaded into a fresh processor resumes its numbering), or takes
-    ``X-Kato-Replay-Seq`` when the manager sends it.
+    The body is a ``GET /state`` reply: JSON, or zstd with ``Content-Encoding: zstd``; up to
+    ``MAX_STATE_BYTES`` (not ``MAX_BODY_BYTES``), as sent and once decompressed. The counter
+    goes on from the larger of its own next number and the snapshot's ``seq`` (a checkpoint
+    loaded into a fresh processor resumes its numbering), or takes ``X-Kato-Replay-Seq`` when
+    the manager sends it.
     """
     runtime = _runtime(state)
+    limit = runtime.config.max_state_bytes
+    body = await read_limited(request.stream(), limit, request.content_length)
+    coding = request.headers.get("content-encoding")
+    snapshot = await asyncio.to_thread(without_gc, decode_state, body, coding, limit)
+    del body
     async with runtime.lock:
-        runtime.processor.restore(data)
+        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         replay = request.headers.get(REPLAY_SEQ_HEADER)
         seq = runtime.applied(replay)
-        if replay is None and data.seq > seq:
-            seq = runtime.seq = data.seq
+        if replay is None and snapshot.seq > seq:
+            seq = runtime.seq = snapshot.seq
         p = runtime.processor
         return _sequenced(
             StatusResponse(

@@ -17,7 +17,14 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from session_manager.api.auth import admin_tenant, require_admin, require_deployment_admin
 from session_manager.api.errors import documented
-from session_manager.api.schemas import GENE_NAMES, AdminSession, AdminSessionPage, Capacity, Stats
+from session_manager.api.schemas import (
+    GENE_NAMES,
+    AdminSession,
+    AdminSessionPage,
+    Capacity,
+    SnapshotStats,
+    Stats,
+)
 from session_manager.api.sessions import LiveGenesQuery
 from session_manager.errors import (
     Forbidden,
@@ -132,10 +139,11 @@ class AdminController(Controller):
 
     @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def stats(self, request: Request[Any, Any, Any]) -> Stats:
-        """Counts by status, capacity used and left, backend name."""
+        """Counts by status, capacity used and left, backend name, snapshot bytes kept."""
         settings: Settings = request.app.state.settings
         store: SessionStore = request.app.state.store
         counts = await store.counts()
+        snapshots = await store.snapshot_totals()
         total = counts.pop("total")
         starts = counts.pop("starts")
         return Stats(
@@ -152,6 +160,11 @@ class AdminController(Controller):
             backend=request.app.state.backend.name,
             manager_id=settings.manager_id,
             reap_action=settings.reap_action,
+            snapshots=SnapshotStats(
+                count=snapshots.count,
+                bytes=snapshots.bytes,
+                average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
+            ),
         )
 
     @post("/reap", status_code=200, guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)

@@ -23,6 +23,7 @@ __all__ = (
     "KeepaliveReply",
     "SessionInfo",
     "SessionUrls",
+    "SnapshotStats",
     "Stats",
     "checked_genes",
     "iso",
@@ -231,6 +232,17 @@ class Capacity(msgspec.Struct, frozen=True, kw_only=True):
     starts_in_progress: int
 
 
+class SnapshotStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Processor states kept in the snapshot store (Redis), as stored: zstd-compressed."""
+
+    count: int
+    """Snapshots kept (one per hibernated session, and per checkpointed one)."""
+    bytes: int
+    """Their stored size in all."""
+    average_bytes: int
+    """``bytes / count`` (0 without snapshots): what one hibernated session costs Redis."""
+
+
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /admin/stats``."""
 
@@ -240,3 +252,4 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     backend: str
     manager_id: str
     reap_action: str
+    snapshots: SnapshotStats

@@ -22,7 +22,7 @@ import msgspec
 
 from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
-from session_manager.processor_client import ProcessorClient
+from session_manager.processor_client import ProcessorClient, snapshot_json
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.start_gate import StartGate
 
@@ -40,8 +40,8 @@ class _Position(msgspec.Struct):
 def snapshot_seq(snapshot: bytes) -> int:
     """The sequence number of a ``GET /state`` body (0 for snapshots older than the journal)."""
     try:
-        return msgspec.json.decode(snapshot, type=_Position).seq
-    except msgspec.DecodeError as exc:
+        return msgspec.json.decode(snapshot_json(snapshot), type=_Position).seq
+    except (msgspec.DecodeError, ValueError) as exc:
         raise ProcessorUnavailable("the saved snapshot is not a processor state") from exc
 
 

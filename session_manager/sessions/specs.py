@@ -12,14 +12,16 @@ __all__ = ("processor_spec",)
 
 
 def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
-    """The processor's environment: identity, storage, body limit and the genes given at create."""
+    """The processor's environment: identity, storage, body limits and the genes given at create."""
     env = {
         "PROCESSOR_ID": record.processor_id,
         "PROCESSOR_NAME": f"session-{record.session_id}",
         "KB_ID": record.kb_id,
         "STORAGE": settings.processor_storage,
-        # Hibernation snapshots come back through PUT /state: allow what the proxy allows.
+        # Client requests: what the proxy allows. Snapshots coming back through PUT /state
+        # have their own, larger limit (a client cannot send one past the proxy's cap).
         "MAX_BODY_BYTES": str(settings.max_proxy_body_bytes),
+        "MAX_STATE_BYTES": str(settings.max_state_bytes),
     }
     if settings.mongo_url:
         env["MONGO_URL"] = settings.mongo_url

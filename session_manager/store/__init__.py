@@ -9,7 +9,8 @@ Modules, one job each:
 * ``writes``: reserve, transition, end, touch (each one script, so indexes never disagree)
 * ``records``: the reads a request makes (record, route, tombstone)
 * ``sweeps``: the reaper's and reconciler's reads (due deadlines, expired starts, by status)
-* ``snapshots``: hibernated processor state; ``lease``: the reaper's leader lease
+* ``snapshots``: ``SnapshotStore``, where processor states live (Redis today; the seam for a
+  blob store or GridFS); ``lease``: the reaper's leader lease
 * ``replicas``: the live manager instances (heartbeats), so only the last one to stop acts
 * ``listing``: admin counts and cursor pages; ``feed``: the change feed (pub/sub)
 * ``sessions``: ``SessionStore``, the one object callers hold, handing each call on
@@ -22,6 +23,7 @@ from session_manager.store.keys import Keys
 from session_manager.store.listing import Page
 from session_manager.store.records import Route
 from session_manager.store.sessions import SessionStore
+from session_manager.store.snapshots import RedisSnapshots, SnapshotStore, SnapshotTotals
 from session_manager.store.writes import Capacity, TransitionResult
 
 __all__ = (
@@ -29,8 +31,11 @@ __all__ = (
     "Deadline",
     "Keys",
     "Page",
+    "RedisSnapshots",
     "Route",
     "SessionStore",
+    "SnapshotStore",
+    "SnapshotTotals",
     "TransitionResult",
     "decode_cursor",
     "encode_cursor",

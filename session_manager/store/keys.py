@@ -17,6 +17,7 @@ Keys, under the prefix (default ``kato:``):
 * ``sessions``, ``status:{status}``, ``label:{k}={v}``: listing indexes; zsets with score 0
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
+  (zstd-compressed ``GET /state``); ``snapshots:totals``: hash ``count``, ``bytes`` of them all
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
 * ``replicas``: zset, manager instance id -> its last heartbeat (Redis time, ms); a stopping
   manager acts on sessions only when no other live instance is left in it
@@ -53,6 +54,7 @@ class Keys:
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
         self.replicas = f"{prefix}replicas"
+        self.snapshot_totals = f"{prefix}snapshots:totals"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

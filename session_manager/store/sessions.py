@@ -22,7 +22,7 @@ from session_manager.store.lease import LeaderLease
 from session_manager.store.listing import Page, SessionListing
 from session_manager.store.records import RecordReads, Route
 from session_manager.store.replicas import ReplicaRegistry
-from session_manager.store.snapshots import Snapshots
+from session_manager.store.snapshots import RedisSnapshots, SnapshotStore, SnapshotTotals
 from session_manager.store.start_queue import StartClaim, StartQueue
 from session_manager.store.sweeps import SweepReads
 from session_manager.store.writes import SessionWrites
@@ -37,12 +37,20 @@ class SessionStore(SessionWrites):
     ``SessionWrites``; every other call is handed to the module that owns it.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        clock: Clock,
+        *,
+        snapshots: SnapshotStore | None = None,
+    ) -> None:
         super().__init__(client, Keys(prefix), clock)
         self.prefix = prefix
         self._reads = RecordReads(client, self.keys)
         self._sweeps = SweepReads(client, self.keys)
-        self._snapshots = Snapshots(client, self.keys)
+        self.snapshots: SnapshotStore = snapshots or RedisSnapshots(client, self.keys)
+        """Where snapshots live (``store/snapshots.py``: the seam for a blob store)."""
         self._lease = LeaderLease(client, self.keys.leader)
         self._replicas = ReplicaRegistry(client, self.keys.replicas)
         self._listing = SessionListing(client, self.keys, clock)
@@ -145,20 +153,24 @@ class SessionStore(SessionWrites):
     # -- hibernation snapshots, reaper lease, health, admin ------------------------------------
 
     async def save_snapshot(self, session_id: str, state: bytes) -> None:
-        """Keep a hibernated processor's ``GET /state`` body."""
-        await self._snapshots.save(session_id, state)
+        """Keep a processor's ``GET /state`` body as sent (compressed), replacing any earlier."""
+        await self.snapshots.put(session_id, state)
 
     async def has_snapshot(self, session_id: str) -> bool:
-        """Whether a hibernation snapshot is kept for the session."""
-        return await self._snapshots.exists(session_id)
+        """Whether a snapshot is kept for the session."""
+        return await self.snapshots.size(session_id) is not None
 
     async def load_snapshot(self, session_id: str) -> bytes | None:
         """The saved state, if any."""
-        return await self._snapshots.load(session_id)
+        return await self.snapshots.get(session_id)
 
     async def delete_snapshot(self, session_id: str) -> None:
         """Drop the saved state once a processor holds it again."""
-        await self._snapshots.delete(session_id)
+        await self.snapshots.delete(session_id)
+
+    async def snapshot_totals(self) -> SnapshotTotals:
+        """How many snapshots are kept and their stored bytes (O(1): running totals)."""
+        return await self.snapshots.totals()
 
     async def acquire_leader(self, instance_id: str, ttl_ms: int) -> bool:
         """Take the reaper lease when nobody holds it (``SET NX PX``)."""

@@ -201,6 +201,7 @@ class SessionWrites:
                 self.keys.user(owner, text(user_id)),
                 self.keys.tenant(owner),
                 self.keys.knowledge_base(session_id),
+                self.keys.snapshot_totals,
                 *self.keys.all_statuses(),
                 *self.keys.labels(labels_from_hash(labels)),
             ]

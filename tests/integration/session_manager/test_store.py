@@ -269,6 +269,7 @@ async def test_every_key_the_store_writes_is_one_keys_spells(
         keys.starts,
         keys.leader,
         keys.replicas,
+        keys.snapshot_totals,
         *keys.all_statuses(),
         *(keys.session(i) for i in ("s1", "s2")),
         *(keys.snapshot(i) for i in ("s1", "s2")),

@@ -97,6 +97,7 @@ def test_every_key_sits_under_the_prefix() -> None:
         keys.label("team", "a"),
         keys.tombstone("s"),
         keys.snapshot("s"),
+        keys.snapshot_totals,
         *keys.all_statuses(),
     ]
     assert all(name.startswith("p:") for name in names)
@@ -108,6 +109,9 @@ def test_every_key_sits_under_the_prefix() -> None:
 def test_the_store_exports_exactly_its_public_names() -> None:
     assert set(session_manager.store.__all__) == {
         "Capacity",
+        "RedisSnapshots",
+        "SnapshotStore",
+        "SnapshotTotals",
         "Deadline",
         "Keys",
         "Page",
