@@ -11,6 +11,7 @@ Modules, one job each:
 * ``sweeps``: the reaper's and reconciler's reads (due deadlines, expired starts, by status)
 * ``snapshots``: hibernated processor state; ``lease``: the reaper's leader lease
 * ``listing``: admin counts and cursor pages; ``feed``: the change feed (pub/sub)
+* ``deployment``: the deployment id (marks its processors); ``tokens``: token rotation
 * ``sessions``: ``SessionStore``, the one object callers hold, handing each call on
 """
 

@@ -10,7 +10,9 @@ Keys, under the prefix (default ``kato:``):
   whose members (``codec.index_member``) sort by creation time
 * ``tombstone:{id}``: JSON ``Tombstone`` with a TTL; ``snapshot:{id}``: hibernated state
 * ``leader:reaper``: the reaper lease, ``SET NX PX``
-* ``changes``: pub/sub channel; every status change and end publishes the session id
+* ``changes``: pub/sub channel; every status change, end and token rotation publishes the
+  session id
+* ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -36,6 +38,7 @@ class Keys:
         self.starts = f"{prefix}starts"
         self.changes = f"{prefix}changes"
         self.leader = f"{prefix}leader:reaper"
+        self.deployment = f"{prefix}deployment"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""
