@@ -40,6 +40,11 @@ _INTERVAL_S = 0.5
 _ROUNDS = 3
 
 
+def _unique_prefix() -> str:
+    """A Redis prefix no other run uses: even an id derived from it would touch nothing else."""
+    return f"t13-{uuid.uuid4().hex[:10]}:"
+
+
 async def _deployment_id(manager: Manager) -> str:
     stats = await manager.client.get("/admin/stats", headers=ADMIN)
     assert stats.status_code == 200, stats.text
@@ -77,7 +82,7 @@ def _kill_marked(*manager_ids: str) -> dict[int, str | None]:
 async def test_two_default_deployments_on_one_host_never_touch_each_others_processors(
     manager_process: ManagerProcessFactory, make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    prefix = f"t13-{uuid.uuid4().hex[:10]}:"
+    prefix = _unique_prefix()
     old_derived_id = prefix.rstrip(":")
 
     def deployment(name: str, orphan_grace_s: float) -> ManagerProcess:
@@ -163,7 +168,7 @@ async def test_two_default_deployments_on_one_host_never_touch_each_others_proce
 async def test_replicas_sharing_a_redis_share_the_generated_id(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
-    settings = make_settings(manager_id="")
+    settings = make_settings(manager_id="", redis_prefix=_unique_prefix())
     first = await start_manager(settings)
     second = await start_manager(settings)
     shared = await _deployment_id(first)
@@ -190,7 +195,8 @@ async def _none_marked(manager_id: str) -> bool:
 async def test_an_explicit_manager_id_wins_over_the_stored_one(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
 ) -> None:
-    generated = await _deployment_id(await start_manager(make_settings(manager_id="")))
+    default = make_settings(manager_id="", redis_prefix=_unique_prefix())
+    generated = await _deployment_id(await start_manager(default))
     explicit = await start_manager(make_settings())
     assert generated != manager_id
     assert await _deployment_id(explicit) == manager_id
