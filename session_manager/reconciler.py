@@ -1,8 +1,11 @@
 """The reconciler: make what the backend runs agree with what Redis says (desired vs actual).
 
-* A processor carrying this manager's label that no record claims is an orphan (a manager
-  died between starting it and recording it, or a removal failed); it is removed once it has
-  been an orphan for ``ORPHAN_GRACE_S``, so that a start in flight is never mistaken for one.
+* A processor carrying this deployment's id (``list_owned``) that no record in this
+  deployment's Redis claims is an orphan (a manager died between starting it and recording it,
+  or a removal failed); it is removed once it has been an orphan for ``ORPHAN_GRACE_S``, so
+  that a start in flight is never mistaken for one. The id is generated per deployment
+  (``store.deployment``), so another deployment's processors are never listed, let alone
+  removed.
 * A ``ready`` record whose processor is gone is restarted from its checkpoint and journal
   (``Sessions.recoverable``: always with ``JOURNAL=on``, else only from a snapshot), else ended
   with reason ``processor_lost``. The proxy usually gets there first (``recover_lost``).

@@ -31,6 +31,7 @@ _DEFAULT_PREFIX = "kato:"
 _GENERATED = frozenset({"admin_token_generated", "generated_api_key"})
 """Fields ``from_env`` fills in itself, never from a variable."""
 _MANAGER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 
 class SettingsError(ValueError):
@@ -110,7 +111,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_health_interval_s: PositiveFloat = 5.0
     """How often each static processor's ``/health`` is checked (gateway mode)."""
     manager_id: str = ""
-    """Label value marking this deployment's processors; replicas sharing Redis share it."""
+    """Label value marking this deployment's processors; replicas sharing Redis share it.
+
+    Empty: the deployment id kept in this deployment's Redis (generated on first start, see
+    ``store.deployment``), so two deployments on one host never mark processors alike.
+    """
     proxy_connect_timeout_s: PositiveFloat = 2.0
     proxy_read_timeout_s: PositiveFloat = 60.0
     max_proxy_body_bytes: PositiveInt = 16 * 1024 * 1024
@@ -141,6 +146,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         embedded = self.backend == "process" and self.redis_url is None
         return "hibernate" if embedded else "keep"
 
+    # -- issue 13: deployment identity and the public address (findings 1 and 7) --------------
+    public_url: str = ""
+    """Base of the URLs replies give clients; empty: ``http://LISTEN_HOST:LISTEN_PORT``.
+
+    Never taken from the request's ``Host`` header, which the client chooses.
+    """
+
+    def public_base_url(self) -> str:
+        """``PUBLIC_URL`` without a trailing slash, else the listen address as an HTTP URL."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.listen_host
+        if host in ("0.0.0.0", "::", ""):  # the wildcard: loopback is the one sure address
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.listen_port}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read, convert and check every variable; raise ``SettingsError`` naming all problems."""
@@ -168,8 +191,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             values["admin_token_generated"] = True
         if "api_keys" not in values and "api_keys_file" not in values:
             values["generated_api_key"] = secrets.token_urlsafe(32)
-        prefix = values.get("redis_prefix", _DEFAULT_PREFIX)
-        values.setdefault("manager_id", _manager_id_for(prefix))
         settings = cls(**values)
         settings.check()
         return settings
@@ -187,11 +208,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
         if not self.redis_prefix:
             problems.append("REDIS_PREFIX must not be empty")
-        if not _MANAGER_ID.match(self.manager_id):
-            problems.append(
-                "MANAGER_ID must be 1-63 letters, digits, '.', '_' or '-' "
-                "(derived from REDIS_PREFIX when unset)"
-            )
+        if self.manager_id and not _MANAGER_ID.match(self.manager_id):
+            problems.append("MANAGER_ID must be 1-63 letters, digits, '.', '_' or '-'")
+        if self.public_url and not _PUBLIC_URL.match(self.public_url):
+            problems.append("PUBLIC_URL must be an http:// or https:// URL without query")
         if len(self.admin_token) < 16:
             problems.append("ADMIN_TOKEN must be at least 16 characters")
         if self.api_keys is not None and self.api_keys_file is not None:
@@ -200,12 +220,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
-
-
-def _manager_id_for(prefix: str) -> str:
-    """A label-safe id from the Redis prefix (``kato:`` -> ``kato``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", prefix).strip("-._")
-    return cleaned[:63] or "kato"
 
 
 def _explain(exc: msgspec.ValidationError) -> str:

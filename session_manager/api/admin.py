@@ -111,7 +111,7 @@ class AdminController(Controller):
             label=_label(label),
             tenant=tenant,
         )
-        base = str(request.base_url)
+        base = request.app.state.settings.public_base_url()
         return AdminSessionPage(
             sessions=[AdminSession.of_record(r, base) for r in page.records],
             next_cursor=page.next_cursor,
@@ -128,7 +128,9 @@ class AdminController(Controller):
         sessions: Sessions = request.app.state.sessions
         record = await _visible(request, session_id)
         now = await sessions.live_genes(record, GENE_NAMES) if live_genes else None
-        return AdminSession.of_record(record, str(request.base_url), live_genes=now)
+        return AdminSession.of_record(
+            record, request.app.state.settings.public_base_url(), live_genes=now
+        )
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_ONE_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:

@@ -21,6 +21,7 @@ __all__ = (
     "CreatedSession",
     "Genes",
     "KeepaliveReply",
+    "RotatedToken",
     "SessionInfo",
     "SessionUrls",
     "SnapshotStats",
@@ -141,7 +142,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     def of(
         cls, record: SessionRecord, base_url: str, *, live_genes: dict[str, Any] | None = None
     ) -> SessionInfo:
-        """The public view of ``record``; ``base_url`` is the manager's, as the client sees it."""
+        """The public view of ``record``; ``base_url`` is the manager's (``PUBLIC_URL``)."""
         return cls(**_info_fields(record, base_url), live_genes=live_genes)
 
 
@@ -189,6 +190,13 @@ class KeepaliveReply(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: str
     idle_expires_at: str | None
     expires_at: str
+
+
+class RotatedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /session/{id}/token``: the new token, shown this once; the old one is void."""
+
+    session_id: str
+    token: str
 
 
 class AdminSession(SessionInfo, frozen=True, kw_only=True):

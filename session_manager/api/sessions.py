@@ -15,6 +15,7 @@ from session_manager.api.schemas import (
     CreatedSession,
     CreateSession,
     KeepaliveReply,
+    RotatedToken,
     SessionInfo,
     checked_genes,
     iso,
@@ -35,6 +36,7 @@ from session_manager.errors import (
     ValidationFailed,
 )
 from session_manager.sessions import NewSession, Sessions
+from session_manager.settings import Settings
 
 __all__ = ("LiveGenesQuery", "SessionController")
 
@@ -69,6 +71,12 @@ def _sessions(request: Request[Any, Any, Any]) -> Sessions:
     return sessions
 
 
+def _public_url(request: Request[Any, Any, Any]) -> str:
+    """The manager's address for clients (``PUBLIC_URL``): never the request's ``Host``."""
+    settings: Settings = request.app.state.settings
+    return settings.public_base_url()
+
+
 class SessionController(Controller):
     """``/session``: create needs an API key, the rest the session token (unless set to none)."""
 
@@ -98,7 +106,7 @@ class SessionController(Controller):
             labels=data.labels,
         )
         record, token = await _sessions(request).create(new, wait=wait)
-        body = CreatedSession.of_new(record, str(request.base_url), token)
+        body = CreatedSession.of_new(record, _public_url(request), token)
         return Response(
             body,
             status_code=HTTP_201_CREATED if wait else HTTP_202_ACCEPTED,
@@ -116,7 +124,7 @@ class SessionController(Controller):
         sessions = _sessions(request)
         record = await sessions.get(session_id, request.headers.get("authorization"))
         now = await sessions.live_genes(record, GENE_NAMES) if live_genes else None
-        return SessionInfo.of(record, str(request.base_url), live_genes=now)
+        return SessionInfo.of(record, _public_url(request), live_genes=now)
 
     @post("/{session_id:str}/keepalive", status_code=200, responses=_SESSION_ERRORS)
     async def keepalive(
@@ -133,6 +141,22 @@ class SessionController(Controller):
             idle_expires_at=iso(record.idle_deadline),
             expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
         )
+
+    @post(
+        "/{session_id:str}/token",
+        status_code=200,
+        responses=documented(
+            Unauthorized, SessionNotFound, SessionExpired, SessionConflict, StoreUnavailable
+        ),
+    )
+    async def rotate_token(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> RotatedToken:
+        """Replace the session's token (send the current one); the old one is void at once."""
+        token = await _sessions(request).rotate_token(
+            session_id, request.headers.get("authorization")
+        )
+        return RotatedToken(session_id=session_id, token=token)
 
     @delete("/{session_id:str}", status_code=HTTP_204_NO_CONTENT, responses=_SESSION_ERRORS)
     async def remove(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:

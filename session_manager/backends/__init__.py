@@ -24,7 +24,13 @@ _BACKENDS = {
 
 
 def make_backend(settings: Settings) -> Backend:
-    """The backend for ``settings.backend``, built from the settings."""
+    """The backend for ``settings.backend``, built from the settings.
+
+    ``settings.manager_id`` must be resolved (``MANAGER_ID`` or the deployment id): an empty
+    one would mark processors no deployment can tell apart.
+    """
+    if not settings.manager_id:
+        raise SettingsError("no manager id: MANAGER_ID unset and no deployment id read")
     module_name, class_name = _BACKENDS[settings.backend]
     try:
         module = importlib.import_module(module_name)

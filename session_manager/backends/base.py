@@ -48,7 +48,9 @@ class Backend(Protocol):
       ``ProcessorClient.is_ready``, which checks the id it answers with); on failure it removes
       what it started and raises ``StartFailed`` with the processor's last output lines in
       ``details["log_tail"]``.
-    * ``stop`` is idempotent: a processor that is already gone is not an error.
+    * ``stop`` is idempotent: a processor that is already gone is not an error. It stops only
+      a processor carrying this manager's id (``MANAGER_ID`` or the deployment id); any other
+      is left alone, whatever handle names it.
     * ``is_alive`` is True while the processor runs (it does not probe ``/health``).
     * ``list_owned`` returns every processor carrying this manager's label/id, with
       ``session_id`` filled in, including ones started before a manager restart.

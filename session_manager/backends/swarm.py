@@ -104,8 +104,17 @@ class SwarmBackend(DockerBackend):
         return resources
 
     async def stop(self, handle: ProcessorHandle) -> None:
-        """Remove the service (its task's container goes with it); already gone is fine."""
-        await self._remove_service(handle.ref)
+        """Remove the service if it carries this manager's label; already gone is fine.
+
+        A service of another deployment (another ``MANAGER_ID``) is never removed.
+        """
+        try:
+            service = await self._docker(self._client.services.get, handle.ref)
+        except NotFound:
+            return
+        labels = service.attrs.get("Spec", {}).get("Labels") or {}
+        if labels.get(MANAGER_LABEL) == self.manager_id:
+            await self._remove_service(handle.ref)
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether the service exists and its task has not ended."""

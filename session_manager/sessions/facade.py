@@ -12,7 +12,12 @@ from typing import Any
 
 from session_manager.backends.base import Backend
 from session_manager.clock import Clock
-from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+from session_manager.errors import (
+    ProcessorTimeout,
+    ProcessorUnavailable,
+    SessionConflict,
+    Unauthorized,
+)
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
@@ -20,7 +25,7 @@ from session_manager.sessions.hibernation import Hibernation
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.records import live_record, record_with_deadlines
 from session_manager.sessions.routing import RouteCache, Router, StaticRoutes
-from session_manager.sessions.tokens import SessionTokens
+from session_manager.sessions.tokens import SessionTokens, new_token
 from session_manager.settings import Settings
 from session_manager.store import SessionStore
 
@@ -160,3 +165,23 @@ class Sessions:
         record = await live_record(self.store, session_id)
         self._tokens.check(record.token_hash, authorization)
         await self.end(session_id, EndReason.DELETED)
+
+    async def rotate_token(self, session_id: str, authorization: str | None) -> str:
+        """A new token for the token holder; the presented one stops working at once.
+
+        The swap is a compare-and-set on the token hash that publishes on the change feed, so
+        every replica drops the route it cached with the old hash; of two rotations racing
+        with the same token only one wins (the other gets 401).
+        """
+        if not self._tokens.required:
+            raise SessionConflict("SESSION_AUTH=none: sessions have no token to rotate")
+        record = await live_record(self.store, session_id)
+        self._tokens.check(record.token_hash, authorization)
+        token, token_hash = new_token()
+        swapped = await self.store.rotate_token(session_id, record.token_hash, token_hash)
+        self._cache.forget(session_id)
+        if not swapped:
+            await live_record(self.store, session_id)  # ended meanwhile: 404/410
+            raise Unauthorized("the session token was rotated meanwhile")
+        log.info("session token rotated", extra={"session_id": session_id})
+        return token

@@ -12,12 +12,18 @@ from typing import Literal
 
 from session_manager.errors import Unauthorized
 
-__all__ = ("SessionTokens", "bearer_token", "hash_token", "same_secret")
+__all__ = ("SessionTokens", "bearer_token", "hash_token", "new_token", "same_secret")
 
 
 def hash_token(token: str) -> str:
     """How session tokens are stored: SHA-256 hex (tokens are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A new session token (256 random bits, URL-safe) and the hash that is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -44,8 +50,7 @@ class SessionTokens:
         """A new token (256 random bits, URL-safe) and its stored hash; ``(None, "")`` if off."""
         if not self.required:
             return None, ""
-        token = secrets.token_urlsafe(32)
-        return token, hash_token(token)
+        return new_token()
 
     def check(self, token_hash: str, authorization: str | None) -> None:
         """Raise ``Unauthorized`` unless ``authorization`` carries the token of ``token_hash``."""

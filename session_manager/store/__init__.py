@@ -13,6 +13,7 @@ Modules, one job each:
   blob store or GridFS); ``lease``: the reaper's leader lease
 * ``replicas``: the live manager instances (heartbeats), so only the last one to stop acts
 * ``listing``: admin counts and cursor pages; ``feed``: the change feed (pub/sub)
+* ``deployment``: the deployment id (marks its processors); ``tokens``: token rotation
 * ``sessions``: ``SessionStore``, the one object callers hold, handing each call on
 """
 

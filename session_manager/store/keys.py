@@ -25,7 +25,9 @@ Keys, under the prefix (default ``kato:``):
   scored by the processor's sequence number (``store.journal``)
 * ``checkpointing:{id}``: string with PX TTL, held while a checkpoint or hibernation snapshot is
   taken, saved and the journal trimmed (one at a time per session)
-* ``changes``: pub/sub channel; every status change and end publishes the session id
+* ``changes``: pub/sub channel; every status change, end and token rotation publishes the
+  session id
+* ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -55,6 +57,7 @@ class Keys:
         self.leader = f"{prefix}leader:reaper"
         self.replicas = f"{prefix}replicas"
         self.snapshot_totals = f"{prefix}snapshots:totals"
+        self.deployment = f"{prefix}deployment"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

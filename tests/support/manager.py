@@ -106,6 +106,8 @@ class ManagerProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.log_level = "WARNING"
+        """``LOG_LEVEL`` of the process; a test reading its log may lower it before ``start``."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def _env(self) -> dict[str, str]:
@@ -116,7 +118,7 @@ class ManagerProcess:
                 continue
             env[field.upper()] = str(value)
         env["LISTEN_PORT"] = str(self.port)
-        env["LOG_LEVEL"] = "WARNING"
+        env["LOG_LEVEL"] = self.log_level
         return env
 
     async def start(self) -> Manager:

@@ -105,6 +105,9 @@ async def test_a_50_mb_state_hibernates_compressed_and_restores_identical(
     for name in learned:
         pattern = await manager.client.get(f"/session/{sid}/pattern/{name}", headers=headers)
         assert pattern.status_code == 200, pattern.text
+    # The snapshot stays as the session's checkpoint (crash recovery); ending it frees it.
+    assert (await stats(manager))["count"] == 1
+    assert (await manager.client.delete(f"/session/{sid}", headers=headers)).status_code == 204
     assert await stats(manager) == {"count": 0, "bytes": 0, "average_bytes": 0}
 
 

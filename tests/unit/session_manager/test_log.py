@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from session_manager.log import JsonFormatter, configure_logging, request_id, session_id
+from session_manager.log import (
+    JsonFormatter,
+    RedactSecrets,
+    configure_logging,
+    request_id,
+    session_id,
+)
 
 
 def test_a_log_line_is_json_with_context_ids_and_extra_fields() -> None:
@@ -58,3 +65,35 @@ def test_scheduler_chatter_is_kept_out_at_info_but_not_at_debug() -> None:
     assert logging.getLogger("session_manager.scheduler").isEnabledFor(logging.INFO)
     configure_logging("DEBUG")
     assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ('1.2.3.4:5 - "WebSocket /session/s/ws?token=tok-123456789" [accepted]', "tok-123456789"),
+        ("GET /x?mode=a&api_key=key-123456789&access_token=at-123456789", "key-123456789"),
+        ("GET /x?mode=a&api_key=key-123456789&access_token=at-123456789", "at-123456789"),
+        ("Authorization: Bearer bearer-123456789", "bearer-123456789"),
+        ("headers=[(b'authorization', b'Bearer hdr-123456789')]", "hdr-123456789"),
+        ("{'x-api-key': 'xk-123456789'}", "xk-123456789"),
+    ],
+)
+def test_credentials_are_redacted_from_every_line(line: str, secret: str) -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "f.py", 1, "%s", (line,), None)
+    record.path = line  # an ``extra`` value too
+    assert RedactSecrets().filter(record)
+    entry = json.loads(JsonFormatter().format(record))
+    assert secret not in json.dumps(entry)
+    assert "[REDACTED]" in entry["message"]
+    assert "[REDACTED]" in entry["path"]
+
+
+def test_a_traceback_is_redacted_too() -> None:
+    try:
+        raise ValueError("GET /s/ws?token=tb-123456789 failed")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, "f.py", 1, "boom", None, sys.exc_info())
+    RedactSecrets().filter(record)
+    entry = json.loads(JsonFormatter().format(record))
+    assert "tb-123456789" not in entry["exception"]
+    assert "token=[REDACTED]" in entry["exception"]

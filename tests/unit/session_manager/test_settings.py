@@ -14,7 +14,8 @@ def test_no_variables_give_the_embedded_default() -> None:
     assert settings.processor_storage == "memory"
     assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8080)
     assert settings.data_dir == "/home/x/.local/share/kato-sessions"
-    assert settings.manager_id == "kato"
+    assert settings.manager_id == ""  # the deployment id stored in Redis, read at start
+    assert settings.public_base_url() == "http://127.0.0.1:8080"
 
 
 def test_admin_token_is_generated_only_when_unset() -> None:
@@ -91,9 +92,28 @@ def test_inconsistent_settings_fail_at_start_up(env: dict[str, str], named: str)
         Settings.from_env(env)
 
 
-def test_manager_id_follows_the_redis_prefix_so_replicas_share_it() -> None:
-    assert Settings.from_env({"REDIS_PREFIX": "team-a:"}).manager_id == "team-a"
+def test_manager_id_is_never_derived_from_the_redis_prefix() -> None:
+    assert Settings.from_env({"REDIS_PREFIX": "team-a:"}).manager_id == ""
     assert Settings.from_env({"REDIS_PREFIX": "x:", "MANAGER_ID": "m1"}).manager_id == "m1"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "http://127.0.0.1:8080"),
+        ({"LISTEN_HOST": "0.0.0.0", "LISTEN_PORT": "9000"}, "http://127.0.0.1:9000"),
+        ({"LISTEN_HOST": "::1"}, "http://[::1]:8080"),
+        ({"PUBLIC_URL": "https://kato.example.com/api/"}, "https://kato.example.com/api"),
+    ],
+)
+def test_public_url_defaults_to_the_listen_address(env: dict[str, str], expected: str) -> None:
+    assert Settings.from_env(env).public_base_url() == expected
+
+
+@pytest.mark.parametrize("url", ["kato.example.com", "ftp://x", "http://x/?q=1", "http://"])
+def test_a_public_url_that_is_not_an_http_base_fails_at_start_up(url: str) -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_URL"):
+        Settings.from_env({"PUBLIC_URL": url})
 
 
 def test_env_example_documents_every_setting_with_its_default() -> None:
