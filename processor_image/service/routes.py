@@ -64,6 +64,19 @@ _Body = TypeVar("_Body")
 AnyRequest = Request[Any, Any, Any]
 
 
+def _status_of(runtime: Runtime) -> StatusResponse:
+    """The ``/status`` reply (also what a restore answers); the caller holds the lock."""
+    p = runtime.processor
+    return StatusResponse(
+        status="okay",
+        processor_id=runtime.processor_id,
+        processor_name=p.name,
+        uptime=runtime.uptime(),
+        stm_length=p.stm_length,
+        time=p.time,
+    )
+
+
 def _runtime(state: State) -> Runtime:
     runtime: Runtime = state.runtime
     return runtime
@@ -93,15 +106,7 @@ async def status(state: State) -> StatusResponse:
     """Identity, uptime, STM length and the observation counter."""
     runtime = _runtime(state)
     async with runtime.lock:
-        p = runtime.processor
-        return StatusResponse(
-            status="okay",
-            processor_id=runtime.processor_id,
-            processor_name=p.name,
-            uptime=runtime.uptime(),
-            stm_length=p.stm_length,
-            time=p.time,
-        )
+        return _status_of(runtime)
 
 
 @post("/observe", status_code=200, responses=documented(*BODY, 503))
@@ -327,18 +332,7 @@ async def put_state(request: Request[Any, Any, Any], state: State) -> Response[S
         seq = runtime.applied(replay)
         if replay is None and snapshot.seq > seq:
             seq = runtime.seq = snapshot.seq
-        p = runtime.processor
-        return _sequenced(
-            StatusResponse(
-                status="okay",
-                processor_id=runtime.processor_id,
-                processor_name=p.name,
-                uptime=runtime.uptime(),
-                stm_length=p.stm_length,
-                time=p.time,
-            ),
-            seq,
-        )
+        return _sequenced(_status_of(runtime), seq)
 
 
 ROUTES = (

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from session_manager.app import create_app
 from session_manager.backends.base import Backend
 from session_manager.settings import Settings
+from session_manager.store import SessionStore
 from tests.support.manager import (
     ADMIN_TOKEN,
     API_KEYS,
@@ -46,6 +48,7 @@ from tests.support.manager import (
 from tests.support.net import serve
 from tests.support.pids import processes_of
 from tests.support.redis_server import RedisServer
+from tests.support.timing import ManualClock
 
 # -- Redis ---------------------------------------------------------------------------------------
 
@@ -151,3 +154,17 @@ async def fx_manager_process(tmp_path: Path) -> AsyncIterator[ManagerProcessFact
     yield make
     for process in created:
         process.stop()
+
+
+@pytest.fixture(name="clock")
+def fx_clock() -> ManualClock:
+    """A clock the test moves (store tests)."""
+    return ManualClock()
+
+
+@pytest.fixture(name="store")
+async def fx_store(redis_url: str, clock: ManualClock) -> AsyncIterator[SessionStore]:
+    """A ``SessionStore`` on the shared test Redis, under the prefix ``t:``, on ``clock``."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield SessionStore(client, "t:", clock)
+    await client.aclose()

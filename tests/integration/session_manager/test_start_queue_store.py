@@ -6,10 +6,7 @@ go before new creates (``reserve.lua``); a waiter or a slot whose manager died s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import redis.asyncio as aioredis
 
 from session_manager.errors import CapacityExceeded
 from session_manager.models import SessionRecord, SessionStatus
@@ -20,18 +17,6 @@ from tests.support.timing import ManualClock
 LIMIT = 1
 SLOT_MS = 10_000
 CAPACITY = Capacity(max_sessions=99, max_per_user=99, max_starts=LIMIT, start_timeout_ms=SLOT_MS)
-
-
-@pytest.fixture(name="clock")
-def fx_clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(name="store")
-async def fx_store(redis_url: str, clock: ManualClock) -> AsyncIterator[SessionStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield SessionStore(client, "t:", clock)
-    await client.aclose()
 
 
 def new_record(session_id: str, clock: ManualClock) -> SessionRecord:

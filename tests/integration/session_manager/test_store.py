@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,6 @@ from tests.support.timing import ManualClock
 ROOMY = Capacity(
     max_sessions=10_000, max_per_user=10_000, max_starts=10_000, start_timeout_ms=60_000
 )
-
-
-@pytest.fixture(name="clock")
-def fx_clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(name="store")
-async def fx_store(redis_url: str, clock: ManualClock) -> AsyncIterator[SessionStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield SessionStore(client, "t:", clock)
-    await client.aclose()
 
 
 def record(session_id: str, clock: ManualClock, **fields: Any) -> SessionRecord:
