@@ -92,7 +92,7 @@ class ProcessBackend:
         log_path = self.log_dir / f"{spec.processor_id}.log"
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = _free_port()
-            process = await asyncio.to_thread(self._spawn, spec, port, log_path)
+            process = await self._spawned(spec, port, log_path)
             endpoint = f"http://127.0.0.1:{port}"
             try:
                 reason = await self._wait_healthy(process, endpoint, spec.processor_id)
@@ -119,6 +119,23 @@ class ProcessBackend:
                 log_tail=tail,
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _spawned(
+        self, spec: ProcessorSpec, port: int, log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        """``_spawn`` off the loop; cancelled meanwhile, the process it started is killed.
+
+        The thread cannot be cancelled, so a cancellation waits for it and then removes what
+        it started (as the docker backend does for a container being created).
+        """
+        spawn = asyncio.ensure_future(asyncio.to_thread(self._spawn, spec, port, log_path))
+        try:
+            return await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                started = await spawn
+                await self._kill(started.pid, grace_s=0.5)
+            raise
 
     def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> subprocess.Popen[bytes]:
         env = {

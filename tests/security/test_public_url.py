@@ -24,7 +24,9 @@ def _urls_in(body: Any) -> list[str]:
 
 
 async def _every_reply_with_urls(manager: Manager) -> list[Any]:
-    created = await manager.client.post("/session/create", json={"user_id": "u"}, headers=_EVIL)
+    created = await manager.client.post(
+        "/session/create", json={"user_id": "u"}, headers={**_EVIL, **manager.creator}
+    )
     assert created.status_code == 201, created.text
     session = created.json()
     sid = session["session_id"]
