@@ -18,6 +18,7 @@
     ├── ProcessorUnhealthy (503 PROCESSOR_UNAVAILABLE, static processors)
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     ├── StartsBusy (503 STARTS_BUSY, Retry-After)
+    ├── SessionNotReady (503 SESSION_NOT_READY, Retry-After)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
 Foreign errors (Redis, httpx, Docker) are translated where those libraries are called. A
@@ -47,6 +48,7 @@ __all__ = (
     "SessionConflict",
     "SessionExpired",
     "SessionNotFound",
+    "SessionNotReady",
     "StartFailed",
     "StartsBusy",
     "StoreUnavailable",
@@ -187,6 +189,25 @@ class StartsBusy(KatoError):
     def headers(self) -> dict[str, str]:
         """Slots free up as starts finish: suggest a retry soon."""
         return {"Retry-After": "1"}
+
+
+class SessionNotReady(KatoError):
+    """The session is still starting, being recovered or moving after the bounded wait.
+
+    Nothing is wrong with the request: the session will serve it once its processor is up,
+    so the client is told to retry rather than given a gateway timeout.
+    """
+
+    status, code = 503, "SESSION_NOT_READY"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """A recovery replays a journal: a few seconds is usually enough."""
+        return {"Retry-After": str(SESSION_NOT_READY_RETRY_S)}
+
+
+SESSION_NOT_READY_RETRY_S = 2
+"""``Retry-After`` of ``SessionNotReady``."""
 
 
 class BackendUnavailable(KatoError):

@@ -87,6 +87,11 @@ def _applied(runtime: Runtime, request: AnyRequest) -> int:
     return runtime.applied(request.headers.get(REPLAY_SEQ_HEADER))
 
 
+def _begin(runtime: Runtime, request: AnyRequest) -> None:
+    """Announce a request that may write knowledge (lock held); see ``Runtime.begin``."""
+    runtime.begin(request.headers.get(REPLAY_SEQ_HEADER))
+
+
 def _sequenced(body: _Body, seq: int) -> Response[_Body]:
     """A mutating request's reply, with the sequence number it got in ``X-Kato-Seq``."""
     return Response(body, headers={SEQ_HEADER: str(seq)})
@@ -116,6 +121,7 @@ async def observe(
     """One observation (spec §2)."""
     runtime = _runtime(state)
     async with runtime.lock:
+        _begin(runtime, request)
         reply = runtime.observe(data)
         return _sequenced(reply, _applied(runtime, request))
 
@@ -132,6 +138,7 @@ async def observe_sequence(
     runtime = _runtime(state)
     results: list[ObserveResponse] = []
     async with runtime.lock:
+        _begin(runtime, request)
         for index, observation in enumerate(data.observations):
             try:
                 results.append(runtime.observe(observation))
@@ -159,6 +166,7 @@ async def learn(state: State, request: AnyRequest) -> Response[LearnResponse]:
     """Learn STM as a pattern; the body is ignored."""
     runtime = _runtime(state)
     async with runtime.lock:
+        _begin(runtime, request)
         name = runtime.processor.learn()
         seq = _applied(runtime, request)
     message = f"Learned pattern: {name}" if name else "Insufficient data for learning"

@@ -10,6 +10,7 @@ from processor_image.service.config import ServiceConfig
 from processor_image.service.fence import FencedLock, OpenSockets
 from processor_image.service.schemas import ObserveRequest, ObserveResponse
 from processor_image.storage import open_knowledge_base
+from processor_image.storage.ops import OpClock
 
 __all__ = ("REPLAY_SEQ_HEADER", "SEQ_HEADER", "Runtime", "generated_unique_id")
 
@@ -38,7 +39,9 @@ class Runtime:
         self.sockets = OpenSockets()
         self.seq = 0
         """Mutating requests applied (HTTP and WebSocket); snapshots carry it (``state.seq``)."""
-        kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url)
+        self.ops = OpClock(config.processor_id)
+        """The request being applied, for a shared knowledge base to apply a replay once."""
+        kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url, self.ops)
         self.processor = Processor(
             processor_id=config.processor_id,
             name=config.processor_name,
@@ -55,6 +58,17 @@ class Runtime:
     def uptime(self) -> float:
         """Seconds since the service started."""
         return time.monotonic() - self.started
+
+    def begin(self, replay_seq: str | None = None) -> None:
+        """Tell the knowledge base which request the next writes belong to; lock held.
+
+        Called before the engine runs a request that may write knowledge (observe, learn):
+        the seq ``applied`` will give it, and whether it is a replay (``X-Kato-Replay-Seq``).
+        """
+        if replay_seq is not None and replay_seq.isdigit():
+            self.ops.begin(int(replay_seq), replay=True)
+        else:
+            self.ops.begin(self.seq + 1, replay=False)
 
     def applied(self, replay_seq: str | None = None) -> int:
         """Count one applied mutating request and return its sequence number; lock held.

@@ -179,6 +179,8 @@ def _answer(
         kind, payload = _parse(frame)
     except _BadMessage as exc:
         return _error(str(exc)), None
+    if kind in _MUTATING:
+        runtime.begin(replay_seq)
     reply = _handle(runtime, kind, payload)
     if kind in _MUTATING and reply["type"] != "error":
         return reply, runtime.applied(replay_seq)

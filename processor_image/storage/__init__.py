@@ -9,6 +9,7 @@ from __future__ import annotations
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.storage.errors import StorageError
 from processor_image.storage.memory import MemoryKnowledgeBase
+from processor_image.storage.ops import OpClock
 
 __all__ = (
     "STORAGES",
@@ -20,8 +21,13 @@ __all__ = (
 STORAGES = ("memory", "mongodb")
 
 
-def open_knowledge_base(storage: str, kb_id: str, mongo_url: str | None) -> KnowledgeBase:
+def open_knowledge_base(
+    storage: str, kb_id: str, mongo_url: str | None, ops: OpClock | None = None
+) -> KnowledgeBase:
     """The store named by ``storage`` (the ``STORAGE`` setting) for ``kb_id``.
+
+    ``ops`` (the runtime's request clock) lets a MongoDB store apply a replayed request once;
+    the memory store ignores it (its knowledge travels in the checkpoint).
 
     Raises:
         ValueError: an unknown ``storage``, or ``mongodb`` without a URL.
@@ -34,5 +40,5 @@ def open_knowledge_base(storage: str, kb_id: str, mongo_url: str | None) -> Know
             raise ValueError("STORAGE=mongodb needs MONGO_URL (e.g. mongodb://127.0.0.1:27017)")
         from processor_image.storage.mongodb import MongoKnowledgeBase
 
-        return MongoKnowledgeBase(mongo_url, kb_id)
+        return MongoKnowledgeBase(mongo_url, kb_id, ops=ops)
     raise ValueError(f"Unknown STORAGE {storage!r}: expected one of {', '.join(STORAGES)}")

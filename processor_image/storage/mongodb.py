@@ -4,6 +4,10 @@ Differences from the reference, on purpose:
 
 * ``patterns_kb.emotives`` is always a list (decision Q4), so a pattern first learned without
   emotives can gain them later.
+* Every pattern, symbol and totals document keeps ``ops.<processor id>``: the highest op
+  (``storage.ops``) that processor applied to it. A request replayed after a crash updates a
+  document only while its op is above that mark, so a shared knowledge base never counts a
+  replayed learn twice (README, "Durability").
 * Emotive names (keys of ``emotives`` in patterns, symbols and stored predictions) are
   stored with ``%``, ``.``, ``$`` and NUL percent-escaped, and ``""`` as ``"%"``, because
   MongoDB reads a dot in an update path as nesting; reads undo it, so callers see exactly the
@@ -23,7 +27,7 @@ import msgspec
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from processor_image.engine.knowledge import (
     KnowledgeDump,
@@ -34,6 +38,7 @@ from processor_image.engine.knowledge import (
 )
 from processor_image.storage.errors import StorageError
 from processor_image.storage.naming import database_name
+from processor_image.storage.ops import OpClock
 
 __all__ = ("MongoKnowledgeBase", "database_name")
 
@@ -44,6 +49,7 @@ _TOTALS = {"class": "totals"}
 _ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
 _UNSAFE_KEY_CHARS = re.compile(r"[%.$\x00]")
 _KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
+_DUPLICATE_KEY = 11000
 
 
 def _escape_key(key: str) -> str:
@@ -119,6 +125,29 @@ def _upsert(collection: Collection[Document], operations: list[UpdateOne]) -> in
     return collection.bulk_write(operations, ordered=False).upserted_count
 
 
+Update = tuple[Document, Document]
+"""A filter and an update document."""
+
+
+def _upsert_once(collection: Collection[Document], updates: list[Update]) -> int:
+    """Upsert ``updates`` whose filters carry an op mark; returns how many inserted.
+
+    Such a filter is not a plain equality on the unique key, so an upsert whose document exists
+    but is already at or above the op tries to insert a second one and fails with a duplicate
+    key; so does one that lost an insert race to another processor. Either way the document
+    now exists: the same update without upsert applies it when it is still due.
+    """
+    try:
+        return _upsert(collection, [UpdateOne(f, u, upsert=True) for f, u in updates])
+    except BulkWriteError as error:
+        failed = error.details.get("writeErrors", [])
+        if any(entry.get("code") != _DUPLICATE_KEY for entry in failed):
+            raise
+        again = [UpdateOne(*updates[entry["index"]]) for entry in failed]
+        collection.bulk_write(again, ordered=False)
+        return int(error.details.get("nUpserted", 0))
+
+
 def _connect(url: str) -> MongoClient[Document]:
     """A client that gives up after 10 s unless the URL sets its own server-selection timeout."""
     options: dict[str, Any] = {"appname": "kato-processor"}
@@ -131,9 +160,19 @@ class MongoKnowledgeBase:
     """The knowledge of one ``kb_id`` in its own MongoDB database; it survives restarts."""
 
     def __init__(
-        self, url: str, kb_id: str, *, client: MongoClient[Document] | None = None
+        self,
+        url: str,
+        kb_id: str,
+        *,
+        client: MongoClient[Document] | None = None,
+        ops: OpClock | None = None,
     ) -> None:
-        """Connect (or use ``client``), then create collections, indexes and zero totals."""
+        """Connect (or use ``client``), then create collections, indexes and zero totals.
+
+        ``ops`` is the request clock of the processor writing through this store; without one
+        writes are not marked and a replay would apply them again.
+        """
+        self._ops = ops
         self._owns_client = client is None
         with _storage_errors("connect"):  # the URL may hold a password: never echo it
             self._client: MongoClient[Document] = client if client is not None else _connect(url)
@@ -190,10 +229,9 @@ class MongoKnowledgeBase:
             pattern["$push"] = {"emotives": {"$each": [stored], "$slice": window}}
             symbol_inc = {f"emotives.{key}": value for key, value in stored.items()}
         symbols = [
-            UpdateOne(
+            (
                 {"name": symbol},
                 {"$inc": {"frequency": count, "pattern_member_frequency": 1, **symbol_inc}},
-                upsert=True,
             )
             for symbol, count in counts.items()
         ]
@@ -202,12 +240,30 @@ class MongoKnowledgeBase:
             "total_symbol_frequencies": len(flat),
             "total_symbols_in_patterns_frequencies": len(counts),
         }
+        writes = [
+            (self._patterns, [({"name": name}, pattern)]),
+            (self._symbols, symbols),
+            (self._metadata, [(dict(_TOTALS), {"$inc": totals})]),
+        ]
+        op = None if self._ops is None else self._ops.next_op()
         with _storage_errors(f"learn pattern {name}"):
-            new = _upsert(self._patterns, [UpdateOne({"name": name}, pattern, upsert=True)]) > 0
-            if symbols:
-                _upsert(self._symbols, symbols)
-            _upsert(self._metadata, [UpdateOne(_TOTALS, {"$inc": totals}, upsert=True)])
-        return new
+            inserted = [self._write(collection, updates, op) for collection, updates in writes]
+        return inserted[0] > 0
+
+    def _write(
+        self, collection: Collection[Document], updates: list[Update], op: int | None
+    ) -> int:
+        """Upsert ``updates`` marked with ``op``; a replay skips documents already at ``op``."""
+        if not updates:
+            return 0
+        if self._ops is None or op is None:
+            return _upsert(collection, [UpdateOne(f, u, upsert=True) for f, u in updates])
+        mark = f"ops.{_escape_key(self._ops.owner)}"
+        marked = [(f, {**u, "$max": {mark: op}}) for f, u in updates]
+        if not self._ops.replay:
+            return _upsert(collection, [UpdateOne(f, u, upsert=True) for f, u in marked])
+        due = {mark: {"$not": {"$gte": op}}}
+        return _upsert_once(collection, [({**f, **due}, u) for f, u in marked])
 
     def get_pattern(self, name: str) -> PatternRecord | None:
         """The pattern with this bare hash, or None."""
@@ -252,8 +308,15 @@ class MongoKnowledgeBase:
         return Totals(**{name: document.get(name, 0) for name in _ZERO_TOTALS})
 
     def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
-        """Append a record; the first one per id is the one found later."""
+        """Append a record; the first one per id is the one found later.
+
+        A replayed observe stores nothing when ``unique_id`` has a record already (the first
+        time round stored it).
+        """
         with _storage_errors("store predictions"):
+            replay = self._ops is not None and self._ops.replay
+            if replay and self._predictions.find_one({"unique_id": unique_id}, {"_id": 1}):
+                return
             self._predictions.insert_one(
                 {"unique_id": unique_id, "predictions": list(map(_escaped_prediction, predictions))}
             )

@@ -9,7 +9,8 @@ only once the request body is in, and a request that reaches a processor the hib
 fenced (503 ``PROCESSOR_FENCED``) or that finds it gone (connection refused or reset while the
 session is no longer ``ready`` there) is resent, body and all, to wherever the session resolves
 next: ``resolve`` waits for the hibernation and restores. Bounded by the start and stop
-timeouts; a client never gets a 502 for a session that is merely hibernating. An open WebSocket
+timeouts, then ``503 SESSION_NOT_READY`` with ``Retry-After``; a client never gets a 502 or a
+504 for a session that is merely hibernating or being recovered. An open WebSocket
 is closed by the fenced processor with 1012, passed on to the client (see ``proxy.websocket``).
 
 WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
@@ -17,8 +18,9 @@ WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
 passed on to the processor). When the session cannot be used, the socket is accepted and then
 closed at once with ``4000 + HTTP status`` and the error code as reason, so the client can tell
 why: 4401 UNAUTHORIZED, 4404 SESSION_NOT_FOUND, 4410 SESSION_EXPIRED, 4502
-PROCESSOR_UNAVAILABLE, 4503 STORE_UNAVAILABLE, 4504 PROCESSOR_TIMEOUT. After that, close codes
-and reasons pass through both ways; a processor that vanishes without a close frame gives 1014.
+PROCESSOR_UNAVAILABLE, 4503 STORE_UNAVAILABLE or SESSION_NOT_READY, 4504 PROCESSOR_TIMEOUT.
+After that, close codes and reasons pass through both ways; a processor that vanishes without
+a close frame gives 1014.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError, ProcessorTimeout, ProcessorUnavailable
+from session_manager.errors import KatoError, ProcessorUnavailable, SessionNotReady
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
@@ -150,10 +152,10 @@ async def _follow(
 ) -> ProcessorRoute:
     """Where the session went after ``left`` refused (fenced, or gone): resolve again.
 
-    Raises ``ProcessorTimeout`` once ``deadline`` has passed.
+    Raises ``SessionNotReady`` (503, ``Retry-After``) once ``deadline`` has passed.
     """
     if time.monotonic() >= deadline:
-        raise ProcessorTimeout("the session is still moving", session_id=session_id)
+        raise SessionNotReady("the session is still moving: retry shortly", session_id=session_id)
     sessions.forget_route(session_id)
     processor = await sessions.resolve(session_id, authorization)
     if processor.endpoint == left.endpoint:  # not moved yet (or the hibernation backed off)

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import msgspec
 
-from session_manager.errors import ProcessorTimeout, StoreUnavailable
+from session_manager.errors import SessionNotReady, StoreUnavailable
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.sessions.records import gone, live_record
 from session_manager.sessions.tokens import SessionTokens
@@ -165,7 +165,8 @@ class Router:
         """Where to send this request; waits out starts and restores a hibernated session.
 
         Raises ``SessionNotFound``, ``SessionExpired``, ``Unauthorized``, ``StoreUnavailable``,
-        or ``ProcessorTimeout`` when the session does not settle within the start timeout.
+        or ``SessionNotReady`` (503, ``Retry-After``) when the session is still starting or being
+        recovered once the settle timeout (start plus stop timeout) has passed.
         """
         if self._static is not None:
             endpoint = self._static.endpoint_for(session_id)
@@ -216,8 +217,8 @@ class Router:
                 # this request waited in line for a start slot.
                 deadline = time.monotonic() + self._settle_timeout_s
             elif time.monotonic() >= deadline:
-                raise ProcessorTimeout(
-                    f"the session is still {record.status}", session_id=session_id
+                raise SessionNotReady(
+                    f"the session is still {record.status}: retry shortly", session_id=session_id
                 )
             else:
                 await asyncio.sleep(_POLL_S)

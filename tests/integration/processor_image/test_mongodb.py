@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
+from processor_image.storage.naming import database_name
 from tests.mongo_server import mongo_server
 from tests.processes import RunningProcessor, start_processor
 
@@ -18,6 +20,9 @@ from tests.processes import RunningProcessor, start_processor
 def fx_mongo_url() -> Iterator[str]:
     with mongo_server() as url:
         yield url
+
+
+JSON = {"content-type": "application/json"}
 
 
 def on_mongodb(
@@ -101,3 +106,67 @@ def test_snapshot_without_knowledge_restores_onto_the_same_kb(mongo_url: str) ->
         for client in (a, b):
             client.post("/observe", json={"strings": ["c"], "unique_id": "n1"})
         assert view(b) == view(a)
+
+
+def sent(client: httpx.Client, journal: list[tuple[int, str, Any]], path: str, body: Any) -> Any:
+    """Send a request and journal it as the manager would: its seq, path and body; the reply."""
+    reply = client.post(path, json=body)
+    assert reply.status_code == 200, reply.text
+    if path == "/observe":
+        body = {**body, "unique_id": reply.json()["unique_id"]}
+    journal.append((int(reply.headers["X-Kato-Seq"]), path, body))
+    return reply.json()
+
+
+def knowledge(mongo_url: str, kb_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every counted document of a knowledge base, without ids and op marks."""
+    with MongoClient(mongo_url) as client:
+        db = client[database_name(kb_id)]
+        return {
+            name: sorted(db[name].find({}, {"_id": 0, "ops": 0}), key=repr)
+            for name in ("patterns_kb", "symbols_kb", "metadata")
+        }
+
+
+def test_a_replayed_learn_is_not_counted_twice_on_a_shared_kb(mongo_url: str) -> None:
+    """A crashed session's processor restarts under the same id on the same KB, loads its
+    checkpoint and replays the journal: every learn is already in MongoDB, so none counts again
+    (explicit learns and auto-learns inside an observe-sequence alike); a new learn still does."""
+    journal: list[tuple[int, str, Any]] = []
+    with (
+        on_mongodb("crashy", mongo_url, "kb-replay") as first,
+        httpx.Client(base_url=first.url) as a,
+    ):
+        a.post("/clear-all")
+        a.post("/observe", json={"strings": ["x"]})
+        checkpoint = a.get("/state").content
+        for word in ("a", "b"):
+            sent(a, journal, "/observe", {"strings": [word], "emotives": {"joy": 0.5}})
+        sent(a, journal, "/learn", {})
+        sent(a, journal, "/genes/update", {"genes": {"max_pattern_length": 2}})
+        observations = [{"strings": [w], "unique_id": f"s{i}"} for i, w in enumerate("abab")]
+        results = sent(a, journal, "/observe-sequence", {"observations": observations})["results"]
+        learned = [r["auto_learned_pattern"] for r in results if r["auto_learned_pattern"]]
+        assert len(set(learned)) < len(learned)  # a pattern learned twice in one request
+        expected = knowledge(mongo_url, "kb-replay")
+        stored = a.get("/predictions", params={"unique_id": "s3"}).json()["predictions"]
+
+    with (
+        on_mongodb("crashy", mongo_url, "kb-replay") as second,
+        httpx.Client(base_url=second.url) as b,
+    ):
+        assert b.put("/state", content=checkpoint, headers=JSON).status_code == 200
+        for number, path, body in journal:
+            reply = b.post(path, json=body, headers={"X-Kato-Replay-Seq": str(number)})
+            assert reply.status_code == 200, reply.text
+        assert knowledge(mongo_url, "kb-replay") == expected
+        assert b.get("/predictions", params={"unique_id": "s3"}).json()["predictions"] == stored
+
+        b.post("/clear-stm")
+        b.post("/genes/update", json={"genes": {"max_pattern_length": 0}})
+        learned_again = learn(b, "a", "b").removeprefix("PTRN|")
+        before = {p["name"]: p["frequency"] for p in expected["patterns_kb"]}
+        after = {
+            p["name"]: p["frequency"] for p in knowledge(mongo_url, "kb-replay")["patterns_kb"]
+        }
+        assert after == {**before, learned_again: before.get(learned_again, 0) + 1}

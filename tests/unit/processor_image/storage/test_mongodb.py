@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from processor_image.engine.knowledge import Totals
+from processor_image.engine.knowledge import SymbolStats, Totals
 from processor_image.engine.naming import pattern_hash
 from processor_image.storage import StorageError, open_knowledge_base
 from processor_image.storage.mongodb import MongoKnowledgeBase, database_name
+from processor_image.storage.ops import OpClock
 from tests.support.knowledge_bases import Client, new_kb_id
 
 pytestmark = pytest.mark.mongo
@@ -203,3 +204,41 @@ def test_open_knowledge_base_builds_the_named_store(mongo_url: str, db_cleanup: 
         assert kb.persistent is True
     finally:
         kb.close()
+
+
+def test_a_replayed_learn_counts_once_and_only_against_its_own_processors_marks(
+    mongo_url: str, db_cleanup: list[str]
+) -> None:
+    """Replays skip what their processor already applied; another processor's marks, a
+    pattern or symbol never seen, and every normal learn still count."""
+    kb_id = new_kb_id()
+    db_cleanup.append(kb_id)
+    clocks = {owner: OpClock(owner) for owner in ("a.1", "b")}  # a dot in an id is escaped
+    a, b = (MongoKnowledgeBase(mongo_url, kb_id, ops=clock) for clock in clocks.values())
+    pattern, fresh = [["x"], ["y"]], [["x"], ["z"]]
+    try:
+        clocks["a.1"].begin(1, replay=False)
+        assert a.learn(pattern_hash(pattern), pattern, None, 5)
+        clocks["a.1"].begin(1, replay=True)
+        assert not a.learn(pattern_hash(pattern), pattern, None, 5)
+        assert a.totals().total_pattern_frequencies == 1
+        assert a.symbol_stats(["x"])["x"].frequency == 1
+
+        clocks["b"].begin(1, replay=True)  # b's own mark is not there: its learn counts
+        assert not b.learn(pattern_hash(pattern), pattern, None, 5)
+        clocks["a.1"].begin(2, replay=True)  # never applied by a: counts, inserts z
+        assert a.learn(pattern_hash(fresh), fresh, None, 5)
+        clocks["a.1"].begin(3, replay=False)
+        a.learn(pattern_hash(pattern), pattern, None, 5)
+
+        record = a.get_pattern(pattern_hash(pattern))
+        assert record is not None
+        assert record.frequency == 3
+        assert a.symbol_stats(["x", "z"]) == {
+            "x": SymbolStats(name="x", frequency=4, pattern_member_frequency=4),
+            "z": SymbolStats(name="z", frequency=1, pattern_member_frequency=1),
+        }
+        assert a.totals().total_pattern_frequencies == 4
+    finally:
+        a.close()
+        b.close()
