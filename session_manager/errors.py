@@ -45,6 +45,7 @@ __all__ = (
     "ProcessorTimeout",
     "ProcessorUnavailable",
     "ProcessorUnhealthy",
+    "ProcessorUnreachable",
     "SessionConflict",
     "SessionExpired",
     "SessionNotFound",
@@ -161,6 +162,10 @@ class ProcessorUnavailable(KatoError):
     """The processor could not be reached."""
 
     status, code = 502, "PROCESSOR_UNAVAILABLE"
+
+
+class ProcessorUnreachable(ProcessorUnavailable):
+    """No connection was made: the request was never sent, so sending it again is safe."""
 
 
 class ProcessorTimeout(KatoError):

@@ -35,7 +35,12 @@ from litestar import Request, WebSocket, route, websocket
 from litestar.enums import HttpMethod
 from litestar.types import ASGIApp
 
-from session_manager.errors import KatoError, ProcessorUnavailable, SessionNotReady
+from session_manager.errors import (
+    KatoError,
+    ProcessorUnavailable,
+    ProcessorUnreachable,
+    SessionNotReady,
+)
 from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
 
 log = logging.getLogger(__name__)
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: always safe to send again."""
 
 _MOVE_PAUSE_S = 0.05
 """Pause before resending when the session still resolves to the processor that refused."""
@@ -105,6 +113,9 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
     journaled = not sessions.is_static(session_id)
+    unsafe_to_resend = (
+        request.app.state.settings.processor_storage == "mongodb" and request.method not in _READS
+    )
     while True:
         try:
             response = await forwarder.forward(
@@ -117,11 +128,13 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
                 request_id,
                 session_id=session_id if journaled else None,
             )
-        except ProcessorUnavailable:
+        except ProcessorUnavailable as exc:
             # Refused or reset. Not acknowledged, so not in the journal: resending it after the
             # session moved (hibernation) or was recovered (checkpoint plus journal) applies it
-            # exactly once.
-            if not await _lost_or_moved(sessions, session_id, processor, journaled):
+            # exactly once - unless it may have reached a knowledge base that outlives the
+            # processor (MongoDB): a write reset after sending is then answered 502, not resent.
+            moved = await _lost_or_moved(sessions, session_id, processor, journaled)
+            if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
                 raise
         else:
             if not response.is_fenced():

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, ProcessorUnreachable
 
 __all__ = ("Endpoint", "Exchange", "Http1Pool", "RawHeaders", "parse_endpoint")
 
@@ -133,7 +133,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, *, head_only: bool, read_timeout_s: float) -> None:
         """Write one request and wait for the status line and headers."""
         if self.transport is None or self.closed:
-            raise ProcessorUnavailable("processor closed the connection")
+            raise ProcessorUnreachable("processor closed the connection")
         self._parser = httptools.HttpResponseParser(self)
         self.headers = []
         self._head_only = head_only
@@ -291,11 +291,11 @@ class Http1Pool:
                     lambda: _Connection(self, key), host, port, ssl=tls
                 )
         except TimeoutError as exc:
-            raise ProcessorUnavailable(
+            raise ProcessorUnreachable(
                 "processor cannot be reached", reason="connect timeout"
             ) from exc
         except OSError as exc:  # ssl.SSLError included
-            raise ProcessorUnavailable(
+            raise ProcessorUnreachable(
                 "processor cannot be reached", reason=type(exc).__name__
             ) from exc
         return conn
