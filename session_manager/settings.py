@@ -153,6 +153,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     Never taken from the request's ``Host`` header, which the client chooses.
     """
 
+    # -- issue 13: processors accept only their manager (finding 4) ---------------------------
+    processor_secret_key: str = ""
+    """Key each processor's secret is derived from (HMAC-SHA256 of its processor id).
+
+    Empty: a random key generated once and kept in this deployment's Redis, so replicas share
+    it. Processors get their secret as ``PROCESSOR_SECRET`` and require it on every request but
+    ``GET /health``; the manager sends it as ``X-Kato-Processor-Secret``.
+    """
+
     def public_base_url(self) -> str:
         """``PUBLIC_URL`` without a trailing slash, else the listen address as an HTTP URL."""
         if self.public_url:

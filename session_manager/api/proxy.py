@@ -102,7 +102,10 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     deadline = _move_deadline(request.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
-    journaled = not sessions.is_static(session_id)
+    # A session's processor id is its session id (``Lifecycle.create``); static ones have no
+    # secret.
+    static = sessions.is_static(session_id)
+    journaled = not static
     while True:
         try:
             response = await forwarder.forward(
@@ -114,6 +117,7 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
                 body,
                 request_id,
                 session_id=session_id if journaled else None,
+                processor_id=None if static else session_id,
             )
         except ProcessorUnavailable:
             # Refused or reset. Not acknowledged, so not in the journal: resending it after the
@@ -236,6 +240,7 @@ async def _open_upstream(
                 socket.scope.get("subprotocols", []),
                 request_id,
                 journaled=journal is not None,
+                processor_id=None if sessions.is_static(session_id) else session_id,
             )
         except ProcessorUnavailable:
             if not await _lost_or_moved(sessions, session_id, processor, journal is not None):

@@ -7,9 +7,10 @@ Network errors become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (50
 pool (``proxy.http1``), never in handlers.
 
 Client-sent ``X-Kato-*`` request headers are dropped too: that namespace is the manager's own,
-for headers it adds itself. ``ProxyResponse.is_fenced`` tells a processor's 503
-``PROCESSOR_FENCED`` (the session is hibernating) from its other answers, so the handler can
-resend the request to the restored processor.
+for headers it adds itself, such as the processor's secret (``X-Kato-Processor-Secret``, added
+for a session's processor: a client can never send one on). ``ProxyResponse.is_fenced`` tells
+a processor's 503 ``PROCESSOR_FENCED`` (the session is hibernating) from its other answers, so
+the handler can resend the request to the restored processor.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from session_manager.errors import KatoError, PayloadTooLarge
+from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
 from session_manager.proxy.journaling import SEQ_HEADER, RequestJournal, journaled_body
@@ -187,13 +189,15 @@ class Forwarder:
         *,
         connect_timeout_s: float,
         max_body_bytes: int,
+        secrets: ProcessorSecrets | None = None,
     ) -> None:
         self._pool = pool
+        self._secrets = secrets
         self._requests = metrics.proxy_requests
         self._latency = metrics.proxy_latency
         self.max_body_bytes = max_body_bytes
         self.websockets = WebSocketConnector(
-            open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes
+            open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes, secrets=secrets
         )
         self.activity = ActivityTracker()
         self.journal: RequestJournal | None = None
@@ -230,6 +234,7 @@ class Forwarder:
             metrics,
             connect_timeout_s=settings.proxy_connect_timeout_s,
             max_body_bytes=settings.max_proxy_body_bytes,
+            secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
         )
 
     async def aclose(self) -> None:
@@ -248,6 +253,7 @@ class Forwarder:
         request_id: str,
         *,
         session_id: str | None = None,
+        processor_id: str | None = None,
     ) -> ProxyResponse:
         """Send one request to ``endpoint + path`` and return the processor's response.
 
@@ -261,6 +267,7 @@ class Forwarder:
             request_id: sent as ``X-Request-ID`` and returned the same way.
             session_id: the session the request is for; with a ``journal``, a request the
                 processor applied (``X-Kato-Seq``) is journaled before the reply is returned.
+            processor_id: the processor's id, for its secret (``None``: a static processor).
 
         Raises:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
@@ -287,6 +294,9 @@ class Forwarder:
             )
             if body or method in ("POST", "PUT", "PATCH"):
                 lines.append(b"content-length: %d\r\n" % len(body))
+            if processor_id is not None and self._secrets is not None:
+                secret = self._secrets.for_processor(processor_id)
+                lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
             lines.append(b"x-request-id: %s\r\n\r\n" % rid)
             lines.append(body)
             exchange = await self._pool.request(target.key, b"".join(lines), method=method)
