@@ -106,29 +106,31 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     # secret.
     static = sessions.is_static(session_id)
     journaled = not static
-    while True:
-        try:
-            response = await forwarder.forward(
-                request.method,
-                processor.endpoint,
-                path,
-                query,
-                headers,
-                body,
-                request_id,
-                session_id=session_id if journaled else None,
-                processor_id=None if static else session_id,
-            )
-        except ProcessorUnavailable:
-            # Refused or reset. Not acknowledged, so not in the journal: resending it after the
-            # session moved (hibernation) or was recovered (checkpoint plus journal) applies it
-            # exactly once.
-            if not await _lost_or_moved(sessions, session_id, processor, journaled):
-                raise
-        else:
-            if not response.is_fenced():
-                return response
-        processor = await _follow(sessions, session_id, authorization, processor, deadline)
+    # Only now (token checked) does the request take one of the session's in-flight slots.
+    with forwarder.admitted(session_id):
+        while True:
+            try:
+                response = await forwarder.forward(
+                    request.method,
+                    processor.endpoint,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    request_id,
+                    session_id=session_id if journaled else None,
+                    processor_id=None if static else session_id,
+                )
+            except ProcessorUnavailable:
+                # Refused or reset. Not acknowledged, so not in the journal: resending it after the
+                # session moved (hibernation) or was recovered (checkpoint plus journal) applies it
+                # exactly once.
+                if not await _lost_or_moved(sessions, session_id, processor, journaled):
+                    raise
+            else:
+                if not response.is_fenced():
+                    return response
+            processor = await _follow(sessions, session_id, authorization, processor, deadline)
 
 
 async def _lost_or_moved(

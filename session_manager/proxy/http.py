@@ -15,14 +15,15 @@ the handler can resend the request to the restored processor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from session_manager.errors import KatoError, PayloadTooLarge
+from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
@@ -190,9 +191,12 @@ class Forwarder:
         connect_timeout_s: float,
         max_body_bytes: int,
         secrets: ProcessorSecrets | None = None,
+        max_in_flight_per_session: int = 32,
     ) -> None:
         self._pool = pool
         self._secrets = secrets
+        self._max_per_session = max_in_flight_per_session
+        self._in_flight: dict[str, int] = {}
         self._requests = metrics.proxy_requests
         self._latency = metrics.proxy_latency
         self.max_body_bytes = max_body_bytes
@@ -235,7 +239,32 @@ class Forwarder:
             connect_timeout_s=settings.proxy_connect_timeout_s,
             max_body_bytes=settings.max_proxy_body_bytes,
             secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
+            max_in_flight_per_session=settings.proxy_max_in_flight_per_session,
         )
+
+    @contextlib.contextmanager
+    def admitted(self, session_id: str) -> Iterator[None]:
+        """Hold one of the session's in-flight slots (``PROXY_MAX_IN_FLIGHT_PER_SESSION``).
+
+        Beyond the cap, ``429`` with ``Retry-After``: one session's clients (say, ones that
+        never read their replies) cannot take every pooled connection from the others.
+        """
+        held = self._in_flight.get(session_id, 0)
+        if held >= self._max_per_session:
+            raise CapacityExceeded(
+                "too many requests in flight for this session",
+                retry_after_s=1,
+                limit="PROXY_MAX_IN_FLIGHT_PER_SESSION",
+            )
+        self._in_flight[session_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[session_id] - 1
+            if left:
+                self._in_flight[session_id] = left
+            else:
+                del self._in_flight[session_id]
 
     async def aclose(self) -> None:
         """Let pending deadline moves finish, then close the pooled connections."""

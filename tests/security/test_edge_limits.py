@@ -1,0 +1,123 @@
+"""Finding 6: the edge has limits on header size and count, and on slow headers.
+
+Against ``python -m session_manager`` (its own uvicorn, as deployed), over raw sockets: an
+oversized header block or too many header lines is ``431`` and closed, headers that do not
+arrive in time are ``408`` and closed, and 1,000 slowloris connections do not keep ``/health``
+or a session from answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+from tests.support.manager import (
+    Manager,
+    ManagerProcess,
+    ManagerProcessFactory,
+    SettingsFactory,
+    auth,
+)
+
+_READ_TIMEOUT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def _running(process: ManagerProcess) -> AsyncIterator[Manager]:
+    manager = await process.start()
+    try:
+        yield manager
+    finally:
+        await manager.end_all()
+        await manager.aclose()
+        process.stop()
+
+
+async def _send_raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` and read until the server closes (bounded by ``_READ_TIMEOUT_S``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            writer.write(request)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), _READ_TIMEOUT_S)
+    finally:
+        writer.close()
+
+
+async def test_an_oversized_header_block_is_431_and_closed(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory
+) -> None:
+    process = manager_process(make_settings())
+    async with _running(process) as manager:
+        big = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
+        reply = await _send_raw(process.port, big)
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        many = b"GET /health HTTP/1.1\r\nhost: x\r\n"
+        many += b"".join(b"x-h%d: v\r\n" % i for i in range(500)) + b"\r\n"
+        reply = await _send_raw(process.port, many)
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        # Within the limits all is as before.
+        fine = b"GET /health HTTP/1.1\r\nhost: x\r\nx-ok: " + b"a" * 8000
+        fine += b"\r\nconnection: close\r\n\r\n"
+        assert (await _send_raw(process.port, fine)).startswith(b"HTTP/1.1 200 ")
+        assert (await manager.client.get("/health")).status_code == 200
+
+
+async def test_headers_that_do_not_arrive_in_time_are_408_and_closed(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory
+) -> None:
+    process = manager_process(make_settings(header_timeout_s=1.0))
+    async with _running(process):
+        reply = await _send_raw(process.port, b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        # A connection that never sends a byte is closed too (no reply to give).
+        assert await _send_raw(process.port, b"") == b""
+
+
+async def _slowloris(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """``count`` connections, each with a request line and one header, never finished."""
+    writers = []
+    for _ in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        writers.append(writer)
+    await asyncio.gather(*(w.drain() for w in writers))
+    return writers
+
+
+async def test_a_thousand_slowloris_connections_leave_health_and_sessions_answering(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory
+) -> None:
+    # A long header timeout: the connections stay open through the whole measurement.
+    process = manager_process(make_settings(header_timeout_s=120.0))
+    async with _running(process) as manager:
+        session = await manager.create()
+        sid = session["session_id"]
+        writers = await _slowloris(process.port, 1000)
+        try:
+            latencies: list[float] = []
+            for _ in range(100):
+                started = time.perf_counter()
+                health = await manager.client.get("/health")
+                stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
+                latencies.append(time.perf_counter() - started)
+                assert health.status_code == 200
+                assert stm.status_code == 200
+            p99 = statistics.quantiles(latencies, n=100)[98]
+            print(f"with 1000 slowloris connections: /health + /stm p99 = {p99 * 1000:.1f} ms")
+        finally:
+            for writer in writers:
+                writer.close()
+            await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+
+
+def test_settings_have_the_documented_defaults(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    assert settings.max_header_bytes == 65536
+    assert settings.max_headers == 100
+    assert settings.header_timeout_s == 10.0
+    assert settings.proxy_max_in_flight_per_session == 32
