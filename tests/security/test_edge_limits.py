@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from tests.support.manager import (
     Manager,
     ManagerProcess,
     ManagerProcessFactory,
     SettingsFactory,
+    StartManager,
     auth,
 )
 
@@ -121,3 +125,57 @@ def test_settings_have_the_documented_defaults(make_settings: SettingsFactory) -
     assert settings.max_headers == 100
     assert settings.header_timeout_s == 10.0
     assert settings.proxy_max_in_flight_per_session == 32
+
+
+async def test_one_session_cannot_take_the_proxy_pool_from_another(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """A frozen processor holds its session's requests; beyond the cap they are 429 at once.
+
+    The pool has room for 12 requests in flight and a session may hold 4: the stuck session's
+    20 requests take 4 slots (16 are refused with ``Retry-After``), the other session answers.
+    """
+    manager = await start_manager(
+        make_settings(
+            proxy_max_connections=12,
+            proxy_max_in_flight_per_session=4,
+            proxy_read_timeout_s=30,
+        )
+    )
+    stuck, other = await manager.create(), await manager.create(user_id="bob")
+    pid = await _pid_of(manager, stuck)
+    os.killpg(pid, signal.SIGSTOP)  # the processor stops answering, its port still accepts
+    try:
+        url = f"/session/{stuck['session_id']}/stm"
+        pending = [
+            asyncio.create_task(manager.client.get(url, headers=auth(stuck))) for _ in range(20)
+        ]
+        refused = []
+        for task in asyncio.as_completed(pending[:], timeout=20):
+            reply = await task
+            if reply.status_code != 429:
+                break
+            refused.append(reply)
+            if len(refused) == 16:
+                break
+        assert len(refused) == 16
+        assert all(r.headers["Retry-After"] == "1" for r in refused)
+        assert {r.json()["error"]["details"]["limit"] for r in refused} == {
+            "PROXY_MAX_IN_FLIGHT_PER_SESSION"
+        }
+        for _ in range(5):
+            reply = await manager.client.get(
+                f"/session/{other['session_id']}/stm", headers=auth(other)
+            )
+            assert reply.status_code == 200
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    answered = await asyncio.wait_for(asyncio.gather(*pending), 30)
+    assert sum(r.status_code == 200 for r in answered) == 4
+
+
+async def _pid_of(manager: Manager, session: dict[str, Any]) -> int:
+    reply = await manager.client.get(
+        f"/admin/sessions/{session['session_id']}", headers=manager.admin
+    )
+    return int(reply.json()["ref"])
