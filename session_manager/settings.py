@@ -171,6 +171,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """From a connection's first byte (or its opening) to the end of its headers; then ``408``."""
     keepalive_timeout_s: PositiveInt = 5
     """An idle keep-alive connection is closed after this long."""
+    body_read_timeout_s: PositiveFloat = 60.0
+    """A proxied request's whole body must arrive within this; then ``408 REQUEST_TIMEOUT``."""
     proxy_max_in_flight_per_session: PositiveInt = 32
     """Proxied requests one session may have in flight; beyond it ``429`` with ``Retry-After``,
     so one session's clients cannot take the whole pool (``PROXY_MAX_CONNECTIONS``)."""

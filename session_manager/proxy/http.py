@@ -15,6 +15,7 @@ the handler can resend the request to the restored processor.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge
+from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge, RequestTimeout
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
@@ -192,7 +193,9 @@ class Forwarder:
         max_body_bytes: int,
         secrets: ProcessorSecrets | None = None,
         max_in_flight_per_session: int = 32,
+        body_timeout_s: float = 60.0,
     ) -> None:
+        self.body_timeout_s = body_timeout_s
         self._pool = pool
         self._secrets = secrets
         self._max_per_session = max_in_flight_per_session
@@ -240,6 +243,7 @@ class Forwarder:
             max_body_bytes=settings.max_proxy_body_bytes,
             secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
             max_in_flight_per_session=settings.proxy_max_in_flight_per_session,
+            body_timeout_s=settings.body_read_timeout_s,
         )
 
     @contextlib.contextmanager
@@ -391,7 +395,20 @@ class Forwarder:
         return ProxyResponse(exchange.status, headers, stream=exchange)
 
     async def read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
-        """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``."""
+        """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``.
+
+        It must arrive within ``BODY_READ_TIMEOUT_S`` (408): partial bodies trickled in by
+        the thousand would otherwise hold memory without end.
+        """
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                return await self._read_body(chunks, declared_length)
+        except TimeoutError:
+            raise RequestTimeout(
+                "request body not received in time", timeout_s=self.body_timeout_s
+            ) from None
+
+    async def _read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
         limit = self.max_body_bytes
         if (
             declared_length is not None

@@ -179,3 +179,28 @@ async def _pid_of(manager: Manager, session: dict[str, Any]) -> int:
         f"/admin/sessions/{session['session_id']}", headers=manager.admin
     )
     return int(reply.json()["ref"])
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(make_settings(body_read_timeout_s=1.0))
+    session = await manager.create()
+    port = int(manager.base_url.rsplit(":", 1)[1])
+    head = (
+        f"POST /session/{session['session_id']}/observe HTTP/1.1\r\nhost: x\r\n"
+        f"authorization: Bearer {session['token']}\r\ncontent-type: application/json\r\n"
+        "content-length: 100000\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b'{"strings": ["a"')  # and nothing more
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_S)
+    finally:
+        writer.close()
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    ok = await manager.client.post(
+        f"/session/{session['session_id']}/observe", json={"strings": ["a"]}, headers=auth(session)
+    )
+    assert ok.status_code == 200
