@@ -124,7 +124,7 @@ def test_settings_have_the_documented_defaults(make_settings: SettingsFactory) -
     assert settings.max_header_bytes == 65536
     assert settings.max_headers == 100
     assert settings.header_timeout_s == 10.0
-    assert settings.proxy_max_in_flight_per_session == 32
+    assert settings.proxy_max_in_flight_per_session == 64
 
 
 async def test_one_session_cannot_take_the_proxy_pool_from_another(
