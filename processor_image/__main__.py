@@ -9,7 +9,7 @@ import sys
 
 import uvicorn
 
-from processor_image.service.app import create_app
+from processor_image.service.app import serving_app
 from processor_image.service.config import ConfigError, ServiceConfig
 
 
@@ -25,7 +25,7 @@ def main() -> int:
     )
     fast = importlib.util.find_spec("uvloop") is not None
     uvicorn.run(
-        create_app(config),
+        serving_app(config),
         host=config.host,
         port=config.port,
         log_level=config.log_level,

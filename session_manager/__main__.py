@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from session_manager.app import create_app
+from session_manager.edge import EdgeLimits, edge_protocol
 from session_manager.log import configure_logging
 from session_manager.settings import Settings, SettingsError
 from session_manager.startup import StartupError, bind_listener, check_data_dir
@@ -53,6 +54,14 @@ def main() -> int:
             port=settings.listen_port,
             log_level=settings.log_level.lower(),
             ws="websockets-sansio",
+            http=edge_protocol(
+                EdgeLimits(
+                    max_header_bytes=settings.max_header_bytes,
+                    max_headers=settings.max_headers,
+                    header_timeout_s=settings.header_timeout_s,
+                )
+            ),
+            timeout_keep_alive=settings.keepalive_timeout_s,
             lifespan="on",
             access_log=False,
             log_config=None,

@@ -33,6 +33,7 @@ from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.processor_client import ProcessorClient
+from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy import Forwarder
 from session_manager.proxy.journaling import RequestJournal
 from session_manager.reaper import Reaper
@@ -78,6 +79,13 @@ async def _with_manager_id(settings: Settings, store: SessionStore) -> Settings:
     return msgspec.structs.replace(settings, manager_id=deployment)
 
 
+async def _with_processor_key(settings: Settings, store: SessionStore) -> Settings:
+    """``PROCESSOR_SECRET_KEY`` when set, else the one kept in this deployment's Redis."""
+    if settings.processor_secret_key:
+        return settings
+    return msgspec.structs.replace(settings, processor_secret_key=await store.processor_key())
+
+
 async def _build_state(
     app: Litestar,
     settings: Settings,
@@ -100,6 +108,7 @@ async def _build_state(
     state.redis = redis
     state.store = SessionStore(redis.client, settings.redis_prefix, state.clock)
     settings = await _with_manager_id(settings, state.store)
+    settings = await _with_processor_key(settings, state.store)
     state.settings = settings
     state.backend = backend or make_backend(settings)
     stack.push_async_callback(state.backend.close)
@@ -108,6 +117,7 @@ async def _build_state(
     state.processors = ProcessorClient(
         read_timeout_s=settings.proxy_read_timeout_s,
         connect_timeout_s=settings.proxy_connect_timeout_s,
+        secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
     )
     stack.push_async_callback(state.processors.aclose)
     state.gateway = await _gateway(settings, state.metrics, state.processors)

@@ -137,6 +137,12 @@ class PayloadTooLarge(KatoError):
     status, code = 413, "BODY_TOO_LARGE"
 
 
+class RequestTimeout(KatoError):
+    """A proxied request's body did not arrive within ``BODY_READ_TIMEOUT_S``."""
+
+    status, code = 408, "REQUEST_TIMEOUT"
+
+
 class CapacityExceeded(KatoError):
     """A global, per-user or concurrent-start limit is reached."""
 

@@ -10,6 +10,10 @@ manager's errors in one place (``_translated``):
     a body that is not JSON         -> ProcessorUnavailable
 
 Proxied client traffic does not come through here: it takes the proxy's own HTTP/1.1 pool.
+
+Calls about a session's processor name its ``processor_id``: with ``secrets`` (the manager's
+``ProcessorSecrets``) they carry that processor's secret. ``/health`` never needs one, and the
+gateway's static processors are called without (they were not started with one).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import httpx
 import msgspec
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
+from session_manager.processor_secrets import ProcessorSecrets
 
 __all__ = (
     "REPLAY_SEQ_HEADER",
@@ -98,12 +103,20 @@ class ProcessorClient:
         read_timeout_s: float,
         connect_timeout_s: float | None = None,
         max_keepalive: int = 64,
+        secrets: ProcessorSecrets | None = None,
     ) -> None:
+        self._secrets = secrets
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s or read_timeout_s),
             limits=httpx.Limits(max_keepalive_connections=max_keepalive, keepalive_expiry=60),
             trust_env=False,
         )
+
+    def _auth(self, processor_id: str | None) -> dict[str, str]:
+        """The processor's secret header; none without a processor id or without secrets."""
+        if processor_id is None or self._secrets is None:
+            return {}
+        return self._secrets.headers(processor_id)
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -183,7 +196,7 @@ class ProcessorClient:
         except (ProcessorUnavailable, ProcessorTimeout):
             return False
 
-    async def get_state(self, endpoint: str) -> bytes:
+    async def get_state(self, endpoint: str, *, processor_id: str | None = None) -> bytes:
         """``GET /state``, asked for zstd: the snapshot as opaque bytes, never decompressed here.
 
         The body is read raw (httpx would otherwise decode ``Content-Encoding``), so the manager
@@ -193,7 +206,9 @@ class ProcessorClient:
         url = endpoint + "/state"
         with _translated("GET", url):
             async with self._http.stream(
-                "GET", url, headers={"accept-encoding": SNAPSHOT_ENCODING}
+                "GET",
+                url,
+                headers={"accept-encoding": SNAPSHOT_ENCODING, **self._auth(processor_id)},
             ) as response:
                 chunks = [chunk async for chunk in response.aiter_raw()]
         body = b"".join(chunks)
@@ -207,7 +222,14 @@ class ProcessorClient:
             )
         return body
 
-    async def put_state(self, endpoint: str, snapshot: bytes, *, seq: int | None = None) -> None:
+    async def put_state(
+        self,
+        endpoint: str,
+        snapshot: bytes,
+        *,
+        seq: int | None = None,
+        processor_id: str | None = None,
+    ) -> None:
         """``PUT /state``: load a snapshot taken by ``get_state``, sent as stored.
 
         A zstd frame (its magic number; JSON never starts with it) goes with
@@ -215,7 +237,7 @@ class ProcessorClient:
         sequence number, is sent as ``X-Kato-Replay-Seq`` so that the processor's numbering
         resumes there (a checkpoint before a journal replay).
         """
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **self._auth(processor_id)}
         if snapshot.startswith(_ZSTD_MAGIC):
             headers["content-encoding"] = SNAPSHOT_ENCODING
         if seq is not None:
@@ -232,7 +254,15 @@ class ProcessorClient:
             )
 
     async def replay(
-        self, endpoint: str, seq: int, method: str, path: str, query: str, body: bytes
+        self,
+        endpoint: str,
+        seq: int,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        *,
+        processor_id: str | None = None,
     ) -> None:
         """Apply a journaled request again, as request number ``seq``; it must succeed."""
         params = dict(parse_qsl(query, keep_blank_values=True)) if query else None
@@ -241,11 +271,11 @@ class ProcessorClient:
             endpoint,
             path,
             content=body,
-            headers={REPLAY_SEQ_HEADER: str(seq)},
+            headers={REPLAY_SEQ_HEADER: str(seq), **self._auth(processor_id)},
             params=params,
         )
 
-    async def fence(self, endpoint: str) -> bool:
+    async def fence(self, endpoint: str, *, processor_id: str | None = None) -> bool:
         """``POST /fence``: answers once the processor's state is final (hibernation barrier).
 
         Requests admitted before it have finished; later ones answer 503 ``PROCESSOR_FENCED``
@@ -253,26 +283,29 @@ class ProcessorClient:
         (404: an image older than the fence, during an upgrade).
         """
         try:
-            await self.call("POST", endpoint, "/fence")
+            await self.call("POST", endpoint, "/fence", headers=self._auth(processor_id))
         except ProcessorUnavailable as exc:
             if exc.details.get("status") == 404:
                 return False
             raise
         return True
 
-    async def unfence(self, endpoint: str) -> None:
+    async def unfence(self, endpoint: str, *, processor_id: str | None = None) -> None:
         """``DELETE /fence``: the hibernation failed; the processor serves requests again."""
-        await self.call("DELETE", endpoint, "/fence")
+        await self.call("DELETE", endpoint, "/fence", headers=self._auth(processor_id))
 
-    async def genes(self, endpoint: str, names: Iterable[str]) -> dict[str, Any]:
+    async def genes(
+        self, endpoint: str, names: Iterable[str], *, processor_id: str | None = None
+    ) -> dict[str, Any]:
         """The live value of each named gene (``GET /gene/{name}``, all at once).
 
         The processor has no read of every gene but ``GET /state``, which carries a memory
         store's whole knowledge base; a handful of small concurrent reads costs less.
         """
         wanted = list(names)
+        auth = self._auth(processor_id)
         bodies = await asyncio.gather(
-            *(self.call("GET", endpoint, f"/gene/{name}") for name in wanted)
+            *(self.call("GET", endpoint, f"/gene/{name}", headers=auth) for name in wanted)
         )
         values = {}
         for name, body in zip(wanted, bodies, strict=True):

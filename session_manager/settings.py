@@ -153,6 +153,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     Never taken from the request's ``Host`` header, which the client chooses.
     """
 
+    # -- issue 13: processors accept only their manager (finding 4) ---------------------------
+    processor_secret_key: str = ""
+    """Key each processor's secret is derived from (HMAC-SHA256 of its processor id).
+
+    Empty: a random key generated once and kept in this deployment's Redis, so replicas share
+    it. Processors get their secret as ``PROCESSOR_SECRET`` and require it on every request but
+    ``GET /health``; the manager sends it as ``X-Kato-Processor-Secret``.
+    """
+
+    # -- issue 13: edge limits (finding 6) -----------------------------------------------------
+    max_header_bytes: PositiveInt = 64 * 1024
+    """Request line plus headers, per request; over it ``431`` and the connection is closed."""
+    max_headers: PositiveInt = 100
+    """Header lines per request; over it ``431``."""
+    header_timeout_s: PositiveFloat = 10.0
+    """From a connection's first byte (or its opening) to the end of its headers; then ``408``."""
+    keepalive_timeout_s: PositiveInt = 5
+    """An idle keep-alive connection is closed after this long."""
+    body_read_timeout_s: PositiveFloat = 60.0
+    """A proxied request's whole body must arrive within this; then ``408 REQUEST_TIMEOUT``."""
+    proxy_max_in_flight_per_session: PositiveInt = 64
+    """Proxied requests one session may have in flight; beyond it ``429`` with ``Retry-After``,
+    so one session's clients cannot take the whole pool (``PROXY_MAX_CONNECTIONS``)."""
+
     def public_base_url(self) -> str:
         """``PUBLIC_URL`` without a trailing slash, else the listen address as an HTTP URL."""
         if self.public_url:

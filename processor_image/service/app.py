@@ -11,11 +11,12 @@ from litestar.openapi import OpenAPIConfig
 from processor_image.service.config import ServiceConfig
 from processor_image.service.errors import EXCEPTION_HANDLERS
 from processor_image.service.fence import FENCE_ROUTES
+from processor_image.service.guard import ASGIApp, ManagerOnly
 from processor_image.service.routes import ROUTES
 from processor_image.service.runtime import Runtime
 from processor_image.service.ws import message, ws
 
-__all__ = ("create_app",)
+__all__ = ("create_app", "serving_app")
 
 
 def create_app(config: ServiceConfig) -> Litestar:
@@ -38,3 +39,11 @@ def create_app(config: ServiceConfig) -> Litestar:
         openapi_config=OpenAPIConfig(title="KATO processor", version="1.0.0", path="/schema"),
         debug=False,
     )
+
+
+def serving_app(config: ServiceConfig) -> ASGIApp:
+    """The app as served: behind ``ManagerOnly`` when the manager gave it a secret."""
+    app = create_app(config)
+    if not config.secret:
+        return app
+    return ManagerOnly(app, secret=config.secret, allowed_hosts=config.allowed_hosts)

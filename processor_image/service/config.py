@@ -35,6 +35,10 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Largest request body, for every route but ``PUT /state`` (client requests)."""
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
     """Largest ``PUT /state`` snapshot, as sent and once decompressed (hibernation restores)."""
+    secret: str = ""
+    """``PROCESSOR_SECRET``: when set, required on every request but ``GET /health``."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``ALLOWED_HOSTS`` (comma-separated), beyond loopback: names the manager reaches it by."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -64,6 +68,10 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             log_level=environ.get("LOG_LEVEL", "info").lower(),
             max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_state_bytes=_int(environ, "MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),
+            secret=environ.get("PROCESSOR_SECRET", ""),
+            allowed_hosts=tuple(
+                h.strip() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
+            ),
         )
 
 

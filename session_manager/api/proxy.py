@@ -112,34 +112,41 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
     deadline = _move_deadline(request.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
-    journaled = not sessions.is_static(session_id)
+    # A session's processor id is its session id (``Lifecycle.create``); static ones have no
+    # secret.
+    static = sessions.is_static(session_id)
+    journaled = not static
     unsafe_to_resend = (
         request.app.state.settings.processor_storage == "mongodb" and request.method not in _READS
     )
-    while True:
-        try:
-            response = await forwarder.forward(
-                request.method,
-                processor.endpoint,
-                path,
-                query,
-                headers,
-                body,
-                request_id,
-                session_id=session_id if journaled else None,
-            )
-        except ProcessorUnavailable as exc:
-            # Refused or reset. Not acknowledged, so not in the journal: resending it after the
-            # session moved (hibernation) or was recovered (checkpoint plus journal) applies it
-            # exactly once - unless it may have reached a knowledge base that outlives the
-            # processor (MongoDB): a write reset after sending is then answered 502, not resent.
-            moved = await _lost_or_moved(sessions, session_id, processor, journaled)
-            if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
-                raise
-        else:
-            if not response.is_fenced():
-                return response
-        processor = await _follow(sessions, session_id, authorization, processor, deadline)
+    # Only now (token checked) does the request take one of the session's in-flight slots.
+    with forwarder.admitted(session_id):
+        while True:
+            try:
+                response = await forwarder.forward(
+                    request.method,
+                    processor.endpoint,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    request_id,
+                    session_id=session_id if journaled else None,
+                    processor_id=None if static else session_id,
+                )
+            except ProcessorUnavailable as exc:
+                # Refused or reset. Not acknowledged, so not in the journal: resending it after
+                # the session moved (hibernation) or was recovered (checkpoint plus journal)
+                # applies it exactly once - unless it may have reached a knowledge base that
+                # outlives the processor (MongoDB): a write reset after sending is then
+                # answered 502, not resent.
+                moved = await _lost_or_moved(sessions, session_id, processor, journaled)
+                if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
+                    raise
+            else:
+                if not response.is_fenced():
+                    return response
+            processor = await _follow(sessions, session_id, authorization, processor, deadline)
 
 
 async def _lost_or_moved(
@@ -251,6 +258,7 @@ async def _open_upstream(
                 socket.scope.get("subprotocols", []),
                 request_id,
                 journaled=journal is not None,
+                processor_id=None if sessions.is_static(session_id) else session_id,
             )
         except ProcessorUnavailable:
             if not await _lost_or_moved(sessions, session_id, processor, journal is not None):

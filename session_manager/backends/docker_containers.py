@@ -69,12 +69,19 @@ def run_options(
     limits: ContainerLimits,
 ) -> dict[str, Any]:
     """``containers.run`` keyword arguments: labelled, limited and hardened."""
+    # A suffix, so that a restored session never collides with its old container.
+    name = f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}"
     options: dict[str, Any] = {
         "image": image,
-        # A suffix, so that a restored session never collides with its old container.
-        "name": f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}",
+        "name": name,
         "detach": True,
-        "environment": {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT)},
+        # ALLOWED_HOSTS: on a private network the manager reaches it by its name (Host check).
+        "environment": {
+            **spec.env,
+            "HOST": "0.0.0.0",
+            "PORT": str(PROCESSOR_PORT),
+            "ALLOWED_HOSTS": name,
+        },
         "labels": {SESSION_LABEL: spec.session_id, MANAGER_LABEL: manager_id},
         "mem_limit": limits.memory,
         "nano_cpus": int(limits.cpus * 1_000_000_000),

@@ -59,7 +59,7 @@ class SwarmBackend(DockerBackend):
         """Create the service; return once its ``/health`` names the processor."""
         await self._ensure_network()
         name = f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}"
-        env = {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT)}
+        env = {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT), "ALLOWED_HOSTS": name}
         service: Service = await self._docker(
             self._client.services.create,
             self.image,

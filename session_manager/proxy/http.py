@@ -7,21 +7,25 @@ Network errors become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (50
 pool (``proxy.http1``), never in handlers.
 
 Client-sent ``X-Kato-*`` request headers are dropped too: that namespace is the manager's own,
-for headers it adds itself. ``ProxyResponse.is_fenced`` tells a processor's 503
-``PROCESSOR_FENCED`` (the session is hibernating) from its other answers, so the handler can
-resend the request to the restored processor.
+for headers it adds itself, such as the processor's secret (``X-Kato-Processor-Secret``, added
+for a session's processor: a client can never send one on). ``ProxyResponse.is_fenced`` tells
+a processor's 503 ``PROCESSOR_FENCED`` (the session is hibernating) from its other answers, so
+the handler can resend the request to the restored processor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from session_manager.errors import KatoError, PayloadTooLarge
+from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge, RequestTimeout
+from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
 from session_manager.proxy.journaling import SEQ_HEADER, RequestJournal, journaled_body
@@ -187,13 +191,20 @@ class Forwarder:
         *,
         connect_timeout_s: float,
         max_body_bytes: int,
+        secrets: ProcessorSecrets | None = None,
+        max_in_flight_per_session: int = 32,
+        body_timeout_s: float = 60.0,
     ) -> None:
+        self.body_timeout_s = body_timeout_s
         self._pool = pool
+        self._secrets = secrets
+        self._max_per_session = max_in_flight_per_session
+        self._in_flight: dict[str, int] = {}
         self._requests = metrics.proxy_requests
         self._latency = metrics.proxy_latency
         self.max_body_bytes = max_body_bytes
         self.websockets = WebSocketConnector(
-            open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes
+            open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes, secrets=secrets
         )
         self.activity = ActivityTracker()
         self.journal: RequestJournal | None = None
@@ -230,7 +241,34 @@ class Forwarder:
             metrics,
             connect_timeout_s=settings.proxy_connect_timeout_s,
             max_body_bytes=settings.max_proxy_body_bytes,
+            secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
+            max_in_flight_per_session=settings.proxy_max_in_flight_per_session,
+            body_timeout_s=settings.body_read_timeout_s,
         )
+
+    @contextlib.contextmanager
+    def admitted(self, session_id: str) -> Iterator[None]:
+        """Hold one of the session's in-flight slots (``PROXY_MAX_IN_FLIGHT_PER_SESSION``).
+
+        Beyond the cap, ``429`` with ``Retry-After``: one session's clients (say, ones that
+        never read their replies) cannot take every pooled connection from the others.
+        """
+        held = self._in_flight.get(session_id, 0)
+        if held >= self._max_per_session:
+            raise CapacityExceeded(
+                "too many requests in flight for this session",
+                retry_after_s=1,
+                limit="PROXY_MAX_IN_FLIGHT_PER_SESSION",
+            )
+        self._in_flight[session_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[session_id] - 1
+            if left:
+                self._in_flight[session_id] = left
+            else:
+                del self._in_flight[session_id]
 
     async def aclose(self) -> None:
         """Let pending deadline moves finish, then close the pooled connections."""
@@ -248,6 +286,7 @@ class Forwarder:
         request_id: str,
         *,
         session_id: str | None = None,
+        processor_id: str | None = None,
     ) -> ProxyResponse:
         """Send one request to ``endpoint + path`` and return the processor's response.
 
@@ -261,6 +300,7 @@ class Forwarder:
             request_id: sent as ``X-Request-ID`` and returned the same way.
             session_id: the session the request is for; with a ``journal``, a request the
                 processor applied (``X-Kato-Seq``) is journaled before the reply is returned.
+            processor_id: the processor's id, for its secret (``None``: a static processor).
 
         Raises:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
@@ -287,6 +327,9 @@ class Forwarder:
             )
             if body or method in ("POST", "PUT", "PATCH"):
                 lines.append(b"content-length: %d\r\n" % len(body))
+            if processor_id is not None and self._secrets is not None:
+                secret = self._secrets.for_processor(processor_id)
+                lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
             lines.append(b"x-request-id: %s\r\n\r\n" % rid)
             lines.append(body)
             exchange = await self._pool.request(target.key, b"".join(lines), method=method)
@@ -352,7 +395,20 @@ class Forwarder:
         return ProxyResponse(exchange.status, headers, stream=exchange)
 
     async def read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
-        """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``."""
+        """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``.
+
+        It must arrive within ``BODY_READ_TIMEOUT_S`` (408): partial bodies trickled in by
+        the thousand would otherwise hold memory without end.
+        """
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                return await self._read_body(chunks, declared_length)
+        except TimeoutError:
+            raise RequestTimeout(
+                "request body not received in time", timeout_s=self.body_timeout_s
+            ) from None
+
+    async def _read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
         limit = self.max_body_bytes
         if (
             declared_length is not None

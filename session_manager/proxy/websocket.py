@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, StoreUnavailable
+from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 
 if TYPE_CHECKING:
@@ -50,9 +51,16 @@ HIBERNATING_REASON = "session hibernating: reconnect, the next connection waits 
 class WebSocketConnector:
     """Opens WebSockets to processors with the proxy's connect timeout and message cap."""
 
-    def __init__(self, *, open_timeout_s: float, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        open_timeout_s: float,
+        max_message_bytes: int,
+        secrets: ProcessorSecrets | None = None,
+    ) -> None:
         self.open_timeout_s = open_timeout_s
         self.max_message_bytes = max_message_bytes
+        self._secrets = secrets
 
     async def connect(
         self,
@@ -62,19 +70,25 @@ class WebSocketConnector:
         request_id: str,
         *,
         journaled: bool = False,
+        processor_id: str | None = None,
     ) -> ClientConnection:
         """An open WebSocket to the processor's ``/ws``; failures map like HTTP ones.
 
-        ``journaled`` asks the processor for the sequence numbers ``SocketJournal`` needs.
+        ``journaled`` asks the processor for the sequence numbers ``SocketJournal`` needs;
+        ``processor_id`` (``None`` for a static processor) adds that processor's secret.
         The caller closes it (``bridge_websockets`` does, whichever side ends first).
         """
         scheme = "wss" if endpoint.startswith("https:") else "ws"
         url = f"{scheme}:{endpoint.split(':', 1)[1]}/ws" + (f"?{query}" if query else "")
+        headers = {"X-Request-ID": request_id}
+        if journaled:
+            headers[JOURNAL_HEADER] = "1"
+        if processor_id is not None and self._secrets is not None:
+            headers |= self._secrets.headers(processor_id)
         try:
             return await connect(
                 url,
-                additional_headers={"X-Request-ID": request_id}
-                | ({JOURNAL_HEADER: "1"} if journaled else {}),
+                additional_headers=headers,
                 subprotocols=[Subprotocol(p) for p in subprotocols] or None,
                 compression=None,
                 proxy=None,

@@ -21,6 +21,7 @@ from session_manager.errors import (
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
+from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.sessions.hibernation import Hibernation
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.records import live_record, record_with_deadlines
@@ -62,6 +63,7 @@ class Sessions:
         self._processors = processors or ProcessorClient(
             read_timeout_s=settings.proxy_read_timeout_s,
             connect_timeout_s=settings.proxy_connect_timeout_s,
+            secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
         )
         self._tokens = SessionTokens(settings.session_auth)
         self._cache = RouteCache(store)
@@ -137,7 +139,9 @@ class Sessions:
         if record.status != SessionStatus.READY or not record.endpoint:
             return None
         try:
-            return await self._processors.genes(record.endpoint, names)
+            return await self._processors.genes(
+                record.endpoint, names, processor_id=record.processor_id
+            )
         except (ProcessorUnavailable, ProcessorTimeout) as exc:
             log.info(
                 "live genes unavailable",

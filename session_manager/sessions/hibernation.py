@@ -85,16 +85,17 @@ class Hibernation:
                 if not taken:
                     raise ProcessorUnavailable("a checkpoint of the session is still running")
                 # The fence is the barrier: after it the state is final, so one read is exact.
-                if not await self._processors.fence(handle.endpoint):
+                pid = record.processor_id
+                if not await self._processors.fence(handle.endpoint, processor_id=pid):
                     log.warning(
                         "processor has no fence (image older than the manager): hibernating"
                         " without the barrier; the journal still holds what races it",
                         extra={"session_id": session_id},
                     )
-                state = await self._processors.get_state(handle.endpoint)
+                state = await self._processors.get_state(handle.endpoint, processor_id=pid)
                 await self._save_checkpoint(session_id, state)
         except KatoError:
-            await self._back_to_ready(session_id, handle)
+            await self._back_to_ready(session_id, handle, record.processor_id)
             raise
         await self._lifecycle.stop(handle)
         done = await transition(
@@ -136,15 +137,19 @@ class Hibernation:
         async with self._checkpoint_lock(record.session_id, wait=False) as taken:
             if not taken:
                 return None
-            state = await self._processors.get_state(record.endpoint)
+            state = await self._processors.get_state(
+                record.endpoint, processor_id=record.processor_id
+            )
             seq = await self._save_checkpoint(record.session_id, state)
         self._metrics.checkpoints.inc()
         return seq
 
-    async def _back_to_ready(self, session_id: str, handle: ProcessorHandle) -> None:
+    async def _back_to_ready(
+        self, session_id: str, handle: ProcessorHandle, processor_id: str
+    ) -> None:
         """A hibernation that failed: lift the fence (if it went up) and serve again."""
         try:
-            await self._processors.unfence(handle.endpoint)
+            await self._processors.unfence(handle.endpoint, processor_id=processor_id)
         except KatoError:
             log.warning(
                 "could not lift the fence after a failed hibernation",
@@ -216,7 +221,7 @@ class Hibernation:
         handle: ProcessorHandle | None = None
         try:
             handle = await lifecycle.launch(record)
-            replayed = await self._load(record.session_id, handle.endpoint)
+            replayed = await self._load(record, handle.endpoint)
         except KatoError:
             if handle is not None:
                 await lifecycle.stop(handle)
@@ -235,19 +240,26 @@ class Hibernation:
         log.info("session restored", extra={"session_id": record.session_id, "replayed": replayed})
         return ready
 
-    async def _load(self, session_id: str, endpoint: str) -> int:
+    async def _load(self, record: SessionRecord, endpoint: str) -> int:
         """Checkpoint, then the journal's later entries in order; how many were replayed."""
+        session_id, pid = record.session_id, record.processor_id
         snapshot = await self._store.load_snapshot(session_id)
         seq = 0
         if snapshot is not None:
             seq = snapshot_seq(snapshot)
-            await self._processors.put_state(endpoint, snapshot, seq=seq)
+            await self._processors.put_state(endpoint, snapshot, seq=seq, processor_id=pid)
         if self._settings.journal != "on":
             return 0
         entries = await self._store.journal.entries_after(session_id, seq)
         for entry in entries:
             await self._processors.replay(
-                endpoint, entry.seq, entry.method, entry.path, entry.query, entry.body
+                endpoint,
+                entry.seq,
+                entry.method,
+                entry.path,
+                entry.query,
+                entry.body,
+                processor_id=pid,
             )
         return len(entries)
 

@@ -6,13 +6,14 @@ from typing import Any
 
 from session_manager.backends.base import ProcessorSpec
 from session_manager.models import SessionRecord
+from session_manager.processor_secrets import SECRET_ENV, ProcessorSecrets
 from session_manager.settings import Settings
 
 __all__ = ("processor_spec",)
 
 
 def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
-    """The processor's environment: identity, storage, body limits and the genes given at create."""
+    """The processor's environment: identity, storage, limits, genes, and its secret."""
     env = {
         "PROCESSOR_ID": record.processor_id,
         "PROCESSOR_NAME": f"session-{record.session_id}",
@@ -26,6 +27,9 @@ def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
     if settings.mongo_url:
         env["MONGO_URL"] = settings.mongo_url
     env.update({name.upper(): _env_value(value) for name, value in record.genes.items()})
+    secrets = ProcessorSecrets.from_key(settings.processor_secret_key)
+    if secrets is not None:  # the processor then answers only requests carrying it
+        env[SECRET_ENV] = secrets.for_processor(record.processor_id)
     return ProcessorSpec(
         session_id=record.session_id,
         processor_id=record.processor_id,

@@ -16,7 +16,7 @@ from session_manager.errors import StoreUnavailable
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.codec import text
 
-__all__ = ("deployment_id", "new_deployment_id")
+__all__ = ("deployment_id", "new_deployment_id", "processor_key")
 
 _VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 """The ``MANAGER_ID`` rule: usable as a Docker label value and an environment value."""
@@ -35,4 +35,15 @@ async def deployment_id(client: aioredis.Redis, key: str) -> str:
     value = text(stored) if stored else ""
     if not _VALID.match(value):
         raise StoreUnavailable("the deployment id in Redis is missing or malformed", key=key)
+    return value
+
+
+@translate_redis_errors
+async def processor_key(client: aioredis.Redis, key: str) -> str:
+    """The processor-secret key stored at ``key`` (256 random bits); the first caller's wins."""
+    await client.set(key, secrets.token_hex(32), nx=True)
+    stored = await client.get(key)
+    value = text(stored) if stored else ""
+    if len(value) < 32:
+        raise StoreUnavailable("the processor key in Redis is missing or malformed", key=key)
     return value

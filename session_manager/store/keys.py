@@ -28,6 +28,7 @@ Keys, under the prefix (default ``kato:``):
 * ``changes``: pub/sub channel; every status change, end and token rotation publishes the
   session id
 * ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
+* ``processor-key``: the key processors' secrets are derived from, generated once (``SET NX``)
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -58,6 +59,7 @@ class Keys:
         self.replicas = f"{prefix}replicas"
         self.snapshot_totals = f"{prefix}snapshots:totals"
         self.deployment = f"{prefix}deployment"
+        self.processor_key = f"{prefix}processor-key"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

@@ -13,6 +13,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from session_manager.models import SessionStatus
+from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.sessions import Sessions
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth
 from tests.support.pids import pid_running, processes_of
@@ -132,7 +133,9 @@ async def test_recover_replaces_a_killed_processor_from_its_snapshot(
     assert record is not None
     # A snapshot taken earlier (as the reaper would have) and then the processor dies.
     async with httpx.AsyncClient(trust_env=False) as client:
-        await store.save_snapshot(sid, (await client.get(f"{record.endpoint}/state")).content)
+        secret = ProcessorSecrets(manager.app.state.settings.processor_secret_key)
+        state = await client.get(f"{record.endpoint}/state", headers=secret.headers(sid))
+        await store.save_snapshot(sid, state.content)
     os.killpg(pid, signal.SIGKILL)
     while pid_running(pid):
         await asyncio.sleep(0.02)

@@ -173,7 +173,7 @@ async def test_a_hibernation_that_fails_after_fencing_lifts_the_fence(
         await manager.client.post(path, json={"strings": ["a"]}, headers=auth(session))
     ).status_code == 200
 
-    async def unreadable(endpoint: str) -> bytes:
+    async def unreadable(endpoint: str, **_: object) -> bytes:
         raise ProcessorUnavailable("state unreadable", url=endpoint)
 
     monkeypatch.setattr(manager.app.state.processors, "get_state", unreadable)

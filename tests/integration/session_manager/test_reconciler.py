@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from session_manager.backends.process import ProcessBackend
+from session_manager.processor_secrets import ProcessorSecrets
 from tests.processes import processor_spec
 from tests.support.manager import (
     ManagerProcessFactory,
@@ -50,7 +51,9 @@ async def test_a_killed_processor_with_a_snapshot_is_restored(
     await manager.client.post(f"{base}/observe", json={"strings": ["kept"]}, headers=headers)
     record = await status_of(manager, session)
     async with httpx.AsyncClient(trust_env=False) as client:  # a snapshot kept from earlier
-        state = (await client.get(f"{record['endpoint']}/state")).content
+        secret = ProcessorSecrets(manager.app.state.settings.processor_secret_key)
+        own = secret.headers(session["session_id"])  # the manager's own call, as it makes it
+        state = (await client.get(f"{record['endpoint']}/state", headers=own)).content
     await manager.app.state.store.save_snapshot(session["session_id"], state)
     old_pid = int(record["ref"])
     os.kill(old_pid, signal.SIGKILL)
@@ -60,7 +63,9 @@ async def test_a_killed_processor_with_a_snapshot_is_restored(
         return record["status"] == "ready" and record["ref"] and int(record["ref"]) != old_pid
 
     assert await wait_for(replaced, timeout_s=0.5 * 2 + 5)
-    assert (await manager.client.get(f"{base}/stm", headers=headers)).json()["stm"] == [["kept"]]
+    reply = await manager.client.get(f"{base}/stm", headers=headers)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["stm"] == [["kept"]]
 
 
 async def test_a_labelled_processor_nobody_knows_is_removed(

@@ -20,6 +20,7 @@ import httpx
 import msgspec
 
 from session_manager.models import SessionStatus
+from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.store import Keys, SessionStore
 from tests.support.manager import (
     Manager,
@@ -153,7 +154,9 @@ async def test_a_recovery_waits_for_a_start_slot(
     record = await status_of(manager, session)
     # A checkpoint kept from earlier, then the only slot is taken and the processor dies.
     async with httpx.AsyncClient(trust_env=False) as client:
-        state = (await client.get(f"{record['endpoint']}/state")).content
+        secret = ProcessorSecrets(manager.app.state.settings.processor_secret_key)
+        own = secret.headers(session["session_id"])  # the manager's own call, as it makes it
+        state = (await client.get(f"{record['endpoint']}/state", headers=own)).content
     await store.save_snapshot(sid, state)
     slot_free_at = await hold_a_start_slot(store, hold_s=3)
     old_pid = int(record["ref"])

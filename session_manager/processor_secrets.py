@@ -1,0 +1,41 @@
+"""Each processor's secret: what proves a request comes from its manager (issue 13, finding 4).
+
+The secret is HMAC-SHA256(key, processor id), the key being ``PROCESSOR_SECRET_KEY`` or one
+generated once per deployment and kept in its Redis (``store.processor_key``). Nothing per
+session is stored: any replica, after any restart, hibernation, restore or recovery, derives
+the secret of the processor it talks to from the processor id it already has. The processor
+gets it as ``PROCESSOR_SECRET`` at start and the manager sends it as ``SECRET_HEADER``; a
+client cannot (the proxy drops client-sent ``X-Kato-*`` headers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+__all__ = ("SECRET_ENV", "SECRET_HEADER", "ProcessorSecrets")
+
+SECRET_HEADER = "X-Kato-Processor-Secret"  # noqa: S105 - a header name
+SECRET_ENV = "PROCESSOR_SECRET"  # noqa: S105 - a variable name
+
+
+class ProcessorSecrets:
+    """Derives processor secrets from one key; ``None`` where a manager has no key (tests)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    @classmethod
+    def from_key(cls, key: str) -> ProcessorSecrets | None:
+        """The derivation for ``key``; ``None`` for an empty key (processors stay open)."""
+        return cls(key) if key else None
+
+    def for_processor(self, processor_id: str) -> str:
+        """The secret of the processor with this id (hex, 64 characters)."""
+        return hmac.new(self._key, processor_id.encode(), hashlib.sha256).hexdigest()
+
+    def headers(self, processor_id: str) -> dict[str, str]:
+        """The header that authenticates a request to this processor."""
+        return {SECRET_HEADER: self.for_processor(processor_id)}
