@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import docker
-import httpx
 
 from session_manager.backends.docker import DockerBackend
 from tests.docker.test_docker_sessions import containers_of, observe
@@ -123,8 +122,8 @@ async def test_a_dead_container_with_a_snapshot_comes_back_in_a_new_container(
     session = await manager.create()
     await observe(manager, session, "kept")
     record = await status_of(manager, session)
-    async with httpx.AsyncClient(trust_env=False) as client:  # a snapshot kept from earlier
-        state = (await client.get(f"{record['endpoint']}/state")).content
+    processors = manager.app.state.processors  # a snapshot kept from earlier, as the manager
+    state = await processors.get_state(record["endpoint"], processor_id=session["session_id"])
     await manager.app.state.store.save_snapshot(session["session_id"], state)
     (old,) = containers_of(docker_client, session["session_id"])
     old.kill()  # exited, not removed: the reconciler must also clear it away
