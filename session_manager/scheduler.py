@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -31,6 +32,8 @@ from session_manager.store import SessionStore
 __all__ = ("Scheduler",)
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Scheduler:
@@ -134,43 +137,34 @@ class Scheduler:
             except KatoError as exc:
                 log.warning("replica heartbeat failed: %s", exc.message)
 
+    async def _leader_pass(self, name: str, run: Callable[[], Awaitable[T]]) -> T | None:
+        """``run`` on the leader only; its failure is logged (the next tick tries again)."""
+        if not await self.hold_lease():
+            return None
+        try:
+            return await run()
+        except KatoError as exc:
+            log.warning("%s pass failed: %s", name, exc.message)
+        except Exception:
+            log.exception("%s pass failed", name)
+        return None
+
     async def reap(self) -> None:
         """A reaper pass, on the leader only."""
-        if not await self.hold_lease():
-            return
-        try:
-            await self.reaper.reap_once()
-        except KatoError as exc:
-            log.warning("reaper pass failed: %s", exc.message)
-        except Exception:
-            log.exception("reaper pass failed")
+        await self._leader_pass("reaper", self.reaper.reap_once)
 
     async def checkpoint(self) -> None:
         """A checkpoint pass (journaled sessions' state saved, journals trimmed), on the leader."""
-        if self.checkpointer is None or not await self.hold_lease():
+        if self.checkpointer is None:
             return
-        try:
-            done = await self.checkpointer.checkpoint_once()
-        except KatoError as exc:
-            log.warning("checkpoint pass failed: %s", exc.message)
-            return
-        except Exception:
-            log.exception("checkpoint pass failed")
-            return
+        done = await self._leader_pass("checkpoint", self.checkpointer.checkpoint_once)
         if done:
             log.info("checkpoint pass", extra={"checkpointed": len(done)})
 
     async def reconcile(self) -> None:
         """A reconciler pass, on the leader only."""
-        if not await self.hold_lease():
-            return
-        try:
-            report = await self.reconciler.reconcile_once()
-        except KatoError as exc:
-            log.warning("reconciler pass failed: %s", exc.message)
-            return
-        except Exception:
-            log.exception("reconciler pass failed")
+        report = await self._leader_pass("reconciler", self.reconciler.reconcile_once)
+        if report is None:
             return
         if report.orphans_removed or report.recovered or report.lost or report.stale_starts_ended:
             log.info(
