@@ -12,8 +12,8 @@ import sys
 import uvicorn
 
 from session_manager.app import create_app
-from session_manager.edge import EdgeLimits, edge_protocol
 from session_manager.log import configure_logging
+from session_manager.serving import server_config
 from session_manager.settings import Settings, SettingsError
 from session_manager.startup import StartupError, bind_listener, check_data_dir
 
@@ -47,26 +47,7 @@ def main() -> int:
             f"sessions:create and admin): {settings.generated_api_key}\n"
         )
         sys.stdout.flush()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=settings.listen_host,
-            port=settings.listen_port,
-            log_level=settings.log_level.lower(),
-            ws="websockets-sansio",
-            http=edge_protocol(
-                EdgeLimits(
-                    max_header_bytes=settings.max_header_bytes,
-                    max_headers=settings.max_headers,
-                    header_timeout_s=settings.header_timeout_s,
-                )
-            ),
-            timeout_keep_alive=settings.keepalive_timeout_s,
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-        )
-    )
+    server = uvicorn.Server(server_config(create_app(settings), settings))
     with listener:
         server.run(sockets=[listener])
     return 0 if server.started else _STARTUP_FAILED

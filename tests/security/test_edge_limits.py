@@ -204,3 +204,17 @@ async def test_a_body_that_does_not_arrive_in_time_is_408(
         f"/session/{session['session_id']}/observe", json={"strings": ["a"]}, headers=auth(session)
     )
     assert ok.status_code == 200
+
+
+async def test_the_in_process_manager_serves_the_same_edge_as_a_deployment(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """The fixture's server is ``serving.server_config``'s: its header limits apply too."""
+    manager = await start_manager(make_settings(max_header_bytes=4096, max_headers=20))
+    port = int(manager.base_url.rsplit(":", 1)[1])
+    big = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 8192 + b"\r\n\r\n"
+    assert (await _send_raw(port, big)).startswith(b"HTTP/1.1 431 ")
+    many = b"GET /health HTTP/1.1\r\nhost: x\r\n"
+    many += b"".join(b"x-h%d: v\r\n" % i for i in range(30)) + b"\r\n"
+    assert (await _send_raw(port, many)).startswith(b"HTTP/1.1 431 ")
+    assert (await manager.client.get("/health")).status_code == 200

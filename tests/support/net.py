@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ("free_port", "serve")
+__all__ = ("free_port", "serve", "serve_config")
 
 
 def free_port() -> int:
@@ -23,17 +23,24 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
-    """Run ``app`` under a real uvicorn server on a free loopback port, in this event loop.
+    """Run ``app`` under a real uvicorn server on a free loopback port, in this event loop."""
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", ws="websockets-sansio", **options
+    )
+    async with serve_config(config) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_config(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Run a server of ``config`` on a free loopback port (its host and port are ignored).
 
     The socket is bound before the server starts, so no other process can take the port.
     """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", ws="websockets-sansio", **options
-    )
-    scheme = "https" if options.get("ssl_certfile") else "http"
+    scheme = "https" if config.ssl_certfile else "http"
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

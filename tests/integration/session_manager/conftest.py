@@ -6,7 +6,9 @@
 * ``make_settings(**fields)``: ``Settings`` for this test (its Redis, data dir, admin token,
   API key, manager id, short timeouts); keyword names are ``Settings`` field names.
 * ``manager``: the app on a real uvicorn server on loopback (``Manager``: ``base_url``,
-  ``client``, ``admin``, ``app``); ``start_manager(settings)`` for other settings.
+  ``client``, ``admin``, ``app``); ``start_manager(settings)`` for other settings. The server
+  is configured as ``python -m session_manager`` configures it (``serving.server_config``:
+  edge limits included).
   Teardown ends every live session through the admin API, then stops the server.
 * ``manager_process(settings)``: ``python -m session_manager`` as a real process (for
   ``kill -9`` tests); its ``kill()`` sends SIGKILL, ``stop()`` SIGTERM.
@@ -34,6 +36,7 @@ import redis.asyncio as aioredis
 
 from session_manager.app import create_app
 from session_manager.backends.base import Backend
+from session_manager.serving import server_config
 from session_manager.settings import Settings
 from session_manager.store import SessionStore
 from tests.support.manager import (
@@ -45,7 +48,7 @@ from tests.support.manager import (
     SettingsFactory,
     StartManager,
 )
-from tests.support.net import serve
+from tests.support.net import serve_config
 from tests.support.pids import processes_of
 from tests.support.redis_server import RedisServer
 from tests.support.timing import ManualClock
@@ -126,8 +129,10 @@ async def fx_start_manager(make_settings: SettingsFactory) -> AsyncIterator[Star
     async def start(
         settings: Settings | None = None, *, backend: Backend | None = None, clock: Any = None
     ) -> Manager:
-        app = create_app(settings or make_settings(), backend=backend, clock=clock)
-        base_url = await stack.enter_async_context(serve(app))
+        settings = settings or make_settings()
+        app = create_app(settings, backend=backend, clock=clock)
+        # The same server configuration (edge limits included) as ``python -m session_manager``.
+        base_url = await stack.enter_async_context(serve_config(server_config(app, settings)))
         manager = Manager(base_url, app)
         stack.push_async_callback(manager.aclose)
         stack.push_async_callback(manager.end_all)
