@@ -18,7 +18,13 @@ from session_manager.sessions.tokens import bearer_token, same_secret
 from session_manager.settings import Settings
 from session_manager.tenants import ADMIN, CREATE, Tenants
 
-__all__ = ("admin_tenant", "creating_tenant", "require_admin", "require_deployment_admin")
+__all__ = (
+    "admin_tenant",
+    "creating_tenant",
+    "key_tenant",
+    "require_admin",
+    "require_deployment_admin",
+)
 
 _Connection = ASGIConnection[Any, Any, Any, Any]
 _ADMIN_TENANT = "kato_admin_tenant"
@@ -44,6 +50,22 @@ def creating_tenant(connection: _Connection) -> Tenant:
     if not key.allows(CREATE):
         raise Forbidden(f"this API key may not create sessions (scope {CREATE})")
     return key.tenant
+
+
+def key_tenant(connection: _Connection) -> str | None:
+    """The tenant whose API key (scope ``sessions:create`` or ``admin``) is the bearer, if one is.
+
+    ``None`` when the bearer is no API key (a session token, say); a key without either scope
+    is 403. Used where a session's own token and its tenant's key are both accepted.
+    """
+    tenants: Tenants = connection.app.state.tenants
+    token = bearer_token(connection.headers.get("authorization"))
+    key = tenants.find(token) if token is not None else None
+    if key is None:
+        return None
+    if not (key.allows(CREATE) or key.allows(ADMIN)):
+        raise Forbidden(f"this API key may not manage sessions (scope {CREATE} or {ADMIN})")
+    return key.tenant.name
 
 
 def require_admin(connection: _Connection, _: BaseRouteHandler) -> None:

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from session_manager.api.auth import creating_tenant
+from session_manager.api.auth import creating_tenant, key_tenant
 from session_manager.api.errors import documented
 from session_manager.api.schemas import (
     GENE_NAMES,
@@ -146,15 +146,25 @@ class SessionController(Controller):
         "/{session_id:str}/token",
         status_code=200,
         responses=documented(
-            Unauthorized, SessionNotFound, SessionExpired, SessionConflict, StoreUnavailable
+            Unauthorized,
+            Forbidden,
+            SessionNotFound,
+            SessionExpired,
+            SessionConflict,
+            StoreUnavailable,
         ),
     )
     async def rotate_token(
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> RotatedToken:
-        """Replace the session's token (send the current one); the old one is void at once."""
+        """Replace the session's token; the old one is void at once.
+
+        Send the current token, or an API key of the session's tenant (scope
+        ``sessions:create`` or ``admin``): an app backend can void a leaked token it no longer
+        knows. Another tenant's key gets 404, as for a session that does not exist.
+        """
         token = await _sessions(request).rotate_token(
-            session_id, request.headers.get("authorization")
+            session_id, request.headers.get("authorization"), tenant=key_tenant(request)
         )
         return RotatedToken(session_id=session_id, token=token)
 

@@ -16,6 +16,7 @@ from session_manager.errors import (
     ProcessorTimeout,
     ProcessorUnavailable,
     SessionConflict,
+    SessionNotFound,
     Unauthorized,
 )
 from session_manager.metrics import Metrics
@@ -170,8 +171,13 @@ class Sessions:
         self._tokens.check(record.token_hash, authorization)
         await self.end(session_id, EndReason.DELETED)
 
-    async def rotate_token(self, session_id: str, authorization: str | None) -> str:
-        """A new token for the token holder; the presented one stops working at once.
+    async def rotate_token(
+        self, session_id: str, authorization: str | None, *, tenant: str | None = None
+    ) -> str:
+        """A new token for the token holder or the session's ``tenant``; the old one is void.
+
+        ``tenant``: the caller presented that tenant's API key instead of the token; another
+        tenant's session is then a 404, as if it did not exist.
 
         The swap is a compare-and-set on the token hash that publishes on the change feed, so
         every replica drops the route it cached with the old hash; of two rotations racing
@@ -180,7 +186,10 @@ class Sessions:
         if not self._tokens.required:
             raise SessionConflict("SESSION_AUTH=none: sessions have no token to rotate")
         record = await live_record(self.store, session_id)
-        self._tokens.check(record.token_hash, authorization)
+        if tenant is None:
+            self._tokens.check(record.token_hash, authorization)
+        elif record.tenant != tenant:
+            raise SessionNotFound("no such session", session_id=session_id)
         token, token_hash = new_token()
         swapped = await self.store.rotate_token(session_id, record.token_hash, token_hash)
         self._cache.forget(session_id)

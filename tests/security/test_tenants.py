@@ -245,3 +245,41 @@ async def test_with_mongodb_another_tenant_cannot_read_or_wipe_a_knowledge_base(
             f"/session/{victim['session_id']}/predictions", headers=auth(victim)
         )
         assert [p["future"] for p in found.json()["predictions"]] == [[["here"]]]
+
+
+# -- token rotation by the tenant's key --------------------------------------------------------
+
+
+async def _stm(manager: Manager, session: dict[str, Any], token: str) -> int:
+    reply = await manager.client.get(f"/session/{session['session_id']}/stm", headers=bearer(token))
+    return reply.status_code
+
+
+@pytest.mark.parametrize("key", [CREATE_A, ADMIN_A])
+async def test_the_owning_tenants_key_rotates_a_sessions_token(tenants: Manager, key: str) -> None:
+    """An app backend voids a leaked token without knowing it: the old one is refused at once."""
+    session = await create(tenants, CREATE_A)
+    old = session["token"]
+    assert await _stm(tenants, session, old) == 200
+    reply = await tenants.client.post(
+        f"/session/{session['session_id']}/token", headers=bearer(key)
+    )
+    assert reply.status_code == 200, reply.text
+    new = reply.json()["token"]
+    assert new != old
+    assert await _stm(tenants, session, old) == 401
+    assert await _stm(tenants, session, new) == 200
+
+
+@pytest.mark.parametrize("key", [CREATE_B, ADMIN_B])
+async def test_another_tenants_key_cannot_rotate_a_sessions_token(
+    tenants: Manager, key: str
+) -> None:
+    session = await create(tenants, CREATE_A)
+    reply = await tenants.client.post(
+        f"/session/{session['session_id']}/token", headers=bearer(key)
+    )
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "SESSION_NOT_FOUND"
+    assert "token" not in reply.json()
+    assert await _stm(tenants, session, session["token"]) == 200  # nothing changed
