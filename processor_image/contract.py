@@ -13,8 +13,10 @@ from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, GeneRule, val
 from processor_image.storage.naming import database_name
 
 __all__ = (
+    "EXIT_OUT_OF_MEMORY",
     "GENE_ALIASES",
     "GENE_RULES",
+    "OUT_OF_MEMORY_LINE",
     "GeneError",
     "GeneRule",
     "InvalidGeneValue",
@@ -22,3 +24,11 @@ __all__ = (
     "database_name",
     "validate_genes",
 )
+
+EXIT_OUT_OF_MEMORY = 86
+"""A processor that ran out of memory (``MemoryError``: its memory limit was reached) exits
+with this status at once: its state may be half-updated, and the manager recovers the session
+from checkpoint and journal, telling the session's clients why (``PROCESSOR_OUT_OF_MEMORY``)."""
+
+OUT_OF_MEMORY_LINE = "kato processor: out of memory (memory limit reached); exiting"
+"""Its last line on stderr, for a manager that did not start it and cannot see its status."""

@@ -15,6 +15,7 @@
     ├── StartFailed (502 START_FAILED)
     ├── ProcessorUnavailable (502 PROCESSOR_UNAVAILABLE)
     ├── ProcessorTimeout (504 PROCESSOR_TIMEOUT)
+    ├── ProcessorOutOfMemory (507 PROCESSOR_OUT_OF_MEMORY)
     ├── ProcessorUnhealthy (503 PROCESSOR_UNAVAILABLE, static processors)
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     ├── StartsBusy (503 STARTS_BUSY, Retry-After)
@@ -42,6 +43,7 @@ __all__ = (
     "InvalidJson",
     "KatoError",
     "PayloadTooLarge",
+    "ProcessorOutOfMemory",
     "ProcessorTimeout",
     "ProcessorUnavailable",
     "ProcessorUnhealthy",
@@ -178,6 +180,16 @@ class ProcessorTimeout(KatoError):
     """The processor did not answer in time."""
 
     status, code = 504, "PROCESSOR_TIMEOUT"
+
+
+class ProcessorOutOfMemory(KatoError):
+    """The processor reached its memory limit (``PROCESSOR_MEMORY_LIMIT``) and exited.
+
+    The request in flight is not resent (it would likely do the same again); the session is
+    recovered from its checkpoint and journal for the next one.
+    """
+
+    status, code = 507, "PROCESSOR_OUT_OF_MEMORY"
 
 
 class StoreUnavailable(KatoError):

@@ -77,6 +77,11 @@ class Metrics:
             ["by"],
             registry=r,
         )
+        self.processor_out_of_memory = Counter(
+            "kato_processor_out_of_memory",
+            "Processors that exited at their memory limit (PROCESSOR_MEMORY_LIMIT).",
+            registry=r,
+        )
         self.restores = Counter(
             "kato_restores",
             "Hibernated or lost sessions restored into a new processor.",

@@ -32,11 +32,20 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
 
     ``max_sessions`` counts the tenant's live sessions (the deployment's ``MAX_SESSIONS`` still
     holds for all tenants together); ``max_sessions_per_user`` counts one of its users'.
+    ``max_memory_mb`` bounds the sum of its live sessions' memory limits (each session's
+    processor gets ``PROCESSOR_MEMORY_LIMIT``); ``None``: no memory quota.
     """
 
     name: str
     max_sessions: int
     max_sessions_per_user: int
+    max_memory_mb: int | None = None
+
+    def sessions_within_memory(self, memory_limit_bytes: int) -> int | None:
+        """How many sessions of ``memory_limit_bytes`` each fit in ``max_memory_mb``."""
+        if self.max_memory_mb is None or memory_limit_bytes <= 0:
+            return None
+        return self.max_memory_mb * 1024 * 1024 // memory_limit_bytes
 
 
 class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +124,12 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     idle_deadline: int | None = None
     hard_deadline: int | None = None
+    last_event: str = ""
+    """The last thing that happened to the session's processor that its owner should know
+    (``processor_out_of_memory``), with its time ``last_event_at``; empty while none did."""
+    last_event_at: int = 0
+    out_of_memory_count: int = 0
+    """How many of the session's processors exited at their memory limit."""
 
     @property
     def handle(self) -> ProcessorHandle | None:

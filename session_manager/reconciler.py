@@ -137,8 +137,9 @@ class Reconciler:
                 continue
             session_id = record.session_id
             try:
+                event = await self.sessions.exit_event(record)
                 if await self.sessions.recoverable(session_id):
-                    if await self.sessions.recover(record) is not None:
+                    if await self.sessions.recover(record, event=event) is not None:
                         report.recovered.append(session_id)
                         self.metrics.recoveries.labels(by="reconciler").inc()
                         log.info(
@@ -146,8 +147,12 @@ class Reconciler:
                             extra={"session_id": session_id},
                         )
                 elif await self.sessions.end(
-                    session_id, EndReason.PROCESSOR_LOST, allowed=(SessionStatus.READY,)
+                    session_id,
+                    EndReason.PROCESSOR_LOST,
+                    allowed=(SessionStatus.READY,),
+                    details={"event": event} if event else None,
                 ):
+                    self.sessions.note_exit(record, event)
                     report.lost.append(session_id)
                     self.metrics.reaped.labels(EndReason.PROCESSOR_LOST.value).inc()
                     log.info("session ended: processor lost", extra={"session_id": session_id})

@@ -32,6 +32,8 @@ _GENERATED = frozenset({"admin_token_generated", "generated_api_key"})
 """Fields ``from_env`` fills in itself, never from a variable."""
 _MANAGER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+_MEMORY = re.compile(r"^(\d+)([kmg]?)b?$")
+_MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 class SettingsError(ValueError):
@@ -100,7 +102,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     docker_network: str | None = None
     docker_publish: Literal["loopback", "none"] = "loopback"
     processor_memory_limit: str = "256m"
+    """Per processor, docker's notation (``512k``, ``256m``, ``1g``; ``0``: none). Docker and
+    swarm: the container's memory limit. Process backend: ``RLIMIT_DATA`` (heap and private
+    writable mappings; an idle processor uses ~70 MiB of it), see ``backends.process``."""
     processor_cpus: PositiveFloat = 1.0
+    """Per processor, in CPUs: docker and swarm only (the process backend cannot cap a CPU
+    share without a cgroup; ``RLIMIT_CPU`` would kill a processor after N CPU-seconds)."""
     processor_pids_limit: PositiveInt = 128
     processors_file: str | None = None
     kato_processors: str | None = None
@@ -177,6 +184,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Proxied requests one session may have in flight; beyond it ``429`` with ``Retry-After``,
     so one session's clients cannot take the whole pool (``PROXY_MAX_CONNECTIONS``)."""
 
+    @property
+    def processor_memory_limit_bytes(self) -> int:
+        """``PROCESSOR_MEMORY_LIMIT`` in bytes; 0 for no limit (``check`` has validated it)."""
+        match = _MEMORY.match(self.processor_memory_limit.strip().lower())
+        if match is None:
+            return 0
+        return int(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+
     def public_base_url(self) -> str:
         """``PUBLIC_URL`` without a trailing slash, else the listen address as an HTTP URL."""
         if self.public_url:
@@ -240,6 +255,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("ADMIN_TOKEN must be at least 16 characters")
         if self.api_keys is not None and self.api_keys_file is not None:
             problems.append("set API_KEYS or API_KEYS_FILE, not both")
+        if not _MEMORY.match(self.processor_memory_limit.strip().lower()):
+            problems.append("PROCESSOR_MEMORY_LIMIT must be a size such as 256m, 1g or 0 (none)")
         if self.idle_timeout_s > self.max_age_s:
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
         if problems:

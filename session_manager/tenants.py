@@ -3,7 +3,7 @@
 One document, from ``API_KEYS`` or the file ``API_KEYS_FILE`` (YAML or JSON)::
 
     tenants:                        # optional: a tenant not listed gets the global limits
-      acme: {max_sessions: 100, max_sessions_per_user: 5}
+      acme: {max_sessions: 100, max_sessions_per_user: 5, max_memory_mb: 4096}
     keys:
       - tenant: acme
         scopes: [sessions:create]   # an app backend creating sessions for its users
@@ -48,6 +48,8 @@ _MIN_KEY_LENGTH = 16
 class _Quota(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_sessions: Annotated[int, Meta(ge=1)] | None = None
     max_sessions_per_user: Annotated[int, Meta(ge=1)] | None = None
+    max_memory_mb: Annotated[int, Meta(ge=1)] | None = None
+    """Sum of the memory limits (``PROCESSOR_MEMORY_LIMIT`` each) of the tenant's sessions."""
 
 
 class _KeyEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -108,6 +110,7 @@ class Tenants:
             parsed = msgspec.convert(document, _Document)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{source}: {exc}") from exc
+        _check_memory_quotas(parsed, settings, source)
         return cls(_keys(parsed, settings, source), _tenant(DEFAULT_TENANT, parsed, settings))
 
     def find(self, key: str) -> ApiKey | None:
@@ -146,7 +149,24 @@ def _tenant(name: str, document: _Document, settings: Settings) -> Tenant:
         name=name,
         max_sessions=quota.max_sessions or settings.max_sessions,
         max_sessions_per_user=quota.max_sessions_per_user or settings.max_sessions_per_user,
+        max_memory_mb=quota.max_memory_mb,
     )
+
+
+def _check_memory_quotas(document: _Document, settings: Settings, source: str) -> None:
+    """A memory quota needs a per-processor limit, and room for at least one session."""
+    per_session = settings.processor_memory_limit_bytes
+    for name, quota in document.tenants.items():
+        if quota.max_memory_mb is None:
+            continue
+        where = f"{source}: tenants.{name}.max_memory_mb"
+        if per_session <= 0:
+            raise SettingsError(f"{where} needs PROCESSOR_MEMORY_LIMIT (it is 0: no limit)")
+        if quota.max_memory_mb * 1024 * 1024 < per_session:
+            raise SettingsError(
+                f"{where} ({quota.max_memory_mb}) is below one session's "
+                f"PROCESSOR_MEMORY_LIMIT ({settings.processor_memory_limit})"
+            )
 
 
 def _keys(document: _Document, settings: Settings, source: str) -> list[ApiKey]:

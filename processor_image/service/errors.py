@@ -26,6 +26,7 @@ from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 from processor_image.engine import EngineError
 from processor_image.errors import ProcessorError
+from processor_image.service.memory import exit_out_of_memory
 from processor_image.service.schemas import ErrorInfo, ErrorResponse
 
 __all__ = (
@@ -192,6 +193,11 @@ def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response
     return _reply(422, "INVALID_JSON", _NOT_JSON, {"error": str(exc)})
 
 
+def _out_of_memory(_: Request[Any, Any, Any], exc: MemoryError) -> Response[Any]:
+    """Over the memory limit: exit now, the manager recovers the session (``service.memory``)."""
+    exit_out_of_memory()
+
+
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unexpected error", exc_info=exc)
     return _reply(500, "INTERNAL_ERROR", "An unexpected error occurred", {"error": str(exc)})
@@ -247,5 +253,6 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     ProcessorError: _processor_error,
     HTTPException: _http_error,
     UnicodeDecodeError: _undecodable,
+    MemoryError: _out_of_memory,
     Exception: _unexpected,
 }

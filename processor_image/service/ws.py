@@ -25,6 +25,7 @@ from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 from processor_image.errors import ProcessorError
 from processor_image.service.errors import ProcessorFenced
 from processor_image.service.fence import FENCE_CLOSE
+from processor_image.service.memory import exit_out_of_memory
 from processor_image.service.runtime import (
     REPLAY_SEQ_HEADER,
     SEQ_HEADER,
@@ -242,3 +243,5 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
                     await socket.send_data(msgspec.json.encode(reply).decode(), mode="text")
         except WebSocketDisconnect:
             return
+        except MemoryError:
+            exit_out_of_memory()

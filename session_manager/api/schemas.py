@@ -206,6 +206,11 @@ class AdminSession(SessionInfo, frozen=True, kw_only=True):
     ref: str
     endpoint: str
     status_changed_at: str
+    last_event: str | None = None
+    """The last event of the session's processors (``processor_out_of_memory``), if any."""
+    last_event_at: str | None = None
+    out_of_memory_count: int = 0
+    """How many of its processors exited at their memory limit (``PROCESSOR_MEMORY_LIMIT``)."""
 
     @classmethod
     def of_record(
@@ -219,6 +224,9 @@ class AdminSession(SessionInfo, frozen=True, kw_only=True):
             ref=record.ref,
             endpoint=record.endpoint,
             status_changed_at=iso(record.status_changed_at) or "",
+            last_event=record.last_event or None,
+            last_event_at=iso(record.last_event_at) if record.last_event else None,
+            out_of_memory_count=record.out_of_memory_count,
         )
 
 

@@ -14,6 +14,7 @@ from session_manager.models import ProcessorHandle
 
 __all__ = (
     "MANAGER_LABEL",
+    "OUT_OF_MEMORY",
     "PROBE_TIMEOUT_S",
     "SESSION_LABEL",
     "Backend",
@@ -23,6 +24,8 @@ __all__ = (
 
 SESSION_LABEL = "io.kato.session"
 MANAGER_LABEL = "io.kato.manager"
+OUT_OF_MEMORY = "out_of_memory"
+"""What ``exit_cause`` answers for a processor that exited at its memory limit."""
 PROBE_TIMEOUT_S = 1.0
 """How long one readiness probe (``GET /health`` during ``start``) may take before a retry."""
 
@@ -54,6 +57,9 @@ class Backend(Protocol):
     * ``is_alive`` is True while the processor runs (it does not probe ``/health``).
     * ``list_owned`` returns every processor carrying this manager's label/id, with
       ``session_id`` filled in, including ones started before a manager restart.
+    * ``exit_cause`` says why a processor that is gone stopped, when the backend can tell:
+      ``OUT_OF_MEMORY`` for one that reached its memory limit (it exits with
+      ``processor_image.contract.EXIT_OUT_OF_MEMORY``, or its cgroup killed it); else ``None``.
     * ``ping`` is True when the backend itself is reachable (for ``/ready``).
     """
 
@@ -73,6 +79,10 @@ class Backend(Protocol):
 
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every processor this manager owns."""
+        ...
+
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """Why the processor of ``handle`` (id ``processor_id``) stopped, if known."""
         ...
 
     async def ping(self) -> bool:

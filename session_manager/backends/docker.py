@@ -26,8 +26,10 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
+from processor_image.contract import EXIT_OUT_OF_MEMORY
 from session_manager.backends.base import (
     MANAGER_LABEL,
+    OUT_OF_MEMORY,
     PROBE_TIMEOUT_S,
     SESSION_LABEL,
     ProcessorHandle,
@@ -172,6 +174,16 @@ class DockerBackend:
         """Whether this manager's container exists and runs."""
         container = await self._owned(handle.ref)
         return container is not None and container.status in ("created", "running", "restarting")
+
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """``OUT_OF_MEMORY`` when the container's cgroup killed it or it exited for memory."""
+        container = await self._owned(handle.ref)
+        if container is None:
+            return None
+        state = container.attrs.get("State", {})
+        if state.get("OOMKilled") or state.get("ExitCode") == EXIT_OUT_OF_MEMORY:
+            return OUT_OF_MEMORY
+        return None
 
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every live container labelled as this manager's, in one engine call.

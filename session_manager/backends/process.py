@@ -8,6 +8,18 @@ Each processor listens on a free loopback port, in its own session and process g
 ``stop``/``is_alive`` check them before trusting a pid, so a recycled pid is never killed.
 
 Stop: SIGTERM to the process group, then SIGKILL after ``STOP_TIMEOUT_S``.
+
+Memory: ``PROCESSOR_MEMORY_LIMIT`` becomes the processor's ``RLIMIT_DATA`` (set with
+``prlimit`` right after the start, before it has read its first request). Since Linux 4.7 it
+counts the heap and every private writable mapping (thread stacks too), not the shared
+libraries and reservations ``RLIMIT_AS`` would, so it tracks what the processor can really
+fill: an idle one uses ~70 MiB of it (~45 MiB resident). Over it an allocation fails, Python
+raises ``MemoryError`` and the processor exits with ``EXIT_OUT_OF_MEMORY`` after writing
+``OUT_OF_MEMORY_LINE``; ``exit_cause`` reads either back. It is a limit on what the process may
+map, not a cgroup: page cache and kernel memory are not counted, and RSS stays below it.
+CPU: not limited (``PROCESSOR_CPUS`` is docker's): a CPU share needs a cgroup, and a writable
+delegated cgroup v2 with the ``cpu`` and ``memory`` controllers is not something the embedded
+default can count on; ``RLIMIT_CPU`` counts CPU-seconds and would kill a busy processor.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +38,13 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from session_manager.backends.base import PROBE_TIMEOUT_S, ProcessorHandle, ProcessorSpec
+from processor_image.contract import EXIT_OUT_OF_MEMORY, OUT_OF_MEMORY_LINE
+from session_manager.backends.base import (
+    OUT_OF_MEMORY,
+    PROBE_TIMEOUT_S,
+    ProcessorHandle,
+    ProcessorSpec,
+)
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -44,6 +63,12 @@ _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTU
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
 _POLL_S = 0.02
+_EXITS_KEPT = 1024
+"""Exit statuses of children remembered for ``exit_cause`` (the oldest are forgotten)."""
+_EXIT_WAIT_S = 1.0
+"""How long ``exit_cause`` waits for a child that is leaving to be gone."""
+_MARKER_LINES = 3
+"""How far from the end of its log a dead processor's ``OUT_OF_MEMORY_LINE`` is looked for."""
 
 
 class ProcessBackend:
@@ -60,6 +85,7 @@ class ProcessBackend:
         stop_timeout_s: float,
         python: str = sys.executable,
         inherited_env: Mapping[str, str] | None = None,
+        memory_limit_bytes: int = 0,
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir
@@ -68,7 +94,9 @@ class ProcessBackend:
         self.python = python
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
+        self.memory_limit_bytes = memory_limit_bytes
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exit_codes: dict[int, int] = {}
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
 
     @classmethod
@@ -79,6 +107,7 @@ class ProcessBackend:
             log_dir=Path(settings.data_dir) / "processors",
             start_timeout_s=settings.start_timeout_s,
             stop_timeout_s=settings.stop_timeout_s,
+            memory_limit_bytes=settings.processor_memory_limit_bytes,
         )
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
@@ -158,6 +187,11 @@ class ProcessBackend:
                 close_fds=True,
             )
         self._children[process.pid] = process
+        self._exit_codes.pop(process.pid, None)  # a recycled pid: that old status is not its
+        if self.memory_limit_bytes:
+            limit = (self.memory_limit_bytes, self.memory_limit_bytes)
+            with contextlib.suppress(ProcessLookupError):  # died at once: its start fails
+                resource.prlimit(process.pid, resource.RLIMIT_DATA, limit)
         return process
 
     async def _wait_healthy(
@@ -179,7 +213,7 @@ class ProcessBackend:
         """SIGTERM the processor's group, SIGKILL after the grace; gone already is fine."""
         pid = _pid(handle)
         if pid is None or not self._owns(pid, handle.session_id):
-            self._children.pop(pid or -1, None)
+            self._forget(pid or -1)
             return
         processor_id = (_environ(pid) or {}).get("PROCESSOR_ID")
         await self._kill(pid, grace_s=self.stop_timeout_s)
@@ -194,6 +228,32 @@ class ProcessBackend:
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every running processor marked with this manager's id (children or not)."""
         return await asyncio.to_thread(self._scan)
+
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """``OUT_OF_MEMORY`` when the processor exited at its memory limit.
+
+        Our own child's exit status says it; a processor adopted after a manager restart is
+        not our child, so the last lines of its log are read for ``OUT_OF_MEMORY_LINE``.
+        """
+        pid = _pid(handle)
+        if pid is None:
+            return None
+        child = self._children.get(pid)
+        if child is not None:  # gone from /proc already, its exit may take a moment more
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(child.wait, _EXIT_WAIT_S)
+            if child.returncode is None:
+                return None
+            self._forget(pid)
+        elif self._owns(pid, handle.session_id):
+            return None
+        code = self._exit_codes.get(pid)
+        if code is None:
+            tail = await asyncio.to_thread(
+                _tail, self.log_dir / f"{processor_id}.log", _MARKER_LINES
+            )
+            return OUT_OF_MEMORY if OUT_OF_MEMORY_LINE in tail else None
+        return OUT_OF_MEMORY if code == EXIT_OUT_OF_MEMORY else None
 
     async def ping(self) -> bool:
         """The process table is always there."""
@@ -228,7 +288,7 @@ class ProcessBackend:
         """Pid runs, is not a zombie, and carries our manager (and session) marker."""
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
-            del self._children[pid]
+            self._forget(pid)
             return False
         env = _environ(pid)
         if env is None or env.get(MANAGER_MARKER) != self.manager_id or zombie(pid):
@@ -246,12 +306,21 @@ class ProcessBackend:
                     break
                 await asyncio.sleep(_POLL_S)
             else:
-                self._children.pop(pid, None)
+                self._forget(pid)
                 return
         log.warning("processor survived SIGKILL", extra={"pid": pid})
 
     def _running(self, pid: int) -> bool:
         return pid_running(pid, self._children.get(pid))
+
+    def _forget(self, pid: int) -> None:
+        """Drop an exited child, remembering its exit status for ``exit_cause``."""
+        child = self._children.pop(pid, None)
+        if child is None or child.returncode is None:
+            return
+        self._exit_codes[pid] = child.returncode
+        if len(self._exit_codes) > _EXITS_KEPT:
+            del self._exit_codes[next(iter(self._exit_codes))]
 
 
 def _pid(handle: ProcessorHandle) -> int | None:

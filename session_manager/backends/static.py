@@ -44,6 +44,10 @@ class StaticBackend:
         """Owns nothing, so the reconciler never removes a registered processor."""
         return []
 
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """Static processors are not ours to watch: never known."""
+        return None
+
     async def ping(self) -> bool:
         """Always reachable: there is nothing to reach."""
         return True

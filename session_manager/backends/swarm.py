@@ -125,6 +125,10 @@ class SwarmBackend(DockerBackend):
         tasks = await self._docker(service.tasks)
         return any(t.get("Status", {}).get("State") not in _FAILED for t in tasks)
 
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """Not read from swarm tasks (yet): never known."""
+        return None
+
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every service labelled as this manager's."""
         services = await self._docker(

@@ -98,6 +98,8 @@ class Sessions:
         self.recover = self._hibernation.recover
         self.recover_lost = self._hibernation.recover_lost
         self.recoverable = self._hibernation.recoverable
+        self.exit_event = self._hibernation.exits.event
+        self.note_exit = self._hibernation.exits.noted
         self.checkpoint = self._hibernation.checkpoint
         self.is_static = self._router.is_static
 

@@ -23,6 +23,7 @@ import msgspec
 from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient, snapshot_json
+from session_manager.sessions.exits import ProcessorExits
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.start_gate import StartGate
 
@@ -55,6 +56,7 @@ class Hibernation:
         self._settings = lifecycle.settings
         self._clock = lifecycle.clock
         self._metrics = lifecycle.metrics
+        self.exits = ProcessorExits(lifecycle)
         self._starts = StartGate(
             store=self._store, settings=self._settings, clock=self._clock, metrics=self._metrics
         )
@@ -178,22 +180,28 @@ class Hibernation:
             return None
         return await self._restart(record, time.perf_counter())
 
-    async def recover(self, record: SessionRecord) -> SessionRecord | None:
+    async def recover(
+        self, record: SessionRecord, *, event: str | None = None
+    ) -> SessionRecord | None:
         """Replace a ``ready`` session's vanished processor, from its snapshot if any.
 
         For the reconciler; waits its turn for a start slot like a restore. Returns the ready
-        record, or ``None`` when the status changed meanwhile.
+        record, or ``None`` when the status changed meanwhile. Why the processor went
+        (``event``, asked of the backend when not given) is recorded on the session.
         """
+        if event is None:
+            event = await self.exits.event(record)
         claimed = await self._claim_start(
             record.session_id,
             kind="recover",
             slot_s=self._settings.start_timeout_s,
             allowed=[SessionStatus.READY],
-            fields={"backend": "", "ref": "", "endpoint": ""},
+            fields={"backend": "", "ref": "", "endpoint": "", **self.exits.fields(record, event)},
             idle_deadline="remove",
         )
         if not claimed:
             return None
+        self.exits.noted(record, event)
         return await self._restart(record, time.perf_counter())
 
     async def _claim_start(
@@ -281,7 +289,9 @@ class Hibernation:
 
         Returns True when the request is worth sending again (the session was recovered here,
         is being recovered or restored elsewhere, or already has another processor); False when
-        the processor still runs (a real error) or the session cannot be recovered.
+        the processor still runs (a real error) or the session cannot be recovered. Raises
+        ``ProcessorOutOfMemory`` when the processor exited at its memory limit: the request
+        may well be why, so it is not sent again (the session is recovered all the same).
         """
         record = await self._store.get(session_id)
         if record is None:
@@ -293,9 +303,15 @@ class Hibernation:
             return True
         if handle is None or await self._lifecycle.backend.is_alive(handle):
             return False
+        event = await self.exits.event(record)
         if not await self.recoverable(session_id):
+            if event is not None:
+                raise self.exits.error(record, recovered=False)
             return False
         log.info("processor lost; recovering", extra={"session_id": session_id})
-        if await self.recover(record) is not None:
+        recovered = await self.recover(record, event=event)
+        if recovered is not None:
             self._metrics.recoveries.labels(by="proxy").inc()
+        if event is not None:  # recovered here, or by whoever claimed it first
+            raise self.exits.error(record, recovered=True)
         return True

@@ -177,10 +177,24 @@ class Lifecycle:
         return await asyncio.shield(task), token
 
     def _capacity(self, tenant: Tenant | None) -> Capacity:
+        """The limits a create must fit in; a tenant's memory quota counts as sessions.
+
+        Every processor gets the same ``PROCESSOR_MEMORY_LIMIT``, so "the memory limits of the
+        tenant's sessions sum to at most ``max_memory_mb``" is a session count, checked in the
+        same atomic reservation as ``max_sessions`` (racing creates cannot both pass).
+        """
         s = self.settings
+        tenant_max: int | None = None
+        tenant_limit = "TENANT_MAX_SESSIONS"
+        if tenant is not None:
+            tenant_max = tenant.max_sessions
+            by_memory = tenant.sessions_within_memory(s.processor_memory_limit_bytes)
+            if by_memory is not None and by_memory < tenant_max:
+                tenant_max, tenant_limit = by_memory, "TENANT_MAX_MEMORY_MB"
         return Capacity(
             max_sessions=s.max_sessions,
-            max_tenant_sessions=tenant.max_sessions if tenant else None,
+            max_tenant_sessions=tenant_max,
+            tenant_limit=tenant_limit,
             max_per_user=tenant.max_sessions_per_user if tenant else s.max_sessions_per_user,
             max_starts=s.max_concurrent_starts,
             start_timeout_ms=int((s.start_timeout_s + s.stop_timeout_s) * 1000),

@@ -39,6 +39,8 @@ _INT_FIELDS = (
     "status_changed_at",
     "idle_timeout_s",
     "max_age_s",
+    "last_event_at",
+    "out_of_memory_count",
 )
 _STR_FIELDS = (
     "session_id",
@@ -51,6 +53,7 @@ _STR_FIELDS = (
     "backend",
     "ref",
     "endpoint",
+    "last_event",
 )
 
 

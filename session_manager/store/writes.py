@@ -43,6 +43,9 @@ class Capacity(msgspec.Struct, frozen=True, kw_only=True):
     start_timeout_ms: int
     retry_after_s: int = 5
     max_tenant_sessions: int | None = None
+    tenant_limit: str = "TENANT_MAX_SESSIONS"
+    """The tenant quota ``max_tenant_sessions`` comes from (``TENANT_MAX_MEMORY_MB`` when the
+    tenant's memory quota allows fewer sessions than its session quota)."""
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
@@ -244,6 +247,8 @@ _LIMITS = {
 def _refusal(verdict: str, used: int, capacity: Capacity) -> CapacityExceeded:
     """The 429 for a reservation ``reserve.lua`` refused with ``verdict``."""
     name, field = _LIMITS[verdict]
+    if verdict == "tenant":
+        name = capacity.tenant_limit
     limit: int = getattr(capacity, field) or capacity.max_sessions
     return CapacityExceeded(
         f"capacity exhausted: {name} ({limit}) reached",

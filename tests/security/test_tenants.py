@@ -32,12 +32,15 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def two_tenants(max_a: int = 10, per_user_a: int = 10) -> str:
+def two_tenants(max_a: int = 10, per_user_a: int = 10, memory_a: int | None = None) -> str:
     """An ``API_KEYS`` document: tenants ``a`` and ``b``, keys stored as hashes or plain."""
+    quota_a: dict[str, int] = {"max_sessions": max_a, "max_sessions_per_user": per_user_a}
+    if memory_a is not None:
+        quota_a["max_memory_mb"] = memory_a
     return json.dumps(
         {
             "tenants": {
-                "a": {"max_sessions": max_a, "max_sessions_per_user": per_user_a},
+                "a": quota_a,
                 "b": {"max_sessions": 10},
             },
             "keys": [
@@ -177,6 +180,39 @@ async def test_a_tenants_quota_holds_under_50_racing_creates(
     assert len(processes_of(manager_id)) == 10
     # Tenant a's quota is a's: b still creates.
     await create(manager, CREATE_B)
+
+
+async def test_a_tenants_memory_quota_holds_under_50_racing_creates(
+    start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
+) -> None:
+    """640 MB for sessions of 128 MB each: five run, whatever the session quota (10) allows."""
+    manager = await start_manager(
+        make_settings(
+            api_keys=two_tenants(max_a=10, memory_a=640),
+            processor_memory_limit="128m",
+            start_timeout_s=90,
+        )
+    )
+
+    async def attempt(n: int) -> httpx.Response:
+        return await manager.client.post(
+            "/session/create", json={"user_id": f"user-{n}"}, headers=bearer(CREATE_A)
+        )
+
+    replies = await asyncio.gather(*(attempt(n) for n in range(50)))
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses == [201] * 5 + [429] * 45, [r.text for r in replies if r.status_code >= 500]
+    errors = [r.json()["error"] for r in replies if r.status_code == 429]
+    assert {e["code"] for e in errors} == {"CAPACITY_EXCEEDED"}
+    assert {e["details"]["limit"] for e in errors} == {"TENANT_MAX_MEMORY_MB"}
+    assert {e["details"]["max"] for e in errors} == {5}
+    assert len(processes_of(manager_id)) == 5
+    # Ending one frees its memory for the next.
+    session = next(r.json() for r in replies if r.status_code == 201)
+    ended = await manager.client.delete(f"/session/{session['session_id']}", headers=auth(session))
+    assert ended.status_code == 204
+    await create(manager, CREATE_A, user_id="late")
+    await create(manager, CREATE_B)  # b has no memory quota
 
 
 # -- finding 3: knowledge bases have an owner ------------------------------------------------

@@ -172,6 +172,9 @@ class EchoBackend:
     async def list_owned(self) -> list[ProcessorHandle]:
         return list(self.running.values())
 
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        return None
+
     async def ping(self) -> bool:
         return True
 

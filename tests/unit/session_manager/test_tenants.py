@@ -84,3 +84,28 @@ def test_the_same_key_twice_and_both_sources_are_refused(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match="not valid YAML/JSON") as caught:
         Tenants.from_settings(settings(API_KEYS=f"keys: [{KEY}"))
     assert KEY not in str(caught.value)
+
+
+def _with_memory(max_memory_mb: int, limit: str) -> Settings:
+    document = {
+        "tenants": {"acme": {"max_memory_mb": max_memory_mb}},
+        "keys": [{"tenant": "acme", "scopes": ["sessions:create"], "key": KEY}],
+    }
+    return settings(API_KEYS=json.dumps(document), PROCESSOR_MEMORY_LIMIT=limit)
+
+
+def test_a_memory_quota_is_a_number_of_sessions_of_the_processor_limit() -> None:
+    (key,) = Tenants.from_settings(_with_memory(1000, "256m")).keys
+    assert key.tenant.max_memory_mb == 1000
+    assert key.tenant.sessions_within_memory(256 * 1024 * 1024) == 3
+
+
+@pytest.mark.parametrize(
+    ("max_memory_mb", "limit", "problem"),
+    [(1000, "0", "needs PROCESSOR_MEMORY_LIMIT"), (100, "256m", "below one session's")],
+)
+def test_a_memory_quota_that_cannot_work_is_refused_at_start(
+    max_memory_mb: int, limit: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        Tenants.from_settings(_with_memory(max_memory_mb, limit))
