@@ -58,6 +58,11 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
         _header_count = 0
         _header_timer: asyncio.TimerHandle | None = None
         _refused = False
+        _messages = 0
+        """Requests parsed whole so far: one that ends within a read was no header block."""
+        _parsed_bytes = 0
+        """The request line's target and headers as parsed: a request that arrived in one read
+        (never counted by reads, see ``data_received``) is measured by this."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -72,11 +77,13 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
                 return  # lingering after a refusal: read and drop (see ``_refuse``)
             if self._in_headers and self._header_timer is None:
                 self._arm()
-            was_in_headers = self._in_headers
+            was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
             if self._refused or self.transport.is_closing():
                 return
-            if was_in_headers and self._in_headers:
+            # Still in headers after this read, and no request ended within it (a whole
+            # request, body included, in one read is back "in headers" for the next one).
+            if was_in_headers and self._in_headers and self._messages == messages:
                 self._header_bytes += len(data)
             if self._header_bytes > limits.max_header_bytes or (
                 self._header_count > limits.max_headers
@@ -86,17 +93,25 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers = True
-            self._header_bytes = self._header_count = 0
+            self._header_bytes = self._header_count = self._parsed_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._parsed_bytes += len(url)
+            super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._header_count += 1
+            self._parsed_bytes += len(name) + len(value) + 4  # ": " and CRLF
             if self._header_count <= limits.max_headers:
                 super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._disarm()
-            if self._header_count > limits.max_headers:
+            if (
+                self._header_count > limits.max_headers
+                or self._parsed_bytes > limits.max_header_bytes
+            ):
                 self._refuse(_TOO_LARGE)
                 return
             super().on_headers_complete()
@@ -109,6 +124,7 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
             if self._refused:
                 return
             super().on_message_complete()
+            self._messages += 1
             self._in_headers = True  # the next request's headers, if it comes
             self._header_bytes = self._header_count = 0
 

@@ -218,3 +218,25 @@ async def test_the_in_process_manager_serves_the_same_edge_as_a_deployment(
     many += b"".join(b"x-h%d: v\r\n" % i for i in range(30)) + b"\r\n"
     assert (await _send_raw(port, many)).startswith(b"HTTP/1.1 431 ")
     assert (await manager.client.get("/health")).status_code == 200
+
+
+async def test_a_whole_request_in_one_read_is_not_taken_for_a_header_block(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """Headers and a body past ``MAX_HEADER_BYTES`` sent in one write: the body is no header.
+
+    The edge counted every read that ended back "in headers" as header bytes, and a request
+    parsed whole within one read ends there (ready for the next one): a 10 KB observe sent
+    in one write was ``431`` with ``MAX_HEADER_BYTES=4096``.
+    """
+    manager = await start_manager(make_settings(max_header_bytes=4096))
+    session = await manager.create()
+    port = int(manager.base_url.rsplit(":", 1)[1])
+    body = b'{"strings": ["' + b"a" * 10_000 + b'"]}'
+    request = (
+        f"POST /session/{session['session_id']}/observe HTTP/1.1\r\nhost: x\r\n"
+        f"authorization: Bearer {session['token']}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+    reply = await _send_raw(port, request)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
