@@ -177,7 +177,10 @@ class DockerBackend:
 
     async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
         """``OUT_OF_MEMORY`` when the container's cgroup killed it or it exited for memory."""
-        container = await self._owned(handle.ref)
+        try:
+            container = await self._owned(handle.ref)
+        except APIError:  # the engine would not say: unknown
+            return None
         if container is None:
             return None
         state = container.attrs.get("State", {})

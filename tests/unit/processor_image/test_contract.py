@@ -20,6 +20,8 @@ def test_the_contract_loads_no_web_framework_database_driver_or_numpy() -> None:
 
 def test_the_contract_names_exactly_its_public_members() -> None:
     assert set(processor_image.contract.__all__) == {
+        "EXIT_OUT_OF_MEMORY",
+        "OUT_OF_MEMORY_LINE",
         "GENE_ALIASES",
         "GENE_RULES",
         "GeneError",
