@@ -69,6 +69,7 @@ async def _stm_status(manager: Manager, session: dict[str, Any], token: str) -> 
 # -- no token in any log line ---------------------------------------------------------------------
 
 
+@pytest.mark.logs_secrets  # its own client's lines quote the secrets it sends on purpose
 async def test_no_token_appears_in_any_log_line_of_a_manager_run(
     manager_process: ManagerProcessFactory, make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
