@@ -12,7 +12,7 @@ import sys
 import uvicorn
 
 from session_manager.app import create_app
-from session_manager.edge import EdgeLimits, edge_protocol
+from session_manager.edge import EdgeLimits, edge_protocol, edge_websocket_protocol
 from session_manager.log import configure_logging
 from session_manager.settings import Settings, SettingsError
 from session_manager.startup import StartupError, bind_listener, check_data_dir
@@ -47,20 +47,20 @@ def main() -> int:
             f"sessions:create and admin): {settings.generated_api_key}\n"
         )
         sys.stdout.flush()
+    limits = EdgeLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout_s=settings.header_timeout_s,
+        write_timeout_s=settings.client_write_timeout_s,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
             host=settings.listen_host,
             port=settings.listen_port,
             log_level=settings.log_level.lower(),
-            ws="websockets-sansio",
-            http=edge_protocol(
-                EdgeLimits(
-                    max_header_bytes=settings.max_header_bytes,
-                    max_headers=settings.max_headers,
-                    header_timeout_s=settings.header_timeout_s,
-                )
-            ),
+            ws=edge_websocket_protocol(limits),
+            http=edge_protocol(limits),
             timeout_keep_alive=settings.keepalive_timeout_s,
             lifespan="on",
             access_log=False,

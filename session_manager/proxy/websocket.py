@@ -26,7 +26,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, StoreUnavailable
+from session_manager.errors import (
+    CapacityExceeded,
+    ProcessorTimeout,
+    ProcessorUnavailable,
+    StoreUnavailable,
+)
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 
@@ -49,7 +54,13 @@ HIBERNATING_REASON = "session hibernating: reconnect, the next connection waits 
 
 
 class WebSocketConnector:
-    """Opens WebSockets to processors with the proxy's connect timeout and message cap."""
+    """Opens WebSockets to processors with the proxy's connect timeout and message cap.
+
+    It also counts each session's open sockets (``admit``/``leave``): beyond
+    ``max_per_session`` (``PROXY_MAX_WEBSOCKETS_PER_SESSION``) a new one is refused, so one
+    session's clients cannot hold an unbounded number of bridges, processor sockets and
+    buffered frames.
+    """
 
     def __init__(
         self,
@@ -57,10 +68,35 @@ class WebSocketConnector:
         open_timeout_s: float,
         max_message_bytes: int,
         secrets: ProcessorSecrets | None = None,
+        max_per_session: int = 16,
     ) -> None:
         self.open_timeout_s = open_timeout_s
         self.max_message_bytes = max_message_bytes
         self._secrets = secrets
+        self.max_per_session = max_per_session
+        self._open: dict[str, int] = {}
+
+    def admit(self, session_id: str) -> None:
+        """Count one more open socket for the session; ``429`` when it has its maximum.
+
+        Each ``admit`` that returns must be matched by one ``leave``.
+        """
+        held = self._open.get(session_id, 0)
+        if held >= self.max_per_session:
+            raise CapacityExceeded(
+                "too many open WebSockets for this session",
+                retry_after_s=1,
+                limit="PROXY_MAX_WEBSOCKETS_PER_SESSION",
+            )
+        self._open[session_id] = held + 1
+
+    def leave(self, session_id: str) -> None:
+        """One of the session's sockets is closed."""
+        left = self._open[session_id] - 1
+        if left:
+            self._open[session_id] = left
+        else:
+            del self._open[session_id]
 
     async def connect(
         self,
