@@ -300,3 +300,10 @@ async def test_websockets_per_session_are_capped(
         for ws in (first, second):
             await ws.send('{"type": "ping"}')
             assert "pong" in await asyncio.wait_for(ws.recv(), _READ_TIMEOUT_S)
+
+
+def test_settings_have_the_documented_defaults(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    assert settings.client_write_timeout_s == 30.0
+    assert settings.proxy_max_websockets_per_session == 16
+    assert settings.proxy_max_connections == 512
