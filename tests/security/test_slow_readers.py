@@ -172,7 +172,7 @@ def _text_frame(text: str) -> bytes:
 async def _read_head(sock: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     head = b""
-    for _ in range(64):
+    for _ in range(4096):
         if b"\r\n\r\n" in head:
             break
         head += await asyncio.wait_for(loop.sock_recv(sock, 1), _READ_TIMEOUT_S)
@@ -207,6 +207,43 @@ async def test_a_websocket_client_that_does_not_read_its_frames_is_cut_off(
         async with reader as ws:
             await ws.send('{"type": "get_stm"}')
             assert len(await asyncio.wait_for(ws.recv(), _READ_TIMEOUT_S)) >= size
+
+
+async def test_a_websocket_client_that_does_not_read_cannot_queue_work_without_end(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory
+) -> None:
+    """Five 4 MB replies unread, then 100 observations: at most 16 frames reach the processor.
+
+    Before: the bridge passed every frame on while the replies piled up, and the processor
+    applied all 100 observations for a client that read nothing.
+    """
+    process = manager_process(make_settings(client_write_timeout_s=2.0))
+    async with _running(process) as manager:
+        session = await manager.create()
+        await _fill_stm(manager, session)
+        base = f"/session/{session['session_id']}"
+        before = (await manager.client.get(f"{base}/status", headers=auth(session))).json()
+        loop = asyncio.get_running_loop()
+        sock = await _never_reading(process.port, _ws_handshake(f"{base}/ws", session))
+        try:
+            assert (await _read_head(sock)).startswith(b"HTTP/1.1 101 ")
+            observe = (
+                '{"type": "observe", "payload": {"strings": ["z"], "vectors": [], "emotives": {}}}'
+            )
+            frames = _text_frame('{"type": "get_stm"}') * 5 + _text_frame(observe) * 100
+            with contextlib.suppress(OSError):  # the bridge stops reading: the send may stall
+                await asyncio.wait_for(loop.sock_sendall(sock, frames), 5)
+            await asyncio.sleep(4)  # the write timeout passes while nothing is read
+            _, ended = await _read_until_closed(sock)
+            assert ended in ("eof", "reset")
+        finally:
+            sock.close()
+        status = await asyncio.wait_for(
+            manager.client.get(f"{base}/status", headers=auth(session)), _ANSWER_TIMEOUT_S
+        )
+        applied = status.json()["time"] - before["time"]
+        print(f"observations applied for a client that read nothing: {applied} of 100")
+        assert applied <= 16
 
 
 async def _slots_in_use(manager: Manager, expected: int) -> int:
