@@ -175,7 +175,7 @@ class ProxyResponse:
             async with contextlib.aclosing(self.stream.chunks()) as chunks:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if gone.done():
+                    if gone.done() and gone.result():
                         log.info("client gone mid-response: processor connection closed")
                         return
         except KatoError:
@@ -187,10 +187,15 @@ class ProxyResponse:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _disconnected(receive: Receive) -> None:
-    """Returns once the client's connection is gone (the request body was read before)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _disconnected(receive: Receive) -> bool:
+    """``True`` once the client's connection is gone (the request body was read before)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot tell: keep streaming
+        log.debug("cannot watch for the client's disconnect", exc_info=True)
+        return False
+    return True
 
 
 class Forwarder:
