@@ -11,26 +11,85 @@ three limits, checked as bytes arrive:
 * ``HEADER_TIMEOUT_S``: from the connection's first byte (or its opening) to the end of the
   headers; over it, ``408`` and closed. Idle keep-alive connections keep uvicorn's own
   ``timeout_keep_alive``.
+
+And one limit on what a client must take: ``CLIENT_WRITE_TIMEOUT_S``. uvicorn applies
+backpressure (an app's ``send`` waits while the socket's write buffer is above its high-water
+mark) but waits forever, so a client that never reads its response held the proxy's upstream
+connection, its pool slot and the processor's reply indefinitely. ``edge_protocol`` and
+``edge_websocket_protocol`` abort a connection whose write buffer stays full that long (an
+abort, not a close: a close waits for the buffer to drain, which it never does). The app's
+pending ``send`` then returns (HTTP) or raises ``ClientDisconnected`` (WebSocket), and the proxy
+lets go of the processor (``proxy.http.ProxyResponse``, ``proxy.websocket``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ("EdgeLimits", "edge_protocol")
+__all__ = ("EdgeLimits", "WriteDeadline", "edge_protocol", "edge_websocket_protocol")
+
+log = logging.getLogger(__name__)
 
 
 class EdgeLimits:
-    """The three limits; one instance per server."""
+    """The edge's limits; one instance per server."""
 
-    __slots__ = ("header_timeout_s", "max_header_bytes", "max_headers")
+    __slots__ = ("header_timeout_s", "max_header_bytes", "max_headers", "write_timeout_s")
 
-    def __init__(self, *, max_header_bytes: int, max_headers: int, header_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int,
+        max_headers: int,
+        header_timeout_s: float,
+        write_timeout_s: float = 30.0,
+    ) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self.header_timeout_s = header_timeout_s
+        self.write_timeout_s = write_timeout_s
+
+
+class WriteDeadline:
+    """Aborts a connection whose client has not taken its bytes for ``timeout_s``.
+
+    Armed when the transport pauses writing (buffer over the high-water mark), disarmed when
+    it resumes (the client read enough to get under the low-water mark) or the connection ends.
+    """
+
+    __slots__ = ("_timeout_s", "_timer", "_transport")
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.Transport | None = None
+
+    def paused(self, transport: asyncio.Transport) -> None:
+        """The client stopped keeping up: start the clock."""
+        if self._timer is None:
+            self._transport = transport
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._timeout_s, self._expired)
+
+    def resumed(self) -> None:
+        """The client read (or the connection is gone): stop the clock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._transport is not None:  # closing or not: a close would wait for the buffer
+            peer = self._transport.get_extra_info("peername")
+            log.warning(
+                "client did not read its response: connection aborted",
+                extra={"client": str(peer), "timeout_s": self._timeout_s},
+            )
+            self._transport.abort()
 
 
 def _reply(status: bytes, message: bytes) -> bytes:
@@ -63,14 +122,25 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
         _parsed_bytes = 0
         """The request line's target and headers as parsed: a request that arrived in one read
         (never counted by reads, see ``data_received``) is measured by this."""
+        _write_deadline: WriteDeadline
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self._write_deadline = WriteDeadline(limits.write_timeout_s)
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._write_deadline.resumed()
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._write_deadline.paused(self.transport)
+
+        def resume_writing(self) -> None:
+            self._write_deadline.resumed()
+            super().resume_writing()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -161,3 +231,30 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
             self.loop.call_later(_LINGER_S, self.transport.close)
 
     return EdgeProtocol
+
+
+def edge_websocket_protocol(limits: EdgeLimits) -> type[WebSocketsSansIOProtocol]:
+    """The sans-I/O WebSocket protocol of uvicorn with the write deadline (pass it as ``ws=``)."""
+
+    class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
+        """Aborts a WebSocket whose client stops reading its frames."""
+
+        _write_deadline: WriteDeadline
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self._write_deadline = WriteDeadline(limits.write_timeout_s)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._write_deadline.resumed()
+            super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._write_deadline.paused(self.transport)
+
+        def resume_writing(self) -> None:
+            self._write_deadline.resumed()
+            super().resume_writing()
+
+    return EdgeWebSocketProtocol

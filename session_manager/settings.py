@@ -183,6 +183,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     proxy_max_in_flight_per_session: PositiveInt = 64
     """Proxied requests one session may have in flight; beyond it ``429`` with ``Retry-After``,
     so one session's clients cannot take the whole pool (``PROXY_MAX_CONNECTIONS``)."""
+    client_write_timeout_s: PositiveFloat = 30.0
+    """A client that takes none of its response (HTTP body or WebSocket frames) for this long,
+    its socket's buffer staying full, has its connection aborted; the processor connection it
+    held is let go."""
+    proxy_max_websockets_per_session: PositiveInt = 16
+    """Open proxied WebSockets per session; beyond it the handshake is refused (``429``)."""
 
     @property
     def processor_memory_limit_bytes(self) -> int:

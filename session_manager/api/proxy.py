@@ -17,7 +17,8 @@ WebSocket authentication: browsers cannot set headers on a WebSocket, so besides
 ``Authorization: Bearer <token>`` the token may be given as ``?token=<token>`` (it is not
 passed on to the processor). When the session cannot be used, the socket is accepted and then
 closed at once with ``4000 + HTTP status`` and the error code as reason, so the client can tell
-why: 4401 UNAUTHORIZED, 4404 SESSION_NOT_FOUND, 4410 SESSION_EXPIRED, 4502
+why: 4401 UNAUTHORIZED, 4404 SESSION_NOT_FOUND, 4410 SESSION_EXPIRED, 4429 CAPACITY_EXCEEDED
+(the session has ``PROXY_MAX_WEBSOCKETS_PER_SESSION`` sockets open), 4502
 PROCESSOR_UNAVAILABLE, 4503 STORE_UNAVAILABLE or SESSION_NOT_READY, 4504 PROCESSOR_TIMEOUT.
 After that, close codes and reasons pass through both ways; a processor that vanishes without
 a close frame gives 1014.
@@ -235,6 +236,7 @@ async def proxy_websocket(socket: WebSocket[Any, Any, Any]) -> None:
         )
     finally:
         await upstream.close()
+        forwarder.websockets.leave(session_id)
 
 
 async def _open_upstream(
@@ -250,20 +252,26 @@ async def _open_upstream(
     request_id = request_id_from(socket.scope["headers"])
     deadline = _move_deadline(socket.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
-    while True:
-        try:
-            return await forwarder.websockets.connect(
-                processor.endpoint,
-                query,
-                socket.scope.get("subprotocols", []),
-                request_id,
-                journaled=journal is not None,
-                processor_id=None if sessions.is_static(session_id) else session_id,
-            )
-        except ProcessorUnavailable:
-            if not await _lost_or_moved(sessions, session_id, processor, journal is not None):
-                raise
-        processor = await _follow(sessions, session_id, authorization, processor, deadline)
+    # Token checked: the socket counts against PROXY_MAX_WEBSOCKETS_PER_SESSION until it ends.
+    forwarder.websockets.admit(session_id)
+    try:
+        while True:
+            try:
+                return await forwarder.websockets.connect(
+                    processor.endpoint,
+                    query,
+                    socket.scope.get("subprotocols", []),
+                    request_id,
+                    journaled=journal is not None,
+                    processor_id=None if sessions.is_static(session_id) else session_id,
+                )
+            except ProcessorUnavailable:
+                if not await _lost_or_moved(sessions, session_id, processor, journal is not None):
+                    raise
+            processor = await _follow(sessions, session_id, authorization, processor, deadline)
+    except BaseException:
+        forwarder.websockets.leave(session_id)
+        raise
 
 
 PROXY_HANDLERS = (proxy_http, proxy_websocket)

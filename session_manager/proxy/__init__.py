@@ -1,6 +1,7 @@
 """The reverse proxy's machinery, under the thin handlers in ``api/proxy.py``.
 
 - ``http1``: the keep-alive HTTP/1.1 pool on httptools (the hot path);
+- ``slots``: ``FairSlots``, how that pool shares its requests in flight between processors;
 - ``http``: ``Forwarder``: one request to a processor and its ``ProxyResponse``, hop-by-hop
   filtering, request-body caps;
 - ``websocket``: open the processor's ``/ws``, bridge frames, map close codes;

@@ -160,20 +160,42 @@ class ProxyResponse:
             return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the response; a streamed body is copied chunk by chunk as it arrives."""
+        """Send the response; a streamed body is copied chunk by chunk as it arrives.
+
+        ``send`` waits while the client's socket is full. A client that is gone (it left, or
+        the edge aborted it after ``CLIENT_WRITE_TIMEOUT_S`` of not reading) stops the copy:
+        the processor connection is closed rather than read to its end.
+        """
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         if self.stream is None:
             await send({"type": "http.response.body", "body": self.body, "more_body": False})
             return
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            async for chunk in self.stream.chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async with contextlib.aclosing(self.stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if gone.done() and gone.result():
+                        log.info("client gone mid-response: processor connection closed")
+                        return
         except KatoError:
             log.warning("processor response cut off", exc_info=True)
             raise
         finally:
+            gone.cancel()
             self.stream.release()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> bool:
+    """``True`` once the client's connection is gone (the request body was read before)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot tell: keep streaming
+        log.debug("cannot watch for the client's disconnect", exc_info=True)
+        return False
+    return True
 
 
 class Forwarder:
@@ -194,6 +216,7 @@ class Forwarder:
         secrets: ProcessorSecrets | None = None,
         max_in_flight_per_session: int = 32,
         body_timeout_s: float = 60.0,
+        max_websockets_per_session: int = 16,
     ) -> None:
         self.body_timeout_s = body_timeout_s
         self._pool = pool
@@ -204,7 +227,10 @@ class Forwarder:
         self._latency = metrics.proxy_latency
         self.max_body_bytes = max_body_bytes
         self.websockets = WebSocketConnector(
-            open_timeout_s=connect_timeout_s, max_message_bytes=max_body_bytes, secrets=secrets
+            open_timeout_s=connect_timeout_s,
+            max_message_bytes=max_body_bytes,
+            secrets=secrets,
+            max_per_session=max_websockets_per_session,
         )
         self.activity = ActivityTracker()
         self.journal: RequestJournal | None = None
@@ -225,7 +251,8 @@ class Forwarder:
         """The forwarder for these settings.
 
         ``MAX_PROXY_BODY_BYTES`` bounds request bodies and WebSocket messages (responses are
-        streamed); ``PROXY_MAX_CONNECTIONS`` caps requests in flight to processors.
+        streamed); ``PROXY_MAX_CONNECTIONS`` caps requests in flight to processors, shared
+        fairly, at most ``PROXY_MAX_IN_FLIGHT_PER_SESSION`` to one processor.
         """
         pool = Http1Pool(
             max_in_flight=settings.proxy_max_connections,
@@ -235,6 +262,7 @@ class Forwarder:
             keepalive_expiry_s=4.0,
             connect_timeout_s=settings.proxy_connect_timeout_s,
             read_timeout_s=settings.proxy_read_timeout_s,
+            max_in_flight_per_processor=settings.proxy_max_in_flight_per_session,
         )
         return cls(
             pool,
@@ -244,6 +272,7 @@ class Forwarder:
             secrets=ProcessorSecrets.from_key(settings.processor_secret_key),
             max_in_flight_per_session=settings.proxy_max_in_flight_per_session,
             body_timeout_s=settings.body_read_timeout_s,
+            max_websockets_per_session=settings.proxy_max_websockets_per_session,
         )
 
     @contextlib.contextmanager

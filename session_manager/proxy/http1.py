@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, ProcessorUnreachable
+from session_manager.proxy.slots import FairSlots
 
 __all__ = ("Endpoint", "Exchange", "Http1Pool", "RawHeaders", "parse_endpoint")
 
@@ -123,6 +124,10 @@ class _Connection(asyncio.Protocol):
             self._head.set_exception(self._error)
         self._readable.set()
 
+    def unread(self) -> bool:
+        """Whether body bytes wait that nobody read (the reader stopped early)."""
+        return bool(self._chunks)
+
     def close(self) -> None:
         """Close the socket (idempotent)."""
         self.reusable = False
@@ -135,6 +140,8 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.closed:
             raise ProcessorUnreachable("processor closed the connection")
         self._parser = httptools.HttpResponseParser(self)
+        self._chunks.clear()
+        self._buffered = 0
         self.headers = []
         self._head_only = head_only
         self._until_close = False
@@ -188,7 +195,7 @@ class Exchange:
         self.status = conn.status
         self.headers = conn.headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes]:
         """The body as it arrives; releases the socket at the end or on error."""
         try:
             async for chunk in self._conn.body(self._read_timeout_s):
@@ -210,8 +217,14 @@ class Exchange:
 class Http1Pool:
     """Keep-alive sockets per processor, capped in flight and idle.
 
+    Requests in flight are shared fairly between processors (``slots.FairSlots``): one
+    processor's requests, say a session whose clients never read their responses, cannot take
+    every slot from the others. A slot is held from the request until its response is read to
+    the end or released.
+
     Args:
         max_in_flight: requests on the wire at once; more wait up to the read timeout.
+        max_in_flight_per_processor: of those, to one processor (``None``: no cap of its own).
         max_idle: idle sockets kept across all processors.
         keepalive_expiry_s: an idle socket is closed after this long (keep it under the
             processor's own keep-alive timeout, 5 s for uvicorn).
@@ -227,6 +240,7 @@ class Http1Pool:
         keepalive_expiry_s: float,
         connect_timeout_s: float,
         read_timeout_s: float,
+        max_in_flight_per_processor: int | None = None,
     ) -> None:
         self._idle: dict[Key, list[_Connection]] = {}
         self._idle_count = 0
@@ -234,7 +248,7 @@ class Http1Pool:
         self._expiry_s = keepalive_expiry_s
         self._connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.slots = FairSlots(max_in_flight, max_in_flight_per_processor or max_in_flight)
         self._ssl: ssl.SSLContext | None = None
 
     async def request(self, key: Key, data: bytes, *, method: str) -> Exchange:
@@ -242,14 +256,7 @@ class Http1Pool:
 
         Returns once the response headers are in; the caller must read or release it.
         """
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout(self.read_timeout_s):
-                    await self._slots.acquire()
-            except TimeoutError as exc:
-                raise ProcessorTimeout("too many requests in flight to processors") from exc
-        else:
-            await self._slots.acquire()
+        await self.slots.acquire(key, self.read_timeout_s)
         conn = None
         try:
             conn = self._reuse(key) or await self._connect(key)
@@ -257,7 +264,7 @@ class Http1Pool:
                 data, head_only=method == "HEAD", read_timeout_s=self.read_timeout_s
             )
         except BaseException:  # also cancellation: a half-done exchange must not be reused
-            self._slots.release()
+            self.slots.release(key)
             if conn is not None:
                 conn.close()
             raise
@@ -302,8 +309,13 @@ class Http1Pool:
 
     def release(self, conn: _Connection) -> None:
         """Take a socket back after its response; keep it only if it can carry another."""
-        self._slots.release()
-        if conn.reusable and not conn.closed and self._idle_count < self._max_idle:
+        self.slots.release(conn.key)
+        if (
+            conn.reusable
+            and not conn.closed
+            and not conn.unread()
+            and self._idle_count < self._max_idle
+        ):
             self._idle.setdefault(conn.key, []).append(conn)
             self._idle_count += 1
             conn.expiry = asyncio.get_running_loop().call_later(self._expiry_s, conn.close)

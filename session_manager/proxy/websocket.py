@@ -26,7 +26,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, StoreUnavailable
+from session_manager.errors import (
+    CapacityExceeded,
+    ProcessorTimeout,
+    ProcessorUnavailable,
+    StoreUnavailable,
+)
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 
@@ -43,13 +48,25 @@ __all__ = (
 
 _CLOSE_REASON_BYTES = 123
 
+_MAX_UNANSWERED = 16
+"""Client frames the processor has not answered yet, per socket. At the limit the bridge reads
+no more from the client (it waits, backpressure): a client that sends and never reads cannot
+queue work on the processor, and replies in the manager, without end. The processor answers
+every frame with exactly one message (spec §7.3)."""
+
 _SERVICE_RESTART = 1012
 HIBERNATING_REASON = "session hibernating: reconnect, the next connection waits for the restore"
 """The reason the client gets with 1012 when the session's processor was fenced."""
 
 
 class WebSocketConnector:
-    """Opens WebSockets to processors with the proxy's connect timeout and message cap."""
+    """Opens WebSockets to processors with the proxy's connect timeout and message cap.
+
+    It also counts each session's open sockets (``admit``/``leave``): beyond
+    ``max_per_session`` (``PROXY_MAX_WEBSOCKETS_PER_SESSION``) a new one is refused, so one
+    session's clients cannot hold an unbounded number of bridges, processor sockets and
+    buffered frames.
+    """
 
     def __init__(
         self,
@@ -57,10 +74,35 @@ class WebSocketConnector:
         open_timeout_s: float,
         max_message_bytes: int,
         secrets: ProcessorSecrets | None = None,
+        max_per_session: int = 16,
     ) -> None:
         self.open_timeout_s = open_timeout_s
         self.max_message_bytes = max_message_bytes
         self._secrets = secrets
+        self.max_per_session = max_per_session
+        self._open: dict[str, int] = {}
+
+    def admit(self, session_id: str) -> None:
+        """Count one more open socket for the session; ``429`` when it has its maximum.
+
+        Each ``admit`` that returns must be matched by one ``leave``.
+        """
+        held = self._open.get(session_id, 0)
+        if held >= self.max_per_session:
+            raise CapacityExceeded(
+                "too many open WebSockets for this session",
+                retry_after_s=1,
+                limit="PROXY_MAX_WEBSOCKETS_PER_SESSION",
+            )
+        self._open[session_id] = held + 1
+
+    def leave(self, session_id: str) -> None:
+        """One of the session's sockets is closed."""
+        left = self._open[session_id] - 1
+        if left:
+            self._open[session_id] = left
+        else:
+            del self._open[session_id]
 
     async def connect(
         self,
@@ -133,13 +175,36 @@ def websocket_close_code(code: int | None, reason: str, *, abnormal: int = 1014)
     return code, reason
 
 
+class _Unanswered:
+    """Frames sent on to the processor and not answered yet, at most ``_MAX_UNANSWERED``."""
+
+    __slots__ = ("_owed", "_room")
+
+    def __init__(self) -> None:
+        self._room = asyncio.Semaphore(_MAX_UNANSWERED)
+        self._owed = 0
+
+    async def wait_for_room(self) -> None:
+        """Wait until the processor has answered enough frames to take another."""
+        await self._room.acquire()
+        self._owed += 1
+
+    def answered(self) -> None:
+        """A reply reached the client (an unasked one frees nothing)."""
+        if self._owed:
+            self._owed -= 1
+            self._room.release()
+
+
 async def _client_to_processor(
     socket: WebSocket[Any, Any, Any],
     upstream: ClientConnection,
     on_frame: Callable[[], None],
     journal: SocketJournal | None,
+    unanswered: _Unanswered,
 ) -> Closed:
     while True:
+        await unanswered.wait_for_room()
         message: dict[str, Any] = dict(await socket.receive())
         if message["type"] == "websocket.disconnect":
             return Closed("client", message.get("code", 1005), message.get("reason") or "")
@@ -147,6 +212,7 @@ async def _client_to_processor(
         text: str | None = message.get("text")
         data: str | bytes | None = text if text is not None else message.get("bytes")
         if data is None:
+            unanswered.answered()
             continue
         if journal is not None:
             journal.sent(data)
@@ -157,7 +223,10 @@ async def _client_to_processor(
 
 
 async def _processor_to_client(
-    socket: WebSocket[Any, Any, Any], upstream: ClientConnection, journal: SocketJournal | None
+    socket: WebSocket[Any, Any, Any],
+    upstream: ClientConnection,
+    journal: SocketJournal | None,
+    unanswered: _Unanswered,
 ) -> Closed:
     while True:
         try:
@@ -174,8 +243,9 @@ async def _processor_to_client(
                 await socket.send({"type": "websocket.send", "text": data, "bytes": None})
             else:
                 await socket.send({"type": "websocket.send", "text": None, "bytes": data})
-        except (WebSocketDisconnect, OSError):
+        except (WebSocketDisconnect, OSError):  # OSError: uvicorn's ClientDisconnected
             return Closed("client", 1001, "")
+        unanswered.answered()
 
 
 def _processor_closed(exc: ConnectionClosed) -> Closed:
@@ -195,13 +265,17 @@ async def bridge_websockets(
     """Copy frames both ways until one side closes, then close the other with the same code.
 
     ``socket`` must be accepted. ``on_frame`` runs for every client frame (idle deadline).
+    At most ``_MAX_UNANSWERED`` client frames are with the processor at once; a client that
+    does not read its replies stops being read from (and is cut off after
+    ``CLIENT_WRITE_TIMEOUT_S`` by the edge).
     With ``journal`` (an upstream opened ``journaled``), every reply that changed the
     processor's state is journaled before the client gets it; if it cannot be, the client's
     socket is closed with 1013 ``STORE_UNAVAILABLE`` instead.
     """
+    unanswered = _Unanswered()
     pumps = {
-        asyncio.create_task(_client_to_processor(socket, upstream, on_frame, journal)),
-        asyncio.create_task(_processor_to_client(socket, upstream, journal)),
+        asyncio.create_task(_client_to_processor(socket, upstream, on_frame, journal, unanswered)),
+        asyncio.create_task(_processor_to_client(socket, upstream, journal, unanswered)),
     }
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
