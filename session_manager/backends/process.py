@@ -8,6 +8,9 @@ Each processor listens on a free loopback port, in its own session and process g
 ``stop``/``is_alive`` check them before trusting a pid, so a recycled pid is never killed.
 
 Stop: SIGTERM to the process group, then SIGKILL after ``STOP_TIMEOUT_S``.
+
+Warm pool (issue 15): a pool member's marker is its pool id; ``bind`` records the session it
+is handed to (``process_bindings``), and every check above reads a member's session from there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from session_manager.backends.base import PROBE_TIMEOUT_S, ProcessorHandle, ProcessorSpec
+from session_manager.backends.base import (
+    PROBE_TIMEOUT_S,
+    ProcessorHandle,
+    ProcessorSpec,
+    is_pool_id,
+)
+from session_manager.backends.process_bindings import Bindings
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -70,6 +79,8 @@ class ProcessBackend:
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
+        self.bindings = Bindings(log_dir / "bindings")
+        """Warm-pool processors handed to sessions (their marker is their pool id)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessBackend:
@@ -181,10 +192,24 @@ class ProcessBackend:
         if pid is None or not self._owns(pid, handle.session_id):
             self._children.pop(pid or -1, None)
             return
-        processor_id = (_environ(pid) or {}).get("PROCESSOR_ID")
+        env = _environ(pid) or {}
+        processor_id = env.get("PROCESSOR_ID")
         await self._kill(pid, grace_s=self.stop_timeout_s)
         if processor_id:
             (self.log_dir / f"{processor_id}.log").unlink(missing_ok=True)
+        if is_pool_id(env.get(SESSION_MARKER)):
+            self.bindings.forget(env[SESSION_MARKER])
+
+    async def bind(self, handle: ProcessorHandle, session_id: str) -> ProcessorHandle:
+        """Hand a warm-pool processor (``handle.session_id`` is its pool id) to a session.
+
+        Returns the handle as the session knows it; ``stop``/``is_alive`` accept it from now on.
+        A handle that is no pool member is a ``ValueError`` (``Bindings`` checks the id).
+        """
+        await asyncio.to_thread(self.bindings.bind, str(handle.session_id), session_id)
+        return ProcessorHandle(
+            backend=self.name, ref=handle.ref, endpoint=handle.endpoint, session_id=session_id
+        )
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether the pid still runs and is this manager's processor for that session."""
@@ -219,7 +244,7 @@ class ProcessBackend:
                     backend=self.name,
                     ref=str(pid),
                     endpoint=f"http://127.0.0.1:{env.get('PORT', '')}",
-                    session_id=env.get(SESSION_MARKER),
+                    session_id=self._session_of(env),
                 )
             )
         return handles
@@ -233,7 +258,14 @@ class ProcessBackend:
         env = _environ(pid)
         if env is None or env.get(MANAGER_MARKER) != self.manager_id or zombie(pid):
             return False
-        return session_id is None or env.get(SESSION_MARKER) == session_id
+        return session_id is None or self._session_of(env) == session_id
+
+    def _session_of(self, env: Mapping[str, str]) -> str | None:
+        """A processor's session: its marker, or the session a pooled one was bound to."""
+        marker = env.get(SESSION_MARKER)
+        if is_pool_id(marker):
+            return self.bindings.session_of(str(marker)) or marker
+        return marker
 
     async def _kill(self, pid: int, *, grace_s: float) -> None:
         """SIGTERM the group, wait ``grace_s``, SIGKILL, wait until it is gone (and reaped)."""
