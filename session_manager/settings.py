@@ -186,6 +186,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     keep one.
     """
 
+    process_spawn: Literal["exec", "fork"] = "fork"
+    """``process`` backend: ``exec`` starts each processor as a new interpreter; ``fork`` forks
+    it from one parent that imported the processor's code once (faster, shares code pages)."""
+
     @property
     def effective_warm_pool_size(self) -> int:
         """``WARM_POOL_SIZE``, or 2 for the embedded default (``make run``) and 0 otherwise.

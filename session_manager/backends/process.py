@@ -9,6 +9,10 @@ Each processor listens on a free loopback port, in its own session and process g
 
 Stop: SIGTERM to the process group, then SIGKILL after ``STOP_TIMEOUT_S``.
 
+Fork server (``PROCESS_SPAWN=fork``, issue 15): processors are forks of one parent that has
+imported the processor's code (``process_forks``): a start costs a fork, not an interpreter
+start-up, and the code pages stay shared. Markers, process groups and stopping are the same.
+
 Warm pool (issue 15): a pool member's marker is its pool id; ``bind`` records the session it
 is handed to (``process_bindings``), and every check above reads a member's session from there.
 """
@@ -23,10 +27,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from session_manager.backends.base import (
     PROBE_TIMEOUT_S,
@@ -35,6 +41,7 @@ from session_manager.backends.base import (
     is_pool_id,
 )
 from session_manager.backends.process_bindings import Bindings
+from session_manager.backends.process_forks import ForkedChild, ForkServer
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -49,6 +56,9 @@ SESSION_MARKER = "KATO_SESSION_ID"
 
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
 """The manager's variables a processor inherits; nothing else (no tokens, no REDIS_URL)."""
+
+Child = subprocess.Popen[bytes] | ForkedChild
+"""A processor this backend started: a child process, or a fork of the fork server."""
 
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
@@ -69,6 +79,7 @@ class ProcessBackend:
         stop_timeout_s: float,
         python: str = sys.executable,
         inherited_env: Mapping[str, str] | None = None,
+        spawn: Literal["exec", "fork"] = "fork",
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir
@@ -77,7 +88,17 @@ class ProcessBackend:
         self.python = python
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, Child] = {}
+        self._forks = (
+            ForkServer(
+                python=python,
+                socket_path=Path(tempfile.mkdtemp(prefix="kato-forks-")) / "socket",
+                env=self._inherited,
+            )
+            if spawn == "fork"
+            else None
+        )
+        """``PROCESS_SPAWN=fork``: processors are forks of one pre-imported parent."""
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self.bindings = Bindings(log_dir / "bindings")
         """Warm-pool processors handed to sessions (their marker is their pool id)."""
@@ -90,6 +111,7 @@ class ProcessBackend:
             log_dir=Path(settings.data_dir) / "processors",
             start_timeout_s=settings.start_timeout_s,
             stop_timeout_s=settings.stop_timeout_s,
+            spawn=settings.process_spawn,
         )
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
@@ -100,6 +122,8 @@ class ProcessBackend:
         last lines of the processor's output in ``details["log_tail"]``.
         """
         self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs hold user data
+        if self._forks is not None:
+            self._forks.ensure_started()  # from the loop's thread: the server dies with it
         log_path = self.log_dir / f"{spec.processor_id}.log"
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = _free_port()
@@ -131,9 +155,7 @@ class ProcessBackend:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _spawned(
-        self, spec: ProcessorSpec, port: int, log_path: Path
-    ) -> subprocess.Popen[bytes]:
+    async def _spawned(self, spec: ProcessorSpec, port: int, log_path: Path) -> Child:
         """``_spawn`` off the loop; cancelled meanwhile, the process it started is killed.
 
         The thread cannot be cancelled, so a cancellation waits for it and then removes what
@@ -148,7 +170,7 @@ class ProcessBackend:
                 await self._kill(started.pid, grace_s=0.5)
             raise
 
-    def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> Child:
         env = {
             **self._inherited,
             **spec.env,
@@ -158,6 +180,10 @@ class ProcessBackend:
             MANAGER_MARKER: self.manager_id,
             SESSION_MARKER: spec.session_id,
         }
+        if self._forks is not None:
+            child = self._forks.spawn(env, log_path)
+            self._children[child.pid] = child
+            return child
         with log_path.open("ab") as output:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
                 [self.python, "-m", "processor_image"],
@@ -171,9 +197,7 @@ class ProcessBackend:
         self._children[process.pid] = process
         return process
 
-    async def _wait_healthy(
-        self, process: subprocess.Popen[bytes], endpoint: str, processor_id: str
-    ) -> str | None:
+    async def _wait_healthy(self, process: Child, endpoint: str, processor_id: str) -> str | None:
         """``None`` once ``/health`` answers for ``processor_id``; else why it never will."""
         deadline = time.monotonic() + self.start_timeout_s
         while True:
@@ -225,8 +249,10 @@ class ProcessBackend:
         return True
 
     async def close(self) -> None:
-        """Close the readiness probe's client; processors keep running."""
+        """Close the readiness probe's client (and the fork server); processors keep running."""
         await self._probe.aclose()
+        if self._forks is not None:
+            await asyncio.to_thread(self._forks.close)
 
     # -- processes --------------------------------------------------------------------------
 
