@@ -79,7 +79,7 @@ class ProcessBackend:
         stop_timeout_s: float,
         python: str = sys.executable,
         inherited_env: Mapping[str, str] | None = None,
-        spawn: Literal["exec", "fork"] = "fork",
+        spawn: Literal["exec", "fork"] = "exec",
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir

@@ -8,9 +8,10 @@ would have been. A member that died in the pool is removed and the next one trie
 left the caller starts cold. A member is handed out once: when its session ends it is stopped
 like any processor, and a fresh one replaces it in the pool.
 
-Refilling runs in the background, one start after another (``_REFILL_AT_ONCE`` at most), and
-only while the deployment's start slots in use (``MAX_CONCURRENT_STARTS``, counted in Redis)
-leave one free for a real start: refills never hold a slot, so they never turn a create away.
+Refilling runs in the background, ``_REFILL_AT_ONCE`` starts at most, none while a claim is in
+progress (it would take CPU from the session being started), and only while the deployment's
+start slots in use (``MAX_CONCURRENT_STARTS``, counted in Redis) leave one free for a real
+start: refills never hold a slot, so they never turn a create away.
 
 Restart: at ``start`` the pool adopts the unassigned processors an earlier manager of this
 deployment left running (alive and still unclaimed; the surplus is stopped). ``drain`` (orderly
@@ -112,6 +113,8 @@ class WarmPool:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._failures_in_a_row = 0
+        self._claiming = 0
+        """Claims in progress: refills wait for them (a claim is a user waiting, a refill not)."""
         self._counts = collections.Counter[str]()
         self._last_refill_ms: float | None = None
         metrics.target.set(self.size)
@@ -131,6 +134,14 @@ class WarmPool:
 
     async def claim(self, spec: ProcessorSpec) -> ProcessorHandle | None:
         """A pooled processor made into ``spec``'s processor, or ``None`` (start cold)."""
+        self._claiming += 1
+        try:
+            return await self._claim_one(spec)
+        finally:
+            self._claiming -= 1
+            self._wake.set()
+
+    async def _claim_one(self, spec: ProcessorSpec) -> ProcessorHandle | None:
         while self._members:
             member = self._members.popleft()
             self._ids.discard(member.session_id)
@@ -222,7 +233,7 @@ class WarmPool:
         while True:
             self._wake.clear()
             missing = self.size - len(self._members) - len(self._refills)
-            if missing <= 0 or len(self._refills) >= _REFILL_AT_ONCE:
+            if missing <= 0 or len(self._refills) >= _REFILL_AT_ONCE or self._claiming:
                 await self._wake.wait()
             elif await self._slot_free():
                 task = asyncio.create_task(self._refill_one())

@@ -33,20 +33,20 @@ def _process(manager_id: str, tmp_path: Path) -> Backend:
     )
 
 
-def _process_exec(manager_id: str, tmp_path: Path) -> Backend:
-    """``PROCESS_SPAWN=exec``: a new interpreter per processor instead of a fork."""
+def _process_fork(manager_id: str, tmp_path: Path) -> Backend:
+    """``PROCESS_SPAWN=fork``: processors forked from the fork server."""
     return ProcessBackend(
         manager_id=manager_id,
         log_dir=tmp_path / "processors",
         start_timeout_s=30,
         stop_timeout_s=5,
-        spawn="exec",
+        spawn="fork",
     )
 
 
 FACTORIES: dict[str, Callable[[str, Path], Backend]] = {
     "process": _process,
-    "process-exec": _process_exec,
+    "process-fork": _process_fork,
 }
 """Backend name -> factory(manager_id, tmp_path); other backends add themselves here."""
 
