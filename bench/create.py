@@ -1,7 +1,8 @@
 """Session start latency with and without the warm pool (issue 15), process backend.
 
-Workload, per mode (``warm``: ``WARM_POOL_SIZE=4``; ``empty``: ``WARM_POOL_SIZE=0``), on a real
-manager process (embedded Redis, memory store):
+Workload, per mode (``warm``: ``WARM_POOL_SIZE=4``; ``empty``: ``WARM_POOL_SIZE=0``; both with
+the fork server, ``PROCESS_SPAWN=fork``; ``empty-exec``: no pool, a new interpreter per
+processor, as before issue 15), on a real manager process (embedded Redis, memory store):
 
 * **create -> ready**: ``--sessions`` creates one after another (``POST /session/create``, which
   answers once the processor is ready), timed at the client. In ``warm`` mode each create waits
@@ -80,13 +81,16 @@ def _memory(manager_id: str) -> dict[str, float]:
     }
 
 
+MODES = {"warm": (WARM_SIZE, "fork"), "empty": (0, "fork"), "empty-exec": (0, "exec")}
+
+
 def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
     admin_token = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
     manager_id = f"bench-create-{uuid.uuid4().hex[:8]}"
     admin = {"Authorization": f"Bearer {admin_token}"}
     creator = {"Authorization": f"Bearer {key}"}
-    size = WARM_SIZE if mode == "warm" else 0
+    size, spawn = MODES[mode]
     with (
         tempfile.TemporaryDirectory(prefix="kato-create-bench-") as workdir,
         running_manager(
@@ -95,6 +99,7 @@ def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
             API_KEYS=api_keys(key),
             MANAGER_ID=manager_id,
             WARM_POOL_SIZE=str(size),
+            PROCESS_SPAWN=spawn,
             MAX_SESSIONS=str(sessions + 10),
             MAX_SESSIONS_PER_USER=str(sessions + 10),
             SHUTDOWN_ACTION="delete",
@@ -146,6 +151,7 @@ def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
     return {
         "mode": mode,
         "warm_pool_size": size,
+        "process_spawn": spawn,
         "sessions": sessions,
         "patterns": patterns,
         "hibernated": hibernated,
@@ -161,7 +167,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--patterns", type=int, default=200)
     args = parser.parse_args()
-    results = [run_mode(mode, args.sessions, args.patterns) for mode in ("warm", "empty")]
+    results = [run_mode(mode, args.sessions, args.patterns) for mode in MODES]
     rows = [
         {
             "mode": r["mode"],

@@ -96,11 +96,13 @@ def _child(request: dict[str, object]) -> None:
 
 def _serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    partial = path + ".partial"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server.bind(path)
-    os.chmod(path, 0o600)
+        os.unlink(partial)
+    server.bind(partial)
+    os.chmod(partial, 0o600)
     server.listen(64)
+    os.rename(partial, path)  # the path appears once connections are accepted
     print("ready", flush=True)
     while True:
         connection, _ = server.accept()
