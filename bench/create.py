@@ -1,8 +1,9 @@
 """Session start latency with and without the warm pool (issue 15), process backend.
 
 Workload, per mode (``warm``: ``WARM_POOL_SIZE=4``; ``empty``: ``WARM_POOL_SIZE=0``; both with
-the fork server, ``PROCESS_SPAWN=fork``; ``empty-exec``: no pool, a new interpreter per
-processor, as before issue 15), on a real manager process (embedded Redis, memory store):
+the fork server, ``PROCESS_SPAWN=fork``; ``warm-exec``, ``empty-exec``: a new interpreter per
+processor; ``empty-exec`` is how sessions started before issue 15), on a real manager process
+(embedded Redis, memory store):
 
 * **create -> ready**: ``--sessions`` creates one after another (``POST /session/create``, which
   answers once the processor is ready), timed at the client. In ``warm`` mode each create waits
@@ -13,7 +14,7 @@ processor, as before issue 15), on a real manager process (embedded Redis, memor
   then each is asked ``GET /stm`` (restore: a start, ``PUT /state``, the answer), timed.
 * **memory**: RSS, PSS and USS (``/proc/<pid>/smaps_rollup``) of the idle processors.
 
-Run: ``python bench/create.py [--sessions 50] [--patterns 200]``.
+Run: ``python bench/create.py [--sessions 50] [--patterns 200] [--modes warm,empty,...]``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def _memory(manager_id: str) -> dict[str, float]:
     }
 
 
-MODES = {"warm": (WARM_SIZE, "fork"), "empty": (0, "fork"), "empty-exec": (0, "exec")}
+MODES = {
+    "warm": (WARM_SIZE, "fork"),
+    "empty": (0, "fork"),
+    "warm-exec": (WARM_SIZE, "exec"),
+    "empty-exec": (0, "exec"),
+}
 
 
 def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
@@ -166,8 +172,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--patterns", type=int, default=200)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, of: %(default)s")
     args = parser.parse_args()
-    results = [run_mode(mode, args.sessions, args.patterns) for mode in MODES]
+    results = [run_mode(mode, args.sessions, args.patterns) for mode in args.modes.split(",")]
     rows = [
         {
             "mode": r["mode"],
