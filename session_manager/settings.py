@@ -198,6 +198,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return 0
         return int(match.group(1)) * _MEMORY_UNITS[match.group(2)]
 
+    # -- issue 15: a warm pool of processors ---------------------------------------------------
+    warm_pool_size: Annotated[int, Meta(ge=0)] | None = None
+    """Unassigned processors kept started, claimed by creates, restores and recoveries.
+
+    Unset: see ``effective_warm_pool_size`` (2 for the embedded default, 0 otherwise); 0 turns
+    the pool off. Only backends that can hand a started processor to a session (``process``)
+    keep one.
+    """
+
+    process_spawn: Literal["exec", "fork"] = "fork"
+    """``process`` backend: ``exec`` starts each processor as a new interpreter; ``fork`` forks
+    it from one parent that imported the processor's code once (faster, shares code pages)."""
+
+    @property
+    def effective_warm_pool_size(self) -> int:
+        """``WARM_POOL_SIZE``, or 2 for the embedded default (``make run``) and 0 otherwise.
+
+        Off by default elsewhere: a deployment sizes it for its own arrival rate, and every
+        pooled processor costs memory while it waits.
+        """
+        if self.warm_pool_size is not None:
+            return self.warm_pool_size
+        embedded = self.backend == "process" and self.redis_url is None
+        return 2 if embedded else 0
+
     def public_base_url(self) -> str:
         """``PUBLIC_URL`` without a trailing slash, else the listen address as an HTTP URL."""
         if self.public_url:

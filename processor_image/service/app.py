@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
+from processor_image.service.claim import ClaimGate
 from processor_image.service.config import ServiceConfig
 from processor_image.service.errors import EXCEPTION_HANDLERS
 from processor_image.service.fence import FENCE_ROUTES
@@ -20,16 +21,21 @@ __all__ = ("create_app", "serving_app")
 
 
 def create_app(config: ServiceConfig) -> Litestar:
-    """Build the app; the processor and its knowledge base open in the lifespan."""
+    """Build the app; the processor and its knowledge base open in the lifespan.
+
+    A pooled processor (``AWAIT_CLAIM``) opens them at its claim instead (``service.claim``).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = Runtime(config)
-        app.state.runtime = runtime
+        if not config.await_claim:
+            app.state.runtime = Runtime(config)
         try:
             yield
         finally:
-            runtime.close()
+            runtime = app.state.get("runtime")
+            if runtime is not None:
+                runtime.close()
 
     return Litestar(
         route_handlers=[*ROUTES, *FENCE_ROUTES, message, ws],
@@ -41,9 +47,14 @@ def create_app(config: ServiceConfig) -> Litestar:
     )
 
 
-def serving_app(config: ServiceConfig) -> ASGIApp:
-    """The app as served: behind ``ManagerOnly`` when the manager gave it a secret."""
+def serving_app(config: ServiceConfig, environ: Mapping[str, str] | None = None) -> ASGIApp:
+    """The app as served: behind ``ManagerOnly`` when the manager gave it a secret.
+
+    A pooled processor is served behind ``ClaimGate`` (its identity comes with the claim).
+    """
     app = create_app(config)
+    if config.await_claim:
+        return ClaimGate(app, config, environ or {})
     if not config.secret:
         return app
     return ManagerOnly(app, secret=config.secret, allowed_hosts=config.allowed_hosts)

@@ -39,6 +39,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``PROCESSOR_SECRET``: when set, required on every request but ``GET /health``."""
     allowed_hosts: tuple[str, ...] = ()
     """``ALLOWED_HOSTS`` (comma-separated), beyond loopback: names the manager reaches it by."""
+    await_claim: bool = False
+    """``AWAIT_CLAIM=1``: a warm-pool processor; serves no session until ``POST /claim``."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -72,6 +74,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             allowed_hosts=tuple(
                 h.strip() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
             ),
+            await_claim=environ.get("AWAIT_CLAIM", "") in ("1", "true"),
         )
 
 

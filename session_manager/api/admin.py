@@ -167,6 +167,7 @@ class AdminController(Controller):
                 bytes=snapshots.bytes,
                 average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
             ),
+            warm_pool=pool.stats() if (pool := request.app.state.get("pool")) else None,
         )
 
     @post("/reap", status_code=200, guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)

@@ -12,6 +12,7 @@ from msgspec import Meta
 from processor_image import contract
 from session_manager.errors import InvalidGene, UnknownGeneName
 from session_manager.models import SessionRecord
+from session_manager.pool.warm import PoolStats
 
 __all__ = (
     "GENE_NAMES",
@@ -269,3 +270,5 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     manager_id: str
     reap_action: str
     snapshots: SnapshotStats
+    warm_pool: PoolStats | None = None
+    """The warm pool (``WARM_POOL_SIZE``); ``null`` without one."""

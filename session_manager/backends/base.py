@@ -15,11 +15,13 @@ from session_manager.models import ProcessorHandle
 __all__ = (
     "MANAGER_LABEL",
     "OUT_OF_MEMORY",
+    "POOL_ID_PREFIX",
     "PROBE_TIMEOUT_S",
     "SESSION_LABEL",
     "Backend",
     "ProcessorHandle",
     "ProcessorSpec",
+    "is_pool_id",
 )
 
 SESSION_LABEL = "io.kato.session"
@@ -28,6 +30,13 @@ OUT_OF_MEMORY = "out_of_memory"
 """What ``exit_cause`` answers for a processor that exited at its memory limit."""
 PROBE_TIMEOUT_S = 1.0
 """How long one readiness probe (``GET /health`` during ``start``) may take before a retry."""
+POOL_ID_PREFIX = "pool-"
+"""Warm-pool processors' ids (and session markers) until they are claimed; session ids are hex."""
+
+
+def is_pool_id(value: str | None) -> bool:
+    """Whether a processor id or session marker names a warm-pool processor."""
+    return value is not None and value.startswith(POOL_ID_PREFIX)
 
 
 class ProcessorSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,6 +20,13 @@ map, not a cgroup: page cache and kernel memory are not counted, and RSS stays b
 CPU: not limited (``PROCESSOR_CPUS`` is docker's): a CPU share needs a cgroup, and a writable
 delegated cgroup v2 with the ``cpu`` and ``memory`` controllers is not something the embedded
 default can count on; ``RLIMIT_CPU`` counts CPU-seconds and would kill a busy processor.
+
+Fork server (``PROCESS_SPAWN=fork``, issue 15): processors are forks of one parent that has
+imported the processor's code (``process_forks``): a start costs a fork, not an interpreter
+start-up, and the code pages stay shared. Markers, process groups and stopping are the same.
+
+Warm pool (issue 15): a pool member's marker is its pool id; ``bind`` records the session it
+is handed to (``process_bindings``), and every check above reads a member's session from there.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from processor_image.contract import EXIT_OUT_OF_MEMORY, OUT_OF_MEMORY_LINE
 from session_manager.backends.base import (
@@ -44,7 +53,10 @@ from session_manager.backends.base import (
     PROBE_TIMEOUT_S,
     ProcessorHandle,
     ProcessorSpec,
+    is_pool_id,
 )
+from session_manager.backends.process_bindings import Bindings
+from session_manager.backends.process_forks import ForkedChild, ForkServer
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -59,6 +71,9 @@ SESSION_MARKER = "KATO_SESSION_ID"
 
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
 """The manager's variables a processor inherits; nothing else (no tokens, no REDIS_URL)."""
+
+Child = subprocess.Popen[bytes] | ForkedChild
+"""A processor this backend started: a child process, or a fork of the fork server."""
 
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
@@ -86,6 +101,7 @@ class ProcessBackend:
         python: str = sys.executable,
         inherited_env: Mapping[str, str] | None = None,
         memory_limit_bytes: int = 0,
+        spawn: Literal["exec", "fork"] = "exec",
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir
@@ -95,9 +111,21 @@ class ProcessBackend:
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
         self.memory_limit_bytes = memory_limit_bytes
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, Child] = {}
         self._exit_codes: dict[int, int] = {}
+        self._forks = (
+            ForkServer(
+                python=python,
+                socket_path=Path(tempfile.mkdtemp(prefix="kato-forks-")) / "socket",
+                env=self._inherited,
+            )
+            if spawn == "fork"
+            else None
+        )
+        """``PROCESS_SPAWN=fork``: processors are forks of one pre-imported parent."""
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
+        self.bindings = Bindings(log_dir / "bindings")
+        """Warm-pool processors handed to sessions (their marker is their pool id)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessBackend:
@@ -108,6 +136,7 @@ class ProcessBackend:
             start_timeout_s=settings.start_timeout_s,
             stop_timeout_s=settings.stop_timeout_s,
             memory_limit_bytes=settings.processor_memory_limit_bytes,
+            spawn=settings.process_spawn,
         )
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
@@ -118,6 +147,8 @@ class ProcessBackend:
         last lines of the processor's output in ``details["log_tail"]``.
         """
         self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs hold user data
+        if self._forks is not None:
+            self._forks.ensure_started()  # from the loop's thread: the server dies with it
         log_path = self.log_dir / f"{spec.processor_id}.log"
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = _free_port()
@@ -149,9 +180,7 @@ class ProcessBackend:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _spawned(
-        self, spec: ProcessorSpec, port: int, log_path: Path
-    ) -> subprocess.Popen[bytes]:
+    async def _spawned(self, spec: ProcessorSpec, port: int, log_path: Path) -> Child:
         """``_spawn`` off the loop; cancelled meanwhile, the process it started is killed.
 
         The thread cannot be cancelled, so a cancellation waits for it and then removes what
@@ -166,7 +195,7 @@ class ProcessBackend:
                 await self._kill(started.pid, grace_s=0.5)
             raise
 
-    def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, spec: ProcessorSpec, port: int, log_path: Path) -> Child:
         env = {
             **self._inherited,
             **spec.env,
@@ -176,16 +205,20 @@ class ProcessBackend:
             MANAGER_MARKER: self.manager_id,
             SESSION_MARKER: spec.session_id,
         }
-        with log_path.open("ab") as output:
-            process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-                [self.python, "-m", "processor_image"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        process: Child
+        if self._forks is not None:
+            process = self._forks.spawn(env, log_path)
+        else:
+            with log_path.open("ab") as output:
+                process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+                    [self.python, "-m", "processor_image"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         self._children[process.pid] = process
         self._exit_codes.pop(process.pid, None)  # a recycled pid: that old status is not its
         if self.memory_limit_bytes:
@@ -194,9 +227,7 @@ class ProcessBackend:
                 resource.prlimit(process.pid, resource.RLIMIT_DATA, limit)
         return process
 
-    async def _wait_healthy(
-        self, process: subprocess.Popen[bytes], endpoint: str, processor_id: str
-    ) -> str | None:
+    async def _wait_healthy(self, process: Child, endpoint: str, processor_id: str) -> str | None:
         """``None`` once ``/health`` answers for ``processor_id``; else why it never will."""
         deadline = time.monotonic() + self.start_timeout_s
         while True:
@@ -215,10 +246,24 @@ class ProcessBackend:
         if pid is None or not self._owns(pid, handle.session_id):
             self._forget(pid or -1)
             return
-        processor_id = (_environ(pid) or {}).get("PROCESSOR_ID")
+        env = _environ(pid) or {}
+        processor_id = env.get("PROCESSOR_ID")
         await self._kill(pid, grace_s=self.stop_timeout_s)
         if processor_id:
             (self.log_dir / f"{processor_id}.log").unlink(missing_ok=True)
+        if is_pool_id(env.get(SESSION_MARKER)):
+            self.bindings.forget(env[SESSION_MARKER])
+
+    async def bind(self, handle: ProcessorHandle, session_id: str) -> ProcessorHandle:
+        """Hand a warm-pool processor (``handle.session_id`` is its pool id) to a session.
+
+        Returns the handle as the session knows it; ``stop``/``is_alive`` accept it from now on.
+        A handle that is no pool member is a ``ValueError`` (``Bindings`` checks the id).
+        """
+        await asyncio.to_thread(self.bindings.bind, str(handle.session_id), session_id)
+        return ProcessorHandle(
+            backend=self.name, ref=handle.ref, endpoint=handle.endpoint, session_id=session_id
+        )
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether the pid still runs and is this manager's processor for that session."""
@@ -239,10 +284,14 @@ class ProcessBackend:
         if pid is None:
             return None
         child = self._children.get(pid)
-        if child is not None:  # gone from /proc already, its exit may take a moment more
+        if isinstance(child, subprocess.Popen):  # gone from /proc, its exit may take a moment
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(child.wait, _EXIT_WAIT_S)
             if child.returncode is None:
+                return None
+            self._forget(pid)
+        elif child is not None:  # a fork server's child: its status is the server's, not ours
+            if child.poll() is None:
                 return None
             self._forget(pid)
         elif self._owns(pid, handle.session_id):
@@ -260,8 +309,10 @@ class ProcessBackend:
         return True
 
     async def close(self) -> None:
-        """Close the readiness probe's client; processors keep running."""
+        """Close the readiness probe's client (and the fork server); processors keep running."""
         await self._probe.aclose()
+        if self._forks is not None:
+            await asyncio.to_thread(self._forks.close)
 
     # -- processes --------------------------------------------------------------------------
 
@@ -279,7 +330,7 @@ class ProcessBackend:
                     backend=self.name,
                     ref=str(pid),
                     endpoint=f"http://127.0.0.1:{env.get('PORT', '')}",
-                    session_id=env.get(SESSION_MARKER),
+                    session_id=self._session_of(env),
                 )
             )
         return handles
@@ -293,7 +344,14 @@ class ProcessBackend:
         env = _environ(pid)
         if env is None or env.get(MANAGER_MARKER) != self.manager_id or zombie(pid):
             return False
-        return session_id is None or env.get(SESSION_MARKER) == session_id
+        return session_id is None or self._session_of(env) == session_id
+
+    def _session_of(self, env: Mapping[str, str]) -> str | None:
+        """A processor's session: its marker, or the session a pooled one was bound to."""
+        marker = env.get(SESSION_MARKER)
+        if is_pool_id(marker):
+            return self.bindings.session_of(str(marker)) or marker
+        return marker
 
     async def _kill(self, pid: int, *, grace_s: float) -> None:
         """SIGTERM the group, wait ``grace_s``, SIGKILL, wait until it is gone (and reaped)."""

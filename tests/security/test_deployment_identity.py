@@ -94,6 +94,7 @@ async def test_two_default_deployments_on_one_host_never_touch_each_others_proce
             data_dir=str(tmp_path / name),
             reconcile_interval_s=_INTERVAL_S,
             orphan_grace_s=orphan_grace_s,
+            warm_pool_size=0,  # the processors are counted below
         )
         assert settings.redis_url is None
         assert settings.manager_id == ""

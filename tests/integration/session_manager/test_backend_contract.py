@@ -33,7 +33,21 @@ def _process(manager_id: str, tmp_path: Path) -> Backend:
     )
 
 
-FACTORIES: dict[str, Callable[[str, Path], Backend]] = {"process": _process}
+def _process_fork(manager_id: str, tmp_path: Path) -> Backend:
+    """``PROCESS_SPAWN=fork``: processors forked from the fork server."""
+    return ProcessBackend(
+        manager_id=manager_id,
+        log_dir=tmp_path / "processors",
+        start_timeout_s=30,
+        stop_timeout_s=5,
+        spawn="fork",
+    )
+
+
+FACTORIES: dict[str, Callable[[str, Path], Backend]] = {
+    "process": _process,
+    "process-fork": _process_fork,
+}
 """Backend name -> factory(manager_id, tmp_path); other backends add themselves here."""
 
 

@@ -189,8 +189,10 @@ async def test_observations_racing_a_hibernation_are_all_kept(manager: Manager) 
 
 
 async def test_a_failed_restore_keeps_the_session_hibernated_with_its_snapshot(
-    manager: Manager, manager_id: str, tmp_path: Path
+    start_manager: StartManager, make_settings: SettingsFactory, manager_id: str, tmp_path: Path
 ) -> None:
+    # Each processor a new interpreter, so that swapping the interpreter breaks the restore.
+    manager = await start_manager(make_settings(process_spawn="exec"))
     session = await prepare(manager)
     sid = session["session_id"]
     await manager.app.state.sessions.hibernate(sid)

@@ -216,7 +216,8 @@ async def test_embedded_redis_keeps_sessions_across_a_manager_restart(
     manager_id: str,
     stop: signal.Signals,
 ) -> None:
-    settings = msgspec.structs.replace(make_settings(), redis_url=None)
+    # The embedded default without its warm pool: the processors are counted below.
+    settings = msgspec.structs.replace(make_settings(warm_pool_size=0), redis_url=None)
     process = manager_process(settings)
     manager = await process.start()
     session = await manager.create()

@@ -32,8 +32,11 @@ SHUTDOWN_TIMEOUT_S = 20
 
 
 def embedded(settings: Settings, **fields: Any) -> Settings:
-    """The ``make run`` default (embedded Redis, process backend) with ``fields`` changed."""
-    return msgspec.structs.replace(settings, redis_url=None, **fields)
+    """The ``make run`` default (embedded Redis, process backend) with ``fields`` changed.
+
+    Without its warm pool (``test_warm_pool`` covers it): these tests count processors.
+    """
+    return msgspec.structs.replace(settings, redis_url=None, **{"warm_pool_size": 0, **fields})
 
 
 async def sessions_with_state(manager: Manager, count: int = 2) -> list[dict[str, Any]]:

@@ -1,0 +1,56 @@
+"""``PROCESS_SPAWN=fork`` (issue 15): forked processors are separate, marked, stoppable processes.
+
+A processor forked from the fork server must be indistinguishable, for the backend and for the
+leak checks, from one started as a new interpreter: its own process group, its own environment
+(markers, its own secret) as ``/proc`` shows it, killed by ``stop``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
+from session_manager.processor_secrets import SECRET_ENV
+from tests.processes import processor_spec
+from tests.support.pids import pid_running, processes_of
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if b"=" in item)
+
+
+async def test_forked_processors_are_separate_marked_and_stoppable(
+    tmp_path: Path, manager_id: str
+) -> None:
+    backend = ProcessBackend(
+        manager_id=manager_id,
+        log_dir=tmp_path / "processors",
+        start_timeout_s=30,
+        stop_timeout_s=5,
+        spawn="fork",
+    )
+    try:
+        specs = [processor_spec(**{SECRET_ENV: f"secret-{i}" * 4}) for i in range(2)]
+        handles = [await backend.start(spec) for spec in specs]
+        pids = [int(h.ref) for h in handles]
+        assert len(set(pids)) == 2
+        for pid, spec in zip(pids, specs, strict=True):
+            assert os.getpgid(pid) == pid  # its own group, which stop signals
+            env = _environ(pid)
+            assert env[MANAGER_MARKER] == manager_id
+            assert env[SESSION_MARKER] == spec.session_id
+            assert env[SECRET_ENV] == spec.env[SECRET_ENV]
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+            assert parent != os.getpid()  # the fork server's child, not ours
+        assert set(processes_of(manager_id)) == set(pids)
+
+        await backend.stop(handles[0])
+        assert not pid_running(pids[0])
+        assert pid_running(pids[1])
+        assert await backend.is_alive(handles[1])
+    finally:
+        for handle in await backend.list_owned():
+            await backend.stop(handle)
+        await backend.close()
