@@ -291,8 +291,11 @@ class ProcessBackend:
                 return None
             self._forget(pid)
         elif child is not None:  # a fork server's child: its status is the server's, not ours
-            if child.poll() is None:
-                return None
+            deadline = time.monotonic() + _EXIT_WAIT_S
+            while child.poll() is None:
+                if time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(_POLL_S)
             self._forget(pid)
         elif self._owns(pid, handle.session_id):
             return None
