@@ -116,7 +116,8 @@ async def _build_state(
     stack.push_async_callback(state.backend.close)
     state.pool = await start_warm_pool(settings, state.backend, state.store, state.metrics, stack)
     if state.pool is not None:  # every start claims a pooled processor first
-        state.backend = PooledBackend(state.backend, state.pool)
+        pooled: Backend = PooledBackend(state.backend, state.pool)
+        state.backend = pooled
     state.forwarder = Forwarder.from_settings(settings, state.metrics)
     stack.push_async_callback(state.forwarder.aclose)
     state.processors = ProcessorClient(

@@ -40,6 +40,10 @@ class PooledBackend:
         """The inner backend's answer."""
         return await self.inner.is_alive(handle)
 
+    async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
+        """The inner backend's answer."""
+        return await self.inner.exit_cause(handle, processor_id)
+
     async def list_owned(self) -> list[ProcessorHandle]:
         """The inner backend's processors but the pool's waiting members."""
         return [h for h in await self.inner.list_owned() if not self.pool.holds(h)]
