@@ -142,6 +142,9 @@ async def _build_state(
             max_entries=settings.checkpoint_max_entries,
             on_long=state.checkpointer.soon,
         )
+        pipe = state.store.journal.attach_pipe(settings.redis_timeout_s)
+        if pipe is not None:
+            stack.push_async_callback(pipe.aclose)
     parts = {
         "settings": settings,
         "store": state.store,
@@ -204,7 +207,7 @@ def create_app(
             await _build_state(app, settings, tenants, backend, clock, stack)
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SessionController,
             AdminController,
@@ -221,3 +224,4 @@ def create_app(
         ),
         debug=False,
     )
+    return app
