@@ -21,6 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
 from session_manager.api.proxy import PROXY_HANDLERS
+from session_manager.api.proxy_front import SessionProxyFront
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -224,4 +225,5 @@ def create_app(
         ),
         debug=False,
     )
+    SessionProxyFront.install(app)  # proxied requests skip the router (``api.proxy_front``)
     return app
