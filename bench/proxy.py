@@ -406,7 +406,6 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)  # kept when the run failed, for manager.log
 
     c = percentiles(create_s)
-    wd, wp = percentiles(ws_direct_s), percentiles(ws_proxy_s)
     rows = [
         *latency_rows("observe (simple)", simple),
         *(
@@ -416,8 +415,7 @@ def main() -> None:
                 f"{kind} (dense)", {name: dense[(name, kind)] for name, *_ in routes}
             )
         ),
-        {"request": "WS observe (simple)", "path": "direct", **wd},
-        {"request": "WS observe (simple)", "path": "manager", **wp, **added(wp, wd)},
+        *latency_rows("WS observe (simple)", {"direct": ws_direct_s, "manager": ws_proxy_s}),
     ]
     rps = {"direct": round(direct_rps), "manager": round(proxy_rps)}
     dense_observe = {row["path"]: row for row in rows if row["request"] == "observe (dense)"}

@@ -56,8 +56,9 @@ class _RespProtocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._parser = hiredis.Reader(replyError=_Reply)
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.closed = False
+        self._stalled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the socket."""
@@ -67,7 +68,7 @@ class _RespProtocol(asyncio.Protocol):
         """Parse replies as they come; each goes to the oldest waiter."""
         self._parser.feed(data)
         while (reply := self._parser.gets()) is not False:
-            waiter = self._waiting.popleft() if self._waiting else None
+            waiter = self._waiting.popleft()[1] if self._waiting else None
             if waiter is not None and not waiter.done():  # a cancelled waiter's reply is dropped
                 waiter.set_result(reply)
 
@@ -75,18 +76,31 @@ class _RespProtocol(asyncio.Protocol):
         """Every waiter fails: its command may or may not have been applied."""
         self.closed = True
         while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
+            waiter = self._waiting.popleft()[1]
+            if waiter.done():
+                continue
+            if self._stalled:
+                waiter.set_exception(TimeoutError("Redis did not answer in time"))
+            else:
                 waiter.set_exception(ConnectionError("Redis closed the connection"))
 
     def call(self, command: bytes) -> asyncio.Future[Any]:
         """Write one command; the future gets its reply (an ``_Reply`` for an error)."""
         if self.closed or self.transport is None:
             raise ConnectionError("Redis connection closed")
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((loop.time(), waiter))
         self.transport.write(command)
         return waiter
+
+    def close_if_stalled(self, now: float, timeout_s: float) -> bool:
+        """Close the socket if its oldest command waited over ``timeout_s``; whether it did."""
+        if self._waiting and now - self._waiting[0][0] > timeout_s:
+            self._stalled = True  # its waiters get TimeoutError, not a retry
+            self.close()
+            return True
+        return False
 
     def close(self) -> None:
         """Close the socket (idempotent); waiters fail in ``connection_lost``."""
@@ -181,15 +195,15 @@ class JournalPipe:
         return int(reply)
 
     async def _call(self, command: bytes) -> Any:
-        """One command's reply; ``StoreUnavailable`` on timeout (the connection is dropped)."""
-        conn = None
+        """One command's reply; ``StoreUnavailable`` on timeout (the connection is dropped).
+
+        No timer per call: ``_watch`` checks the connection's oldest waiter a few times per
+        timeout (an ``asyncio.timeout`` per append cost as much as the rest of it).
+        """
         try:
-            async with asyncio.timeout(self._timeout_s):
-                conn = await self._connection()
-                return await conn.call(command)
+            conn = await self._connection()
+            return await conn.call(command)
         except TimeoutError:
-            if conn is not None:
-                conn.close()  # its replies can no longer be matched to their waiters
             raise _unavailable("journal append timed out") from None
 
     async def _connection(self) -> _RespProtocol:
@@ -201,7 +215,9 @@ class JournalPipe:
         return await asyncio.shield(self._connecting)
 
     async def _connect(self) -> _RespProtocol:
-        conn = await self._open()
+        async with asyncio.timeout(self._timeout_s):
+            conn = await self._open()
+        self._watch(conn)
         try:
             for command in self._setup:
                 reply = await conn.call(command)
@@ -212,6 +228,17 @@ class JournalPipe:
             raise
         self._conn = conn
         return conn
+
+    def _watch(self, conn: _RespProtocol) -> None:
+        """Close ``conn`` once a reply is overdue (checked every quarter of the timeout)."""
+        loop = asyncio.get_running_loop()
+        every_s = self._timeout_s / 4
+
+        def check() -> None:
+            if not conn.closed and not conn.close_if_stalled(loop.time(), self._timeout_s):
+                loop.call_later(every_s, check)
+
+        loop.call_later(every_s, check)
 
     async def aclose(self) -> None:
         """Close the connection (appends in flight fail)."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from session_manager.errors import StoreUnavailable
 from session_manager.store import SessionStore
@@ -66,3 +68,24 @@ async def test_an_unreachable_redis_is_store_unavailable(tmp_path: object) -> No
     pipe = JournalPipe(refused, "return 1", timeout_s=1.0)  # type: ignore[arg-type]
     with pytest.raises(StoreUnavailable):
         await pipe.append((b"k1", b"k2"), 1, b"entry")
+
+
+async def test_a_redis_that_stops_answering_is_store_unavailable_in_time(tmp_path: Path) -> None:
+    """A server that takes the command and never answers: 503 after about the timeout."""
+    path = str(tmp_path / "silent.sock")
+    received: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.append(data)
+        writer.close()
+
+    server = await asyncio.start_unix_server(silent, path)
+    async with server:
+        pipe = JournalPipe.for_client(aioredis.Redis(unix_socket_path=path), "return 1", 0.4)
+        assert pipe is not None
+        with pytest.raises(StoreUnavailable):  # not a hang (the liveness bound is generous)
+            async with asyncio.timeout(30):
+                await pipe.append((b"k1", b"k2"), 1, b"entry")
+        assert b"EVALSHA" in b"".join(received)
+        await pipe.aclose()
