@@ -228,7 +228,7 @@ def dense_rounds(routes: list[Route], observes: int) -> dict[tuple[str, str], li
 
 
 @contextlib.contextmanager
-def byte_relay(endpoint: str) -> Iterator[str]:
+def byte_relay(endpoint: str) -> Iterator[tuple[str, int]]:
     """A bare asyncio byte relay (``bench/_relay.py``, its own process) in front of ``endpoint``."""
     host, port = endpoint.removeprefix("http://").split(":")
     listen = free_port()
@@ -251,7 +251,7 @@ def byte_relay(endpoint: str) -> Iterator[str]:
                 if time.monotonic() > deadline or relay.poll() is not None:
                     raise RuntimeError("the byte relay did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{listen}"
+        yield f"http://127.0.0.1:{listen}", relay.pid
     finally:
         relay.terminate()
         relay.wait(timeout=10)
@@ -368,7 +368,7 @@ def main() -> None:
             raise RuntimeError(f"no processor endpoint in the admin record: {record}")
 
         auth = {"Authorization": f"Bearer {session['token']}", **JSON}
-        with byte_relay(endpoint) as relay_url:
+        with byte_relay(endpoint) as (relay_url, relay_pid):
             conns = [Connection(endpoint), Connection(relay_url), Connection(base)]
             own = {**JSON, **ProcessorSecrets(SECRET_KEY).headers(session["session_id"])}
             routes: list[Route] = [
@@ -376,8 +376,17 @@ def main() -> None:
                 ("relay", conns[1], "", own),
                 ("manager", conns[2], f"/session/{session['session_id']}", auth),
             ]
+            cpu_before = {"relay": cpu_s([relay_pid]), "manager": cpu_s(manager_pids(manager.pid))}
             simple = simple_rounds(routes, args.requests)
             dense = dense_rounds(routes, args.dense)
+            handled = sum(len(v) for (name, _), v in dense.items() if name == "manager")
+            handled += len(simple["manager"])
+            cpu_per_request = {
+                "relay_cpu_ms": (cpu_s([relay_pid]) - cpu_before["relay"]) / handled * 1000,
+                "manager_cpu_ms": (cpu_s(manager_pids(manager.pid)) - cpu_before["manager"])
+                / handled
+                * 1000,
+            }
             for conn in conns:
                 conn.close()
         ws_direct_s, ws_proxy_s = websocket_rounds(endpoint, base, session, args.requests)
@@ -438,6 +447,12 @@ def main() -> None:
         )
     )
     print(table(f"observe throughput, {args.clients} keep-alive clients (req/s)", [rps]))
+    print(
+        table(
+            "CPU per proxied request, all rounds (ms; the manager with its Redis)",
+            [cpu_per_request],
+        )
+    )
     print(table("dense observe: added p50 vs direct, and session start", [summary]))
     path = write(
         "proxy",
@@ -457,10 +472,27 @@ def main() -> None:
             "sessions_created": args.sessions,
             "rows": rows,
             "throughput_rps": rps,
+            "cpu_per_request": cpu_per_request,
             "summary": summary,
         },
     )
     print(f"results: {path}")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def manager_pids(pid: int) -> list[int]:
+    """The manager and its embedded ``redis-server`` (the journal's appends cost CPU there)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    redis = [int(c) for c in children if b"redis-server" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [pid, *redis]
 
 
 def added(row: dict[str, float], floor: dict[str, float]) -> dict[str, float]:
