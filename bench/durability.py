@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx
 import msgspec
 import redis.asyncio as aioredis
-from _manager import running_manager
+from _manager import api_keys, running_manager
 from _report import percentiles, table, write
 from proxy import JSON, OBSERVE, Connection, kill_leftover_processors
 
@@ -41,6 +40,7 @@ from processor_image.engine.naming import pattern_hash
 from processor_image.storage.memory import MemoryKnowledgeBase
 from session_manager.clock import SystemClock
 from session_manager.processor_client import ProcessorClient
+from session_manager.sessions.hibernation import snapshot_seq
 from session_manager.store import SessionStore
 from tests.processes import start_processor
 from tests.support.redis_server import RedisServer
@@ -102,7 +102,7 @@ async def checkpoint_cost(patterns: int, repeats: int, workdir: Path) -> dict[st
                 started = time.perf_counter()
                 state = await processors.get_state(processor.url)
                 await store.save_snapshot("s", state)
-                await store.journal.trim("s", json.loads(state)["seq"])
+                await store.journal.trim("s", snapshot_seq(state))
                 samples.append(time.perf_counter() - started)
                 size = len(state)
     finally:
@@ -146,19 +146,22 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-durability-"))
     for name in ("on", "off"):
         (workdir / name).mkdir()
-    token = secrets.token_hex(16)
+    token, key = secrets.token_hex(16), secrets.token_hex(16)
     ids = {"on": f"bench-dur-on-{os.getpid()}", "off": f"bench-dur-off-{os.getpid()}"}
     try:
         with (
-            running_manager(workdir / "on", token, JOURNAL="on", MANAGER_ID=ids["on"]) as on_url,
             running_manager(
-                workdir / "off", token, JOURNAL="off", MANAGER_ID=ids["off"]
+                workdir / "on", token, JOURNAL="on", MANAGER_ID=ids["on"], API_KEYS=api_keys(key)
+            ) as on_url,
+            running_manager(
+                workdir / "off", token, JOURNAL="off", MANAGER_ID=ids["off"], API_KEYS=api_keys(key)
             ) as off_url,
         ):
             on, off = Connection(on_url), Connection(off_url)
+            create = {"Authorization": f"Bearer {key}"}
             sessions = [
-                on.json("POST", "/session/create", {"user_id": "bench"}),
-                off.json("POST", "/session/create", {"user_id": "bench"}),
+                on.json("POST", "/session/create", {"user_id": "bench"}, **create),
+                off.json("POST", "/session/create", {"user_id": "bench"}, **create),
             ]
             samples = latency(on, off, sessions, args.requests)
             on.close()

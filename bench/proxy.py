@@ -1,12 +1,17 @@
-"""Proxy overhead: ``POST /observe`` direct to a processor vs through the manager, and create→ready.
+"""Proxy overhead: requests direct to a processor, through a bare byte relay, through the manager.
 
-Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend) on
-loopback, creates sessions (timing create→ready), then times the same observation sent straight
-to the session's processor and through ``/session/{id}/observe``: one keep-alive client in
-alternating rounds (p50/p95/p99), the same over ``/ws`` (one message, one reply), then 8
-concurrent keep-alive HTTP clients for a fixed time (requests/s). Counts and durations are
-bounded by the arguments.
-Run: ``python bench/proxy.py [--requests 3000] [--seconds 4] [--sessions 8]``.
+Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend, the
+journal on as by default) on loopback, creates sessions (timing create→ready), and a bare
+asyncio byte relay (``bench/_relay.py``, the floor any proxy is measured against) in front of
+the first session's processor. One keep-alive client then drives that processor three ways —
+directly, through the relay, through ``/session/{id}/`` — in turn, for two
+workloads: a simple one (the same two-symbol observe) and a dense one (2-4 symbols per event
+from a 50-symbol vocabulary, learn every 10 observes, predictions every 5: up to 200 patterns
+that most observations match). Then the simple observe over ``/ws`` (one message, one reply),
+then 8 concurrent keep-alive HTTP clients for a fixed time (requests/s). Counts and durations
+are bounded by the arguments. Targets (issue 14): the manager adds ≤ 0.3 ms p50 to a dense
+observe, and ≤ 2.5 times what the relay adds.
+Run: ``python bench/proxy.py [--requests 2000] [--dense 1500] [--seconds 4] [--sessions 8]``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +43,13 @@ from _report import percentiles, table, write
 from websockets.sync.client import connect as ws_connect
 
 from session_manager.backends.process import MANAGER_MARKER
+from session_manager.processor_secrets import ProcessorSecrets
 from tests.support.net import free_port
 
 OBSERVE = json.dumps({"strings": ["hello", "world"], "vectors": [], "emotives": {}}).encode()
 JSON = {"Content-Type": "application/json"}
+SECRET_KEY = secrets.token_hex(16)
+"""The manager's ``PROCESSOR_SECRET_KEY``: the direct and relayed requests send the secret."""
 
 
 class Connection:
@@ -56,8 +66,14 @@ class Connection:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        self.http.request(method, path, body=body, headers=headers or {})
-        response = self.http.getresponse()
+        try:
+            self.http.request(method, path, body=body, headers=headers or {})
+            response = self.http.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the idle keep-alive connection (5 s) as this request left.
+            self.http.close()
+            self.http.request(method, path, body=body, headers=headers or {})
+            response = self.http.getresponse()
         return response.status, response.read()
 
     def json(self, method: str, path: str, payload: Any = None, **headers: str) -> Any:
@@ -82,6 +98,7 @@ def start_manager(
         "ADMIN_TOKEN": admin_token,
         "API_KEYS": api_keys(api_key),
         "MANAGER_ID": workdir.name,
+        "PROCESSOR_SECRET_KEY": SECRET_KEY,
         "SESSION_AUTH": "token",
         "IDLE_TIMEOUT_S": "3600",
         "REAP_INTERVAL_S": "3600",
@@ -149,30 +166,95 @@ def find_endpoint(record: Any) -> str | None:
     return None
 
 
-def latency_rounds(
-    direct: Connection, proxied: Connection, session: dict[str, Any], requests: int
-) -> tuple[list[float], list[float]]:
-    """Alternate rounds of direct and proxied observes; STM cleared between rounds."""
-    auth = {"Authorization": f"Bearer {session['token']}", **JSON}
-    through = f"/session/{session['session_id']}"
-    samples: dict[str, list[float]] = {"direct": [], "proxy": []}
-    rounds, per_round = 10, max(1, requests // 10)
-    for conn, prefix, headers in ((direct, "", JSON), (proxied, through, auth)):
-        for _ in range(100):  # warm up both paths (pools, caches)
+Route = tuple[str, Connection, str, dict[str, str]]
+"""A way to the processor: name, keep-alive connection, path prefix, headers."""
+
+VOCABULARY = [f"s{i:02d}" for i in range(50)]
+DENSE_RESET_EVERY = 2000
+"""Observes after which the knowledge base is cleared: learn every 10 keeps it at <= 200."""
+
+
+def simple_rounds(routes: list[Route], requests: int) -> dict[str, list[float]]:
+    """The same two-symbol observe on every route in alternating rounds; STM cleared per round."""
+    samples: dict[str, list[float]] = {name: [] for name, *_ in routes}
+    for _, conn, prefix, headers in routes:
+        for _ in range(100):  # warm up every path (pools, caches)
             conn.call("POST", f"{prefix}/observe", OBSERVE, headers)
-    for _ in range(rounds):
-        for name, conn, prefix, headers in (
-            ("direct", direct, "", JSON),
-            ("proxy", proxied, through, auth),
-        ):
+    for _ in range(10):
+        for name, conn, prefix, headers in routes:
             conn.call("POST", f"{prefix}/clear-stm", b"", headers)
-            for _ in range(per_round):
+            for _ in range(max(1, requests // 10)):
                 started = time.perf_counter()
                 status, _ = conn.call("POST", f"{prefix}/observe", OBSERVE, headers)
                 samples[name].append(time.perf_counter() - started)
                 if status != 200:
                     raise RuntimeError(f"{name} observe -> {status}")
-    return samples["direct"], samples["proxy"]
+    return samples
+
+
+def dense_rounds(routes: list[Route], observes: int) -> dict[tuple[str, str], list[float]]:
+    """The dense workload, one stream whose steps take the routes in turn.
+
+    2-4 symbols per event from 50, ``POST /learn`` after every 10th observe, ``GET
+    /predictions`` after every 5th; the knowledge base is cleared every 2,000 observes (so up
+    to 200 patterns of ~10 events). Every route drives the same processor, and consecutive
+    steps go to different routes (3 routes: a step's position among the 10 between learns
+    cycles through all of them), so each route sees the same mix of cheap and costly observes
+    while the knowledge grows. Samples per (route, request kind).
+    """
+    rng = random.Random(14)
+    samples: dict[tuple[str, str], list[float]] = {}
+
+    def timed(name: str, kind: str, conn: Connection, *request: Any) -> None:
+        started = time.perf_counter()
+        status, data = conn.call(*request)
+        samples.setdefault((name, kind), []).append(time.perf_counter() - started)
+        if status != 200:
+            raise RuntimeError(f"{name} {kind} -> {status}: {data[:200]!r}")
+
+    for count in range(observes * len(routes)):
+        name, conn, prefix, headers = routes[count % len(routes)]
+        if count % DENSE_RESET_EVERY == 0:
+            conn.call("POST", f"{prefix}/clear-all", b"", headers)
+        symbols = rng.sample(VOCABULARY, rng.randint(2, 4))
+        body = json.dumps({"strings": symbols, "vectors": [], "emotives": {}}).encode()
+        timed(name, "observe", conn, "POST", f"{prefix}/observe", body, headers)
+        if (count + 1) % 5 == 0:
+            timed(name, "predictions", conn, "GET", f"{prefix}/predictions", None, headers)
+        if (count + 1) % 10 == 0:
+            timed(name, "learn", conn, "POST", f"{prefix}/learn", b"", headers)
+    conn.call("POST", f"{prefix}/clear-all", b"", headers)  # what follows starts afresh
+    return samples
+
+
+@contextlib.contextmanager
+def byte_relay(endpoint: str) -> Iterator[tuple[str, int]]:
+    """A bare asyncio byte relay (``bench/_relay.py``, its own process) in front of ``endpoint``."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    listen = free_port()
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent / "_relay.py"),
+            str(listen),
+            host,
+            port,
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", listen), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or relay.poll() is not None:
+                    raise RuntimeError("the byte relay did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{listen}", relay.pid
+    finally:
+        relay.terminate()
+        relay.wait(timeout=10)
 
 
 def websocket_rounds(
@@ -189,7 +271,11 @@ def websocket_rounds(
     )
     clear = json.dumps({"type": "clear_stm"})
     samples: dict[str, list[float]] = {"direct": [], "proxy": []}
-    with ws_connect(direct_url, proxy=None) as direct, ws_connect(proxied_url, proxy=None) as via:
+    secret = ProcessorSecrets(SECRET_KEY).headers(session["session_id"])
+    with (
+        ws_connect(direct_url, proxy=None, additional_headers=secret) as direct,
+        ws_connect(proxied_url, proxy=None) as via,
+    ):
         sockets = (("direct", direct), ("proxy", via))
         for _, ws in sockets:
             for _ in range(100):
@@ -245,7 +331,10 @@ async def throughput(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=3000, help="observes per path, one client")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="simple observes per path, one client"
+    )
+    parser.add_argument("--dense", type=int, default=1500, help="dense observes per path")
     parser.add_argument("--seconds", type=float, default=4.0, help="per path, 8 clients")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=8, help="sessions created (create→ready)")
@@ -278,13 +367,30 @@ def main() -> None:
         if endpoint is None:
             raise RuntimeError(f"no processor endpoint in the admin record: {record}")
 
-        direct, proxied = Connection(endpoint), Connection(base)
-        direct_s, proxy_s = latency_rounds(direct, proxied, session, args.requests)
-        direct.close()
-        proxied.close()
-        ws_direct_s, ws_proxy_s = websocket_rounds(endpoint, base, session, args.requests)
         auth = {"Authorization": f"Bearer {session['token']}", **JSON}
-        direct_rps = asyncio.run(throughput(endpoint, "/observe", JSON, args.clients, args.seconds))
+        with byte_relay(endpoint) as (relay_url, relay_pid):
+            conns = [Connection(endpoint), Connection(relay_url), Connection(base)]
+            own = {**JSON, **ProcessorSecrets(SECRET_KEY).headers(session["session_id"])}
+            routes: list[Route] = [
+                ("direct", conns[0], "", own),
+                ("relay", conns[1], "", own),
+                ("manager", conns[2], f"/session/{session['session_id']}", auth),
+            ]
+            cpu_before = {"relay": cpu_s([relay_pid]), "manager": cpu_s(manager_pids(manager.pid))}
+            simple = simple_rounds(routes, args.requests)
+            dense = dense_rounds(routes, args.dense)
+            handled = sum(len(v) for (name, _), v in dense.items() if name == "manager")
+            handled += len(simple["manager"])
+            cpu_per_request = {
+                "relay_cpu_ms": (cpu_s([relay_pid]) - cpu_before["relay"]) / handled * 1000,
+                "manager_cpu_ms": (cpu_s(manager_pids(manager.pid)) - cpu_before["manager"])
+                / handled
+                * 1000,
+            }
+            for conn in conns:
+                conn.close()
+        ws_direct_s, ws_proxy_s = websocket_rounds(endpoint, base, session, args.requests)
+        direct_rps = asyncio.run(throughput(endpoint, "/observe", own, args.clients, args.seconds))
         proxy_rps = asyncio.run(
             throughput(
                 base, f"/session/{session['session_id']}/observe", auth, args.clients, args.seconds
@@ -308,41 +414,104 @@ def main() -> None:
             print(f"cleanup: killed {leftovers} processor(s) left running", file=sys.stderr)
     shutil.rmtree(workdir, ignore_errors=True)  # kept when the run failed, for manager.log
 
-    d, p, c = percentiles(direct_s), percentiles(proxy_s), percentiles(create_s)
-    wd, wp = percentiles(ws_direct_s), percentiles(ws_proxy_s)
+    c = percentiles(create_s)
     rows = [
-        {"path": "HTTP direct", **d, "rps_8_clients": round(direct_rps)},
-        {"path": "HTTP via manager", **p, "rps_8_clients": round(proxy_rps)},
-        {"path": "WS direct", **wd, "rps_8_clients": "-"},
-        {"path": "WS via manager", **wp, "rps_8_clients": "-"},
+        *latency_rows("observe (simple)", simple),
+        *(
+            row
+            for kind in ("observe", "predictions", "learn")
+            for row in latency_rows(
+                f"{kind} (dense)", {name: dense[(name, kind)] for name, *_ in routes}
+            )
+        ),
+        *latency_rows("WS observe (simple)", {"direct": ws_direct_s, "manager": ws_proxy_s}),
     ]
-    added = {q: p[q] - d[q] for q in ("p50_ms", "p95_ms", "p99_ms")}
+    rps = {"direct": round(direct_rps), "manager": round(proxy_rps)}
+    dense_observe = {row["path"]: row for row in rows if row["request"] == "observe (dense)"}
+    manager_added = dense_observe["manager"]["added_p50_ms"]
+    relay_added = dense_observe["relay"]["added_p50_ms"]
     summary = {
-        "added_p50_ms": added["p50_ms"],
-        "added_p95_ms": added["p95_ms"],
-        "added_p99_ms": added["p99_ms"],
-        "p50_ratio": p["p50_ms"] / d["p50_ms"],
-        "ws_added_p50_ms": wp["p50_ms"] - wd["p50_ms"],
-        "target_added_p50_ms": 0.5,
+        "dense_added_p50_ms": manager_added,
+        "relay_added_p50_ms": relay_added,
+        "vs_relay": manager_added / relay_added if relay_added > 0 else float("nan"),
+        "target_added_p50_ms": 0.3,
+        "target_vs_relay": 2.5,
         "create_ready_p50_ms": c["p50_ms"],
         "create_ready_p95_ms": c["p95_ms"],
     }
     print(
-        table(f"observe: one client ({len(direct_s)} each), then {args.clients} HTTP clients", rows)
+        table(
+            f"one keep-alive client (simple: {args.requests} observes per path in alternating"
+            f" rounds; dense: {args.dense} observes per path in alternating steps)",
+            rows,
+        )
     )
-    print(table("overhead and session start (process backend)", [summary]))
+    print(table(f"observe throughput, {args.clients} keep-alive clients (req/s)", [rps]))
+    print(
+        table(
+            "CPU per proxied request, all rounds (ms; the manager with its Redis)",
+            [cpu_per_request],
+        )
+    )
+    print(table("dense observe: added p50 vs direct, and session start", [summary]))
     path = write(
         "proxy",
         {
-            "requests_per_path": len(direct_s),
+            "workload": {
+                "simple": "POST /observe of two fixed symbols, STM cleared every round",
+                "dense": "2-4 symbols per event from 50, learn every 10 observes, predictions"
+                " every 5, knowledge cleared every 2,000 observes (<= 200 patterns)",
+                "client": "one keep-alive http.client connection per path over loopback,"
+                " alternating rounds (dense: alternating steps); the relay is a bare asyncio"
+                " byte relay process",
+            },
+            "requests_per_path": args.requests,
+            "dense_observes_per_path": args.dense,
             "clients": args.clients,
             "seconds_per_path": args.seconds,
             "sessions_created": args.sessions,
             "rows": rows,
+            "throughput_rps": rps,
+            "cpu_per_request": cpu_per_request,
             "summary": summary,
         },
     )
     print(f"results: {path}")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def manager_pids(pid: int) -> list[int]:
+    """The manager and its embedded ``redis-server`` (the journal's appends cost CPU there)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    redis = [int(c) for c in children if b"redis-server" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [pid, *redis]
+
+
+def added(row: dict[str, float], floor: dict[str, float]) -> dict[str, float]:
+    """What a path adds to the direct one, at p50 and p95."""
+    return {
+        "added_p50_ms": row["p50_ms"] - floor["p50_ms"],
+        "added_p95_ms": row["p95_ms"] - floor["p95_ms"],
+    }
+
+
+def latency_rows(request: str, samples: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row per path, with what it adds to ``direct``."""
+    direct = percentiles(samples["direct"])
+    rows: list[dict[str, Any]] = []
+    for name, values in samples.items():
+        p = percentiles(values)
+        extra = added(p, direct) if name != "direct" else {"added_p50_ms": 0.0, "added_p95_ms": 0.0}
+        rows.append({"request": request, "path": name, "n": len(values), **p, **extra})
+    return rows
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from litestar.openapi import OpenAPIConfig
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
 from session_manager.api.proxy import PROXY_HANDLERS
+from session_manager.api.proxy_front import SessionProxyFront
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -148,6 +149,9 @@ async def _build_state(
             max_entries=settings.checkpoint_max_entries,
             on_long=state.checkpointer.soon,
         )
+        pipe = state.store.journal.attach_pipe(settings.redis_timeout_s)
+        if pipe is not None:
+            stack.push_async_callback(pipe.aclose)
     parts = {
         "settings": settings,
         "store": state.store,
@@ -210,7 +214,7 @@ def create_app(
             await _build_state(app, settings, tenants, backend, clock, stack)
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SessionController,
             AdminController,
@@ -227,3 +231,5 @@ def create_app(
         ),
         debug=False,
     )
+    SessionProxyFront.install(app)  # proxied requests skip the router (``api.proxy_front``)
+    return app

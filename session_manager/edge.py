@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 __all__ = ("EdgeLimits", "WriteDeadline", "edge_protocol", "edge_websocket_protocol")
@@ -104,6 +104,42 @@ _LINGER_S = 1.0
 
 _TOO_LARGE = _reply(b"431 Request Header Fields Too Large", b"request headers too large")
 _TOO_SLOW = _reply(b"408 Request Timeout", b"request headers not received in time")
+
+
+class _OneWriteResponse:
+    """A response cycle's transport that sends a response's head with its first body bytes.
+
+    uvicorn writes the head and the body separately: two sends, and a client woken twice, for
+    every small answer (the proxy's hot path). Held only after the response started (so a
+    ``100 Continue`` goes at once), and never past a close; every answer but a HEAD one writes
+    its body (an empty one too), which takes the head along.
+    """
+
+    __slots__ = ("_cycle", "_held", "_holding", "transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self.transport = transport
+        self._cycle = cycle
+        self._held = b""
+        self._holding = True
+
+    def write(self, data: bytes) -> None:
+        if self._holding and self._cycle.response_started:
+            self._holding = False
+            self._held = data  # the head: it waits for the body
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self._held:
+            self.transport.write(self._held)
+            self._held = b""
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
 
 
 def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
@@ -185,6 +221,14 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
                 self._refuse(_TOO_LARGE)
                 return
             super().on_headers_complete()
+            cycle = self.cycle
+            # A HEAD answer has no body write to take its head along: it is not held.
+            if (
+                cycle is not None
+                and cycle.transport is self.transport
+                and self.scope["method"] != "HEAD"
+            ):
+                cycle.transport = _OneWriteResponse(self.transport, cycle)  # type: ignore[assignment]
 
         def on_body(self, body: bytes) -> None:
             if not self._refused:

@@ -46,16 +46,20 @@ from session_manager.log import request_id_from
 from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
 
 if TYPE_CHECKING:
-    from litestar.types import Scope
+    from collections.abc import AsyncIterator
+
+    from litestar.datastructures import State
+    from litestar.types import HTTPScope, Scope
     from websockets.asyncio.client import ClientConnection
 
     from session_manager.clock import Clock
+    from session_manager.proxy.http import ProxyResponse
     from session_manager.proxy.journaling import SocketJournal
     from session_manager.sessions import Sessions
     from session_manager.sessions.routing import ProcessorRoute
     from session_manager.settings import Settings
 
-__all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_websocket")
+__all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_request", "proxy_websocket")
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +98,25 @@ def _processor_path(scope: Scope) -> str:
     name="session-proxy",
 )
 async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
-    """Forward to the session's processor; its status, content type and body come back as-is."""
+    """Forward to the session's processor (``SessionProxyFront`` serves this route first).
+
+    Reached only through an app without the front; Litestar still answers other methods 405.
+    """
     session_id: str = request.path_params["session_id"]
-    sessions: Sessions = request.app.state.sessions
-    forwarder: Forwarder = request.app.state.forwarder
-    scope = request.scope
+    state = request.app.state
+    return await proxy_request(state, request.scope, request.stream(), session_id)
+
+
+async def proxy_request(
+    state: State, scope: HTTPScope, chunks: AsyncIterator[bytes], session_id: str
+) -> ProxyResponse:
+    """The processor's answer to one request for ``session_id``: status, headers, body as-is.
+
+    ``chunks`` is the request body as it arrives. Raises the ``KatoError`` the client gets.
+    """
+    sessions: Sessions = state.sessions
+    forwarder: Forwarder = state.forwarder
+    settings: Settings = state.settings
     headers = cast("list[tuple[bytes, bytes]]", scope["headers"])  # ASGI servers send a list
     authorization = content_length = None
     for name, value in headers:
@@ -107,25 +125,24 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
         elif name == b"content-length":
             content_length = value.decode("latin-1")
     # The route is resolved once the body is in: a hibernation that begins meanwhile is seen.
-    body = await forwarder.read_body(request.stream(), content_length)
+    body = await forwarder.read_body(chunks, content_length)
     path, query = _processor_path(scope), scope["query_string"]
     request_id = request_id_from(headers)
-    deadline = _move_deadline(request.app.state.settings)
+    deadline = _move_deadline(settings)
     processor = await sessions.resolve(session_id, authorization)
-    forwarder.activity.mark(session_id, sessions.touch, request.app.state.clock.now_ms())
+    forwarder.activity.mark(session_id, sessions.touch, state.clock.now_ms())
     # A session's processor id is its session id (``Lifecycle.create``); static ones have no
     # secret.
     static = sessions.is_static(session_id)
     journaled = not static
-    unsafe_to_resend = (
-        request.app.state.settings.processor_storage == "mongodb" and request.method not in _READS
-    )
+    method: str = scope["method"]
+    unsafe_to_resend = settings.processor_storage == "mongodb" and method not in _READS
     # Only now (token checked) does the request take one of the session's in-flight slots.
     with forwarder.admitted(session_id):
         while True:
             try:
                 response = await forwarder.forward(
-                    request.method,
+                    method,
                     processor.endpoint,
                     path,
                     query,

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -224,6 +224,8 @@ class Forwarder:
         self._max_per_session = max_in_flight_per_session
         self._in_flight: dict[str, int] = {}
         self._requests = metrics.proxy_requests
+        self._by_status: dict[str, Any] = {}
+        """``proxy_requests`` per status label, looked up once (``labels`` costs ~10 µs)."""
         self._latency = metrics.proxy_latency
         self.max_body_bytes = max_body_bytes
         self.websockets = WebSocketConnector(
@@ -370,7 +372,10 @@ class Forwarder:
             status = str(exc.status)
             raise
         finally:
-            self._requests.labels(status=status).inc()
+            counter = self._by_status.get(status)
+            if counter is None:
+                counter = self._by_status[status] = self._requests.labels(status=status)
+            counter.inc()
             self._latency.observe(time.perf_counter() - started)
         return response
 

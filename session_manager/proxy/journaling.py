@@ -7,6 +7,24 @@ to the session's journal (``store.journal``); if the append fails the client get
 ``unique_id`` are journaled with the one the processor assigned (it is in the reply), so a
 replay is exact. A WebSocket message is journaled as ``POST /message`` with its frame, which
 the processor answers exactly as ``/ws`` does.
+
+Why the append waits for the processor's reply, and the reply for the append (one Redis round
+trip, on ``JournalPipe``'s lean connection, after the processor answered). Overlapping it with
+the processor's work was weighed and refused:
+
+* Appending the request before forwarding it and "committing" its sequence number after
+  still needs the commit acknowledged before the client is: a commit not yet applied when the
+  manager dies (or one Redis refuses: ``OOM``, a lost connection) leaves an entry whose place
+  in the processor's order is unknown, and replay must follow that order exactly. So two round
+  trips instead of one, the second as long as today's append.
+* Acknowledging the client while the commit is in flight breaks the rule itself: a success
+  answer means the request is in the journal.
+* Guessing the number beforehand (last seen + 1) is wrong as soon as two requests of a session
+  are in flight (two clients, a WebSocket, another replica), and a wrong guess is a second
+  entry under the same number.
+
+So the cost is cut instead: no redis-py on this path, pre-framed bytes, hiredis parsing, the
+unix socket of the embedded Redis, and concurrent appends pipelined on the one connection.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the ``unique_id`` the processor assigned filled in). A checkpoint is a snapshot 
 entries it holds are then trimmed. Recovery loads the snapshot and replays the entries with a
 higher sequence number, in order.
 
+Appends go through a ``JournalPipe`` (a lean connection of their own, ``attach_pipe``) when
+the app attached one, else through the shared redis-py client: both run ``journal_append.lua``.
+
 One checkpoint or hibernation snapshot at a time per session (``checkpoint_lock``): an older
 snapshot saved after a newer one, with the journal already trimmed to the newer, would lose
 the entries in between.
@@ -25,6 +28,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from session_manager.store.boundary import translate_redis_errors
+from session_manager.store.journal_pipe import JournalPipe
 from session_manager.store.keys import Keys
 from session_manager.store.lease import LeaderLease
 from session_manager.store.scripts import register_script
@@ -59,10 +63,21 @@ class Journal:
         self.redis = client
         self.keys = keys
         self._append = register_script(client, "journal_append.lua")
+        self._pipe: JournalPipe | None = None
+
+    def attach_pipe(self, timeout_s: float) -> JournalPipe | None:
+        """Send appends over a ``JournalPipe`` of their own; it, to close, or ``None`` (TLS)."""
+        self._pipe = JournalPipe.for_client(self.redis, cast("str", self._append.script), timeout_s)
+        return self._pipe
 
     @translate_redis_errors
     async def append(self, session_id: str, entry: JournalEntry) -> int:
         """Record an acknowledged request; the journal's length, 0 when the session ended."""
+        if self._pipe is not None:
+            keys = (self.keys.session(session_id), self.keys.journal(session_id))
+            return await self._pipe.append(
+                (keys[0].encode(), keys[1].encode()), entry.seq, _encode(entry)
+            )
         length = await self._append(
             keys=[self.keys.session(session_id), self.keys.journal(session_id)],
             args=[entry.seq, _encode(entry)],

@@ -471,3 +471,57 @@ async def test_requests_over_the_in_flight_limit_wait_their_turn(
             )
     assert [reply.status_code for reply in replies] == [200] * 6
     assert harness.upstream.max_active == 2
+
+
+async def test_errors_answered_before_the_router_keep_the_error_json_and_request_id(
+    client: httpx.AsyncClient, session: ProxySession
+) -> None:
+    """The proxy route is served in front of Litestar (``api.proxy_front``): same answers."""
+    unknown = await client.post("/session/nope/observe", headers={"X-Request-ID": "trace-7"})
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/json"
+    assert unknown.headers["x-request-id"] == "trace-7"
+    assert unknown.json() == {
+        "error": {
+            "code": "SESSION_NOT_FOUND",
+            "message": unknown.json()["error"]["message"],
+            "details": unknown.json()["error"]["details"],
+        },
+        "status": 404,
+    }
+    wrong = await client.get(f"/session/{session.id}/stm", headers=auth({"token": "x" * 43}))
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "UNAUTHORIZED")
+    assert wrong.headers["x-request-id"]
+    other_method = await client.request("TRACE", f"/session/{session.id}/stm", headers=session.auth)
+    assert (other_method.status_code, other_method.json()["error"]["code"]) == (
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    """The manager's server sends a response's head with its body (``edge._OneWriteResponse``);
+    a ``100 Continue`` must still go out alone, at once, or the client never sends its body."""
+    host, port = harness.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        token = session.auth["Authorization"]
+        writer.write(
+            f"POST /session/{session.id}/observe HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: {token}\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n".encode()
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        writer.write(b"hello")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        assert b'"body":"hello"' in (await reader.readexactly(length)).replace(b" ", b"")
+    finally:
+        writer.close()

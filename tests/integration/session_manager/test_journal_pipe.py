@@ -1,0 +1,91 @@
+"""Journal appends over their own pipelined connection (``JournalPipe``), on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from session_manager.errors import StoreUnavailable
+from session_manager.store import SessionStore
+from session_manager.store.journal import JournalEntry
+from session_manager.store.journal_pipe import JournalPipe
+
+
+@pytest.fixture(name="piped")
+async def fx_piped(store: SessionStore) -> AsyncIterator[SessionStore]:
+    """``store`` whose journal appends go through a ``JournalPipe``; one live session ``s``."""
+    pipe = store.journal.attach_pipe(timeout_s=2.0)
+    assert pipe is not None  # the test Redis is a unix socket: the pipe speaks it
+    await store.journal.redis.hset(store.keys.session("s"), mapping={"status": "ready"})
+    yield store
+    await pipe.aclose()
+
+
+def _entry(seq: int) -> JournalEntry:
+    return JournalEntry(seq, "POST", "/observe", "", b'{"strings":["%d"]}' % seq)
+
+
+async def test_appended_entries_are_replayed_in_order(piped: SessionStore) -> None:
+    lengths = [await piped.journal.append("s", _entry(seq)) for seq in (1, 2, 3)]
+    assert lengths == [1, 2, 3]
+    assert await piped.journal.entries_after("s", 1) == [_entry(2), _entry(3)]
+
+
+async def test_an_ended_session_gets_no_entry(piped: SessionStore) -> None:
+    assert await piped.journal.append("gone", _entry(1)) == 0
+    assert await piped.journal.length("gone") == 0
+
+
+async def test_concurrent_appends_share_the_connection_and_each_gets_its_reply(
+    piped: SessionStore,
+) -> None:
+    lengths = await asyncio.gather(*(piped.journal.append("s", _entry(n)) for n in range(1, 201)))
+    assert sorted(lengths) == list(range(1, 201))
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == list(range(1, 201))
+
+
+async def test_a_server_that_lost_the_script_still_appends(piped: SessionStore) -> None:
+    await piped.journal.append("s", _entry(1))
+    await piped.journal.redis.script_flush()
+    assert await piped.journal.append("s", _entry(2)) == 2
+
+
+async def test_a_dropped_connection_is_replaced(piped: SessionStore) -> None:
+    await piped.journal.append("s", _entry(1))
+    await piped.journal.redis.client_kill_filter(_type="normal", skipme=True)
+    assert await piped.journal.append("s", _entry(2)) == 2
+    assert await piped.journal.length("s") == 2
+
+
+async def test_an_unreachable_redis_is_store_unavailable(tmp_path: object) -> None:
+    async def refused() -> object:
+        raise ConnectionRefusedError("no Redis here")
+
+    pipe = JournalPipe(refused, "return 1", timeout_s=1.0)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable):
+        await pipe.append((b"k1", b"k2"), 1, b"entry")
+
+
+async def test_a_redis_that_stops_answering_is_store_unavailable_in_time(tmp_path: Path) -> None:
+    """A server that takes the command and never answers: 503 after about the timeout."""
+    path = str(tmp_path / "silent.sock")
+    received: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.append(data)
+        writer.close()
+
+    server = await asyncio.start_unix_server(silent, path)
+    async with server:
+        pipe = JournalPipe.for_client(aioredis.Redis(unix_socket_path=path), "return 1", 0.4)
+        assert pipe is not None
+        with pytest.raises(StoreUnavailable):  # not a hang (the liveness bound is generous)
+            async with asyncio.timeout(30):
+                await pipe.append((b"k1", b"k2"), 1, b"entry")
+        assert b"EVALSHA" in b"".join(received)
+        await pipe.aclose()
