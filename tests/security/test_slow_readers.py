@@ -60,17 +60,20 @@ def _port(base_url: str) -> int:
     return int(base_url.rsplit(":", 1)[1])
 
 
-async def _never_reading(port: int, request: bytes) -> socket.socket:
-    """A connection that sends ``request`` and then reads nothing (tiny receive buffer).
-
-    Returns once the response has begun to arrive (peeked at, not read).
-    """
+async def _sent_never_read(port: int, request: bytes) -> socket.socket:
+    """A connection that sends ``request`` and then reads nothing (tiny receive buffer)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
     await loop.sock_sendall(sock, request)
+    return sock
+
+
+async def _never_reading(port: int, request: bytes) -> socket.socket:
+    """``_sent_never_read``, returning once the response has begun (peeked at, not read)."""
+    sock = await _sent_never_read(port, request)
     for _ in range(200):
         with contextlib.suppress(BlockingIOError):
             if sock.recv(1, socket.MSG_PEEK):
@@ -246,6 +249,26 @@ async def test_a_websocket_client_that_does_not_read_cannot_queue_work_without_e
         assert applied <= 16
 
 
+async def _reaches_pool(manager: Manager, request: bytes) -> socket.socket:
+    """Send ``request`` on a never-reading connection; return once the pool has it.
+
+    Holding a slot or queued for one: the next request then arrives after it, so which
+    session gets which slot follows the order of the requests.
+    """
+    slots = manager.app.state.forwarder._pool.slots
+
+    def seen() -> int:
+        return int(slots.in_use + sum(len(queue) for queue in slots._waiting.values()))
+
+    before = seen()
+    sock = await _sent_never_read(_port(manager.base_url), request)
+    for _ in range(200):
+        if seen() > before:
+            break
+        await asyncio.sleep(0.05)
+    return sock
+
+
 async def _slots_in_use(manager: Manager, expected: int) -> int:
     """The pool's slots in use once ``expected`` are taken (bounded wait)."""
     slots = manager.app.state.forwarder._pool.slots
@@ -264,21 +287,25 @@ async def test_one_users_non_reading_clients_do_not_starve_another_session(
 
     The pool has 16 slots, a session may hold 8: mallory's first two sessions hold 12 (the
     open three quarters), her third 2 of the reserve, and 2 stay for sessions that hold fewer
-    than 2. No write timeout here (the in-process server has none): fairness alone keeps Bob
-    going. Before: mallory's clients held all 16 slots and Bob's request waited 60 s, then 504.
+    than 2. The write timeout is set far beyond the test's length: fairness alone must keep
+    Bob going (with the default 30 s, the timeout aborted mallory's first connections midway
+    and the slots were no longer held as described). Before: mallory's clients held all 16
+    slots and Bob's request waited 60 s, then 504.
     """
     manager = await start_manager(
         make_settings(
-            proxy_max_connections=16, proxy_max_in_flight_per_session=8, proxy_read_timeout_s=60
+            proxy_max_connections=16,
+            proxy_max_in_flight_per_session=8,
+            proxy_read_timeout_s=60,
+            client_write_timeout_s=3600,
         )
     )
-    port = _port(manager.base_url)
     mallory = [await manager.create(user_id="mallory") for _ in range(3)]
     for session in mallory:
         await _fill_stm(manager, session)
     bob = await manager.create(user_id="bob")
     stuck = [
-        await _never_reading(port, _get(f"/session/{session['session_id']}/stm", session))
+        await _reaches_pool(manager, _get(f"/session/{session['session_id']}/stm", session))
         for session in mallory
         for _ in range(8)
     ]
