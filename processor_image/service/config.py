@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from processor_image.engine import EngineError, Genes
+from processor_image.storage import DEFAULT_PREDICTIONS_HISTORY
 
 __all__ = ("ConfigError", "ServiceConfig")
 
@@ -39,6 +40,10 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``PROCESSOR_SECRET``: when set, required on every request but ``GET /health``."""
     allowed_hosts: tuple[str, ...] = ()
     """``ALLOWED_HOSTS`` (comma-separated), beyond loopback: names the manager reaches it by."""
+    predictions_history: int = DEFAULT_PREDICTIONS_HISTORY
+    """``PREDICTIONS_HISTORY``: stored prediction records the memory store keeps; 0: all."""
+    predictions_ttl_s: int = 0
+    """``PREDICTIONS_TTL_S``: MongoDB expires stored predictions this long after; 0: never."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -72,6 +77,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             allowed_hosts=tuple(
                 h.strip() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
             ),
+            predictions_history=_int(environ, "PREDICTIONS_HISTORY", DEFAULT_PREDICTIONS_HISTORY),
+            predictions_ttl_s=_int(environ, "PREDICTIONS_TTL_S", 0),
         )
 
 

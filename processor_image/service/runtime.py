@@ -41,7 +41,14 @@ class Runtime:
         """Mutating requests applied (HTTP and WebSocket); snapshots carry it (``state.seq``)."""
         self.ops = OpClock(config.processor_id)
         """The request being applied, for a shared knowledge base to apply a replay once."""
-        kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url, self.ops)
+        kb = open_knowledge_base(
+            config.storage,
+            config.kb_id,
+            config.mongo_url,
+            self.ops,
+            predictions_history=config.predictions_history,
+            predictions_ttl_s=config.predictions_ttl_s,
+        )
         self.processor = Processor(
             processor_id=config.processor_id,
             name=config.processor_name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -16,7 +16,12 @@ from processor_image.engine.knowledge import (
     Totals,
 )
 
-__all__ = ("MemoryKnowledgeBase",)
+__all__ = ("DEFAULT_PREDICTIONS_HISTORY", "UNBOUNDED", "MemoryKnowledgeBase")
+
+DEFAULT_PREDICTIONS_HISTORY = 1000
+"""Stored prediction records a memory store keeps (``PREDICTIONS_HISTORY``)."""
+UNBOUNDED = 0
+"""``PREDICTIONS_HISTORY=0``: keep every record, as the reference does (spec §4.10)."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -24,9 +29,19 @@ _decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 class MemoryKnowledgeBase:
-    """Knowledge held by this process only; snapshots carry it through hibernation."""
+    """Knowledge held by this process only; snapshots carry it through hibernation.
 
-    def __init__(self) -> None:
+    Stored predictions (one record per observe that predicted, spec §4.10) are the one part
+    that grows with observations rather than with knowledge, so only the last
+    ``predictions_history`` records are kept (``UNBOUNDED``: all of them, as the reference).
+    An evicted record is gone as if never stored: ``?unique_id=`` of it finds the next retained
+    record with that id, else nothing (``[]`` over HTTP, the reply for an unknown id).
+    """
+
+    def __init__(self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY) -> None:
+        if predictions_history < 0:
+            raise ValueError("predictions_history must be >= 0 (0: unbounded)")
+        self.predictions_history = predictions_history
         self._reset()
 
     def _reset(self) -> None:
@@ -34,9 +49,12 @@ class MemoryKnowledgeBase:
         self._symbols: dict[str, SymbolStats] = {}
         self._totals = Totals()
         # Stored predictions are kept encoded: they are many, rarely read, and as bytes they
-        # cost the garbage collector nothing (spec §4.10: the collection grows without bound).
-        self._predictions: dict[str, bytes] = {}
-        self._prediction_log: list[tuple[str, bytes]] = []
+        # cost the garbage collector nothing. ``_prediction_log`` holds the retained records in
+        # the order stored; ``_first`` the first retained record of each id (what a lookup finds)
+        # and ``_records`` how many retained records carry that id.
+        self._first: dict[str, bytes] = {}
+        self._records: Counter[str] = Counter()
+        self._prediction_log: deque[tuple[str, bytes]] = deque()
 
     @property
     def persistent(self) -> bool:
@@ -118,14 +136,31 @@ class MemoryKnowledgeBase:
         return self._totals
 
     def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
-        """Append a record; the first one per id is the one found later."""
+        """Append a record (evicting the oldest past the bound); the first per id is found."""
         encoded = _encode(predictions)
-        self._predictions.setdefault(unique_id, encoded)
+        self._first.setdefault(unique_id, encoded)
+        self._records[unique_id] += 1
         self._prediction_log.append((unique_id, encoded))
+        if self.predictions_history != UNBOUNDED:
+            while len(self._prediction_log) > self.predictions_history:
+                self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        """Forget the oldest record; its id then finds its next retained record, if any."""
+        unique_id, _ = self._prediction_log.popleft()
+        self._records[unique_id] -= 1
+        if self._records[unique_id] == 0:
+            del self._records[unique_id]
+            del self._first[unique_id]
+            return
+        # A repeated id (rare: ids are normally unique): the oldest left is its first record.
+        self._first[unique_id] = next(
+            encoded for uid, encoded in self._prediction_log if uid == unique_id
+        )
 
     def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
-        """Predictions first stored under ``unique_id``."""
-        encoded = self._predictions.get(unique_id)
+        """Predictions of the first retained record stored under ``unique_id``."""
+        encoded = self._first.get(unique_id)
         return None if encoded is None else _decode(encoded)
 
     def clear(self) -> None:
@@ -133,7 +168,7 @@ class MemoryKnowledgeBase:
         self._reset()
 
     def dump(self) -> KnowledgeDump:
-        """A deep copy of everything."""
+        """A deep copy of everything retained (only the kept prediction records)."""
         dump = KnowledgeDump(
             patterns=list(self._patterns.values()),
             symbols=list(self._symbols.values()),
@@ -146,7 +181,7 @@ class MemoryKnowledgeBase:
         return msgspec.convert(msgspec.to_builtins(dump), KnowledgeDump)
 
     def load(self, dump: KnowledgeDump) -> None:
-        """Replace everything with a copy of ``dump``."""
+        """Replace everything with a copy of ``dump``; of its predictions, the last ones kept."""
         copied = msgspec.convert(msgspec.to_builtins(dump), KnowledgeDump)
         self.clear()
         self._patterns = {record.name: record for record in copied.patterns}
