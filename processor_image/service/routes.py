@@ -122,7 +122,7 @@ async def observe(
     runtime = _runtime(state)
     async with runtime.lock:
         _begin(runtime, request)
-        reply = runtime.observe(data)
+        reply = await runtime.run(runtime.observe, data)
         return _sequenced(reply, _applied(runtime, request))
 
 
@@ -141,7 +141,7 @@ async def observe_sequence(
         _begin(runtime, request)
         for index, observation in enumerate(data.observations):
             try:
-                results.append(runtime.observe(observation))
+                results.append(await runtime.run(runtime.observe, observation))
             except EngineError as exc:
                 seq = _applied(runtime, request) if results else None
                 raise SequenceFailed(exc, index, msgspec.to_builtins(results), seq) from exc
@@ -167,7 +167,7 @@ async def learn(state: State, request: AnyRequest) -> Response[LearnResponse]:
     runtime = _runtime(state)
     async with runtime.lock:
         _begin(runtime, request)
-        name = runtime.processor.learn()
+        name = await runtime.run(runtime.processor.learn)
         seq = _applied(runtime, request)
     message = f"Learned pattern: {name}" if name else "Insufficient data for learning"
     return _sequenced(
@@ -193,7 +193,7 @@ async def clear_all(state: State, request: AnyRequest) -> Response[MessageRespon
     """Clear STM, time and the whole knowledge base; genes stay."""
     runtime = _runtime(state)
     async with runtime.lock:
-        runtime.processor.clear_all()
+        await runtime.run(runtime.processor.clear_all)
         seq = _applied(runtime, request)
     return _sequenced(
         MessageResponse(status="okay", message="all-cleared", processor_id=runtime.processor_id),
@@ -206,7 +206,7 @@ async def predictions(state: State, unique_id: FromQuery[str | None] = None) -> 
     """The latest predictions, or those stored for ``?unique_id=``."""
     runtime = _runtime(state)
     async with runtime.lock:
-        found = runtime.processor.predictions(unique_id or None)
+        found = await runtime.run(runtime.processor.predictions, unique_id or None)
     return PredictionsResponse(predictions=found, processor_id=runtime.processor_id)
 
 
@@ -223,7 +223,7 @@ async def pattern(state: State, pattern_id: FromPath[str]) -> PatternResponse:
     """A stored pattern, by ``PTRN|<hash>`` or bare hash."""
     runtime = _runtime(state)
     async with runtime.lock:
-        found = runtime.processor.get_pattern(pattern_id)
+        found = await runtime.run(runtime.processor.get_pattern, pattern_id)
     if found is None:
         raise PatternNotFound(pattern_id)
     return PatternResponse(pattern=found, processor_id=runtime.processor_id)
@@ -280,7 +280,7 @@ async def metrics(state: State) -> MetricsResponse:
     async with runtime.lock:
         p = runtime.processor
         try:
-            patterns = p.pattern_count()
+            patterns = await runtime.run(p.pattern_count)
         except Exception:  # the reference reports 0 when counting fails
             patterns = 0
         return MetricsResponse(
