@@ -106,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--observations", type=int, default=10_000)
     parser.add_argument("--history", default="1000,0", help="PREDICTIONS_HISTORY values")
+    parser.add_argument("--results", default="memory", help="bench/results/<name>.json")
     args = parser.parse_args()
     checkpoints = sorted(
         {c for c in (100, 1000, 2000, 5000, args.observations) if c <= args.observations}
@@ -131,7 +132,7 @@ def main() -> None:
             f"({figures['ratio']:.2f}x; target <= 2x)"
         )
     path = write(
-        "memory",
+        args.results,
         {
             "workload": (
                 "one event of 2-4 distinct symbols from 50 per observe, POST /learn after each, "
