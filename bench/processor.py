@@ -5,12 +5,18 @@ Starts ``python -m processor_image`` as a real process. For one client it measur
 a WebSocket observe round trip; then observe throughput with 8 concurrent clients (bounded by
 count and time).
 
+The dense workload (issue 14; a fresh processor, memory store): each observation is one event of
+2-4 distinct symbols from a 50-symbol vocabulary, ``GET /predictions`` after every 5th and
+``POST /learn`` after every 10th, so knowledge grows to 200 patterns of ~10 events over 2,000
+observations and almost every pattern matches; timed as one stream, as a client would see it.
+
 The 200 patterns are 3-6 events drawn from 50 words, so an observation of two or more symbols
 matches dozens of them (the table shows how many predictions each observe computed): that cost
 is the engine's. The latency client is a keep-alive ``http.client`` connection and the
 throughput clients are raw asyncio streams, because client and server share the 2 cores and a
 heavier client would measure itself; one row repeats the observe with ``httpx`` to show that
-difference. Run: ``python bench/processor.py [--requests 3000]``.
+difference. Run: ``python bench/processor.py [--requests 3000] [--dense-observations 2000]
+[--dense-only]``.
 """
 
 from __future__ import annotations
@@ -177,12 +183,55 @@ async def throughput(port: int, clients: int, requests: int, limit_s: float) -> 
     return done / (time.perf_counter() - started), done
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--limit-s", type=float, default=20.0)
-    args = parser.parse_args()
+DENSE_VOCABULARY = [f"s{i}" for i in range(50)]
+
+
+def dense_stream(port: int, observations: int, rng: random.Random) -> dict[str, Any]:
+    """The dense workload on an empty processor: per-request samples and requests per second."""
+    conn = Connection(port)
+    conn.call("POST", "/clear-all")
+    samples: dict[str, list[float]] = {"observe": [], "predictions": [], "learn": []}
+    predicted = 0
+    started = time.perf_counter()
+    for n in range(1, observations + 1):
+        event = rng.sample(DENSE_VOCABULARY, rng.randint(2, 4))
+        begin = time.perf_counter()
+        conn.call("POST", "/observe", {"strings": event, "unique_id": f"d{n}"})
+        samples["observe"].append(time.perf_counter() - begin)
+        if n % 5 == 0:
+            begin = time.perf_counter()
+            predicted += len(conn.call("GET", "/predictions")["predictions"])
+            samples["predictions"].append(time.perf_counter() - begin)
+        if n % 10 == 0:
+            begin = time.perf_counter()
+            conn.call("POST", "/learn")
+            samples["learn"].append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    patterns = conn.call("GET", "/metrics")["patterns_learned"]
+    conn.close()
+    return {
+        "samples": samples,
+        "requests_per_s": sum(map(len, samples.values())) / elapsed,
+        "patterns": patterns,
+        "predictions_per_read": predicted / max(1, len(samples["predictions"])),
+    }
+
+
+def dense_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table rows for the dense stream."""
+    label = f"dense, {result['patterns']} patterns"
+    return [
+        {"measure": f"POST /observe ({label})", **percentiles(result["samples"]["observe"])},
+        {
+            "measure": f"GET /predictions ({label}, {result['predictions_per_read']:.0f} each)",
+            **percentiles(result["samples"]["predictions"]),
+        },
+        {"measure": f"POST /learn ({label})", **percentiles(result["samples"]["learn"])},
+    ]
+
+
+def sparse_suite(args: argparse.Namespace) -> dict[str, Any]:
+    """The original measurements: one client's latencies, then throughput with many clients."""
     rng = random.Random(3)
     rows: list[dict[str, Any]] = []
     with start_processor("bench") as running:
@@ -228,16 +277,46 @@ def main() -> None:
         conn.call("POST", "/clear-all")
         conn.close()
         rate, count = asyncio.run(throughput(port, args.clients, args.requests * 3, args.limit_s))
+    return {
+        "latency": rows,
+        "predictions_per_observe_200_patterns": per_observe,
+        "throughput": {"clients": args.clients, "requests": count, "per_s": rate},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--limit-s", type=float, default=20.0)
+    parser.add_argument("--dense-observations", type=int, default=2000)
+    parser.add_argument("--dense-only", action="store_true", help="only the dense workload")
+    args = parser.parse_args()
+    results = {} if args.dense_only else sparse_suite(args)
+    with start_processor("bench-dense") as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        dense = dense_stream(port, args.dense_observations, random.Random(14))
+    rows = [*results.get("latency", []), *dense_rows(dense)]
     print(table("processor service over loopback, one client (ms)", rows))
-    print(f"observe throughput, {args.clients} clients, empty KB: {rate:,.0f} req/s ({count} req)")
-    path = write(
-        "processor",
-        {
-            "latency": rows,
-            "predictions_per_observe_200_patterns": per_observe,
-            "throughput": {"clients": args.clients, "requests": count, "per_s": rate},
-        },
+    print(
+        f"dense stream: {args.dense_observations} observations, {dense['patterns']} patterns, "
+        f"{dense['requests_per_s']:,.0f} req/s (observe + predictions + learn, one client)"
     )
+    if "throughput" in results:
+        rate, count = results["throughput"]["per_s"], results["throughput"]["requests"]
+        print(f"observe throughput, {args.clients} clients, empty KB: {rate:,.0f} req/s ({count})")
+    results["dense"] = {
+        "workload": (
+            "one event of 2-4 distinct symbols from 50 per observe; GET /predictions every 5th, "
+            "POST /learn every 10th; one keep-alive client, memory store"
+        ),
+        "observations": args.dense_observations,
+        "patterns": dense["patterns"],
+        "requests_per_s": dense["requests_per_s"],
+        "predictions_per_read": dense["predictions_per_read"],
+        "latency": dense_rows(dense),
+    }
+    path = write("processor-dense" if args.dense_only else "processor", results)
     print(f"results: {path}")
 
 

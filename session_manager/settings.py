@@ -98,6 +98,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_starts: PositiveInt = 16
     processor_storage: Literal["memory", "mongodb"] = "memory"
     mongo_url: str | None = None
+    processor_predictions_history: Annotated[int, Meta(ge=0)] = 1000
+    """Stored prediction records a memory-store processor keeps (its ``PREDICTIONS_HISTORY``):
+    the oldest go first, so memory and snapshots grow with knowledge; 0 keeps all (reference)."""
+    processor_predictions_ttl_s: Annotated[int, Meta(ge=0)] = 0
+    """On MongoDB, stored predictions expire this long after they were stored (a TTL index;
+    the processors' ``PREDICTIONS_TTL_S``); 0 keeps them all, as the reference does."""
     docker_image: str = "kato-processor:latest"
     docker_network: str | None = None
     docker_publish: Literal["loopback", "none"] = "loopback"

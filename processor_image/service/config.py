@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from processor_image.engine import EngineError, Genes
+from processor_image.storage import DEFAULT_PREDICTIONS_HISTORY
 
 __all__ = ("ConfigError", "ServiceConfig")
 
@@ -41,6 +42,10 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``ALLOWED_HOSTS`` (comma-separated), beyond loopback: names the manager reaches it by."""
     await_claim: bool = False
     """``AWAIT_CLAIM=1``: a warm-pool processor; serves no session until ``POST /claim``."""
+    predictions_history: int = DEFAULT_PREDICTIONS_HISTORY
+    """``PREDICTIONS_HISTORY``: stored prediction records the memory store keeps; 0: all."""
+    predictions_ttl_s: int = 0
+    """``PREDICTIONS_TTL_S``: MongoDB expires stored predictions this long after; 0: never."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -75,6 +80,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
                 h.strip() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
             ),
             await_claim=environ.get("AWAIT_CLAIM", "") in ("1", "true"),
+            predictions_history=_int(environ, "PREDICTIONS_HISTORY", DEFAULT_PREDICTIONS_HISTORY),
+            predictions_ttl_s=_int(environ, "PREDICTIONS_TTL_S", 0),
         )
 
 

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post, put
-from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -77,19 +76,31 @@ def _status_of(runtime: Runtime) -> StatusResponse:
     )
 
 
-def _runtime(state: State) -> Runtime:
-    runtime: Runtime = state.runtime
+def _runtime(request: AnyRequest) -> Runtime:
+    """The app's runtime, read from the request (an injected ``State`` is built per request)."""
+    runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+_REPLAY_SEQ = REPLAY_SEQ_HEADER.lower().encode()
+
+
+def _replay_seq(request: AnyRequest) -> str | None:
+    """``X-Kato-Replay-Seq``, read straight from the ASGI scope (no ``Headers`` object built)."""
+    for name, value in request.scope["headers"]:
+        if name == _REPLAY_SEQ:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _applied(runtime: Runtime, request: AnyRequest) -> int:
     """Count a mutating request that changed state (lock held); see ``Runtime.applied``."""
-    return runtime.applied(request.headers.get(REPLAY_SEQ_HEADER))
+    return runtime.applied(_replay_seq(request))
 
 
 def _begin(runtime: Runtime, request: AnyRequest) -> None:
     """Announce a request that may write knowledge (lock held); see ``Runtime.begin``."""
-    runtime.begin(request.headers.get(REPLAY_SEQ_HEADER))
+    runtime.begin(_replay_seq(request))
 
 
 def _sequenced(body: _Body, seq: int) -> Response[_Body]:
@@ -98,50 +109,48 @@ def _sequenced(body: _Body, seq: int) -> Response[_Body]:
 
 
 @get("/health", sync_to_thread=False)
-def health(state: State) -> HealthResponse:
+def health(request: AnyRequest) -> HealthResponse:
     """Liveness without the lock: answers even while a long call runs."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     return HealthResponse(
         status="healthy", processor_id=runtime.processor_id, uptime=runtime.uptime()
     )
 
 
 @get("/status")
-async def status(state: State) -> StatusResponse:
+async def status(request: AnyRequest) -> StatusResponse:
     """Identity, uptime, STM length and the observation counter."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         return _status_of(runtime)
 
 
 @post("/observe", status_code=200, responses=documented(*BODY, 503))
-async def observe(
-    state: State, request: AnyRequest, data: JSONBody[ObserveRequest]
-) -> Response[ObserveResponse]:
+async def observe(request: AnyRequest, data: JSONBody[ObserveRequest]) -> Response[ObserveResponse]:
     """One observation (spec §2)."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         _begin(runtime, request)
-        reply = runtime.observe(data)
+        reply = await runtime.run(runtime.observe, data)
         return _sequenced(reply, _applied(runtime, request))
 
 
 @post("/observe-sequence", status_code=200, responses=documented(*BODY, 503))
 async def observe_sequence(
-    state: State, request: AnyRequest, data: JSONBody[ObserveSequenceRequest]
+    request: AnyRequest, data: JSONBody[ObserveSequenceRequest]
 ) -> Response[ObserveSequenceResponse]:
     """Many observations in order under one lock hold (one round trip instead of many).
 
     A sequence that fails part-way keeps the observations before the failure and counts as
     applied (``details.seq``), so the manager can journal the part that took effect.
     """
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     results: list[ObserveResponse] = []
     async with runtime.lock:
         _begin(runtime, request)
         for index, observation in enumerate(data.observations):
             try:
-                results.append(runtime.observe(observation))
+                results.append(await runtime.run(runtime.observe, observation))
             except EngineError as exc:
                 seq = _applied(runtime, request) if results else None
                 raise SequenceFailed(exc, index, msgspec.to_builtins(results), seq) from exc
@@ -154,20 +163,20 @@ async def observe_sequence(
 
 
 @get(["/stm", "/short-term-memory"])
-async def stm(state: State) -> StmResponse:
+async def stm(request: AnyRequest) -> StmResponse:
     """Short-term memory."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         return StmResponse(stm=runtime.processor.stm, processor_id=runtime.processor_id)
 
 
 @post("/learn", status_code=200, responses=documented(503))
-async def learn(state: State, request: AnyRequest) -> Response[LearnResponse]:
+async def learn(request: AnyRequest) -> Response[LearnResponse]:
     """Learn STM as a pattern; the body is ignored."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         _begin(runtime, request)
-        name = runtime.processor.learn()
+        name = await runtime.run(runtime.processor.learn)
         seq = _applied(runtime, request)
     message = f"Learned pattern: {name}" if name else "Insufficient data for learning"
     return _sequenced(
@@ -176,9 +185,9 @@ async def learn(state: State, request: AnyRequest) -> Response[LearnResponse]:
 
 
 @post(["/clear-stm", "/clear-short-term-memory"], status_code=200)
-async def clear_stm(state: State, request: AnyRequest) -> Response[MessageResponse]:
+async def clear_stm(request: AnyRequest) -> Response[MessageResponse]:
     """Clear STM and what derives from it."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         runtime.processor.clear_stm()
         seq = _applied(runtime, request)
@@ -189,11 +198,11 @@ async def clear_stm(state: State, request: AnyRequest) -> Response[MessageRespon
 
 
 @post(["/clear-all", "/clear-all-memory"], status_code=200, responses=documented(503))
-async def clear_all(state: State, request: AnyRequest) -> Response[MessageResponse]:
+async def clear_all(request: AnyRequest) -> Response[MessageResponse]:
     """Clear STM, time and the whole knowledge base; genes stay."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
-        runtime.processor.clear_all()
+        await runtime.run(runtime.processor.clear_all)
         seq = _applied(runtime, request)
     return _sequenced(
         MessageResponse(status="okay", message="all-cleared", processor_id=runtime.processor_id),
@@ -202,28 +211,30 @@ async def clear_all(state: State, request: AnyRequest) -> Response[MessageRespon
 
 
 @get("/predictions")
-async def predictions(state: State, unique_id: FromQuery[str | None] = None) -> PredictionsResponse:
+async def predictions(
+    request: AnyRequest, unique_id: FromQuery[str | None] = None
+) -> PredictionsResponse:
     """The latest predictions, or those stored for ``?unique_id=``."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
-        found = runtime.processor.predictions(unique_id or None)
+        found = await runtime.run(runtime.processor.predictions, unique_id or None)
     return PredictionsResponse(predictions=found, processor_id=runtime.processor_id)
 
 
 @post("/predictions", status_code=200)
 async def predictions_post(
-    state: State, unique_id: FromQuery[str | None] = None
+    request: AnyRequest, unique_id: FromQuery[str | None] = None
 ) -> PredictionsResponse:
     """Same as GET; a body is ignored (spec §7.2)."""
-    return await predictions.fn(state=state, unique_id=unique_id)  # type: ignore[no-any-return]
+    return await predictions.fn(request=request, unique_id=unique_id)  # type: ignore[no-any-return]
 
 
 @get("/pattern/{pattern_id:str}", responses=documented(404, 503))
-async def pattern(state: State, pattern_id: FromPath[str]) -> PatternResponse:
+async def pattern(request: AnyRequest, pattern_id: FromPath[str]) -> PatternResponse:
     """A stored pattern, by ``PTRN|<hash>`` or bare hash."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
-        found = runtime.processor.get_pattern(pattern_id)
+        found = await runtime.run(runtime.processor.get_pattern, pattern_id)
     if found is None:
         raise PatternNotFound(pattern_id)
     return PatternResponse(pattern=found, processor_id=runtime.processor_id)
@@ -231,10 +242,10 @@ async def pattern(state: State, pattern_id: FromPath[str]) -> PatternResponse:
 
 @post("/genes/update", status_code=200, responses=documented(400, *BODY))
 async def genes_update(
-    state: State, request: AnyRequest, data: JSONBody[GenesUpdateRequest]
+    request: AnyRequest, data: JSONBody[GenesUpdateRequest]
 ) -> Response[MessageResponse]:
     """Apply every gene update or, when one name or value is refused, none (spec §5.2)."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         runtime.processor.update_genes(data.genes)
         seq = _applied(runtime, request)
@@ -245,18 +256,18 @@ async def genes_update(
 
 
 @get("/gene/{gene_name:str}", responses=documented(404))
-async def gene(state: State, gene_name: FromPath[str]) -> GeneResponse:
+async def gene(request: AnyRequest, gene_name: FromPath[str]) -> GeneResponse:
     """One gene's live value (spec §5.3)."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         value = runtime.processor.get_gene(gene_name)
     return GeneResponse(gene_name=gene_name, gene_value=value, processor_id=runtime.processor_id)
 
 
 @get("/percept-data")
-async def percept_data(state: State) -> PerceptDataResponse:
+async def percept_data(request: AnyRequest) -> PerceptDataResponse:
     """The last observation as received."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         return PerceptDataResponse(
             percept_data=runtime.processor.percept_data(), processor_id=runtime.processor_id
@@ -264,9 +275,9 @@ async def percept_data(state: State) -> PerceptDataResponse:
 
 
 @get("/cognition-data")
-async def cognition_data(state: State) -> CognitionDataResponse:
+async def cognition_data(request: AnyRequest) -> CognitionDataResponse:
     """Predictions, emotives, last event and STM."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         return CognitionDataResponse(
             cognition_data=runtime.processor.cognition_data(), processor_id=runtime.processor_id
@@ -274,13 +285,13 @@ async def cognition_data(state: State) -> CognitionDataResponse:
 
 
 @get("/metrics")
-async def metrics(state: State) -> MetricsResponse:
+async def metrics(request: AnyRequest) -> MetricsResponse:
     """Counters (spec §6); ``patterns_learned`` is 0 when the store cannot count."""
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock:
         p = runtime.processor
         try:
-            patterns = p.pattern_count()
+            patterns = await runtime.run(p.pattern_count)
         except Exception:  # the reference reports 0 when counting fails
             patterns = 0
         return MetricsResponse(
@@ -293,14 +304,14 @@ async def metrics(state: State) -> MetricsResponse:
 
 
 @get("/state", responses={200: _STATE_REPLY})
-async def get_state(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+async def get_state(request: AnyRequest) -> Response[bytes]:
     """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
 
     ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position).
     zstd-compressed when ``Accept-Encoding`` names ``zstd`` (what the manager asks for).
     Answers while fenced too: that is how the manager reads the final state to hibernate.
     """
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     async with runtime.lock.past_fence():
         # The snapshot is a deep copy: taken off the loop, encoded once the lock is released.
         snapshot = await asyncio.to_thread(without_gc, runtime.processor.snapshot)
@@ -319,7 +330,7 @@ async def get_state(request: Request[Any, Any, Any], state: State) -> Response[b
     request_max_body_size=None,  # MAX_STATE_BYTES instead, applied by read_limited
     responses=documented(400, 413, 415, 422, 503),
 )
-async def put_state(request: Request[Any, Any, Any], state: State) -> Response[StatusResponse]:
+async def put_state(request: AnyRequest) -> Response[StatusResponse]:
     """Restore a snapshot; the processor becomes indistinguishable from the one that took it.
 
     The body is a ``GET /state`` reply: JSON, or zstd with ``Content-Encoding: zstd``; up to
@@ -328,7 +339,7 @@ async def put_state(request: Request[Any, Any, Any], state: State) -> Response[S
     loaded into a fresh processor resumes its numbering), or takes ``X-Kato-Replay-Seq`` when
     the manager sends it.
     """
-    runtime = _runtime(state)
+    runtime = _runtime(request)
     limit = runtime.config.max_state_bytes
     body = await read_limited(request.stream(), limit, request.content_length)
     coding = request.headers.get("content-encoding")
@@ -336,7 +347,7 @@ async def put_state(request: Request[Any, Any, Any], state: State) -> Response[S
     del body
     async with runtime.lock:
         await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
-        replay = request.headers.get(REPLAY_SEQ_HEADER)
+        replay = _replay_seq(request)
         seq = runtime.applied(replay)
         if replay is None and snapshot.seq > seq:
             seq = runtime.seq = snapshot.seq

@@ -1,9 +1,22 @@
-"""The one processor a service hosts, with the lock that makes its operations sequential."""
+"""The one processor a service hosts, with the lock that makes its operations sequential.
+
+On a store that waits on a database (MongoDB) the engine's calls run on one worker thread (the
+*lane*), so a slow database holds the request that waits for it, not the event loop: ``/health``
+and every request queued on the lock keep being read and answered. Requests still run one at a
+time and in arrival order: the lock admits them first come, first served, and a request hands
+its engine call to the lane and awaits it while holding the lock. On the memory store (no I/O)
+the calls stay on the loop, which is cheaper than a thread hop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 from processor_image.engine import ObserveResult, Processor
 from processor_image.service.config import ServiceConfig
@@ -13,6 +26,9 @@ from processor_image.storage import open_knowledge_base
 from processor_image.storage.ops import OpClock
 
 __all__ = ("REPLAY_SEQ_HEADER", "SEQ_HEADER", "Runtime", "generated_unique_id")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 SEQ_HEADER = "X-Kato-Seq"
 """On every mutating reply: the sequence number the request got (the manager journals by it)."""
@@ -41,7 +57,14 @@ class Runtime:
         """Mutating requests applied (HTTP and WebSocket); snapshots carry it (``state.seq``)."""
         self.ops = OpClock(config.processor_id)
         """The request being applied, for a shared knowledge base to apply a replay once."""
-        kb = open_knowledge_base(config.storage, config.kb_id, config.mongo_url, self.ops)
+        kb = open_knowledge_base(
+            config.storage,
+            config.kb_id,
+            config.mongo_url,
+            self.ops,
+            predictions_history=config.predictions_history,
+            predictions_ttl_s=config.predictions_ttl_s,
+        )
         self.processor = Processor(
             processor_id=config.processor_id,
             name=config.processor_name,
@@ -49,6 +72,32 @@ class Runtime:
             genes=config.genes,
             kb_id=config.kb_id,
         )
+        self._lane = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-lane")
+            if kb.persistent
+            else None
+        )
+
+    async def run(self, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``call(*args, **kwargs)``: engine work that may wait on the store; the lock is held.
+
+        On the lane when the store is a database, else inline. A request cancelled meanwhile
+        (server shutdown) still waits for its call to end before the lock is released, so the
+        engine never runs two calls at once.
+        """
+        if self._lane is None:
+            return call(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._lane, functools.partial(call, *args, **kwargs))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                try:
+                    await asyncio.wait({future})
+                except asyncio.CancelledError:
+                    continue
+            raise
 
     @property
     def processor_id(self) -> str:
@@ -83,7 +132,7 @@ class Runtime:
         return self.seq
 
     def observe(self, request: ObserveRequest) -> ObserveResponse:
-        """One HTTP observation; the caller holds the lock."""
+        """One HTTP observation; the caller holds the lock (and runs it through ``run``)."""
         unique_id = request.unique_id or generated_unique_id("obs")
         result = self.processor.observe(
             request.strings, request.vectors, request.emotives, unique_id
@@ -101,5 +150,7 @@ class Runtime:
         )
 
     def close(self) -> None:
-        """Release the knowledge base's connections."""
+        """Stop the lane (after the call it runs, if any), then release the store's connections."""
+        if self._lane is not None:
+            self._lane.shutdown(wait=True)
         self.processor.kb.close()

@@ -175,7 +175,7 @@ def _error(message: str) -> dict[str, Any]:
 def _answer(
     runtime: Runtime, frame: str | bytes, replay_seq: str | None
 ) -> tuple[dict[str, Any], int | None]:
-    """The reply to one frame and, when it changed state, its sequence number; lock taken here."""
+    """The reply to one frame and, when it changed state, its sequence number; lock held."""
     try:
         kind, payload = _parse(frame)
     except _BadMessage as exc:
@@ -194,7 +194,9 @@ async def message(request: Request[Any, Any, Any]) -> Response[bytes]:
     runtime: Runtime = request.app.state.runtime
     frame = await request.body()
     async with runtime.lock:
-        reply, seq = _answer(runtime, frame, request.headers.get(REPLAY_SEQ_HEADER))
+        reply, seq = await runtime.run(
+            _answer, runtime, frame, request.headers.get(REPLAY_SEQ_HEADER)
+        )
     headers = {SEQ_HEADER: str(seq)} if seq is not None else None
     return Response(msgspec.json.encode(reply), media_type="application/json", headers=headers)
 
@@ -234,7 +236,7 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
                         return
                     try:
                         async with runtime.lock:
-                            reply, seq = _answer(runtime, frame, None)
+                            reply, seq = await runtime.run(_answer, runtime, frame, None)
                     except ProcessorFenced:
                         await link.close(*FENCE_CLOSE)
                         return

@@ -12,6 +12,10 @@ Differences from the reference, on purpose:
   stored with ``%``, ``.``, ``$`` and NUL percent-escaped, and ``""`` as ``"%"``, because
   MongoDB reads a dot in an update path as nesting; reads undo it, so callers see exactly the
   names they wrote.
+* ``predictions_kb`` records grow without bound, as in the reference (spec §4.10), but carry
+  ``stored_at`` (a UTC date) so that ``PREDICTIONS_TTL_S`` can let MongoDB expire them with a
+  TTL index; lookups use the index ``(unique_id, _id)``, which serves the filter and the
+  "first stored" order at once.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +45,12 @@ from processor_image.storage.errors import StorageError
 from processor_image.storage.naming import database_name
 from processor_image.storage.ops import OpClock
 
-__all__ = ("MongoKnowledgeBase", "database_name")
+__all__ = (
+    "PREDICTIONS_LOOKUP_INDEX",
+    "PREDICTIONS_TTL_INDEX",
+    "MongoKnowledgeBase",
+    "database_name",
+)
 
 Document = dict[str, Any]
 
@@ -50,6 +60,10 @@ _ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
 _UNSAFE_KEY_CHARS = re.compile(r"[%.$\x00]")
 _KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
 _DUPLICATE_KEY = 11000
+PREDICTIONS_LOOKUP_INDEX = "unique_id_first"
+"""``(unique_id, _id)`` on ``predictions_kb``: a lookup by id, first stored first."""
+PREDICTIONS_TTL_INDEX = "stored_at_ttl"
+"""The TTL index on ``predictions_kb.stored_at``, present only while a TTL is configured."""
 
 
 def _escape_key(key: str) -> str:
@@ -166,13 +180,19 @@ class MongoKnowledgeBase:
         *,
         client: MongoClient[Document] | None = None,
         ops: OpClock | None = None,
+        predictions_ttl_s: int = 0,
     ) -> None:
         """Connect (or use ``client``), then create collections, indexes and zero totals.
 
         ``ops`` is the request clock of the processor writing through this store; without one
-        writes are not marked and a replay would apply them again.
+        writes are not marked and a replay would apply them again. ``predictions_ttl_s`` > 0
+        lets MongoDB delete stored predictions that much after they were stored; 0 keeps
+        them (the reference). The last store opened on a ``kb_id`` sets it for all.
         """
+        if predictions_ttl_s < 0:
+            raise ValueError("predictions_ttl_s must be >= 0 (0: no expiry)")
         self._ops = ops
+        self._predictions_ttl_s = predictions_ttl_s
         self._owns_client = client is None
         with _storage_errors("connect"):  # the URL may hold a password: never echo it
             self._client: MongoClient[Document] = client if client is not None else _connect(url)
@@ -193,12 +213,33 @@ class MongoKnowledgeBase:
         with _storage_errors(f"prepare database {self.database_name!r}"):
             self._patterns.create_index("name", unique=True)
             self._symbols.create_index("name", unique=True)
-            self._predictions.create_index("unique_id")
+            self._predictions.create_index(
+                [("unique_id", ASCENDING), ("_id", ASCENDING)], name=PREDICTIONS_LOOKUP_INDEX
+            )
+            self._prepare_predictions_ttl()
             self._metadata.create_index("class", unique=True)
             if "associative_action_kb" not in self._db.list_collection_names():
                 self._db.create_collection("associative_action_kb", check_exists=False)
             _upsert(
                 self._metadata, [UpdateOne(_TOTALS, {"$setOnInsert": _ZERO_TOTALS}, upsert=True)]
+            )
+
+    def _prepare_predictions_ttl(self) -> None:
+        """Make the TTL index on ``stored_at`` match the setting: absent, created or changed."""
+        ttl = self._predictions_ttl_s
+        current = self._predictions.index_information().get(PREDICTIONS_TTL_INDEX)
+        if current is None:
+            if ttl > 0:
+                self._predictions.create_index(
+                    "stored_at", name=PREDICTIONS_TTL_INDEX, expireAfterSeconds=ttl
+                )
+        elif ttl == 0:
+            self._predictions.drop_index(PREDICTIONS_TTL_INDEX)
+        elif current.get("expireAfterSeconds") != ttl:
+            self._db.command(
+                "collMod",
+                self._predictions.name,
+                index={"name": PREDICTIONS_TTL_INDEX, "expireAfterSeconds": ttl},
             )
 
     @property
@@ -318,7 +359,11 @@ class MongoKnowledgeBase:
             if replay and self._predictions.find_one({"unique_id": unique_id}, {"_id": 1}):
                 return
             self._predictions.insert_one(
-                {"unique_id": unique_id, "predictions": list(map(_escaped_prediction, predictions))}
+                {
+                    "unique_id": unique_id,
+                    "predictions": list(map(_escaped_prediction, predictions)),
+                    "stored_at": datetime.now(UTC),
+                }
             )
 
     def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:
@@ -349,7 +394,9 @@ class MongoKnowledgeBase:
                         unique_id=doc["unique_id"],
                         predictions=list(map(_unescaped_prediction, doc["predictions"])),
                     )
-                    for doc in self._predictions.find({}, {"_id": 0}, sort=[("_id", ASCENDING)])
+                    for doc in self._predictions.find(
+                        {}, {"_id": 0, "unique_id": 1, "predictions": 1}, sort=[("_id", ASCENDING)]
+                    )
                 ],
             )
 
@@ -376,10 +423,12 @@ class MongoKnowledgeBase:
             if stats.emotives:
                 document["emotives"] = _escaped(stats.emotives)
             symbols.append(document)
+        now = datetime.now(UTC)
         predictions = [
             {
                 "unique_id": record.unique_id,
                 "predictions": list(map(_escaped_prediction, record.predictions)),
+                "stored_at": now,
             }
             for record in dump.predictions
         ]

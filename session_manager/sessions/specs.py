@@ -23,6 +23,8 @@ def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
         # have their own, larger limit (a client cannot send one past the proxy's cap).
         "MAX_BODY_BYTES": str(settings.max_proxy_body_bytes),
         "MAX_STATE_BYTES": str(settings.max_state_bytes),
+        "PREDICTIONS_HISTORY": str(settings.processor_predictions_history),
+        "PREDICTIONS_TTL_S": str(settings.processor_predictions_ttl_s),
     }
     if settings.mongo_url:
         env["MONGO_URL"] = settings.mongo_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -96,9 +97,9 @@ def test_documents_have_the_spec_shapes_with_emotives_always_a_list(
         "pattern_member_frequency": 2,
         "emotives": {"joy": 0.5},
     }
-    assert raw(mongo_client, mongo_kb, "predictions_kb") == [
-        {"unique_id": "u1", "predictions": [{"name": "aa"}]}
-    ]
+    [record] = raw(mongo_client, mongo_kb, "predictions_kb")
+    assert isinstance(record.pop("stored_at"), datetime)  # what a TTL index expires by
+    assert record == {"unique_id": "u1", "predictions": [{"name": "aa"}]}
     assert len(raw(mongo_client, mongo_kb, "metadata")) == 1
 
 
