@@ -8,6 +8,8 @@ from typing import Literal
 import msgspec
 
 from processor_image.engine import EngineError, Genes
+from processor_image.engine.core import ENV_VAR as ENGINE_CORE_VAR
+from processor_image.engine.core import CoreName, resolve
 
 __all__ = ("ConfigError", "ServiceConfig")
 
@@ -39,6 +41,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``PROCESSOR_SECRET``: when set, required on every request but ``GET /health``."""
     allowed_hosts: tuple[str, ...] = ()
     """``ALLOWED_HOSTS`` (comma-separated), beyond loopback: names the manager reaches it by."""
+    engine_core: CoreName = "python"
+    """``KATO_ENGINE_CORE`` (``auto``, ``python``, ``compiled``), resolved: the core in use."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -54,6 +58,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("STORAGE=mongodb needs MONGO_URL")
         try:
             genes = Genes.from_env(environ)
+            engine_core = resolve(environ.get(ENGINE_CORE_VAR) or "auto", environ)
         except EngineError as exc:
             raise ConfigError(exc.message) from exc
         return cls(
@@ -72,6 +77,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             allowed_hosts=tuple(
                 h.strip() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
             ),
+            engine_core=engine_core,
         )
 
 

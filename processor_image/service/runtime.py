@@ -48,6 +48,7 @@ class Runtime:
             kb=kb,
             genes=config.genes,
             kb_id=config.kb_id,
+            core=config.engine_core,
         )
 
     @property
