@@ -678,6 +678,7 @@ typedef struct {
     /* patterns: names, flat symbols, cumulative event ends (relative to the pattern) */
     PyObject *by_name; /* dict: name -> int index (a known name is not added twice) */
     PyObject **names;
+    PyObject **events; /* the pattern's events as lists, made when first predicted (or NULL) */
     Py_ssize_t npat, pat_cap;
     IntVec flat_off, flat; /* pattern p: flat[flat_off[p] : flat_off[p+1]] */
     IntVec ev_off, ev_end; /* pattern p: event ends ev_end[ev_off[p] : ev_off[p+1]] */
@@ -725,6 +726,7 @@ core_forget(Core *self)
     }
     for (Py_ssize_t p = 0; p < self->npat; p++) {
         Py_CLEAR(self->names[p]);
+        Py_CLEAR(self->events[p]);
     }
     self->nsym = 0;
     self->npat = 0;
@@ -744,6 +746,7 @@ Core_dealloc(Core *self)
     PyMem_Free(self->symbols);
     PyMem_Free(self->postings);
     PyMem_Free(self->names);
+    PyMem_Free(self->events);
     iv_free(&self->flat_off);
     iv_free(&self->flat);
     iv_free(&self->ev_off);
@@ -916,6 +919,12 @@ Core_add(Core *self, PyObject *args)
             goto fail;
         }
         self->names = names;
+        PyObject **cached = PyMem_Realloc(self->events, (size_t)cap * sizeof(PyObject *));
+        if (cached == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        self->events = cached;
         self->pat_cap = cap;
     }
     if (grow_zeroed((void **)&self->p_bound, &self->p_cap, self->npat + 1, sizeof(int32_t)) <
@@ -934,6 +943,7 @@ Core_add(Core *self, PyObject *args)
     }
     Py_DECREF(index);
     Py_INCREF(name);
+    self->events[self->npat] = NULL;
     self->names[self->npat++] = name;
     /* postings: occurrences of each distinct symbol, in first-seen order */
     int32_t *count = self->s_count;
@@ -1560,16 +1570,21 @@ build_prediction(Run *self, Py_ssize_t r, const Scored *sc, long long n_symbols,
             seen[self->state_ids[j]] = 0;
         }
     }
-    /* the events: a fresh sequence, past/present/future slices of it */
-    sequence = PyList_New(nev);
-    for (int32_t e = 0; sequence != NULL && e < nev; e++) {
-        PyObject *event = symbol_list(core, a, e > 0 ? ends[e - 1] : 0, ends[e]);
-        if (event == NULL) {
-            Py_CLEAR(sequence);
-            break;
+    /* the events: the pattern's (shared, as the reference shares them), and slices of it */
+    sequence = core->events[p];
+    if (sequence == NULL) {
+        sequence = PyList_New(nev);
+        for (int32_t e = 0; sequence != NULL && e < nev; e++) {
+            PyObject *event = symbol_list(core, a, e > 0 ? ends[e - 1] : 0, ends[e]);
+            if (event == NULL) {
+                Py_CLEAR(sequence);
+                break;
+            }
+            PyList_SET_ITEM(sequence, e, event);
         }
-        PyList_SET_ITEM(sequence, e, event);
+        core->events[p] = sequence;
     }
+    Py_XINCREF(sequence);
     PyObject *name = core->names[p];
     Py_INCREF(name);
     Py_INCREF(str_prototypical);
