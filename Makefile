@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench bench-scale images clean
 
-# Create .venv and install the project with every extra; redone only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Create .venv and install the project with every extra (and build the engine's compiled core,
+# optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
+$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

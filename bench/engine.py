@@ -1,7 +1,17 @@
-"""Engine speed: observe+predict latency by knowledge-base size, indexed vs exhaustive; learn rate.
+"""Engine speed, pure-Python core vs compiled core side by side (memory store, in-process).
 
-Patterns have 3-8 events of 1-4 symbols drawn from a 1,000-symbol vocabulary (issue 3).
-Run: ``python bench/engine.py [--sizes 100,1000,10000] [--samples 200]``.
+Workloads (every figure is one ``observe`` call, which computes and stores the predictions):
+
+* dense: events of 2-4 symbols from a 50-symbol vocabulary; 200 patterns of 10 such events
+  (what learning every 10 observations gives); then observations of the same kind, short-term
+  memory cleared every 10 (so it holds 1-10 events and the knowledge stays at 200 patterns),
+  predictions read every 5 (inside the timing). recall_threshold 0.1, max_predictions 100.
+* sparse: patterns of 3-8 events of 1-4 symbols from a 1,000-symbol vocabulary; each sample
+  clears STM, observes a pattern's first event, then times the observe of its second event
+  plus one unknown symbol.
+* learn: patterns/s of the engine's learn (memory knowledge base + the core's index).
+
+Run: ``python bench/engine.py [--sparse-sizes 1000,10000,100000] [--samples 300]``.
 """
 
 from __future__ import annotations
@@ -18,117 +28,122 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import percentiles, table, write
 
 from processor_image.engine import Processor
+from processor_image.engine.core import compiled_module, make_index
 from processor_image.engine.naming import pattern_hash
-from processor_image.engine.predictions import predict
 from processor_image.storage.memory import MemoryKnowledgeBase
-from processor_image.storage.mongodb import MongoKnowledgeBase
-from tests.mongo_server import mongo_server
 
-VOCABULARY = [f"sym{i:04d}" for i in range(1000)]
-
-
-def random_pattern(rng: random.Random) -> list[list[str]]:
-    """3-8 events of 1-4 symbols."""
-    return [rng.sample(VOCABULARY, rng.randint(1, 4)) for _ in range(rng.randint(3, 8))]
+CORES = ("python", "compiled")
+DENSE_VOCABULARY = [f"s{i:02d}" for i in range(50)]
+SPARSE_VOCABULARY = [f"sym{i:04d}" for i in range(1000)]
 
 
-def loaded_processor(
-    size: int, rng: random.Random
-) -> tuple[Processor, list[list[list[str]]], float]:
-    """A processor over ``size`` learned patterns, and the store's learn rate (patterns/s)."""
+def dense_event(rng: random.Random) -> list[str]:
+    return sorted(rng.sample(DENSE_VOCABULARY, rng.randint(2, 4)))
+
+
+def sparse_pattern(rng: random.Random) -> list[list[str]]:
+    return [
+        sorted(rng.sample(SPARSE_VOCABULARY, rng.randint(1, 4))) for _ in range(rng.randint(3, 8))
+    ]
+
+
+def processor_with(patterns: list[list[list[str]]], core: str) -> Processor:
     kb = MemoryKnowledgeBase()
-    patterns = [[sorted(event) for event in random_pattern(rng)] for _ in range(size)]
-    started = time.perf_counter()
     for pattern in patterns:
         kb.learn(pattern_hash(pattern), pattern, None, 5)
-    learn_rate = size / (time.perf_counter() - started)
-    return Processor(processor_id="bench", kb=kb), patterns, learn_rate
+    return Processor(processor_id="bench", kb=kb, core=core)
 
 
-def measure(size: int, samples: int, exhaustive_samples: int, seed: int) -> dict[str, object]:
+def dense(core: str, patterns: int, samples: int, seed: int) -> list[float]:
     rng = random.Random(seed)
-    processor, patterns, learn_rate = loaded_processor(size, rng)
-    observe_s: list[float] = []
-    indexed_s: list[float] = []
-    exhaustive_s: list[float] = []
-    candidates = 0
-    index, kb = processor._index, processor.kb  # the same structures observe uses
+    learned = [[dense_event(rng) for _ in range(10)] for _ in range(patterns)]
+    processor = processor_with(learned, core)
+    timings: list[float] = []
+    for n in range(1, samples + 1):
+        event = dense_event(rng)
+        started = time.perf_counter()
+        processor.observe(event, unique_id=f"u{n}")
+        if n % 5 == 0:
+            processor.predictions()
+        timings.append(time.perf_counter() - started)
+        if n % 10 == 0:
+            processor.clear_stm()
+    return timings
+
+
+def sparse(core: str, size: int, samples: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    patterns = [sparse_pattern(rng) for _ in range(size)]
+    processor = processor_with(patterns, core)
+    timings: list[float] = []
     for n in range(samples):
         pattern = rng.choice(patterns)
         processor.clear_stm()
         processor.observe(pattern[0], unique_id=f"a{n}")
-        noise = [rng.choice(VOCABULARY)]
+        event = pattern[1] + [rng.choice(SPARSE_VOCABULARY)]
         started = time.perf_counter()
-        processor.observe(pattern[1] + noise, unique_id=f"b{n}")
-        observe_s.append(time.perf_counter() - started)
-        state = [s for event in processor.stm for s in event]
-        genes = {"recall_threshold": 0.1, "max_predictions": 100}
-        started = time.perf_counter()
-        predict(state, index, kb, **genes)  # type: ignore[arg-type]
-        indexed_s.append(time.perf_counter() - started)
-        candidates += len(index.candidates(state, 0.1))
-        if n < exhaustive_samples:
-            started = time.perf_counter()
-            predict(state, index, kb, exhaustive=True, **genes)  # type: ignore[arg-type]
-            exhaustive_s.append(time.perf_counter() - started)
-    observe, indexed, exhaustive = (
-        percentiles(observe_s),
-        percentiles(indexed_s),
-        percentiles(exhaustive_s),
-    )
-    return {
-        "patterns": size,
-        "observe_p50_ms": observe["p50_ms"],
-        "observe_p95_ms": observe["p95_ms"],
-        "indexed_p50_ms": indexed["p50_ms"],
-        "indexed_p95_ms": indexed["p95_ms"],
-        "exhaustive_p50_ms": exhaustive["p50_ms"],
-        "exhaustive_p95_ms": exhaustive["p95_ms"],
-        "avg_candidates": round(candidates / samples, 1),
-        "learn_per_s": round(learn_rate),
-    }
+        processor.observe(event, unique_id=f"b{n}")
+        timings.append(time.perf_counter() - started)
+    return timings
 
 
-def learn_rates(count: int, seed: int) -> list[dict[str, object]]:
-    """Learns per second through each store (new patterns, then the same ones again)."""
+def learn_rate(core: str, count: int, seed: int) -> float:
+    """Patterns/s of what ``Processor.learn`` does after taking STM: hash, store, index."""
     rng = random.Random(seed)
-    patterns = [[sorted(event) for event in random_pattern(rng)] for _ in range(count)]
-    rows: list[dict[str, object]] = []
-    with mongo_server() as url:
-        stores = {
-            "memory": MemoryKnowledgeBase(),
-            "mongodb": MongoKnowledgeBase(url, f"bench-{rng.getrandbits(32):08x}"),
-        }
-        for name, kb in stores.items():
-            try:
-                row: dict[str, object] = {"store": name, "patterns": count}
-                for phase in ("new", "repeat"):
-                    started = time.perf_counter()
-                    for pattern in patterns:
-                        kb.learn(pattern_hash(pattern), pattern, None, 5)
-                    row[f"learn_{phase}_per_s"] = round(count / (time.perf_counter() - started))
-                rows.append(row)
-            finally:
-                kb.clear()
-                kb.close()
-    return rows
+    patterns = [sparse_pattern(rng) for _ in range(count)]
+    kb, index = MemoryKnowledgeBase(), make_index(core)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    for pattern in patterns:
+        name = pattern_hash(pattern)
+        if kb.learn(name, pattern, None, 5):
+            index.add(name, pattern)
+    return count / (time.perf_counter() - started)
+
+
+def side_by_side(workload: str, patterns: int, runs: dict[str, list[float]]) -> dict[str, object]:
+    row: dict[str, object] = {"workload": workload, "patterns": patterns}
+    for core in CORES:
+        figures = percentiles(runs[core])
+        row[f"{core}_p50_ms"] = figures["p50_ms"]
+        row[f"{core}_p95_ms"] = figures["p95_ms"]
+        row[f"{core}_samples"] = len(runs[core])
+    compiled_p50 = row["compiled_p50_ms"]
+    assert isinstance(compiled_p50, float)
+    row["p50_ratio"] = round(float(row["python_p50_ms"]) / compiled_p50, 1)  # type: ignore[arg-type]
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--exhaustive-samples", type=int, default=40)
+    parser.add_argument("--dense-patterns", type=int, default=200)
+    parser.add_argument("--sparse-sizes", default="1000,10000,100000")
+    parser.add_argument("--samples", type=int, default=500, help="compiled core, per workload")
+    parser.add_argument(
+        "--python-samples", type=int, default=150, help="pure-Python core (slow), per workload"
+    )
+    parser.add_argument("--learn-patterns", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--learn-patterns", type=int, default=1000)
     args = parser.parse_args()
+    if compiled_module() is None:
+        sys.exit("the compiled core is not built: pip install -e . with a C compiler")
+    samples = {"python": args.python_samples, "compiled": args.samples}
     rows = [
-        measure(int(size), args.samples, args.exhaustive_samples, args.seed)
-        for size in args.sizes.split(",")
+        side_by_side(
+            "dense",
+            args.dense_patterns,
+            {core: dense(core, args.dense_patterns, samples[core], args.seed) for core in CORES},
+        )
     ]
-    print(table("engine: observe+predict latency (memory store, recall_threshold 0.1)", rows))
-    learned = learn_rates(args.learn_patterns, args.seed)
-    print(table("learn throughput per store (MONGO_URL, else a local SecantusDB)", learned))
+    for size in (int(s) for s in args.sparse_sizes.split(",")):
+        runs = {core: sparse(core, size, samples[core], args.seed) for core in CORES}
+        rows.append(side_by_side("sparse", size, runs))
+    print(table("engine: observe+predict latency, pure-Python vs compiled (memory store)", rows))
+    learned = [
+        {"core": core, "patterns": args.learn_patterns, "learn_per_s": round(rate)}
+        for core in CORES
+        for rate in [learn_rate(core, args.learn_patterns, args.seed)]
+    ]
+    print(table("engine: learn throughput (hash + memory store + index)", learned))
     print(f"results: {write('engine', {'rows': rows, 'learn': learned})}")
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from processor_image.engine.compiled import CompiledIndex
 from processor_image.engine.emotives import average
 from processor_image.engine.index import PatternIndex
 from processor_image.engine.knowledge import KnowledgeBase
@@ -20,7 +21,7 @@ Prediction = dict[str, Any]
 
 def predict(
     state: Sequence[str],
-    index: PatternIndex,
+    index: PatternIndex | CompiledIndex,
     kb: KnowledgeBase,
     *,
     recall_threshold: float,
@@ -32,8 +33,17 @@ def predict(
 
     ``exhaustive=True`` matches every pattern without the index; it exists so tests can
     show that the index changes nothing. ``counts`` (symbol occurrences in ``state``) may be
-    passed when the caller keeps them already.
+    passed when the caller keeps them already. A ``CompiledIndex`` computes the same in the
+    compiled core; this module is the reference it is tested against.
     """
+    if isinstance(index, CompiledIndex):
+        return index.predict(
+            state,
+            kb,
+            recall_threshold=recall_threshold,
+            max_predictions=max_predictions,
+            exhaustive=exhaustive,
+        )
     if max_predictions <= 0:
         return []
     if exhaustive:
@@ -147,17 +157,26 @@ def _itfdf(
     frequency: int,
     f_ens: int,
 ) -> float:
-    """``1 - cosine distance · frequency / F_ens`` over probability-weighted symbol counts."""
+    """``1 - cosine distance · frequency / F_ens`` over probability-weighted symbol counts.
+
+    The sums run over ``set(present) | set(state)`` in a fixed order, the state's symbols as
+    first seen, then the present's others: a set's order follows the strings' hashes, which
+    differ between processes, and a different order can change the last bits of a sum.
+    """
     if f_ens == 0:
         return 0.0
     dot = uu = vv = 0.0
-    for symbol in present_counts.keys() | state_counts.keys():
+    for symbol, in_state in state_counts.items():
         p = probability.get(symbol, 0.0)
-        u = p * state_counts.get(symbol, 0)
+        u = p * in_state
         v = p * present_counts.get(symbol, 0)
         dot += u * v
         uu += u * u
         vv += v * v
+    for symbol, in_present in present_counts.items():
+        if symbol not in state_counts:  # u is 0 here: only vv grows
+            v = probability.get(symbol, 0.0) * in_present
+            vv += v * v
     if uu == 0.0 or vv == 0.0:
         distance = 1.0
     else:

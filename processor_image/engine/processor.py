@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
+from processor_image.engine.core import CoreName, make_index, resolve
 from processor_image.engine.emotives import average
 from processor_image.engine.errors import GeneNotFound, ObservationError
 from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, validate_genes
-from processor_image.engine.index import PatternIndex
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, pattern_hash, vector_symbol
 from processor_image.engine.predictions import Prediction, predict
@@ -44,7 +44,9 @@ class Processor:
         genes: Genes | None = None,
         name: str = "KatoProcessor",
         kb_id: str | None = None,
+        core: str | None = None,
     ) -> None:
+        """``core``: ``auto``, ``python`` or ``compiled``; None reads ``KATO_ENGINE_CORE``."""
         self.processor_id = processor_id
         self.name = name
         self.kb_id = kb_id if kb_id is not None else processor_id
@@ -58,7 +60,9 @@ class Processor:
         }
         # The emotive window is fixed when the knowledge base is opened (reference quirk Q5).
         self._window = self.genes.persistence
-        self._index = PatternIndex()
+        self.core: CoreName = resolve(core)
+        """The matching core predictions are computed on."""
+        self._index = make_index(self.core)
         for record in kb.iter_patterns():
             self._index.add(record.name, record.pattern_data)
         self.time = 0

@@ -170,7 +170,11 @@ def _warm_up(config: ServiceConfig) -> None:
     waits, keeps it out of the claim and the session's first requests (with the fork server:
     create -> ready p50 72 -> 52 ms in ``bench/create.py``, loaded machine).
     """
-    warm = ServiceConfig(processor_id=f"{config.processor_id}-warm-up", storage="memory")
+    warm = ServiceConfig(
+        processor_id=f"{config.processor_id}-warm-up",
+        storage="memory",
+        engine_core=config.engine_core,
+    )
     runtime = Runtime(warm)
     try:
         processor = runtime.processor

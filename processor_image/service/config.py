@@ -8,6 +8,8 @@ from typing import Literal
 import msgspec
 
 from processor_image.engine import EngineError, Genes
+from processor_image.engine.core import ENV_VAR as ENGINE_CORE_VAR
+from processor_image.engine.core import CoreName, resolve
 from processor_image.storage import DEFAULT_PREDICTIONS_HISTORY
 
 __all__ = ("ConfigError", "ServiceConfig")
@@ -46,6 +48,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``PREDICTIONS_HISTORY``: stored prediction records the memory store keeps; 0: all."""
     predictions_ttl_s: int = 0
     """``PREDICTIONS_TTL_S``: MongoDB expires stored predictions this long after; 0: never."""
+    engine_core: CoreName = "python"
+    """``KATO_ENGINE_CORE`` (``auto``, ``python``, ``compiled``), resolved: the core in use."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
@@ -61,6 +65,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("STORAGE=mongodb needs MONGO_URL")
         try:
             genes = Genes.from_env(environ)
+            engine_core = resolve(environ.get(ENGINE_CORE_VAR) or "auto", environ)
         except EngineError as exc:
             raise ConfigError(exc.message) from exc
         return cls(
@@ -82,6 +87,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             await_claim=environ.get("AWAIT_CLAIM", "") in ("1", "true"),
             predictions_history=_int(environ, "PREDICTIONS_HISTORY", DEFAULT_PREDICTIONS_HISTORY),
             predictions_ttl_s=_int(environ, "PREDICTIONS_TTL_S", 0),
+            engine_core=engine_core,
         )
 
 

@@ -73,6 +73,7 @@ def _status_of(runtime: Runtime) -> StatusResponse:
         uptime=runtime.uptime(),
         stm_length=p.stm_length,
         time=p.time,
+        engine_core=p.core,
     )
 
 

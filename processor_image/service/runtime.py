@@ -71,6 +71,7 @@ class Runtime:
             kb=kb,
             genes=config.genes,
             kb_id=config.kb_id,
+            core=config.engine_core,
         )
         self._lane = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-lane")

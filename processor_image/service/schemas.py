@@ -85,6 +85,8 @@ class StatusResponse(msgspec.Struct, kw_only=True):
     uptime: float
     stm_length: int
     time: int
+    engine_core: str
+    """The matching core predictions run on: ``compiled`` or ``python`` (``KATO_ENGINE_CORE``)."""
 
 
 class StmResponse(msgspec.Struct, kw_only=True):

@@ -69,7 +69,17 @@ log = logging.getLogger(__name__)
 MANAGER_MARKER = "KATO_MANAGER_ID"
 SESSION_MARKER = "KATO_SESSION_ID"
 
-_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TZ")
+_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "TZ",
+    "KATO_ENGINE_CORE",
+)
 """The manager's variables a processor inherits; nothing else (no tokens, no REDIS_URL)."""
 
 Child = subprocess.Popen[bytes] | ForkedChild

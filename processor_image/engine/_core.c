@@ -1,0 +1,1993 @@
+/* The engine's compiled core: matching and the ensemble metrics of spec §4, at native speed.
+ *
+ * It computes exactly what the pure-Python path (matching.py, predictions.py) computes, bit
+ * for bit: the same difflib.SequenceMatcher algorithm (no junk; the auto-junk heuristic only
+ * where asked), the same floating-point operations in the same order, the same libm calls,
+ * CPython's own rounding for round(x, 12) and its summation order for sum().
+ *
+ * Symbols are interned to integers; patterns live in flat int32 arrays (symbols, event ends)
+ * with an inverted index symbol -> (pattern, occurrences). The knowledge base stays the
+ * authority on frequencies and symbol statistics: a prediction is a two-step call, `match`
+ * (candidates, alignment, recall threshold) and `Run.predictions` (given what the knowledge
+ * base says about the survivors), so the Python glue is a constant number of calls.
+ *
+ * Compiled with -ffp-contract=off and without -ffast-math: no fused or reordered arithmetic.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CORE_ABI 1
+
+/* ------------------------------------------------------------------------------------------
+ * Small growable arrays.
+ */
+
+typedef struct {
+    int32_t *v;
+    Py_ssize_t n, cap;
+} IntVec;
+
+static int
+iv_reserve(IntVec *a, Py_ssize_t need)
+{
+    if (need <= a->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = a->cap ? a->cap : 16;
+    while (cap < need) {
+        cap *= 2;
+    }
+    int32_t *v = PyMem_Realloc(a->v, (size_t)cap * sizeof(int32_t));
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    a->v = v;
+    a->cap = cap;
+    return 0;
+}
+
+static inline int
+iv_push(IntVec *a, int32_t x)
+{
+    if (a->n == a->cap && iv_reserve(a, a->n + 1) < 0) {
+        return -1;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+static void
+iv_free(IntVec *a)
+{
+    PyMem_Free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+/* Grow a zero-filled array of `size` elements to at least `need` elements (new part zeroed). */
+static int
+grow_zeroed(void **array, Py_ssize_t *cap, Py_ssize_t need, size_t size)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    Py_ssize_t n = *cap ? *cap : 64;
+    while (n < need) {
+        n *= 2;
+    }
+    char *v = PyMem_Realloc(*array, (size_t)n * size);
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(v + (size_t)*cap * size, 0, (size_t)(n - *cap) * size);
+    *array = v;
+    *cap = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Python's arithmetic, reproduced exactly.
+ */
+
+static PyObject *py_round; /* builtins.round, for the rare values the fast path cannot do */
+
+/* round(x, 12) exactly as CPython: the decimal nearest to x with 12 places (ties to even), then
+ * the double nearest to that decimal. With r = that decimal times 1e12 (an integer below 2**53),
+ * r / 1e12 is the correctly rounded double of r·10^-12, as strtod gives. r is found from the
+ * exact product x·1e12 = y + err (fma gives err exactly). Large or non-finite x go to Python. */
+static int
+round12(double x, double *out)
+{
+    if (!isfinite(x)) {
+        *out = x;
+        return 0;
+    }
+    double y = x * 1e12;
+    if (fabs(y) < 4503599627370496.0) { /* 2**52: y - r0 below is exact */
+        double err = fma(x, 1e12, -y);
+        double r = nearbyint(y);
+        double t = y - r;
+        if (t == 0.5) {
+            if (err > 0.0) {
+                r += 1.0;
+            }
+        }
+        else if (t == -0.5) {
+            if (err < 0.0) {
+                r -= 1.0;
+            }
+        }
+        *out = r / 1e12;
+        return 0;
+    }
+    PyObject *value = PyFloat_FromDouble(x);
+    if (value == NULL) {
+        return -1;
+    }
+    PyObject *rounded = PyObject_CallFunction(py_round, "Oi", value, 12);
+    Py_DECREF(value);
+    if (rounded == NULL) {
+        return -1;
+    }
+    *out = PyFloat_AsDouble(rounded);
+    Py_DECREF(rounded);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* sum() of a list of floats, in order, as this CPython adds them (3.12 compensates). */
+typedef struct {
+    double f;
+#if PY_VERSION_HEX >= 0x030C0000
+    double c;
+#endif
+} PySum;
+
+static inline void
+ps_init(PySum *s)
+{
+    s->f = 0.0;
+#if PY_VERSION_HEX >= 0x030C0000
+    s->c = 0.0;
+#endif
+}
+
+static inline void
+ps_add(PySum *s, double x)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    double t = s->f + x;
+    if (fabs(s->f) >= fabs(x)) {
+        s->c += (s->f - t) + x;
+    }
+    else {
+        s->c += (x - t) + s->f;
+    }
+    s->f = t;
+#else
+    s->f += x;
+#endif
+}
+
+static inline double
+ps_result(const PySum *s)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (s->c != 0.0 && isfinite(s->c)) {
+        return s->f + s->c;
+    }
+#endif
+    return s->f;
+}
+
+#define EXACT_INT 9007199254740992LL /* 2**53: below it int / int is a double division */
+
+/* a / b for Python ints, as Python's true division; b != 0. */
+static int
+int_true_divide(long long a, long long b, double *out)
+{
+    if (llabs(a) <= EXACT_INT && llabs(b) <= EXACT_INT) {
+        *out = (double)a / (double)b;
+        return 0;
+    }
+    PyObject *pa = PyLong_FromLongLong(a), *pb = PyLong_FromLongLong(b), *q = NULL;
+    if (pa != NULL && pb != NULL) {
+        q = PyNumber_TrueDivide(pa, pb);
+    }
+    Py_XDECREF(pa);
+    Py_XDECREF(pb);
+    if (q == NULL) {
+        return -1;
+    }
+    *out = PyFloat_AsDouble(q);
+    Py_DECREF(q);
+    return 0;
+}
+
+/* _e(q, n) of predictions.py: -q·ln(q)/ln(n) when q > 0 and n > 1, else 0. */
+static inline double
+spread_term(double q, long long n, double log_n)
+{
+    return (q > 0.0 && n > 1) ? -q * log(q) / log_n : 0.0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * difflib.SequenceMatcher(None, a, b, autojunk) over interned symbols: matching blocks.
+ *
+ * `b` is indexed once (b2j, as positions per symbol) and matched against many `a`s. Symbols
+ * are ids in [0, nsym); an id < 0 in `b` equals nothing in `a`.
+ */
+
+typedef struct {
+    /* b and its index; b2j_start/b2j_len are indexed by symbol, zero for symbols not in b */
+    const int32_t *b;
+    Py_ssize_t lb;
+    int32_t *b2j_start, *b2j_len;
+    IntVec b2j_pos;
+    IntVec b_symbols; /* distinct symbols of b, to reset b2j_len */
+    /* j2len of find_longest_match: two generations, told apart by stamps */
+    int32_t *len[2];
+    uint32_t *st[2];
+    Py_ssize_t len_cap;
+    uint32_t stamp;
+    /* get_matching_blocks: work queue and blocks, triples (i, j, k) */
+    IntVec queue, blocks;
+} Matcher;
+
+static void
+matcher_free(Matcher *m)
+{
+    for (int g = 0; g < 2; g++) {
+        PyMem_Free(m->len[g]);
+        PyMem_Free(m->st[g]);
+        m->len[g] = NULL;
+        m->st[g] = NULL;
+    }
+    m->len_cap = 0;
+    iv_free(&m->b2j_pos);
+    iv_free(&m->b_symbols);
+    iv_free(&m->queue);
+    iv_free(&m->blocks);
+}
+
+/* Index b; `b2j_start`/`b2j_len` must be zero for every symbol on entry (see matcher_unset_b). */
+static int
+matcher_set_b(Matcher *m, const int32_t *b, Py_ssize_t lb, int autojunk)
+{
+    m->b = b;
+    m->lb = lb;
+    m->b_symbols.n = 0;
+    for (Py_ssize_t j = 0; j < lb; j++) {
+        int32_t s = b[j];
+        if (s < 0) {
+            continue;
+        }
+        if (m->b2j_len[s]++ == 0 && iv_push(&m->b_symbols, s) < 0) {
+            return -1;
+        }
+    }
+    int32_t offset = 0;
+    for (Py_ssize_t k = 0; k < m->b_symbols.n; k++) {
+        int32_t s = m->b_symbols.v[k];
+        m->b2j_start[s] = offset;
+        offset += m->b2j_len[s];
+        m->b2j_len[s] = 0; /* refilled below */
+    }
+    if (iv_reserve(&m->b2j_pos, lb) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < lb; j++) {
+        int32_t s = b[j];
+        if (s >= 0) {
+            m->b2j_pos.v[m->b2j_start[s] + m->b2j_len[s]++] = (int32_t)j;
+        }
+    }
+    if (autojunk && lb >= 200) { /* difflib: "popular" elements are left out of b2j */
+        Py_ssize_t ntest = lb / 100 + 1;
+        for (Py_ssize_t k = 0; k < m->b_symbols.n; k++) {
+            int32_t s = m->b_symbols.v[k];
+            if (m->b2j_len[s] > ntest) {
+                m->b2j_len[s] = 0;
+            }
+        }
+    }
+    if (lb > m->len_cap) {
+        for (int g = 0; g < 2; g++) {
+            int32_t *len = PyMem_Realloc(m->len[g], (size_t)lb * sizeof(int32_t));
+            uint32_t *st = len ? PyMem_Realloc(m->st[g], (size_t)lb * sizeof(uint32_t)) : NULL;
+            if (len) {
+                m->len[g] = len;
+            }
+            if (st == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            memset(st, 0, (size_t)lb * sizeof(uint32_t));
+            m->st[g] = st;
+        }
+        m->len_cap = lb;
+        m->stamp = 0;
+    }
+    return 0;
+}
+
+static void
+matcher_unset_b(Matcher *m)
+{
+    for (Py_ssize_t k = 0; k < m->b_symbols.n; k++) {
+        int32_t s = m->b_symbols.v[k];
+        m->b2j_len[s] = 0;
+        m->b2j_start[s] = 0;
+    }
+    m->b_symbols.n = 0;
+}
+
+/* Stamps for the `ahead` generations of one find_longest_match call; they never wrap midway. */
+static inline void
+reserve_stamps(Matcher *m, Py_ssize_t ahead)
+{
+    if ((uint64_t)m->stamp + (uint64_t)ahead + 2 >= UINT32_MAX) { /* forget every stamp */
+        for (int g = 0; g < 2; g++) {
+            memset(m->st[g], 0, (size_t)m->len_cap * sizeof(uint32_t));
+        }
+        m->stamp = 0;
+    }
+}
+
+/* difflib's find_longest_match(alo, ahi, blo, bhi) with no junk function. */
+static void
+find_longest_match(Matcher *m, const int32_t *a, Py_ssize_t alo, Py_ssize_t ahi,
+                   Py_ssize_t blo, Py_ssize_t bhi, Py_ssize_t *oi, Py_ssize_t *oj,
+                   Py_ssize_t *ok)
+{
+    const int32_t *b = m->b;
+    Py_ssize_t besti = alo, bestj = blo, bestsize = 0;
+    int cur = 0;
+    reserve_stamps(m, ahi - alo);
+    uint32_t prev_stamp = ++m->stamp;
+    for (Py_ssize_t i = alo; i < ahi; i++) {
+        uint32_t cur_stamp = ++m->stamp;
+        int32_t s = a[i];
+        int32_t count = m->b2j_len[s];
+        const int32_t *pos = m->b2j_pos.v + m->b2j_start[s];
+        int32_t *len_cur = m->len[cur], *len_prev = m->len[cur ^ 1];
+        uint32_t *st_cur = m->st[cur], *st_prev = m->st[cur ^ 1];
+        for (int32_t t = 0; t < count; t++) {
+            Py_ssize_t j = pos[t];
+            if (j < blo) {
+                continue;
+            }
+            if (j >= bhi) {
+                break;
+            }
+            int32_t k = (j > 0 && st_prev[j - 1] == prev_stamp) ? len_prev[j - 1] + 1 : 1;
+            len_cur[j] = k;
+            st_cur[j] = cur_stamp;
+            if (k > bestsize) {
+                besti = i - k + 1;
+                bestj = j - k + 1;
+                bestsize = k;
+            }
+        }
+        cur ^= 1;
+        prev_stamp = cur_stamp;
+    }
+    /* difflib extends over equal elements the index left out (popular ones); no junk here */
+    while (besti > alo && bestj > blo && a[besti - 1] == b[bestj - 1]) {
+        besti--;
+        bestj--;
+        bestsize++;
+    }
+    while (besti + bestsize < ahi && bestj + bestsize < bhi &&
+           a[besti + bestsize] == b[bestj + bestsize]) {
+        bestsize++;
+    }
+    *oi = besti;
+    *oj = bestj;
+    *ok = bestsize;
+}
+
+/* get_matching_blocks() without the sentinel into m->blocks; returns the block count or -1. */
+static Py_ssize_t
+matching_blocks(Matcher *m, const int32_t *a, Py_ssize_t la)
+{
+    IntVec *q = &m->queue, *out = &m->blocks;
+    q->n = 0;
+    out->n = 0;
+    if (iv_reserve(q, 4) < 0) {
+        return -1;
+    }
+    q->v[0] = 0;
+    q->v[1] = (int32_t)la;
+    q->v[2] = 0;
+    q->v[3] = (int32_t)m->lb;
+    q->n = 4;
+    while (q->n) {
+        q->n -= 4;
+        Py_ssize_t alo = q->v[q->n], ahi = q->v[q->n + 1], blo = q->v[q->n + 2],
+                   bhi = q->v[q->n + 3];
+        Py_ssize_t i, j, k;
+        find_longest_match(m, a, alo, ahi, blo, bhi, &i, &j, &k);
+        if (!k) {
+            continue;
+        }
+        if (iv_reserve(out, out->n + 3) < 0 || iv_reserve(q, q->n + 8) < 0) {
+            return -1;
+        }
+        out->v[out->n++] = (int32_t)i;
+        out->v[out->n++] = (int32_t)j;
+        out->v[out->n++] = (int32_t)k;
+        if (alo < i && blo < j) {
+            int32_t *e = q->v + q->n;
+            e[0] = (int32_t)alo;
+            e[1] = (int32_t)i;
+            e[2] = (int32_t)blo;
+            e[3] = (int32_t)j;
+            q->n += 4;
+        }
+        if (i + k < ahi && j + k < bhi) {
+            int32_t *e = q->v + q->n;
+            e[0] = (int32_t)(i + k);
+            e[1] = (int32_t)ahi;
+            e[2] = (int32_t)(j + k);
+            e[3] = (int32_t)bhi;
+            q->n += 4;
+        }
+    }
+    /* sort by i (blocks never overlap), then merge adjacent ones */
+    Py_ssize_t n = out->n / 3;
+    int32_t *v = out->v;
+    for (Py_ssize_t x = 1; x < n; x++) {
+        int32_t bi = v[3 * x], bj = v[3 * x + 1], bk = v[3 * x + 2];
+        Py_ssize_t y = x - 1;
+        while (y >= 0 && v[3 * y] > bi) {
+            v[3 * y + 3] = v[3 * y];
+            v[3 * y + 4] = v[3 * y + 1];
+            v[3 * y + 5] = v[3 * y + 2];
+            y--;
+        }
+        v[3 * y + 3] = bi;
+        v[3 * y + 4] = bj;
+        v[3 * y + 5] = bk;
+    }
+    Py_ssize_t kept = 0;
+    int32_t i1 = 0, j1 = 0, k1 = 0;
+    for (Py_ssize_t x = 0; x < n; x++) {
+        int32_t i2 = v[3 * x], j2 = v[3 * x + 1], k2 = v[3 * x + 2];
+        if (i1 + k1 == i2 && j1 + k1 == j2) {
+            k1 += k2;
+        }
+        else {
+            if (k1) {
+                v[3 * kept] = i1;
+                v[3 * kept + 1] = j1;
+                v[3 * kept + 2] = k1;
+                kept++;
+            }
+            i1 = i2;
+            j1 = j2;
+            k1 = k2;
+        }
+    }
+    if (k1) {
+        v[3 * kept] = i1;
+        v[3 * kept + 1] = j1;
+        v[3 * kept + 2] = k1;
+        kept++;
+    }
+    out->n = 3 * kept;
+    return kept;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Module-level functions with difflib's own signature, for tests: any hashable elements.
+ */
+
+/* Intern two sequences' elements to ids (arrays from PyMem); returns the symbol count. */
+static Py_ssize_t
+intern_pair(PyObject *a, PyObject *b, int32_t **pa, Py_ssize_t *la, int32_t **pb,
+            Py_ssize_t *lb)
+{
+    PyObject *ids = PyDict_New();
+    PyObject *seqs[2] = {NULL, NULL};
+    Py_ssize_t nsym = -1;
+    *pa = *pb = NULL;
+    if (ids == NULL) {
+        return -1;
+    }
+    seqs[0] = PySequence_Fast(a, "a must be a sequence");
+    seqs[1] = seqs[0] ? PySequence_Fast(b, "b must be a sequence") : NULL;
+    if (seqs[1] == NULL) {
+        goto done;
+    }
+    int32_t **outs[2] = {pa, pb};
+    Py_ssize_t *lens[2] = {la, lb};
+    for (int w = 0; w < 2; w++) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seqs[w]);
+        *lens[w] = n;
+        *outs[w] = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+        if (*outs[w] == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t x = 0; x < n; x++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seqs[w], x);
+            PyObject *id = PyDict_GetItemWithError(ids, item);
+            if (id == NULL) {
+                if (PyErr_Occurred()) {
+                    goto done;
+                }
+                id = PyLong_FromSsize_t(PyDict_GET_SIZE(ids));
+                if (id == NULL || PyDict_SetItem(ids, item, id) < 0) {
+                    Py_XDECREF(id);
+                    goto done;
+                }
+                Py_DECREF(id);
+            }
+            (*outs[w])[x] = (int32_t)PyLong_AsLong(id);
+        }
+    }
+    nsym = PyDict_GET_SIZE(ids);
+done:
+    Py_DECREF(ids);
+    Py_XDECREF(seqs[0]);
+    Py_XDECREF(seqs[1]);
+    if (nsym < 0) {
+        PyMem_Free(*pa);
+        PyMem_Free(*pb);
+        *pa = *pb = NULL;
+    }
+    return nsym;
+}
+
+/* Blocks of (a, b) with the sentinel, as a new list of (i, j, n) tuples; NULL on error. */
+static PyObject *
+blocks_of(PyObject *a, PyObject *b, int autojunk)
+{
+    int32_t *ia, *ib;
+    Py_ssize_t la, lb;
+    Py_ssize_t nsym = intern_pair(a, b, &ia, &la, &ib, &lb);
+    if (nsym < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Matcher m = {0};
+    m.b2j_start = PyMem_Calloc((size_t)(nsym ? nsym : 1), sizeof(int32_t));
+    m.b2j_len = PyMem_Calloc((size_t)(nsym ? nsym : 1), sizeof(int32_t));
+    if (m.b2j_start == NULL || m.b2j_len == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (matcher_set_b(&m, ib, lb, autojunk) < 0) {
+        goto done;
+    }
+    Py_ssize_t n = matching_blocks(&m, ia, la);
+    if (n < 0) {
+        goto done;
+    }
+    result = PyList_New(n + 1);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t x = 0; x <= n; x++) {
+        PyObject *t = x < n ? Py_BuildValue("(iii)", m.blocks.v[3 * x], m.blocks.v[3 * x + 1],
+                                            m.blocks.v[3 * x + 2])
+                            : Py_BuildValue("(nni)", la, lb, 0);
+        if (t == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, x, t);
+    }
+done:
+    matcher_free(&m);
+    PyMem_Free(m.b2j_start);
+    PyMem_Free(m.b2j_len);
+    PyMem_Free(ia);
+    PyMem_Free(ib);
+    return result;
+}
+
+static PyObject *
+core_get_matching_blocks(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"a", "b", "autojunk", NULL};
+    PyObject *a, *b;
+    int autojunk = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p", names, &a, &b, &autojunk)) {
+        return NULL;
+    }
+    return blocks_of(a, b, autojunk);
+}
+
+static PyObject *
+core_get_opcodes(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"a", "b", "autojunk", NULL};
+    PyObject *a, *b;
+    int autojunk = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p", names, &a, &b, &autojunk)) {
+        return NULL;
+    }
+    PyObject *blocks = blocks_of(a, b, autojunk);
+    if (blocks == NULL) {
+        return NULL;
+    }
+    PyObject *answer = PyList_New(0);
+    Py_ssize_t i = 0, j = 0;
+    for (Py_ssize_t x = 0; answer != NULL && x < PyList_GET_SIZE(blocks); x++) {
+        Py_ssize_t ai, bj, size;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(blocks, x), "nnn", &ai, &bj, &size)) {
+            Py_CLEAR(answer);
+            break;
+        }
+        const char *tag = NULL;
+        if (i < ai && j < bj) {
+            tag = "replace";
+        }
+        else if (i < ai) {
+            tag = "delete";
+        }
+        else if (j < bj) {
+            tag = "insert";
+        }
+        PyObject *op = tag ? Py_BuildValue("(snnnn)", tag, i, ai, j, bj) : NULL;
+        if (tag && (op == NULL || PyList_Append(answer, op) < 0)) {
+            Py_XDECREF(op);
+            Py_CLEAR(answer);
+            break;
+        }
+        Py_XDECREF(op);
+        i = ai + size;
+        j = bj + size;
+        if (size) {
+            op = Py_BuildValue("(snnnn)", "equal", ai, i, bj, j);
+            if (op == NULL || PyList_Append(answer, op) < 0) {
+                Py_XDECREF(op);
+                Py_CLEAR(answer);
+                break;
+            }
+            Py_DECREF(op);
+        }
+    }
+    Py_DECREF(blocks);
+    return answer;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Core: the learned patterns, interned, and the inverted index.
+ */
+
+typedef struct {
+    int32_t *pat, *cnt;
+    int32_t n, cap;
+} Postings;
+
+typedef struct {
+    PyObject_HEAD
+    /* symbols */
+    PyObject *ids;      /* dict: symbol str -> int id */
+    PyObject **symbols; /* id -> str (owned) */
+    Py_ssize_t nsym, sym_cap;
+    Postings *postings; /* id -> patterns holding it */
+    /* patterns: names, flat symbols, cumulative event ends (relative to the pattern) */
+    PyObject *by_name; /* dict: name -> int index (a known name is not added twice) */
+    PyObject **names;
+    PyObject **events; /* the pattern's events as lists, made when first predicted (or NULL) */
+    Py_ssize_t npat, pat_cap;
+    IntVec flat_off, flat; /* pattern p: flat[flat_off[p] : flat_off[p+1]] */
+    IntVec ev_off, ev_end; /* pattern p: event ends ev_end[ev_off[p] : ev_off[p+1]] */
+    uint64_t generation;   /* bumped by clear(): a Run of an older generation is stale */
+    /* scratch, by symbol (zero between calls) */
+    int32_t *s_count, *s_seen;
+    double *s_prob, *s_surprisal, *s_spread, *s_logp, *s_u;
+    Py_ssize_t s_cap[7];
+    /* scratch, by pattern (zero between calls) */
+    int32_t *p_bound;
+    Py_ssize_t p_cap;
+    Matcher matcher;
+    Py_ssize_t m_cap; /* matcher.b2j_start/b2j_len capacity */
+} Core;
+
+static PyTypeObject CoreType;
+static PyTypeObject RunType;
+
+static PyObject *
+Core_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    Core *self = (Core *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->ids = PyDict_New();
+    self->by_name = PyDict_New();
+    if (self->ids == NULL || self->by_name == NULL || iv_push(&self->flat_off, 0) < 0 ||
+        iv_push(&self->ev_off, 0) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+core_forget(Core *self)
+{
+    for (Py_ssize_t s = 0; s < self->nsym; s++) {
+        Py_CLEAR(self->symbols[s]);
+        PyMem_Free(self->postings[s].pat);
+        PyMem_Free(self->postings[s].cnt);
+        self->postings[s].pat = self->postings[s].cnt = NULL;
+        self->postings[s].n = self->postings[s].cap = 0;
+    }
+    for (Py_ssize_t p = 0; p < self->npat; p++) {
+        Py_CLEAR(self->names[p]);
+        Py_CLEAR(self->events[p]);
+    }
+    self->nsym = 0;
+    self->npat = 0;
+    self->flat.n = 0;
+    self->flat_off.n = 1;
+    self->ev_end.n = 0;
+    self->ev_off.n = 1;
+    self->generation++;
+}
+
+static void
+Core_dealloc(Core *self)
+{
+    core_forget(self);
+    Py_XDECREF(self->ids);
+    Py_XDECREF(self->by_name);
+    PyMem_Free(self->symbols);
+    PyMem_Free(self->postings);
+    PyMem_Free(self->names);
+    PyMem_Free(self->events);
+    iv_free(&self->flat_off);
+    iv_free(&self->flat);
+    iv_free(&self->ev_off);
+    iv_free(&self->ev_end);
+    PyMem_Free(self->s_count);
+    PyMem_Free(self->s_seen);
+    PyMem_Free(self->s_prob);
+    PyMem_Free(self->s_surprisal);
+    PyMem_Free(self->s_spread);
+    PyMem_Free(self->s_logp);
+    PyMem_Free(self->s_u);
+    PyMem_Free(self->p_bound);
+    PyMem_Free(self->matcher.b2j_start);
+    PyMem_Free(self->matcher.b2j_len);
+    matcher_free(&self->matcher);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Make every by-symbol scratch array hold `nsym` entries. */
+static int
+core_fit_symbols(Core *self, Py_ssize_t nsym)
+{
+    if (grow_zeroed((void **)&self->s_count, &self->s_cap[0], nsym, sizeof(int32_t)) < 0 ||
+        grow_zeroed((void **)&self->s_seen, &self->s_cap[1], nsym, sizeof(int32_t)) < 0 ||
+        grow_zeroed((void **)&self->s_prob, &self->s_cap[2], nsym, sizeof(double)) < 0 ||
+        grow_zeroed((void **)&self->s_surprisal, &self->s_cap[3], nsym, sizeof(double)) < 0 ||
+        grow_zeroed((void **)&self->s_spread, &self->s_cap[4], nsym, sizeof(double)) < 0 ||
+        grow_zeroed((void **)&self->s_logp, &self->s_cap[5], nsym, sizeof(double)) < 0 ||
+        grow_zeroed((void **)&self->s_u, &self->s_cap[6], nsym, sizeof(double)) < 0) {
+        return -1;
+    }
+    Py_ssize_t cap = self->m_cap;
+    if (grow_zeroed((void **)&self->matcher.b2j_start, &cap, nsym, sizeof(int32_t)) < 0) {
+        return -1;
+    }
+    cap = self->m_cap;
+    if (grow_zeroed((void **)&self->matcher.b2j_len, &cap, nsym, sizeof(int32_t)) < 0) {
+        return -1;
+    }
+    self->m_cap = cap;
+    return 0;
+}
+
+/* The id of a symbol, interning it; -1 with an exception on error. */
+static int32_t
+core_intern(Core *self, PyObject *symbol)
+{
+    if (!PyUnicode_Check(symbol)) {
+        PyErr_Format(PyExc_TypeError, "symbols are str, not %.100s", Py_TYPE(symbol)->tp_name);
+        return -1;
+    }
+    PyObject *id = PyDict_GetItemWithError(self->ids, symbol);
+    if (id != NULL) {
+        return (int32_t)PyLong_AsLong(id);
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (self->nsym >= INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many symbols");
+        return -1;
+    }
+    if (self->nsym == self->sym_cap) {
+        Py_ssize_t cap = self->sym_cap ? 2 * self->sym_cap : 256;
+        PyObject **symbols = PyMem_Realloc(self->symbols, (size_t)cap * sizeof(PyObject *));
+        if (symbols == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->symbols = symbols;
+        Postings *postings = PyMem_Realloc(self->postings, (size_t)cap * sizeof(Postings));
+        if (postings == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(postings + self->sym_cap, 0, (size_t)(cap - self->sym_cap) * sizeof(Postings));
+        self->postings = postings;
+        self->sym_cap = cap;
+    }
+    if (core_fit_symbols(self, self->nsym + 1) < 0) {
+        return -1;
+    }
+    id = PyLong_FromSsize_t(self->nsym);
+    if (id == NULL || PyDict_SetItem(self->ids, symbol, id) < 0) {
+        Py_XDECREF(id);
+        return -1;
+    }
+    Py_DECREF(id);
+    Py_INCREF(symbol);
+    self->symbols[self->nsym] = symbol;
+    return (int32_t)self->nsym++;
+}
+
+static int
+postings_add(Postings *p, int32_t pattern, int32_t count)
+{
+    if (p->n == p->cap) {
+        int32_t cap = p->cap ? 2 * p->cap : 4;
+        int32_t *pat = PyMem_Realloc(p->pat, (size_t)cap * sizeof(int32_t));
+        if (pat == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->pat = pat;
+        int32_t *cnt = PyMem_Realloc(p->cnt, (size_t)cap * sizeof(int32_t));
+        if (cnt == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->cnt = cnt;
+        p->cap = cap;
+    }
+    p->pat[p->n] = pattern;
+    p->cnt[p->n] = count;
+    p->n++;
+    return 0;
+}
+
+PyDoc_STRVAR(Core_add_doc, "add(name, events) -> bool\n\n"
+                           "Index a pattern; False (and nothing changes) when the name is known.");
+
+static PyObject *
+Core_add(Core *self, PyObject *args)
+{
+    PyObject *name, *events;
+    if (!PyArg_ParseTuple(args, "UO:add", &name, &events)) {
+        return NULL;
+    }
+    int known = PyDict_Contains(self->by_name, name);
+    if (known < 0) {
+        return NULL;
+    }
+    if (known) {
+        Py_RETURN_FALSE;
+    }
+    if (self->npat >= INT32_MAX - 1) {
+        PyErr_SetString(PyExc_OverflowError, "too many patterns");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t flat_start = self->flat.n, ev_start = self->ev_end.n;
+    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t e = 0; e < nev; e++) {
+        PyObject *event = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, e),
+                                          "events must be a sequence of sequences");
+        if (event == NULL) {
+            goto fail;
+        }
+        for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(event); x++) {
+            int32_t id = core_intern(self, PySequence_Fast_GET_ITEM(event, x));
+            if (id < 0 || iv_push(&self->flat, id) < 0) {
+                Py_DECREF(event);
+                goto fail;
+            }
+        }
+        Py_DECREF(event);
+        if (self->flat.n - flat_start > INT32_MAX ||
+            iv_push(&self->ev_end, (int32_t)(self->flat.n - flat_start)) < 0) {
+            goto fail;
+        }
+    }
+    if (self->npat == self->pat_cap) {
+        Py_ssize_t cap = self->pat_cap ? 2 * self->pat_cap : 256;
+        PyObject **names = PyMem_Realloc(self->names, (size_t)cap * sizeof(PyObject *));
+        if (names == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        self->names = names;
+        PyObject **cached = PyMem_Realloc(self->events, (size_t)cap * sizeof(PyObject *));
+        if (cached == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        self->events = cached;
+        self->pat_cap = cap;
+    }
+    if (grow_zeroed((void **)&self->p_bound, &self->p_cap, self->npat + 1, sizeof(int32_t)) <
+            0 ||
+        iv_push(&self->flat_off, (int32_t)self->flat.n) < 0 ||
+        iv_push(&self->ev_off, (int32_t)self->ev_end.n) < 0) {
+        goto fail;
+    }
+    int32_t pattern = (int32_t)self->npat;
+    PyObject *index = PyLong_FromLong(pattern);
+    if (index == NULL || PyDict_SetItem(self->by_name, name, index) < 0) {
+        Py_XDECREF(index);
+        self->flat_off.n--;
+        self->ev_off.n--;
+        goto fail;
+    }
+    Py_DECREF(index);
+    Py_INCREF(name);
+    self->events[self->npat] = NULL;
+    self->names[self->npat++] = name;
+    /* postings: occurrences of each distinct symbol, in first-seen order */
+    int32_t *count = self->s_count;
+    for (Py_ssize_t x = flat_start; x < self->flat.n; x++) {
+        count[self->flat.v[x]]++;
+    }
+    int failed = 0;
+    for (Py_ssize_t x = flat_start; x < self->flat.n; x++) {
+        int32_t s = self->flat.v[x];
+        if (count[s]) {
+            if (!failed && postings_add(&self->postings[s], pattern, count[s]) < 0) {
+                failed = 1;
+            }
+            count[s] = 0;
+        }
+    }
+    Py_DECREF(seq);
+    if (failed) {
+        return NULL; /* out of memory */
+    }
+    Py_RETURN_TRUE;
+fail:
+    self->flat.n = flat_start;
+    self->ev_end.n = ev_start;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyObject *
+Core_clear(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    core_forget(self);
+    PyDict_Clear(self->ids);
+    PyDict_Clear(self->by_name);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+Core_len(Core *self)
+{
+    return self->npat;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Run: the surviving candidates of one state, waiting for the knowledge base's numbers.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    Core *core;
+    uint64_t generation;
+    PyObject *state; /* list: the state's symbols, as given */
+    int32_t *state_ids;
+    Py_ssize_t lb;
+    Py_ssize_t n;                    /* survivors */
+    int32_t *pattern, *nblocks, *matched, *block_off, *e1, *e2;
+    double *similarity;
+    IntVec blocks;   /* (i, j, k) of every survivor */
+    IntVec universe; /* distinct symbols of every survivor's matches and present */
+} Run;
+
+static void
+Run_dealloc(Run *self)
+{
+    Py_XDECREF(self->core);
+    Py_XDECREF(self->state);
+    PyMem_Free(self->state_ids);
+    PyMem_Free(self->pattern);
+    PyMem_Free(self->nblocks);
+    PyMem_Free(self->matched);
+    PyMem_Free(self->block_off);
+    PyMem_Free(self->e1);
+    PyMem_Free(self->e2);
+    PyMem_Free(self->similarity);
+    iv_free(&self->blocks);
+    iv_free(&self->universe);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _events_covering: the fewest leading events whose sizes sum to at least `symbols`. */
+static inline int32_t
+events_covering(const int32_t *ends, int32_t nev, int32_t symbols)
+{
+    if (symbols <= 0) {
+        return 0;
+    }
+    for (int32_t e = 0; e < nev; e++) {
+        if (ends[e] >= symbols) {
+            return e + 1;
+        }
+    }
+    return nev;
+}
+
+static int
+run_alloc(Run *run, Py_ssize_t cap)
+{
+    Py_ssize_t c = cap ? cap : 1;
+    run->pattern = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->nblocks = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->matched = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->block_off = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->e1 = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->e2 = PyMem_Malloc((size_t)c * sizeof(int32_t));
+    run->similarity = PyMem_Malloc((size_t)c * sizeof(double));
+    if (!run->pattern || !run->nblocks || !run->matched || !run->block_off || !run->e1 ||
+        !run->e2 || !run->similarity) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Candidates of the state (the exact index of index.py) into `out`; -1 on error. */
+static int
+core_candidates(Core *self, const int32_t *ids, Py_ssize_t lb, double threshold, int all,
+                IntVec *out)
+{
+    out->n = 0;
+    if (all || threshold == 0.0) {
+        if (iv_reserve(out, self->npat) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t p = 0; p < self->npat; p++) {
+            out->v[p] = (int32_t)p;
+        }
+        out->n = self->npat;
+        return 0;
+    }
+    int32_t *count = self->s_count, *bound = self->p_bound;
+    IntVec distinct = {0};
+    int rc = -1;
+    for (Py_ssize_t j = 0; j < lb; j++) {
+        int32_t s = ids[j];
+        if (s >= 0 && count[s]++ == 0 && iv_push(&distinct, s) < 0) {
+            goto done;
+        }
+    }
+    for (Py_ssize_t x = 0; x < distinct.n; x++) {
+        int32_t s = distinct.v[x], in_state = count[s];
+        Postings *post = &self->postings[s];
+        for (int32_t t = 0; t < post->n; t++) {
+            int32_t p = post->pat[t], in_pattern = post->cnt[t];
+            if (bound[p] == 0 && iv_push(out, p) < 0) {
+                goto done;
+            }
+            bound[p] += in_pattern < in_state ? in_pattern : in_state;
+        }
+    }
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t x = 0; x < out->n; x++) {
+        int32_t p = out->v[x];
+        int32_t la = self->flat_off.v[p + 1] - self->flat_off.v[p];
+        if (threshold < 0.0 || 2.0 * bound[p] / (double)(la + lb) >= threshold) {
+            out->v[kept++] = p;
+        }
+        bound[p] = 0;
+    }
+    out->n = kept;
+    rc = 0;
+done:
+    if (rc < 0) {
+        for (Py_ssize_t x = 0; x < out->n; x++) {
+            bound[out->v[x]] = 0;
+        }
+        out->n = 0;
+    }
+    for (Py_ssize_t x = 0; x < distinct.n; x++) {
+        count[distinct.v[x]] = 0;
+    }
+    iv_free(&distinct);
+    return rc;
+}
+
+PyDoc_STRVAR(Core_match_doc,
+             "match(state, threshold, exhaustive=False) -> Run | None\n\n"
+             "Align every candidate with the state and keep those that reach the threshold.");
+
+static PyObject *
+Core_match(Core *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwnames[] = {"state", "threshold", "exhaustive", NULL};
+    PyObject *state_arg;
+    double threshold;
+    int exhaustive = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Od|p:match", kwnames, &state_arg, &threshold,
+                                     &exhaustive)) {
+        return NULL;
+    }
+    PyObject *state = PySequence_List(state_arg);
+    if (state == NULL) {
+        return NULL;
+    }
+    Py_ssize_t lb = PyList_GET_SIZE(state);
+    Run *run = NULL;
+    IntVec candidates = {0};
+    int32_t *ids = PyMem_Malloc((size_t)(lb ? lb : 1) * sizeof(int32_t));
+    int b_set = 0;
+    if (ids == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t j = 0; j < lb; j++) {
+        PyObject *symbol = PyList_GET_ITEM(state, j);
+        PyObject *id = PyUnicode_Check(symbol) ? PyDict_GetItemWithError(self->ids, symbol)
+                                               : NULL;
+        if (id == NULL && PyErr_Occurred()) {
+            goto fail;
+        }
+        ids[j] = id ? (int32_t)PyLong_AsLong(id) : -1; /* -1: in no pattern */
+    }
+    if (core_candidates(self, ids, lb, threshold, exhaustive, &candidates) < 0) {
+        goto fail;
+    }
+    if (candidates.n == 0) {
+        PyMem_Free(ids);
+        Py_DECREF(state);
+        iv_free(&candidates);
+        Py_RETURN_NONE;
+    }
+    run = PyObject_New(Run, &RunType);
+    if (run == NULL) {
+        goto fail;
+    }
+    Py_INCREF(self);
+    run->core = self;
+    run->generation = self->generation;
+    run->state = state;
+    run->state_ids = ids;
+    run->lb = lb;
+    run->n = 0;
+    run->pattern = run->nblocks = run->matched = run->block_off = run->e1 = run->e2 = NULL;
+    run->similarity = NULL;
+    memset(&run->blocks, 0, sizeof(IntVec));
+    memset(&run->universe, 0, sizeof(IntVec));
+    state = NULL;
+    ids = NULL;
+    if (run_alloc(run, candidates.n) < 0) {
+        goto fail;
+    }
+    Matcher *m = &self->matcher;
+    if (matcher_set_b(m, run->state_ids, lb, 0) < 0) {
+        goto fail;
+    }
+    b_set = 1;
+    int32_t *seen = self->s_seen;
+    for (Py_ssize_t c = 0; c < candidates.n; c++) {
+        int32_t p = candidates.v[c];
+        const int32_t *a = self->flat.v + self->flat_off.v[p];
+        int32_t la = self->flat_off.v[p + 1] - self->flat_off.v[p];
+        Py_ssize_t nb = matching_blocks(m, a, la);
+        if (nb < 0) {
+            goto fail;
+        }
+        int32_t total = 0;
+        for (Py_ssize_t x = 0; x < nb; x++) {
+            total += m->blocks.v[3 * x + 2];
+        }
+        if (la + lb == 0) {
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            goto fail;
+        }
+        double similarity = 2.0 * total / (double)(la + lb);
+        int32_t start, end;
+        if (nb == 0) {
+            if (threshold != 0.0) {
+                continue;
+            }
+            start = 0;
+            end = la;
+        }
+        else {
+            if (similarity < threshold) {
+                continue;
+            }
+            start = m->blocks.v[0];
+            end = m->blocks.v[3 * (nb - 1)] + m->blocks.v[3 * (nb - 1) + 2];
+        }
+        const int32_t *ends = self->ev_end.v + self->ev_off.v[p];
+        int32_t nev = self->ev_off.v[p + 1] - self->ev_off.v[p];
+        int32_t e1 = events_covering(ends, nev, start);
+        int32_t e2 = events_covering(ends, nev, end);
+        if (e1 > 0 && nb > 0) { /* the fix-up rule of spec §4.6 */
+            int32_t first = run->state_ids[m->blocks.v[1]];
+            int32_t from = e1 > 1 ? ends[e1 - 2] : 0;
+            for (int32_t x = from; x < ends[e1 - 1]; x++) {
+                if (a[x] == first) {
+                    e1--;
+                    break;
+                }
+            }
+        }
+        Py_ssize_t r = run->n++;
+        run->pattern[r] = p;
+        run->nblocks[r] = (int32_t)nb;
+        run->matched[r] = total;
+        run->similarity[r] = similarity;
+        run->block_off[r] = (int32_t)run->blocks.n;
+        run->e1[r] = e1;
+        run->e2[r] = e2;
+        if (iv_reserve(&run->blocks, run->blocks.n + 3 * nb) < 0) {
+            goto fail;
+        }
+        memcpy(run->blocks.v + run->blocks.n, m->blocks.v, (size_t)(3 * nb) * sizeof(int32_t));
+        run->blocks.n += 3 * nb;
+        /* the universe: matched symbols and the present's symbols */
+        for (Py_ssize_t x = 0; x < nb; x++) {
+            int32_t j = m->blocks.v[3 * x + 1], k = m->blocks.v[3 * x + 2];
+            for (int32_t y = j; y < j + k; y++) {
+                int32_t s = run->state_ids[y];
+                if (!seen[s]) {
+                    seen[s] = 1;
+                    if (iv_push(&run->universe, s) < 0) {
+                        goto fail;
+                    }
+                }
+            }
+        }
+        int32_t ps = e1 > 0 ? ends[e1 - 1] : 0, pe = e2 > 0 ? ends[e2 - 1] : 0;
+        for (int32_t x = ps; x < pe; x++) {
+            int32_t s = a[x];
+            if (!seen[s]) {
+                seen[s] = 1;
+                if (iv_push(&run->universe, s) < 0) {
+                    goto fail;
+                }
+            }
+        }
+    }
+    for (Py_ssize_t x = 0; x < run->universe.n; x++) {
+        seen[run->universe.v[x]] = 0;
+    }
+    matcher_unset_b(m);
+    iv_free(&candidates);
+    if (run->n == 0) {
+        Py_DECREF(run);
+        Py_RETURN_NONE;
+    }
+    return (PyObject *)run;
+fail:
+    if (run != NULL) {
+        for (Py_ssize_t x = 0; x < run->universe.n; x++) {
+            self->s_seen[run->universe.v[x]] = 0;
+        }
+        Py_DECREF(run);
+    }
+    if (b_set) {
+        matcher_unset_b(&self->matcher);
+    }
+    PyMem_Free(ids);
+    Py_XDECREF(state);
+    iv_free(&candidates);
+    return NULL;
+}
+
+static int
+run_check(Run *self)
+{
+    if (self->generation != self->core->generation) {
+        PyErr_SetString(PyExc_RuntimeError, "the index was cleared since this match");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Run_names(Run *self, PyObject *Py_UNUSED(ignored))
+{
+    if (run_check(self) < 0) {
+        return NULL;
+    }
+    PyObject *names = PyList_New(self->n);
+    if (names == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < self->n; r++) {
+        PyObject *name = self->core->names[self->pattern[r]];
+        Py_INCREF(name);
+        PyList_SET_ITEM(names, r, name);
+    }
+    return names;
+}
+
+static PyObject *
+Run_universe(Run *self, PyObject *Py_UNUSED(ignored))
+{
+    if (run_check(self) < 0) {
+        return NULL;
+    }
+    PyObject *symbols = PyList_New(self->universe.n);
+    if (symbols == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t x = 0; x < self->universe.n; x++) {
+        PyObject *symbol = self->core->symbols[self->universe.v[x]];
+        Py_INCREF(symbol);
+        PyList_SET_ITEM(symbols, x, symbol);
+    }
+    return symbols;
+}
+
+static Py_ssize_t
+Run_len(Run *self)
+{
+    return self->n;
+}
+
+/* Interned strings: attribute names and the prediction's keys, in the reference's order. */
+enum {
+    K_TYPE, K_NAME, K_FREQUENCY, K_EMOTIVES, K_MATCHES, K_PAST, K_PRESENT, K_MISSING, K_EXTRAS,
+    K_POTENTIAL, K_EVIDENCE, K_SIMILARITY, K_FRAGMENTATION, K_SNR, K_ENTROPY, K_HAMILTONIAN,
+    K_GRAND_HAMILTONIAN, K_CONFLUENCE, K_SEQUENCE, K_FUTURE, K_CONFIDENCE, K_ITFDF, N_KEYS
+};
+static const char *KEY_NAMES[N_KEYS] = {
+    "type", "name", "frequency", "emotives", "matches", "past", "present", "missing", "extras",
+    "potential", "evidence", "similarity", "fragmentation", "snr", "entropy", "hamiltonian",
+    "grand_hamiltonian", "confluence", "sequence", "future", "confidence", "itfdf_similarity"};
+static PyObject *keys[N_KEYS];
+static PyObject *template_prediction; /* dict with every key (None), copied per prediction */
+static PyObject *str_prototypical, *str_frequency_attr, *str_emotives_attr, *str_pmf_attr;
+
+/* Per-survivor numbers of the ensemble step. */
+typedef struct {
+    double potential, itfdf, evidence, confidence, snr, fragmentation, p_h;
+    long long frequency;
+    PyObject *record; /* borrowed from the records mapping, or NULL */
+} Scored;
+
+typedef struct {
+    Scored *scored;
+    PyObject **names;
+    const int32_t *pattern;
+} SortContext;
+
+/* Merge sort of survivor indices by (-potential, name): the reference's sort key. */
+static int
+ranks_before(const SortContext *ctx, int32_t x, int32_t y, int *error)
+{
+    double px = ctx->scored[x].potential, py = ctx->scored[y].potential;
+    if (px > py) {
+        return 1;
+    }
+    if (px < py) {
+        return 0;
+    }
+    int lt = PyObject_RichCompareBool(ctx->names[ctx->pattern[x]], ctx->names[ctx->pattern[y]],
+                                      Py_LT);
+    if (lt < 0) {
+        *error = 1;
+        return 0;
+    }
+    return lt;
+}
+
+static void
+merge_sort(const SortContext *ctx, int32_t *v, int32_t *tmp, Py_ssize_t n, int *error)
+{
+    if (n < 2) {
+        return;
+    }
+    Py_ssize_t h = n / 2;
+    merge_sort(ctx, v, tmp, h, error);
+    merge_sort(ctx, v + h, tmp, n - h, error);
+    Py_ssize_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        tmp[k++] = ranks_before(ctx, v[j], v[i], error) ? v[j++] : v[i++];
+    }
+    while (i < h) {
+        tmp[k++] = v[i++];
+    }
+    while (j < n) {
+        tmp[k++] = v[j++];
+    }
+    memcpy(v, tmp, (size_t)n * sizeof(int32_t));
+}
+
+static PyObject *
+float_or_null(double x)
+{
+    return PyFloat_FromDouble(x);
+}
+
+/* A new list of the core's symbols ids[from:to]. */
+static PyObject *
+symbol_list(Core *core, const int32_t *ids, Py_ssize_t from, Py_ssize_t to)
+{
+    PyObject *list = PyList_New(to - from);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t x = from; x < to; x++) {
+        PyObject *symbol = core->symbols[ids[x]];
+        Py_INCREF(symbol);
+        PyList_SET_ITEM(list, x - from, symbol);
+    }
+    return list;
+}
+
+/* Set a prediction key, stealing `value`; -1 when value is NULL or the set fails. */
+static inline int
+put(PyObject *dict, int key, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(dict, keys[key], value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* The prediction object of survivor r (spec §4.8), its ensemble numbers known. */
+static PyObject *
+build_prediction(Run *self, Py_ssize_t r, const Scored *sc, long long n_symbols, double log_n,
+                 PyObject *average)
+{
+    Core *core = self->core;
+    int32_t p = self->pattern[r];
+    const int32_t *a = core->flat.v + core->flat_off.v[p];
+    const int32_t *ends = core->ev_end.v + core->ev_off.v[p];
+    int32_t nev = core->ev_off.v[p + 1] - core->ev_off.v[p];
+    int32_t e1 = self->e1[r], e2 = self->e2[r], nb = self->nblocks[r];
+    const int32_t *blocks = self->blocks.v + self->block_off[r];
+    int32_t ps = e1 > 0 ? ends[e1 - 1] : 0, pe = e2 > 0 ? ends[e2 - 1] : 0;
+    Py_ssize_t size = pe - ps;
+    int32_t *count = core->s_count, *seen = core->s_seen;
+    PyObject *d = PyDict_Copy(template_prediction);
+    PyObject *sequence = NULL;
+    if (d == NULL) {
+        return NULL;
+    }
+    /* the present's terms, summed in the reference's order */
+    for (Py_ssize_t x = ps; x < pe; x++) {
+        count[a[x]]++;
+    }
+    PySum entropy, hamiltonian, grand, log_sum;
+    ps_init(&entropy);
+    ps_init(&hamiltonian);
+    ps_init(&grand);
+    ps_init(&log_sum);
+    for (Py_ssize_t x = ps; x < pe; x++) {
+        int32_t s = a[x];
+        ps_add(&entropy, core->s_surprisal[s]);
+        double q = (double)count[s] / (double)size;
+        ps_add(&hamiltonian, spread_term(q, n_symbols, log_n));
+        ps_add(&log_sum, core->s_logp[s]);
+    }
+    for (Py_ssize_t x = ps; x < pe; x++) {
+        int32_t s = a[x];
+        if (count[s]) {
+            ps_add(&grand, core->s_spread[s]);
+            count[s] = 0;
+        }
+    }
+    double product = size ? pow(10.0, ps_result(&log_sum)) : 0.0;
+    double confluence;
+    PyObject *entropy_v, *hamiltonian_v, *grand_v;
+    if (size) {
+        double e, h, g;
+        if (round12(ps_result(&entropy), &e) < 0 || round12(ps_result(&hamiltonian), &h) < 0 ||
+            round12(ps_result(&grand), &g) < 0) {
+            goto fail;
+        }
+        entropy_v = PyFloat_FromDouble(e);
+        hamiltonian_v = PyFloat_FromDouble(h);
+        grand_v = PyFloat_FromDouble(g);
+    }
+    else { /* sum([]) is the int 0 */
+        entropy_v = PyLong_FromLong(0);
+        hamiltonian_v = PyLong_FromLong(0);
+        grand_v = PyLong_FromLong(0);
+    }
+    if (round12(sc->p_h * (1.0 - product), &confluence) < 0) {
+        Py_XDECREF(entropy_v);
+        Py_XDECREF(hamiltonian_v);
+        Py_XDECREF(grand_v);
+        goto fail;
+    }
+    /* emotives: the record's window averaged, {} without a record */
+    PyObject *emotives;
+    if (sc->record == NULL) {
+        emotives = PyDict_New();
+    }
+    else {
+        PyObject *window = PyObject_GetAttr(sc->record, str_emotives_attr);
+        if (window != NULL && PyList_CheckExact(window) && PyList_GET_SIZE(window) == 0) {
+            emotives = PyDict_New();
+        }
+        else {
+            emotives = window ? PyObject_CallOneArg(average, window) : NULL;
+        }
+        Py_XDECREF(window);
+    }
+    /* matches (state symbols of the blocks), the matched set, extras (the rest of the state) */
+    Py_ssize_t matched = self->matched[r];
+    PyObject *matches = PyList_New(matched);
+    PyObject *extras = PyList_New(self->lb - matched);
+    if (matches != NULL && extras != NULL) {
+        Py_ssize_t mi = 0, xi = 0, j = 0;
+        for (int32_t x = 0; x <= nb; x++) {
+            Py_ssize_t bj = x < nb ? blocks[3 * x + 1] : self->lb;
+            Py_ssize_t bk = x < nb ? blocks[3 * x + 2] : 0;
+            for (; j < bj; j++) {
+                PyObject *symbol = PyList_GET_ITEM(self->state, j);
+                Py_INCREF(symbol);
+                PyList_SET_ITEM(extras, xi++, symbol);
+            }
+            for (; j < bj + bk; j++) {
+                PyObject *symbol = PyList_GET_ITEM(self->state, j);
+                Py_INCREF(symbol);
+                PyList_SET_ITEM(matches, mi++, symbol);
+                seen[self->state_ids[j]] = 1;
+            }
+        }
+    }
+    /* missing: the present's symbols not among the matches, in pattern order */
+    PyObject *missing = PyList_New(0);
+    for (Py_ssize_t x = ps; missing != NULL && x < pe; x++) {
+        if (!seen[a[x]] && PyList_Append(missing, core->symbols[a[x]]) < 0) {
+            Py_CLEAR(missing);
+        }
+    }
+    for (Py_ssize_t x = 0; x < nb; x++) {
+        for (int32_t j = blocks[3 * x + 1]; j < blocks[3 * x + 1] + blocks[3 * x + 2]; j++) {
+            seen[self->state_ids[j]] = 0;
+        }
+    }
+    /* the events: the pattern's (shared, as the reference shares them), and slices of it */
+    sequence = core->events[p];
+    if (sequence == NULL) {
+        sequence = PyList_New(nev);
+        for (int32_t e = 0; sequence != NULL && e < nev; e++) {
+            PyObject *event = symbol_list(core, a, e > 0 ? ends[e - 1] : 0, ends[e]);
+            if (event == NULL) {
+                Py_CLEAR(sequence);
+                break;
+            }
+            PyList_SET_ITEM(sequence, e, event);
+        }
+        core->events[p] = sequence;
+    }
+    Py_XINCREF(sequence);
+    PyObject *name = core->names[p];
+    Py_INCREF(name);
+    Py_INCREF(str_prototypical);
+    int failed = put(d, K_TYPE, str_prototypical) < 0;
+    failed |= put(d, K_NAME, name) < 0;
+    failed |= put(d, K_FREQUENCY, PyLong_FromLongLong(sc->frequency)) < 0;
+    failed |= put(d, K_EMOTIVES, emotives) < 0;
+    failed |= put(d, K_MATCHES, matches) < 0;
+    failed |= put(d, K_PAST, sequence ? PyList_GetSlice(sequence, 0, e1) : NULL) < 0;
+    failed |= put(d, K_PRESENT, sequence ? PyList_GetSlice(sequence, e1, e2) : NULL) < 0;
+    failed |= put(d, K_MISSING, missing) < 0;
+    failed |= put(d, K_EXTRAS, extras) < 0;
+    failed |= put(d, K_POTENTIAL, float_or_null(sc->potential)) < 0;
+    failed |= put(d, K_EVIDENCE, float_or_null(sc->evidence)) < 0;
+    failed |= put(d, K_SIMILARITY, float_or_null(self->similarity[r])) < 0;
+    failed |= put(d, K_FRAGMENTATION, float_or_null(sc->fragmentation)) < 0;
+    failed |= put(d, K_SNR, float_or_null(sc->snr)) < 0;
+    failed |= put(d, K_ENTROPY, entropy_v) < 0;
+    failed |= put(d, K_HAMILTONIAN, hamiltonian_v) < 0;
+    failed |= put(d, K_GRAND_HAMILTONIAN, grand_v) < 0;
+    failed |= put(d, K_CONFLUENCE, float_or_null(confluence)) < 0;
+    failed |= put(d, K_FUTURE, sequence ? PyList_GetSlice(sequence, e2, nev) : NULL) < 0;
+    failed |= put(d, K_SEQUENCE, sequence) < 0;
+    failed |= put(d, K_CONFIDENCE, float_or_null(sc->confidence)) < 0;
+    failed |= put(d, K_ITFDF, float_or_null(sc->itfdf)) < 0;
+    if (failed) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+fail:
+    for (Py_ssize_t x = ps; x < pe; x++) {
+        count[a[x]] = 0;
+    }
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* A Python int argument as a long long (TypeError for anything else). */
+static int
+as_long_long(PyObject *value, long long *out)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "expected an int, got %.100s", Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    *out = PyLong_AsLongLong(value);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* mapping.get(key) as a borrowed reference (dicts) or NULL when absent; -1 on error. */
+static int
+lookup(PyObject *mapping, PyObject *key, PyObject **out, PyObject **owned)
+{
+    *owned = NULL;
+    if (PyDict_Check(mapping)) {
+        *out = PyDict_GetItemWithError(mapping, key);
+        return (*out == NULL && PyErr_Occurred()) ? -1 : 0;
+    }
+    *out = PyObject_GetItem(mapping, key);
+    if (*out == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    *owned = *out;
+    return 0;
+}
+
+PyDoc_STRVAR(Run_predictions_doc,
+             "predictions(records, stats, total_pattern_frequencies,\n"
+             "            total_symbols_in_patterns_frequencies, symbol_count, max_predictions,\n"
+             "            average) -> list[dict]\n\n"
+             "The ranked prediction objects, given the knowledge base's numbers (spec §4.7).");
+
+static PyObject *
+Run_predictions(Run *self, PyObject *args)
+{
+    PyObject *records, *stats, *t_pf_obj, *t_sip_obj, *n_obj, *average;
+    Py_ssize_t max_predictions;
+    if (!PyArg_ParseTuple(args, "OOOOOnO:predictions", &records, &stats, &t_pf_obj, &t_sip_obj,
+                          &n_obj, &max_predictions, &average)) {
+        return NULL;
+    }
+    if (run_check(self) < 0) {
+        return NULL;
+    }
+    long long t_pf, t_sip, n_symbols;
+    if (as_long_long(t_pf_obj, &t_pf) < 0 || as_long_long(t_sip_obj, &t_sip) < 0 ||
+        as_long_long(n_obj, &n_symbols) < 0) {
+        return NULL;
+    }
+    Core *core = self->core;
+    Py_ssize_t n = self->n;
+    Scored *scored = PyMem_Calloc((size_t)n, sizeof(Scored));
+    int32_t *order = PyMem_Malloc((size_t)n * sizeof(int32_t));
+    int32_t *tmp = PyMem_Malloc((size_t)n * sizeof(int32_t));
+    PyObject **owned = PyMem_Calloc((size_t)n, sizeof(PyObject *));
+    IntVec state_terms = {0};
+    PyObject *result = NULL;
+    int32_t *count = core->s_count, *seen = core->s_seen;
+    if (!scored || !order || !tmp || !owned) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* frequencies, F_ens */
+    long long f_ens = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *record;
+        if (lookup(records, core->names[self->pattern[r]], &record, &owned[r]) < 0) {
+            goto done;
+        }
+        scored[r].record = record;
+        if (record != NULL) {
+            PyObject *frequency = PyObject_GetAttr(record, str_frequency_attr);
+            int rc = frequency ? as_long_long(frequency, &scored[r].frequency) : -1;
+            Py_XDECREF(frequency);
+            if (rc < 0) {
+                goto done;
+            }
+        }
+        f_ens += scored[r].frequency;
+    }
+    /* per-symbol terms over the universe */
+    double log_n = log((double)n_symbols);
+    for (Py_ssize_t x = 0; x < self->universe.n; x++) {
+        int32_t s = self->universe.v[x];
+        double q = 0.0;
+        if (t_sip > 0) {
+            PyObject *stat, *stat_owned;
+            if (lookup(stats, core->symbols[s], &stat, &stat_owned) < 0) {
+                goto done;
+            }
+            if (stat != NULL) {
+                long long pmf;
+                PyObject *value = PyObject_GetAttr(stat, str_pmf_attr);
+                int rc = value ? as_long_long(value, &pmf) : -1;
+                Py_XDECREF(value);
+                Py_XDECREF(stat_owned);
+                if (rc < 0 || int_true_divide(pmf, t_sip, &q) < 0) {
+                    goto done;
+                }
+            }
+        }
+        core->s_prob[s] = q;
+        core->s_surprisal[s] = q > 0.0 ? -q * log2(q) : 0.0;
+        core->s_spread[s] = spread_term(q, n_symbols, log_n);
+        core->s_logp[s] = log10(q > 0.0 ? q : 1e-10);
+    }
+    /* the state's side of itfdf: symbols with P > 0, first-seen order, u = P·count */
+    for (Py_ssize_t j = 0; j < self->lb; j++) {
+        int32_t s = self->state_ids[j];
+        if (s >= 0 && seen[s]++ == 0 && iv_push(&state_terms, s) < 0) {
+            goto done;
+        }
+    }
+    for (Py_ssize_t x = 0; x < state_terms.n; x++) {
+        int32_t s = state_terms.v[x];
+        core->s_u[s] = core->s_prob[s] * (double)seen[s];
+    }
+    /* itfdf and potential of every survivor */
+    for (Py_ssize_t r = 0; r < n; r++) {
+        Scored *sc = &scored[r];
+        int32_t p = self->pattern[r];
+        const int32_t *a = core->flat.v + core->flat_off.v[p];
+        const int32_t *ends = core->ev_end.v + core->ev_off.v[p];
+        int32_t la = core->flat_off.v[p + 1] - core->flat_off.v[p];
+        int32_t e1 = self->e1[r], e2 = self->e2[r];
+        int32_t ps = e1 > 0 ? ends[e1 - 1] : 0, pe = e2 > 0 ? ends[e2 - 1] : 0;
+        int32_t size = pe - ps, matched = self->matched[r];
+        double itfdf = 0.0;
+        if (f_ens != 0) {
+            for (int32_t x = ps; x < pe; x++) {
+                count[a[x]]++;
+            }
+            double dot = 0.0, uu = 0.0, vv = 0.0, distance;
+            for (Py_ssize_t x = 0; x < state_terms.n; x++) {
+                int32_t s = state_terms.v[x];
+                double q = core->s_prob[s];
+                if (q == 0.0) {
+                    continue; /* adds +0.0 to non-negative sums: changes nothing */
+                }
+                double u = core->s_u[s], v = q * (double)count[s];
+                dot += u * v;
+                uu += u * u;
+                vv += v * v;
+            }
+            for (int32_t x = ps; x < pe; x++) {
+                int32_t s = a[x];
+                if (count[s] && !seen[s]) { /* present only: u = 0 */
+                    double v = core->s_prob[s] * (double)count[s];
+                    vv += v * v;
+                }
+                count[s] = 0;
+            }
+            if (uu == 0.0 || vv == 0.0) {
+                distance = 1.0;
+            }
+            else {
+                distance = 1.0 - dot / sqrt(uu * vv);
+                if (isnan(distance)) {
+                    distance = 1.0;
+                }
+                else {
+                    distance = distance < 0.0 ? 0.0 : distance;
+                    distance = 2.0 < distance ? 2.0 : distance;
+                }
+            }
+            if (round12(1.0 - distance * (double)sc->frequency / (double)f_ens, &itfdf) < 0) {
+                goto done;
+            }
+        }
+        sc->itfdf = itfdf;
+        sc->evidence = la ? (double)matched / (double)la : 0.0;
+        sc->confidence = size ? (double)matched / (double)size : 0.0;
+        sc->fragmentation = (double)(self->nblocks[r] - 1);
+        Py_ssize_t signal = 2 * (Py_ssize_t)matched, noise = self->lb - matched;
+        sc->snr = signal + noise ? (double)(signal - noise) / (double)(signal + noise) : 0.0;
+        if (t_pf) {
+            if (int_true_divide(sc->frequency, t_pf, &sc->p_h) < 0) {
+                goto done;
+            }
+        }
+        else {
+            sc->p_h = 0.0;
+        }
+        double fragment = sc->fragmentation == -1.0 ? 0.0 : 1.0 / (sc->fragmentation + 1.0);
+        double potential = (sc->evidence + sc->confidence) * sc->snr + itfdf + fragment;
+        if (round12(potential, &sc->potential) < 0) {
+            goto done;
+        }
+        order[r] = (int32_t)r;
+    }
+    for (Py_ssize_t x = 0; x < state_terms.n; x++) {
+        seen[state_terms.v[x]] = 0;
+    }
+    state_terms.n = 0; /* seen is clean again */
+    /* rank, keep the best, build their objects */
+    SortContext ctx = {scored, core->names, self->pattern};
+    int error = 0;
+    merge_sort(&ctx, order, tmp, n, &error);
+    if (error) {
+        goto done;
+    }
+    Py_ssize_t keep = max_predictions < n ? max_predictions : n;
+    if (keep < 0) {
+        keep = 0;
+    }
+    result = PyList_New(keep);
+    for (Py_ssize_t x = 0; result != NULL && x < keep; x++) {
+        PyObject *prediction =
+            build_prediction(self, order[x], &scored[order[x]], n_symbols, log_n, average);
+        if (prediction == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, x, prediction);
+    }
+done:
+    for (Py_ssize_t x = 0; x < state_terms.n; x++) {
+        seen[state_terms.v[x]] = 0;
+    }
+    for (Py_ssize_t x = 0; x < self->universe.n; x++) {
+        int32_t s = self->universe.v[x];
+        core->s_prob[s] = core->s_surprisal[s] = core->s_spread[s] = core->s_logp[s] = 0.0;
+        core->s_u[s] = 0.0;
+    }
+    if (owned != NULL) {
+        for (Py_ssize_t r = 0; r < n; r++) {
+            Py_XDECREF(owned[r]);
+        }
+    }
+    iv_free(&state_terms);
+    PyMem_Free(scored);
+    PyMem_Free(order);
+    PyMem_Free(tmp);
+    PyMem_Free(owned);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Types and module.
+ */
+
+static PyMethodDef Core_methods[] = {
+    {"add", (PyCFunction)Core_add, METH_VARARGS, Core_add_doc},
+    {"clear", (PyCFunction)Core_clear, METH_NOARGS, "clear() -> None\n\nForget every pattern."},
+    {"match", (PyCFunction)(void (*)(void))Core_match, METH_VARARGS | METH_KEYWORDS,
+     Core_match_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods Core_as_sequence = {.sq_length = (lenfunc)Core_len};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "processor_image.engine._core.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Learned patterns, interned, with the inverted index the matcher starts from.",
+    .tp_methods = Core_methods,
+    .tp_as_sequence = &Core_as_sequence,
+    .tp_new = Core_new,
+};
+
+static PyMethodDef Run_methods[] = {
+    {"names", (PyCFunction)Run_names, METH_NOARGS,
+     "names() -> list[str]\n\nThe surviving patterns' names."},
+    {"universe", (PyCFunction)Run_universe, METH_NOARGS,
+     "universe() -> list[str]\n\nEvery symbol of the survivors' matches and presents."},
+    {"predictions", (PyCFunction)Run_predictions, METH_VARARGS, Run_predictions_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods Run_as_sequence = {.sq_length = (lenfunc)Run_len};
+
+static PyTypeObject RunType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "processor_image.engine._core.Run",
+    .tp_basicsize = sizeof(Run),
+    .tp_dealloc = (destructor)Run_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The candidates of one state that reached the recall threshold.",
+    .tp_methods = Run_methods,
+    .tp_as_sequence = &Run_as_sequence,
+};
+
+static PyObject *
+core_round12(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    double x = PyFloat_AsDouble(arg), out;
+    if (x == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (round12(x, &out) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(out);
+}
+
+static PyMethodDef module_methods[] = {
+    {"get_matching_blocks", (PyCFunction)(void (*)(void))core_get_matching_blocks,
+     METH_VARARGS | METH_KEYWORDS,
+     "get_matching_blocks(a, b, autojunk=True)\n\n"
+     "SequenceMatcher(None, a, b, autojunk).get_matching_blocks() as (i, j, n) tuples."},
+    {"get_opcodes", (PyCFunction)(void (*)(void))core_get_opcodes, METH_VARARGS | METH_KEYWORDS,
+     "get_opcodes(a, b, autojunk=True)\n\nSequenceMatcher(None, a, b, autojunk).get_opcodes()."},
+    {"round12", core_round12, METH_O, "round12(x)\n\nround(x, 12), as the core computes it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "processor_image.engine._core",
+    .m_doc = "The engine's compiled core: matching and ensemble metrics (see core.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&RunType) < 0) {
+        return NULL;
+    }
+    PyObject *builtins = PyImport_ImportModule("builtins");
+    if (builtins == NULL) {
+        return NULL;
+    }
+    py_round = PyObject_GetAttrString(builtins, "round");
+    Py_DECREF(builtins);
+    if (py_round == NULL) {
+        return NULL;
+    }
+    template_prediction = PyDict_New();
+    if (template_prediction == NULL) {
+        return NULL;
+    }
+    for (int k = 0; k < N_KEYS; k++) {
+        keys[k] = PyUnicode_InternFromString(KEY_NAMES[k]);
+        if (keys[k] == NULL || PyDict_SetItem(template_prediction, keys[k], Py_None) < 0) {
+            return NULL;
+        }
+    }
+    str_prototypical = PyUnicode_InternFromString("prototypical");
+    str_frequency_attr = PyUnicode_InternFromString("frequency");
+    str_emotives_attr = PyUnicode_InternFromString("emotives");
+    str_pmf_attr = PyUnicode_InternFromString("pattern_member_frequency");
+    if (!str_prototypical || !str_frequency_attr || !str_emotives_attr || !str_pmf_attr) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&core_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&CoreType);
+    Py_INCREF(&RunType);
+    if (PyModule_AddObject(module, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObject(module, "Run", (PyObject *)&RunType) < 0 ||
+        PyModule_AddIntConstant(module, "ABI", CORE_ABI) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,65 @@
+"""The learned patterns inside the compiled core, and predictions computed there (spec §4).
+
+Same contract as ``PatternIndex`` + ``predictions.predict``: the knowledge base stays the
+authority on frequencies and symbol statistics, and is asked the same questions in the same
+order; the core does the matching and the arithmetic, the glue is a constant number of calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from processor_image.engine.emotives import average
+from processor_image.engine.knowledge import KnowledgeBase
+
+if TYPE_CHECKING:
+    from processor_image.engine import _core
+
+__all__ = ("CompiledIndex",)
+
+
+class CompiledIndex:
+    """Patterns by name, interned into the core's arrays; adding a known name changes nothing."""
+
+    def __init__(self, core: _core.Core) -> None:
+        self._core = core
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def add(self, name: str, events: Sequence[Sequence[str]]) -> None:
+        """Index a pattern."""
+        self._core.add(name, events)
+
+    def clear(self) -> None:
+        """Forget every pattern (``clear-all``)."""
+        self._core.clear()
+
+    def predict(
+        self,
+        state: Sequence[str],
+        kb: KnowledgeBase,
+        *,
+        recall_threshold: float,
+        max_predictions: int,
+        exhaustive: bool = False,
+    ) -> list[dict[str, Any]]:
+        """What ``predictions.predict`` returns for the same arguments, bit for bit."""
+        if max_predictions <= 0:
+            return []
+        run = self._core.match(state, recall_threshold, exhaustive)
+        if run is None:
+            return []
+        records = kb.get_patterns(run.names())
+        stats = kb.symbol_stats(run.universe())
+        totals = kb.totals()
+        return run.predictions(
+            records,
+            stats,
+            totals.total_pattern_frequencies,
+            totals.total_symbols_in_patterns_frequencies,
+            kb.symbol_count(),
+            max_predictions,
+            average,
+        )

@@ -1,0 +1,261 @@
+"""The compiled core computes exactly what the pure-Python reference computes.
+
+Byte-identical predictions JSON on random knowledge bases and observation streams, dense
+(a handful of symbols) and sparse, long sequences (200+ symbols, where difflib's auto-junk
+heuristic would apply if it were on) and edge cases; plus the core's difflib and round()
+against the standard library's own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from processor_image.engine import Genes, Processor
+from processor_image.engine.compiled import CompiledIndex
+from processor_image.engine.core import compiled_module
+from processor_image.engine.index import PatternIndex
+from processor_image.engine.naming import pattern_hash
+from processor_image.engine.predictions import predict
+from processor_image.storage.memory import MemoryKnowledgeBase
+
+core = compiled_module()
+pytestmark = pytest.mark.skipif(core is None, reason="the compiled core is not built here")
+
+encode = msgspec.json.Encoder().encode
+THRESHOLDS = [-0.2, 0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.2]
+DENSE = [f"d{i}" for i in range(4)]
+SPARSE = [f"sym{i:03d}" for i in range(200)]
+
+
+def alphabet(draw: st.DrawFn) -> list[str]:
+    return draw(st.sampled_from([DENSE, DENSE[:1], SPARSE[:12], SPARSE]))
+
+
+@st.composite
+def knowledge(draw: st.DrawFn) -> tuple[list[str], list[list[list[str]]], list[str]]:
+    """An alphabet, patterns (some long), and a state over it (empty, one symbol, long...)."""
+    symbols = alphabet(draw)
+    sym = st.sampled_from(symbols)
+    event = st.lists(sym, min_size=1, max_size=4)
+    short = st.lists(event, min_size=1, max_size=8)
+    long = st.lists(st.lists(sym, min_size=20, max_size=40), min_size=6, max_size=10)
+    patterns = draw(st.lists(st.one_of(short, short, short, long), max_size=20))
+    state = draw(
+        st.one_of(
+            st.lists(sym, max_size=1),
+            st.lists(sym, min_size=2, max_size=30),
+            st.lists(sym, min_size=200, max_size=320),
+        )
+    )
+    return symbols, patterns, state
+
+
+def both_indexes(
+    patterns: list[list[list[str]]], rng: random.Random, unknown_share: float = 0.0
+) -> tuple[MemoryKnowledgeBase, PatternIndex, CompiledIndex]:
+    """A knowledge base and the same patterns in both indexes.
+
+    With ``unknown_share`` some indexed patterns are missing from the knowledge base (as when
+    a shared MongoDB knowledge base was cleared by another processor): no record, no stats.
+    """
+    assert core is not None
+    kb = MemoryKnowledgeBase()
+    python, compiled = PatternIndex(), CompiledIndex(core.Core())
+    for pattern in patterns:
+        name = pattern_hash(pattern)
+        if rng.random() >= unknown_share:
+            emotives = {"joy": rng.uniform(-1, 1)} if rng.random() < 0.3 else None
+            for _ in range(rng.randint(1, 3)):
+                kb.learn(name, pattern, emotives, 3)
+        python.add(name, pattern)
+        compiled.add(name, pattern)
+    return kb, python, compiled
+
+
+def predictions_json(
+    state: list[str], index: PatternIndex | CompiledIndex, kb: MemoryKnowledgeBase, **args: Any
+) -> bytes:
+    return encode(predict(state, index, kb, **args))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=knowledge(),
+    threshold=st.sampled_from(THRESHOLDS),
+    max_predictions=st.integers(min_value=0, max_value=30),
+    exhaustive=st.booleans(),
+    unknown_share=st.sampled_from([0.0, 0.0, 0.3, 1.0]),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+@example(  # the spec's worked example (§4.8)
+    case=(["hello", "world", "test"], [[["hello"], ["world"], ["test"]]], ["hello", "world"]),
+    threshold=0.1,
+    max_predictions=10,
+    exhaustive=False,
+    unknown_share=0.0,
+    seed=0,
+)
+def test_predictions_json_identical_on_random_knowledge(
+    case: tuple[list[str], list[list[list[str]]], list[str]],
+    threshold: float,
+    max_predictions: int,
+    exhaustive: bool,
+    unknown_share: float,
+    seed: int,
+) -> None:
+    _, patterns, state = case
+    kb, python, compiled = both_indexes(patterns, random.Random(seed), unknown_share)
+    args = {
+        "recall_threshold": threshold,
+        "max_predictions": max_predictions,
+        "exhaustive": exhaustive,
+    }
+    assert predictions_json(state, compiled, kb, **args) == predictions_json(
+        state, python, kb, **args
+    )
+
+
+def observe_stream(processor: Processor, seed: int, symbols: list[str], steps: int) -> list[bytes]:
+    """Observations with learns, emotives, clears and gene changes; every step's output."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    for n in range(steps):
+        event = rng.sample(symbols, min(len(symbols), rng.randint(1, 4)))
+        emotives = {"e": rng.uniform(-1, 1)} if rng.random() < 0.2 else None
+        processor.observe(event, emotives=emotives, unique_id=f"u{n}")
+        out.append(encode(processor.predictions()))
+        roll = rng.random()
+        if roll < 0.12:
+            out.append(processor.learn().encode())
+        elif roll < 0.14:
+            processor.clear_stm()
+        elif roll < 0.16:
+            genes = {"recall_threshold": rng.choice([t for t in THRESHOLDS if 0 <= t <= 1])}
+            genes["max_predictions"] = rng.randint(1, 40)
+            processor.update_genes(genes)
+    out.append(encode(processor.snapshot()))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    symbols=st.sampled_from([DENSE, SPARSE[:10], SPARSE[:50], SPARSE]),
+    max_pattern_length=st.sampled_from([0, 0, 3, 12]),
+)
+def test_processor_streams_identical(
+    seed: int, symbols: list[str], max_pattern_length: int
+) -> None:
+    streams = [
+        observe_stream(
+            Processor(
+                processor_id="p1",
+                kb=MemoryKnowledgeBase(),
+                genes=Genes(max_pattern_length=max_pattern_length),
+                core=name,
+            ),
+            seed,
+            symbols,
+            150,
+        )
+        for name in ("python", "compiled")
+    ]
+    assert streams[0] == streams[1]
+
+
+def test_dense_workload_stream_identical() -> None:
+    """The benchmark's dense workload: 2-4 of 50 symbols, learn every 10, up to 60 patterns."""
+    vocabulary = [f"s{i:02d}" for i in range(50)]
+    outputs = []
+    for name in ("python", "compiled"):
+        rng = random.Random(11)
+        processor = Processor(processor_id="p1", kb=MemoryKnowledgeBase(), core=name)
+        out = []
+        for n in range(1, 601):
+            processor.observe(rng.sample(vocabulary, rng.randint(2, 4)), unique_id=f"u{n}")
+            out.append(encode(processor.predictions()))
+            if n % 10 == 0:
+                processor.learn()
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+
+
+def test_restored_processor_predicts_identically() -> None:
+    """A snapshot taken on one core and restored on the other gives the same predictions."""
+    source = Processor(processor_id="p1", kb=MemoryKnowledgeBase(), core="python")
+    observe_stream(source, 5, SPARSE[:20], 80)
+    target = Processor(processor_id="p1", kb=MemoryKnowledgeBase(), core="compiled")
+    target.restore(source.snapshot())
+    for processor in (source, target):
+        processor.observe(["sym001", "sym002", "sym003"], unique_id="last")
+    assert encode(target.predictions()) == encode(source.predictions())
+
+
+blocks_input = st.sampled_from([2, 3, 8, 40]).flatmap(
+    lambda k: st.tuples(
+        st.lists(st.integers(0, k - 1), max_size=60),
+        st.one_of(
+            st.lists(st.integers(0, k - 1), max_size=60),
+            st.lists(st.integers(0, k - 1), min_size=200, max_size=400),
+        ),
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pair=blocks_input, autojunk=st.booleans())
+def test_matching_blocks_and_opcodes_equal_difflib(
+    pair: tuple[list[int], list[int]], autojunk: bool
+) -> None:
+    assert core is not None
+    a, b = pair
+    reference = difflib.SequenceMatcher(None, a, b, autojunk=autojunk)
+    assert core.get_matching_blocks(a, b, autojunk) == [
+        tuple(block) for block in reference.get_matching_blocks()
+    ]
+    assert core.get_opcodes(a, b, autojunk) == reference.get_opcodes()
+
+
+def test_autojunk_ignores_popular_elements_of_long_sequences() -> None:
+    """The spec's case (§4.3): with auto-junk a short pattern scores 0 against 300 symbols."""
+    assert core is not None
+    rng = random.Random(3)
+    b = [rng.choice("pqrs") for _ in range(300)]
+    a = list("pqrs")
+    on = core.get_matching_blocks(a, b, True)
+    off = core.get_matching_blocks(a, b, False)
+    assert on == [tuple(x) for x in difflib.SequenceMatcher(None, a, b).get_matching_blocks()]
+    assert off == [
+        tuple(x) for x in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
+    ]
+    assert sum(n for *_, n in on) < sum(n for *_, n in off)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    x=st.one_of(
+        st.floats(allow_nan=False, allow_infinity=True),
+        st.floats(min_value=-10, max_value=10),
+        st.integers(-(2**40), 2**40).map(lambda k: k / 8192),  # ties at the 13th decimal
+        st.integers(-(2**53), 2**53).map(lambda k: k * 1e-12),
+        st.integers(-(10**15), 10**15).map(lambda k: (k + 0.5) / 1e12),
+    )
+)
+@example(x=0.0001220703125)
+@example(x=-0.0)
+@example(x=4503.599627370496)
+@example(x=1e300)
+def test_round12_equals_python_round(x: float) -> None:
+    assert core is not None
+    got = core.round12(x)
+    want = round(x, 12)
+    assert got == want
+    assert math.copysign(1.0, got) == math.copysign(1.0, want)
