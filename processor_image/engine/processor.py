@@ -59,10 +59,15 @@ class Processor:
         # The emotive window is fixed when the knowledge base is opened (reference quirk Q5).
         self._window = self.genes.persistence
         self._index = PatternIndex()
-        for record in kb.iter_patterns():
-            self._index.add(record.name, record.pattern_data)
+        self._index_knowledge()
         self.time = 0
         self._reset_short_term()
+
+    def _index_knowledge(self) -> None:
+        """The search index holds exactly the knowledge base's patterns (start-up, restore)."""
+        self._index.clear()
+        for record in self.kb.iter_patterns():
+            self._index.add(record.name, record.pattern_data)
 
     def _reset_short_term(self) -> None:
         self._stm = ShortTermMemory()
@@ -159,7 +164,9 @@ class Processor:
         self._reset_short_term()
         self.time = 0
         self.kb.clear()
-        self._index.clear()
+        # Re-read rather than emptied: a shared store skips a replayed clear it already
+        # applied, and then still holds what was learned after it (normally it is empty).
+        self._index_knowledge()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -258,9 +265,7 @@ class Processor:
         validate_genes(msgspec.structs.asdict(state.genes))
         if state.knowledge is not None:
             self.kb.load(state.knowledge)
-        self._index.clear()
-        for record in self.kb.iter_patterns():
-            self._index.add(record.name, record.pattern_data)
+        self._index_knowledge()
         self.genes = msgspec.structs.replace(state.genes)
         self._manifest = {
             **state.manifest,

@@ -193,6 +193,7 @@ async def clear_all(state: State, request: AnyRequest) -> Response[MessageRespon
     """Clear STM, time and the whole knowledge base; genes stay."""
     runtime = _runtime(state)
     async with runtime.lock:
+        _begin(runtime, request)
         runtime.processor.clear_all()
         seq = _applied(runtime, request)
     return _sequenced(
@@ -335,8 +336,9 @@ async def put_state(request: Request[Any, Any, Any], state: State) -> Response[S
     snapshot = await asyncio.to_thread(without_gc, decode_state, body, coding, limit)
     del body
     async with runtime.lock:
-        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         replay = request.headers.get(REPLAY_SEQ_HEADER)
+        runtime.begin(replay)  # a snapshot with knowledge replaces a shared store's: an op
+        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         seq = runtime.applied(replay)
         if replay is None and snapshot.seq > seq:
             seq = runtime.seq = snapshot.seq
