@@ -11,10 +11,12 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from processor_image.engine import EngineError, ProcessorState
+from processor_image.engine import EngineError, ObservationError, ProcessorState
+from processor_image.engine.naming import check_observation
 from processor_image.service.errors import (
     BODY,
     ErrorShapedOperation,
+    FailedButApplied,
     PatternNotFound,
     SequenceFailed,
     documented,
@@ -122,7 +124,11 @@ async def observe(
     runtime = _runtime(state)
     async with runtime.lock:
         _begin(runtime, request)
-        reply = runtime.observe(data)
+        try:
+            reply = runtime.observe(data)
+        except ObservationError as exc:  # time counted all the same (spec §2.2): numbered
+            seq = _applied(runtime, request)
+            raise FailedButApplied(exc, {SEQ_HEADER: str(seq)}) from exc
         return _sequenced(reply, _applied(runtime, request))
 
 
@@ -132,19 +138,21 @@ async def observe_sequence(
 ) -> Response[ObserveSequenceResponse]:
     """Many observations in order under one lock hold (one round trip instead of many).
 
-    A sequence that fails part-way keeps the observations before the failure and counts as
-    applied (``details.seq``), so the manager can journal the part that took effect.
+    All or nothing: every observation is checked first, and one the engine would refuse
+    refuses the sequence (``details.index``) before anything is applied. Nothing partial is
+    left for the manager's journal to miss.
     """
     runtime = _runtime(state)
     results: list[ObserveResponse] = []
+    for index, observation in enumerate(data.observations):
+        try:
+            check_observation(observation.vectors)
+        except EngineError as exc:
+            raise SequenceFailed(exc, index) from exc
     async with runtime.lock:
         _begin(runtime, request)
         for index, observation in enumerate(data.observations):
-            try:
-                results.append(runtime.observe(observation))
-            except EngineError as exc:
-                seq = _applied(runtime, request) if results else None
-                raise SequenceFailed(exc, index, msgspec.to_builtins(results), seq) from exc
+            results.append(runtime.observe(observation))
             if index % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # /health keeps answering during a long sequence
         seq = _applied(runtime, request)

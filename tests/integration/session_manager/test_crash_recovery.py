@@ -226,3 +226,41 @@ async def test_websocket_writes_are_journaled_and_clients_see_unchanged_frames(
     async with connect(url, additional_headers=auth(session), proxy=None) as ws:
         await ws.send(json.dumps({"type": "get_stm"}))
         assert json.loads(await ws.recv())["data"]["stm"] == [["a"]]
+
+
+BAD_VECTORS = [[1, 2], [1, 2, 3]]
+"""Vectors the engine cannot add up: an observation it refuses (422 INVALID_OBSERVATION)."""
+
+
+async def test_refused_observations_leave_the_state_a_recovery_rebuilds(manager: Manager) -> None:
+    """An ``observe-sequence`` with a bad item is refused whole (nothing applied, nothing to
+    journal); a single refused observe, HTTP or WebSocket, still counts time (spec §2.2) and is
+    journaled with its error. Killed and recovered, the processor equals the one before."""
+    session = await manager.create()
+    sid = session["session_id"]
+    base, headers = f"/session/{sid}", auth(session)
+    await drive(manager, session, "a")
+    await manager.client.post(f"{base}/observe", json={"strings": ["b"]}, headers=headers)
+    start = await state(manager, session)
+    sequence = await manager.client.post(
+        f"{base}/observe-sequence",
+        json={"observations": [{"strings": ["c"]}, {"vectors": BAD_VECTORS}, {"strings": ["d"]}]},
+        headers=headers,
+    )
+    assert sequence.status_code == 422, sequence.text
+    assert sequence.json()["error"]["details"]["index"] == 1
+    assert await state(manager, session) == start  # nothing of it applied
+    single = await manager.client.post(
+        f"{base}/observe", json={"strings": ["e"], "vectors": BAD_VECTORS}, headers=headers
+    )
+    assert single.status_code == 422, single.text
+    frame = {"type": "observe", "payload": {"strings": [], "vectors": BAD_VECTORS, "emotives": {}}}
+    async with connect(f"{manager.ws_url}{base}/ws", additional_headers=headers, proxy=None) as ws:
+        await ws.send(json.dumps(frame))
+        reply = json.loads(await ws.recv())
+    assert reply["type"] == "error"
+    assert "seq" not in reply["data"]
+    before = await state(manager, session)
+    assert before["time"] == start["time"] + 2  # both refused observations counted time
+    await kill(manager, session)
+    assert await state(manager, session) == before
