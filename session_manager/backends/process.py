@@ -8,6 +8,10 @@ Each processor listens on a free loopback port, in its own session and process g
 ``stop``/``is_alive`` check them before trusting a pid, so a recycled pid is never killed.
 
 Stop: SIGTERM to the process group, then SIGKILL after ``STOP_TIMEOUT_S``.
+
+Crash detection: the backend watches each processor it started (``ExitWatcher``, a pidfd)
+and hands one that exits without being stopped to the callback given to ``watch_exits`` (the
+session's recovery starts at once).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from session_manager.backends.base import PROBE_TIMEOUT_S, ProcessorHandle, ProcessorSpec
+from session_manager.backends.exit_watch import ExitWatcher
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -43,7 +48,7 @@ _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTU
 
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
-_POLL_S = 0.02
+_POLL_S = 0.01
 
 
 class ProcessBackend:
@@ -70,6 +75,25 @@ class ProcessBackend:
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
+        self._exits = ExitWatcher(self._exited)
+        self._watched: dict[int, ProcessorHandle] = {}
+        self._on_exit: Callable[[ProcessorHandle], None] | None = None
+
+    def watch_exits(self, on_exit: Callable[[ProcessorHandle], None]) -> None:
+        """Call ``on_exit(handle)`` on the loop when a started processor exits unasked.
+
+        A processor being stopped (``stop``) is not reported.
+        """
+        self._on_exit = on_exit
+
+    def _exited(self, pid: int) -> None:
+        handle = self._watched.pop(pid, None)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child.poll()  # reap it: no zombie left behind
+        if handle is not None and self._on_exit is not None:
+            log.warning("processor exited unasked", extra={"pid": pid})
+            self._on_exit(handle)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessBackend:
@@ -100,12 +124,15 @@ class ProcessBackend:
                 await self._kill(process.pid, grace_s=0.5)
                 raise
             if reason is None:
-                return ProcessorHandle(
+                handle = ProcessorHandle(
                     backend=self.name,
                     ref=str(process.pid),
                     endpoint=endpoint,
                     session_id=spec.session_id,
                 )
+                if self._exits.watch(process.pid):
+                    self._watched[process.pid] = handle
+                return handle
             await self._kill(process.pid, grace_s=0.5)
             tail = _tail(log_path)
             if attempt < _PORT_ATTEMPTS and any(
@@ -178,6 +205,9 @@ class ProcessBackend:
     async def stop(self, handle: ProcessorHandle) -> None:
         """SIGTERM the processor's group, SIGKILL after the grace; gone already is fine."""
         pid = _pid(handle)
+        if pid is not None:  # an exit asked for: not a crash to report
+            self._exits.forget(pid)
+            self._watched.pop(pid, None)
         if pid is None or not self._owns(pid, handle.session_id):
             self._children.pop(pid or -1, None)
             return
@@ -200,7 +230,9 @@ class ProcessBackend:
         return True
 
     async def close(self) -> None:
-        """Close the readiness probe's client; processors keep running."""
+        """Close the readiness probe's client and stop watching; processors keep running."""
+        self._exits.close()
+        self._watched.clear()
         await self._probe.aclose()
 
     # -- processes --------------------------------------------------------------------------

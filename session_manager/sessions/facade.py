@@ -107,6 +107,7 @@ class Sessions:
     async def aclose(self) -> None:
         """Let starts in flight finish (bounded by the start timeout); processors keep running."""
         await self._cache.aclose()
+        await self._hibernation.aclose()
         await self._lifecycle.aclose()
         if self._owns_processors:
             await self._processors.aclose()

@@ -9,10 +9,15 @@ WebSockets close with 1012), saves its ``/state`` as a snapshot and removes the 
 proxy finding it unreachable, or the reconciler) start a new processor, load the snapshot and
 replay the journal's later entries in order, so the state equals the lost processor's as of its
 last acknowledged request. The snapshot is kept: it is the session's checkpoint.
+
+A backend that sees its processors exit (the process backend: ``watch_exits``) reports a crash
+at once, and the recovery starts then, in the background: a request arriving meanwhile waits
+for it (``Router``) rather than finding the processor gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -58,6 +63,36 @@ class Hibernation:
         self._starts = StartGate(
             store=self._store, settings=self._settings, clock=self._clock, metrics=self._metrics
         )
+        self._recoveries: set[asyncio.Task[None]] = set()
+        watch_exits = getattr(lifecycle.backend, "watch_exits", None)
+        if watch_exits is not None:
+            watch_exits(self._processor_exited)
+
+    def _processor_exited(self, handle: ProcessorHandle) -> None:
+        """The backend saw a processor exit unasked: recover its session now, in the background."""
+        if handle.session_id is None:
+            return
+        task = asyncio.create_task(self._recover_exited(handle.session_id, handle.endpoint))
+        self._recoveries.add(task)
+        task.add_done_callback(self._recoveries.discard)
+
+    async def _recover_exited(self, session_id: str, endpoint: str) -> None:
+        try:
+            await self.recover_lost(session_id, endpoint, by="exit")
+        except KatoError as exc:  # the next request or the reconciler tries again
+            log.warning(
+                "recovery after a processor exit failed",
+                extra={"session_id": session_id, "error": exc.message},
+            )
+        except Exception:
+            log.exception(
+                "recovery after a processor exit crashed", extra={"session_id": session_id}
+            )
+
+    async def aclose(self) -> None:
+        """Let recoveries started by processor exits finish (bounded by the start timeout)."""
+        if self._recoveries:
+            await asyncio.wait(list(self._recoveries), timeout=self._settings.start_timeout_s)
 
     async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
         """Save the processor's state to Redis, remove the processor, mark ``hibernated``.
@@ -276,8 +311,11 @@ class Hibernation:
             session_id
         )
 
-    async def recover_lost(self, session_id: str, endpoint: str) -> bool:
+    async def recover_lost(self, session_id: str, endpoint: str, *, by: str = "proxy") -> bool:
         """A proxied request could not reach ``endpoint``: recover the session now if it is lost.
+
+        ``by`` says who noticed (the ``kato_recoveries`` label): the proxy, or the backend
+        seeing the processor exit.
 
         Returns True when the request is worth sending again (the session was recovered here,
         is being recovered or restored elsewhere, or already has another processor); False when
@@ -297,5 +335,5 @@ class Hibernation:
             return False
         log.info("processor lost; recovering", extra={"session_id": session_id})
         if await self.recover(record) is not None:
-            self._metrics.recoveries.labels(by="proxy").inc()
+            self._metrics.recoveries.labels(by=by).inc()
         return True

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
+from tests.support.manager import ADMIN, Manager, SettingsFactory, StartManager, auth, status_of
 
 IDENTITY = ("processor_id", "uptime")
 
@@ -264,3 +264,26 @@ async def test_refused_observations_leave_the_state_a_recovery_rebuilds(manager:
     assert before["time"] == start["time"] + 2  # both refused observations counted time
     await kill(manager, session)
     assert await state(manager, session) == before
+
+
+async def test_a_crashed_processor_is_replaced_before_any_request_asks(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """The process backend sees its processor die (SIGKILL) and the recovery starts at once:
+    with no request and no reconciler pass, the session is ready on a new processor, so the
+    next request does not wait for a processor start."""
+    manager = await start_manager(make_settings(reconcile_interval_s=3600))
+    session = await manager.create()
+    await drive(manager, session, "a b")
+    before = await state(manager, session)
+    old_pid = await kill(manager, session)
+    for _ in range(200):
+        record = await status_of(manager, session)
+        if record["status"] == "ready" and int(record["ref"] or 0) not in (0, old_pid):
+            break
+        await asyncio.sleep(0.05)
+    assert record["status"] == "ready"
+    assert int(record["ref"]) != old_pid
+    assert await state(manager, session) == before
+    metrics = (await manager.client.get("/metrics", headers=ADMIN)).text
+    assert 'kato_recoveries_total{by="exit"} 1.0' in metrics
