@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -73,6 +74,10 @@ class ProcessBackend:
         self.python = python
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
+        self._argv = [python, "-m", "processor_image"]
+        if python == sys.executable:  # our own interpreter: skip ``site``, give it our path
+            self._argv.insert(1, "-S")
+            self._inherited["PYTHONPATH"] = _import_path()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self._exits = ExitWatcher(self._exited)
@@ -176,7 +181,7 @@ class ProcessBackend:
         }
         with log_path.open("ab") as output:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-                [self.python, "-m", "processor_image"],
+                self._argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -284,6 +289,20 @@ class ProcessBackend:
 
     def _running(self, pid: int) -> bool:
         return pid_running(pid, self._children.get(pid))
+
+
+def _import_path() -> str:
+    """The manager's module search path, as ``PYTHONPATH`` for a processor run with ``-S``.
+
+    ``-S`` skips the ``site`` module (the ``.pth`` files of the virtualenv, an editable
+    install's finder): about a sixth of a processor's start. The processor then finds the
+    same packages through this path, with the directory holding ``processor_image`` first.
+    """
+    spec = importlib.util.find_spec("processor_image")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    roots = [str(Path(location).parent) for location in locations]
+    found = [entry for entry in sys.path if entry and os.path.exists(entry)]
+    return os.pathsep.join(dict.fromkeys([*roots, *found]))
 
 
 def _pid(handle: ProcessorHandle) -> int | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import Any
@@ -72,7 +73,9 @@ class Hibernation:
         """The backend saw a processor exit unasked: recover its session now, in the background."""
         if handle.session_id is None:
             return
-        task = asyncio.create_task(self._recover_exited(handle.session_id, handle.endpoint))
+        task = asyncio.create_task(  # its own log context, not the request's that started it
+            self._recover_exited(handle.session_id, handle.endpoint), context=contextvars.Context()
+        )
         self._recoveries.add(task)
         task.add_done_callback(self._recoveries.discard)
 
