@@ -10,18 +10,16 @@ proxy finding it unreachable, or the reconciler) start a new processor, load the
 replay the journal's later entries in order, so the state equals the lost processor's as of its
 last acknowledged request. The snapshot is kept: it is the session's checkpoint.
 
-A backend that sees its processors exit (the process backend: ``watch_exits``) reports a crash
-at once, and the recovery starts then, in the background: a request arriving meanwhile waits
-for it (``Router``) rather than finding the processor gone.
+A backend that sees its processors exit reports a crash at once (``sessions.crash_watch``),
+and ``recover_lost`` runs then, before any request asks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -64,38 +62,9 @@ class Hibernation:
         self._starts = StartGate(
             store=self._store, settings=self._settings, clock=self._clock, metrics=self._metrics
         )
-        self._recoveries: set[asyncio.Task[None]] = set()
-        watch_exits = getattr(lifecycle.backend, "watch_exits", None)
-        if watch_exits is not None:
-            watch_exits(self._processor_exited)
-
-    def _processor_exited(self, handle: ProcessorHandle) -> None:
-        """The backend saw a processor exit unasked: recover its session now, in the background."""
-        if handle.session_id is None:
-            return
-        task = asyncio.create_task(  # its own log context, not the request's that started it
-            self._recover_exited(handle.session_id, handle.endpoint), context=contextvars.Context()
-        )
-        self._recoveries.add(task)
-        task.add_done_callback(self._recoveries.discard)
-
-    async def _recover_exited(self, session_id: str, endpoint: str) -> None:
-        try:
-            await self.recover_lost(session_id, endpoint, by="exit")
-        except KatoError as exc:  # the next request or the reconciler tries again
-            log.warning(
-                "recovery after a processor exit failed",
-                extra={"session_id": session_id, "error": exc.message},
-            )
-        except Exception:
-            log.exception(
-                "recovery after a processor exit crashed", extra={"session_id": session_id}
-            )
-
-    async def aclose(self) -> None:
-        """Let recoveries started by processor exits finish (bounded by the start timeout)."""
-        if self._recoveries:
-            await asyncio.wait(list(self._recoveries), timeout=self._settings.start_timeout_s)
+        self.on_replayed: Callable[[str], None] | None = None
+        """Called with a session id after a restart replayed journal entries (the app asks
+        for a checkpoint then: a second crash should not replay the same entries again)."""
 
     async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
         """Save the processor's state to Redis, remove the processor, mark ``hibernated``.
@@ -273,6 +242,8 @@ class Hibernation:
             )
             raise
         ready = await lifecycle.mark_ready(record, handle)
+        if replayed and self.on_replayed is not None:
+            self.on_replayed(record.session_id)
         self._metrics.restores.inc()
         self._metrics.restore_duration.observe(time.perf_counter() - began)
         log.info("session restored", extra={"session_id": record.session_id, "replayed": replayed})

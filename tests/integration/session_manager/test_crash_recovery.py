@@ -287,3 +287,24 @@ async def test_a_crashed_processor_is_replaced_before_any_request_asks(
     assert await state(manager, session) == before
     metrics = (await manager.client.get("/metrics", headers=ADMIN)).text
     assert 'kato_recoveries_total{by="exit"} 1.0' in metrics
+
+
+async def test_a_recovery_that_replayed_is_checkpointed_so_a_second_crash_replays_nothing(
+    manager: Manager,
+) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    store = manager.app.state.store
+    await drive(manager, session, "a b c")
+    assert await store.journal.length(sid) == 4
+    before = await state(manager, session)
+    await kill(manager, session)
+    assert await state(manager, session) == before
+    for _ in range(100):
+        if await store.journal.length(sid) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.journal.length(sid) == 0
+    assert await store.has_snapshot(sid)
+    await kill(manager, session)
+    assert await state(manager, session) == before
