@@ -74,10 +74,7 @@ class ProcessBackend:
         self.python = python
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
-        self._argv = [python, "-m", "processor_image"]
-        if python == sys.executable:  # our own interpreter: skip ``site``, give it our path
-            self._argv.insert(1, "-S")
-            self._inherited["PYTHONPATH"] = _import_path()
+        self._import_path = _import_path()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self._exits = ExitWatcher(self._exited)
@@ -179,9 +176,13 @@ class ProcessBackend:
             MANAGER_MARKER: self.manager_id,
             SESSION_MARKER: spec.session_id,
         }
+        argv = [self.python, "-m", "processor_image"]
+        if self.python == sys.executable:  # our own interpreter: skip ``site``, give it our path
+            argv.insert(1, "-S")
+            env["PYTHONPATH"] = self._import_path
         with log_path.open("ab") as output:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-                self._argv,
+                argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
