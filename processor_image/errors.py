@@ -11,6 +11,7 @@
     ├── PatternNotFound (404 HTTP_404, spec §6)         service/errors.py
     ├── ProcessorFenced (503 PROCESSOR_FENCED)          service/errors.py
     ├── SequenceFailed (status and code of its cause)   service/errors.py
+    ├── FailedButApplied (status and code of its cause) service/errors.py
     ├── StateTooLarge (413 BODY_TOO_LARGE)              service/errors.py (PUT /state)
     ├── UnsupportedEncoding (415 UNSUPPORTED_ENCODING)  service/errors.py (PUT /state)
     └── StateNotReadable (422 INVALID_JSON or VALIDATION_ERROR)  service/errors.py

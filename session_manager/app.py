@@ -143,6 +143,7 @@ async def _build_state(
     state.sessions.start_watching()
     state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
     stack.push_async_callback(state.checkpointer.aclose)
+    state.sessions.checkpoint_after_replay(state.checkpointer.soon)
     if settings.journal == "on":
         state.forwarder.journal = RequestJournal(
             state.store.journal,

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from processor_image.engine.errors import ObservationError
 
-__all__ = ("PATTERN_PREFIX", "VECTOR_PREFIX", "bare_name", "pattern_hash", "vector_symbol")
+__all__ = (
+    "PATTERN_PREFIX",
+    "VECTOR_PREFIX",
+    "bare_name",
+    "check_observation",
+    "pattern_hash",
+    "vector_symbol",
+)
 
 PATTERN_PREFIX = "PTRN|"
 VECTOR_PREFIX = "VECTOR|"
@@ -41,3 +48,13 @@ def vector_symbol(vectors: Sequence[Sequence[float]]) -> str:
         raise ObservationError(f"vectors cannot be added up: {exc}") from exc
     digest = hashlib.sha1(str(total).encode("utf-8"), usedforsecurity=False).hexdigest()
     return VECTOR_PREFIX + digest
+
+
+def check_observation(vectors: Sequence[Sequence[float]]) -> None:
+    """Raise the ``ObservationError`` observing these vectors would raise; change nothing.
+
+    For callers that must refuse a batch before applying any of it. (``observe``'s other
+    refusal, an empty ``unique_id``, never comes over HTTP: the service assigns one.)
+    """
+    if vectors:
+        vector_symbol(vectors)

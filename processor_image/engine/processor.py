@@ -63,10 +63,15 @@ class Processor:
         self.core: CoreName = resolve(core)
         """The matching core predictions are computed on."""
         self._index = make_index(self.core)
-        for record in kb.iter_patterns():
-            self._index.add(record.name, record.pattern_data)
+        self._index_knowledge()
         self.time = 0
         self._reset_short_term()
+
+    def _index_knowledge(self) -> None:
+        """The search index holds exactly the knowledge base's patterns (start-up, restore)."""
+        self._index.clear()
+        for record in self.kb.iter_patterns():
+            self._index.add(record.name, record.pattern_data)
 
     def _reset_short_term(self) -> None:
         self._stm = ShortTermMemory()
@@ -163,7 +168,9 @@ class Processor:
         self._reset_short_term()
         self.time = 0
         self.kb.clear()
-        self._index.clear()
+        # Re-read rather than emptied: a shared store skips a replayed clear it already
+        # applied, and then still holds what was learned after it (normally it is empty).
+        self._index_knowledge()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -262,9 +269,7 @@ class Processor:
         validate_genes(msgspec.structs.asdict(state.genes))
         if state.knowledge is not None:
             self.kb.load(state.knowledge)
-        self._index.clear()
-        for record in self.kb.iter_patterns():
-            self._index.add(record.name, record.pattern_data)
+        self._index_knowledge()
         self.genes = msgspec.structs.replace(state.genes)
         self._manifest = {
             **state.manifest,

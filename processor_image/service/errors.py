@@ -33,6 +33,7 @@ __all__ = (
     "BODY",
     "EXCEPTION_HANDLERS",
     "ErrorShapedOperation",
+    "FailedButApplied",
     "PatternNotFound",
     "ProcessorFenced",
     "SequenceFailed",
@@ -71,19 +72,30 @@ class ProcessorFenced(ProcessorError):
 
 
 class SequenceFailed(ProcessorError):
-    """An observation inside ``/observe-sequence`` failed; the ones before it stay applied.
+    """An observation inside ``/observe-sequence`` that would fail: the whole sequence is refused.
 
-    Answered with its cause's status, code and message, plus where the sequence stopped.
+    Checked before anything is applied, so a refused sequence changes nothing (as a v3 session's
+    failing ``observe-sequence`` leaves the session unchanged). Answered with its cause's
+    status, code and message, plus ``details.index``: the observation refused.
     """
 
-    def __init__(
-        self, cause: EngineError, index: int, completed: list[Any], seq: int | None = None
-    ) -> None:
-        details: dict[str, Any] = {"index": index, "completed": completed}
-        if seq is not None:  # some observations took effect: the sequence number they got
-            details["seq"] = seq
-        super().__init__(cause.message, **details)
+    def __init__(self, cause: EngineError, index: int) -> None:
+        super().__init__(cause.message, index=index)
         self.status, self.code = cause.status, cause.code
+
+
+class FailedButApplied(ProcessorError):
+    """A request that failed after changing state: answered as its cause, but numbered.
+
+    Spec §2.2: an observation that fails still counts ``time`` (and sets the percept data).
+    The reply carries the sequence number it got in ``headers`` (``X-Kato-Seq``), so the
+    manager journals it like any applied request and a replay repeats the same failure.
+    """
+
+    def __init__(self, cause: ProcessorError, headers: dict[str, str]) -> None:
+        super().__init__(cause.message, **cause.details)
+        self.status, self.code = cause.status, cause.code
+        self.headers = headers
 
 
 class StateTooLarge(ProcessorError):
@@ -150,7 +162,8 @@ def _reply(
 
 def _processor_error(_: Request[Any, Any, Any], exc: ProcessorError) -> Response[Any]:
     """Every error of the package's one tree: its own status, code, message and details."""
-    return _reply(exc.status, exc.code, exc.message, exc.details)
+    headers = exc.headers if isinstance(exc, FailedButApplied) else None
+    return _reply(exc.status, exc.code, exc.message, exc.details, headers)
 
 
 _NOT_JSON = "Request body is not valid JSON: send one UTF-8 JSON object"

@@ -10,10 +10,12 @@ from litestar import MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from processor_image.engine import EngineError, ProcessorState
+from processor_image.engine import EngineError, ObservationError, ProcessorState
+from processor_image.engine.naming import check_observation
 from processor_image.service.errors import (
     BODY,
     ErrorShapedOperation,
+    FailedButApplied,
     PatternNotFound,
     SequenceFailed,
     documented,
@@ -132,7 +134,11 @@ async def observe(request: AnyRequest, data: JSONBody[ObserveRequest]) -> Respon
     runtime = _runtime(request)
     async with runtime.lock:
         _begin(runtime, request)
-        reply = await runtime.run(runtime.observe, data)
+        try:
+            reply = await runtime.run(runtime.observe, data)
+        except ObservationError as exc:  # time counted all the same (spec §2.2): numbered
+            seq = _applied(runtime, request)
+            raise FailedButApplied(exc, {SEQ_HEADER: str(seq)}) from exc
         return _sequenced(reply, _applied(runtime, request))
 
 
@@ -142,19 +148,21 @@ async def observe_sequence(
 ) -> Response[ObserveSequenceResponse]:
     """Many observations in order under one lock hold (one round trip instead of many).
 
-    A sequence that fails part-way keeps the observations before the failure and counts as
-    applied (``details.seq``), so the manager can journal the part that took effect.
+    All or nothing: every observation is checked first, and one the engine would refuse
+    refuses the sequence (``details.index``) before anything is applied. Nothing partial is
+    left for the manager's journal to miss.
     """
     runtime = _runtime(request)
     results: list[ObserveResponse] = []
+    for index, observation in enumerate(data.observations):
+        try:
+            check_observation(observation.vectors)
+        except EngineError as exc:
+            raise SequenceFailed(exc, index) from exc
     async with runtime.lock:
         _begin(runtime, request)
         for index, observation in enumerate(data.observations):
-            try:
-                results.append(await runtime.run(runtime.observe, observation))
-            except EngineError as exc:
-                seq = _applied(runtime, request) if results else None
-                raise SequenceFailed(exc, index, msgspec.to_builtins(results), seq) from exc
+            results.append(await runtime.run(runtime.observe, observation))
             if index % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # /health keeps answering during a long sequence
         seq = _applied(runtime, request)
@@ -203,6 +211,7 @@ async def clear_all(request: AnyRequest) -> Response[MessageResponse]:
     """Clear STM, time and the whole knowledge base; genes stay."""
     runtime = _runtime(request)
     async with runtime.lock:
+        _begin(runtime, request)
         await runtime.run(runtime.processor.clear_all)
         seq = _applied(runtime, request)
     return _sequenced(
@@ -347,8 +356,9 @@ async def put_state(request: AnyRequest) -> Response[StatusResponse]:
     snapshot = await asyncio.to_thread(without_gc, decode_state, body, coding, limit)
     del body
     async with runtime.lock:
-        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         replay = _replay_seq(request)
+        runtime.begin(replay)  # a snapshot with knowledge replaces a shared store's: an op
+        await asyncio.to_thread(without_gc, runtime.processor.restore, snapshot)
         seq = runtime.applied(replay)
         if replay is None and snapshot.seq > seq:
             seq = runtime.seq = snapshot.seq

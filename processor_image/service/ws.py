@@ -182,8 +182,11 @@ def _answer(
         return _error(str(exc)), None
     if kind in _MUTATING:
         runtime.begin(replay_seq)
+    time = runtime.processor.time
     reply = _handle(runtime, kind, payload)
-    if kind in _MUTATING and reply["type"] != "error":
+    # An observe the engine refused still counted time (spec §2.2): numbered all the same.
+    failed_but_counted = kind == "observe" and runtime.processor.time != time
+    if kind in _MUTATING and (reply["type"] != "error" or failed_but_counted):
         return reply, runtime.applied(replay_seq)
     return reply, None
 

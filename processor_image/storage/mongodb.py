@@ -7,7 +7,12 @@ Differences from the reference, on purpose:
 * Every pattern, symbol and totals document keeps ``ops.<processor id>``: the highest op
   (``storage.ops``) that processor applied to it. A request replayed after a crash updates a
   document only while its op is above that mark, so a shared knowledge base never counts a
-  replayed learn twice (README, "Durability").
+  replayed learn twice (README, "Durability"). Every learn and clear writes the totals
+  document, so its mark is the processor's highest op overall; ``clear`` carries every
+  processor's mark over the drop (its own raised to the clear's op). A replayed request
+  whose seq is at or below that mark was applied already, and anything it wrote is either
+  still there or was removed by a later clear: it writes nothing (a replayed ``clear-all``
+  does not wipe what other sessions learned since, nor does a replayed learn come back).
 * Emotive names (keys of ``emotives`` in patterns, symbols and stored predictions) are
   stored with ``%``, ``.``, ``$`` and NUL percent-escaped, and ``""`` as ``"%"``, because
   MongoDB reads a dot in an update path as nesting; reads undo it, so callers see exactly the
@@ -288,8 +293,24 @@ class MongoKnowledgeBase:
         ]
         op = None if self._ops is None else self._ops.next_op()
         with _storage_errors(f"learn pattern {name}"):
+            if self._request_applied():
+                return False
             inserted = [self._write(collection, updates, op) for collection, updates in writes]
         return inserted[0] > 0
+
+    def _request_applied(self) -> bool:
+        """Whether the request being replayed, or a later one, already wrote to this store.
+
+        The totals document's mark is this processor's highest op (every learn and clear
+        writes it, a clear by anyone carries it over), so a replayed request at or below it
+        finds its effects in place, or removed by a clear that came after it.
+        """
+        if self._ops is None or not self._ops.replay:
+            return False
+        owner = _escape_key(self._ops.owner)
+        document = self._metadata.find_one(_TOTALS, {"_id": 0, f"ops.{owner}": 1}) or {}
+        applied = document.get("ops", {}).get(owner, 0)
+        return isinstance(applied, int) and applied >= self._ops.first_op
 
     def _write(
         self, collection: Collection[Document], updates: list[Update], op: int | None
@@ -356,7 +377,10 @@ class MongoKnowledgeBase:
         """
         with _storage_errors("store predictions"):
             replay = self._ops is not None and self._ops.replay
-            if replay and self._predictions.find_one({"unique_id": unique_id}, {"_id": 1}):
+            if replay and (
+                self._request_applied()
+                or self._predictions.find_one({"unique_id": unique_id}, {"_id": 1})
+            ):
                 return
             self._predictions.insert_one(
                 {
@@ -377,10 +401,23 @@ class MongoKnowledgeBase:
         )
 
     def clear(self) -> None:
-        """Drop the whole database, then recreate collections, indexes and zero totals."""
+        """Drop the whole database, then recreate collections, indexes and zero totals.
+
+        The totals document keeps every processor's op mark across the drop, this one's raised
+        to the clear's op; a replayed clear that finds its op applied drops nothing.
+        """
         with _storage_errors(f"drop database {self.database_name!r}"):
+            if self._request_applied():
+                return
+            kept = (self._metadata.find_one(_TOTALS, {"_id": 0, "ops": 1}) or {}).get("ops", {})
             self._client.drop_database(self.database_name)
         self._prepare()
+        if self._ops is None:
+            return
+        marks = {f"ops.{owner}": mark for owner, mark in kept.items() if isinstance(mark, int)}
+        marks[f"ops.{_escape_key(self._ops.owner)}"] = self._ops.next_op()  # above any earlier
+        with _storage_errors("keep the op marks over a clear"):
+            self._metadata.update_one(_TOTALS, {"$max": marks})
 
     def dump(self) -> KnowledgeDump:
         """Everything stored; predictions in the order they were stored."""
@@ -401,7 +438,10 @@ class MongoKnowledgeBase:
             )
 
     def load(self, dump: KnowledgeDump) -> None:
-        """Replace everything stored with ``dump``."""
+        """Replace everything stored with ``dump`` (a replayed load already applied: nothing)."""
+        with _storage_errors("load the knowledge base"):
+            if self._request_applied():
+                return
         self.clear()
         patterns = [
             {
@@ -440,7 +480,8 @@ class MongoKnowledgeBase:
             ):
                 if documents:
                     collection.insert_many(documents, ordered=True)
-            self._metadata.replace_one(_TOTALS, {**_TOTALS, **msgspec.structs.asdict(dump.totals)})
+            # $set, not a replacement: the op marks ``clear`` kept stay.
+            self._metadata.update_one(_TOTALS, {"$set": msgspec.structs.asdict(dump.totals)})
 
     def close(self) -> None:
         """Close the client when this store created it; the data stays."""

@@ -3,7 +3,9 @@
 A processor numbers its mutating requests (``Runtime.seq``); after a crash the manager replays
 journaled requests with the numbers they had (``X-Kato-Replay-Seq``). A store that outlives the
 processor (MongoDB) already holds the effects of those requests, so it tags every document it
-writes with the highest op applied to it and skips a replayed write at or below that tag.
+writes with the highest op applied to it and skips a replayed write at or below that tag. A
+destructive write (``clear-all``) is an op too: the store keeps every processor's highest op
+across it, so a replay neither repeats the clear nor brings back what it removed.
 
 The runtime sets the request before handing it to the engine; the engine never sees this.
 """
@@ -37,6 +39,14 @@ class OpClock:
         self.seq = seq
         self.replay = replay
         self._step = 0
+
+    @property
+    def first_op(self) -> int:
+        """The lowest op number any write of the current request can have (its ``seq`` base).
+
+        A mark at or above it means this request, or a later one, was applied already.
+        """
+        return self.seq * STEPS_PER_REQUEST
 
     def next_op(self) -> int:
         """The op number of the next write of the current request."""

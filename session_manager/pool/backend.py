@@ -7,6 +7,8 @@ session code does not know whether its processor was claimed or started cold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from session_manager.backends.base import ProcessorHandle, ProcessorSpec
 from session_manager.pool.poolable import PoolableBackend
 from session_manager.pool.warm import WarmPool
@@ -39,6 +41,12 @@ class PooledBackend:
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """The inner backend's answer."""
         return await self.inner.is_alive(handle)
+
+    def watch_exits(self, on_exit: Callable[[ProcessorHandle], None]) -> None:
+        """The inner backend's exit reports, when it has them (``sessions.crash_watch``)."""
+        watch = getattr(self.inner, "watch_exits", None)
+        if watch is not None:
+            watch(on_exit)
 
     async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
         """The inner backend's answer."""

@@ -7,7 +7,7 @@ token checks of the session API. Each part's module says what it does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from session_manager.backends.base import Backend
@@ -23,6 +23,7 @@ from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient
 from session_manager.processor_secrets import ProcessorSecrets
+from session_manager.sessions.crash_watch import CrashWatch
 from session_manager.sessions.hibernation import Hibernation
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.records import live_record, record_with_deadlines
@@ -78,6 +79,9 @@ class Sessions:
             forget=self._cache.forget,
         )
         self._hibernation = Hibernation(self._lifecycle, self._processors)
+        self._crashes = CrashWatch(
+            backend, self._hibernation.recover_lost, wait_s=settings.start_timeout_s
+        )
         self._router = Router(
             store=store,
             cache=self._cache,
@@ -103,6 +107,10 @@ class Sessions:
         self.checkpoint = self._hibernation.checkpoint
         self.is_static = self._router.is_static
 
+    def checkpoint_after_replay(self, checkpoint: Callable[[str], None]) -> None:
+        """Have ``checkpoint(session_id)`` called once a restart replayed journal entries."""
+        self._hibernation.on_replayed = checkpoint
+
     def start_watching(self) -> None:
         """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""
         self._cache.start_watching()
@@ -110,6 +118,7 @@ class Sessions:
     async def aclose(self) -> None:
         """Let starts in flight finish (bounded by the start timeout); processors keep running."""
         await self._cache.aclose()
+        await self._crashes.aclose()
         await self._lifecycle.aclose()
         if self._owns_processors:
             await self._processors.aclose()

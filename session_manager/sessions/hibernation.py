@@ -9,6 +9,9 @@ WebSockets close with 1012), saves its ``/state`` as a snapshot and removes the 
 proxy finding it unreachable, or the reconciler) start a new processor, load the snapshot and
 replay the journal's later entries in order, so the state equals the lost processor's as of its
 last acknowledged request. The snapshot is kept: it is the session's checkpoint.
+
+A backend that sees its processors exit reports a crash at once (``sessions.crash_watch``),
+and ``recover_lost`` runs then, before any request asks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -60,6 +64,9 @@ class Hibernation:
         self._starts = StartGate(
             store=self._store, settings=self._settings, clock=self._clock, metrics=self._metrics
         )
+        self.on_replayed: Callable[[str], None] | None = None
+        """Called with a session id after a restart replayed journal entries (the app asks
+        for a checkpoint then: a second crash should not replay the same entries again)."""
 
     async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
         """Save the processor's state to Redis, remove the processor, mark ``hibernated``.
@@ -243,6 +250,8 @@ class Hibernation:
             )
             raise
         ready = await lifecycle.mark_ready(record, handle)
+        if replayed and self.on_replayed is not None:
+            self.on_replayed(record.session_id)
         self._metrics.restores.inc()
         self._metrics.restore_duration.observe(time.perf_counter() - began)
         log.info("session restored", extra={"session_id": record.session_id, "replayed": replayed})
@@ -284,8 +293,11 @@ class Hibernation:
             session_id
         )
 
-    async def recover_lost(self, session_id: str, endpoint: str) -> bool:
+    async def recover_lost(self, session_id: str, endpoint: str, *, by: str = "proxy") -> bool:
         """A proxied request could not reach ``endpoint``: recover the session now if it is lost.
+
+        ``by`` says who noticed (the ``kato_recoveries`` label): the proxy, or the backend
+        seeing the processor exit.
 
         Returns True when the request is worth sending again (the session was recovered here,
         is being recovered or restored elsewhere, or already has another processor); False when
@@ -311,7 +323,7 @@ class Hibernation:
         log.info("processor lost; recovering", extra={"session_id": session_id})
         recovered = await self.recover(record, event=event)
         if recovered is not None:
-            self._metrics.recoveries.labels(by="proxy").inc()
+            self._metrics.recoveries.labels(by=by).inc()
         if event is not None:  # recovered here, or by whoever claimed it first
             raise self.exits.error(record, recovered=True)
         return True

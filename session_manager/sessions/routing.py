@@ -4,7 +4,8 @@
 change feed is subscribed: every status change (on any replica) drops the session's route,
 and a broken feed drops them all and turns the cache off until it is back. ``Router.resolve``
 answers from the cache, else from one Redis read, else waits out a start and restores a
-hibernated session.
+hibernated session. The wait ends with the session's next status change (``wait_for_change``:
+this replica's own transitions and the change feed wake it), polling only as a fallback.
 
 Gateway mode's registered processors (``StaticRoutes``) are given to the ``Router`` when it is
 built; they are checked before any session and never reach Redis.
@@ -35,6 +36,9 @@ _ROUTE_TTL_S = 5.0
 """Bounds how stale a cached route can be if a change message were ever missed."""
 _ROUTES_MAX = 100_000
 _POLL_S = 0.05
+"""How long a waiter sleeps between reads while the change feed is off."""
+_FEED_WAIT_S = 0.5
+"""The same while the feed is on: a change wakes it first; this bounds a missed message."""
 _RESUBSCRIBE_S = 1.0
 
 
@@ -75,6 +79,7 @@ class RouteCache:
         self._live = False
         self._epoch = 0
         self._watcher: asyncio.Task[None] | None = None
+        self._waiters: dict[str, asyncio.Event] = {}
 
     def start_watching(self) -> None:
         """Follow every replica's status changes, so routes may be served from memory."""
@@ -109,8 +114,28 @@ class RouteCache:
         self._epoch += 1
         if session_id:
             self._routes.pop(session_id, None)
+            waiting = self._waiters.pop(session_id, None)
+            if waiting is not None:
+                waiting.set()
         else:
             self._routes.clear()
+            for waiting in self._waiters.values():
+                waiting.set()
+            self._waiters.clear()
+
+    async def wait_for_change(self, session_id: str, epoch: int) -> None:
+        """Return once the session's status may have changed since ``epoch`` was read.
+
+        At once if anything changed since (the caller reads again); else at the session's next
+        change, or after a bounded pause (``_POLL_S`` while the feed is off, when another
+        replica's changes go unseen).
+        """
+        if epoch != self._epoch:
+            return
+        waiting = self._waiters.setdefault(session_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FEED_WAIT_S if self._live else _POLL_S):
+                await waiting.wait()
 
     @property
     def epoch(self) -> int:
@@ -204,6 +229,7 @@ class Router:
 
     async def _settle(self, session_id: str) -> str:
         """The endpoint once the session is ``ready``: wait out a start, restore a hibernation."""
+        epoch = self._cache.epoch
         record = await live_record(self._store, session_id)
         deadline = time.monotonic() + self._settle_timeout_s
         while True:
@@ -221,5 +247,6 @@ class Router:
                     f"the session is still {record.status}: retry shortly", session_id=session_id
                 )
             else:
-                await asyncio.sleep(_POLL_S)
+                await self._cache.wait_for_change(session_id, epoch)
+            epoch = self._cache.epoch
             record = await live_record(self._store, session_id)

@@ -361,9 +361,8 @@ def test_observe_sequence_processes_in_order(kato: httpx.Client) -> None:
     assert kato.get("/stm").json()["stm"] == [["a"], ["b"]]
 
 
-def test_observe_sequence_reports_the_failing_item_and_keeps_the_earlier_ones(
-    kato: httpx.Client,
-) -> None:
+def test_observe_sequence_with_a_bad_item_is_refused_whole(kato: httpx.Client) -> None:
+    kato.post("/observe", json={"strings": ["z"]})
     reply = kato.post(
         "/observe-sequence",
         json={
@@ -375,9 +374,20 @@ def test_observe_sequence_reports_the_failing_item_and_keeps_the_earlier_ones(
         },
     )
     body = assert_error(reply, 422, "INVALID_OBSERVATION")
-    assert body["error"]["details"]["index"] == 1
-    assert len(body["error"]["details"]["completed"]) == 1
-    assert kato.get("/stm").json()["stm"] == [["a"]]
+    assert body["error"]["details"] == {"index": 1}
+    assert "X-Kato-Seq" not in reply.headers  # nothing applied: nothing to journal
+    assert kato.get("/stm").json()["stm"] == [["z"]]
+    assert kato.get("/status").json()["time"] == 1
+
+
+def test_a_refused_observe_counts_time_and_is_numbered(kato: httpx.Client) -> None:
+    """Spec §2.2: time goes up first, so a failed observation counts; the reply says so."""
+    first = kato.post("/observe", json={"strings": ["z"]})
+    reply = kato.post("/observe", json={"strings": ["a"], "vectors": [[1, 2], [1, 2, 3]]})
+    assert_error(reply, 422, "INVALID_OBSERVATION")
+    assert int(reply.headers["X-Kato-Seq"]) == int(first.headers["X-Kato-Seq"]) + 1
+    assert kato.get("/status").json()["time"] == 2
+    assert kato.get("/stm").json()["stm"] == [["z"]]
 
 
 @pytest.mark.parametrize(

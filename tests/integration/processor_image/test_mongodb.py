@@ -170,3 +170,93 @@ def test_a_replayed_learn_is_not_counted_twice_on_a_shared_kb(mongo_url: str) ->
             p["name"]: p["frequency"] for p in knowledge(mongo_url, "kb-replay")["patterns_kb"]
         }
         assert after == {**before, learned_again: before.get(learned_again, 0) + 1}
+
+
+def without_predictions(state: dict[str, Any]) -> dict[str, Any]:
+    """A ``GET /state`` minus what observe computed from the knowledge base at the time.
+
+    A replay observes against a shared knowledge base that already holds later learns (here
+    another processor's), so the predictions it caches differ; the knowledge is compared apart.
+    """
+    return {key: value for key, value in state.items() if "prediction" not in key}
+
+
+def test_a_replayed_clear_all_keeps_what_another_processor_learned_after_it(
+    mongo_url: str,
+) -> None:
+    """A learns, clears all and learns again; B, on the same kb_id, learns after the clear. A
+    restarts and replays its journal: its clear drops nothing (B's pattern stays), its learn
+    from before the clear does not come back, its later learn counts once."""
+    journal: list[tuple[int, str, Any]] = []
+    with (
+        on_mongodb("clearer", mongo_url, "kb-clear") as first,
+        on_mongodb("bystander", mongo_url, "kb-clear") as other,
+        httpx.Client(base_url=first.url) as a,
+        httpx.Client(base_url=other.url) as b,
+    ):
+        for word in ("before", "clear"):
+            sent(a, journal, "/observe", {"strings": [word]})
+        sent(a, journal, "/learn", {})
+        sent(a, journal, "/clear-all", {})
+        for word in ("after", "clear"):
+            sent(a, journal, "/observe", {"strings": [word], "emotives": {"joy": 0.5}})
+        ours = sent(a, journal, "/learn", {})["pattern_name"]
+        theirs = learn(b, "learned", "elsewhere")
+        sent(a, journal, "/observe", {"strings": ["learned"]})
+        expected = knowledge(mongo_url, "kb-clear")
+        assert {p["name"] for p in expected["patterns_kb"]} == {
+            ours.removeprefix("PTRN|"),
+            theirs.removeprefix("PTRN|"),
+        }
+        before = a.get("/state").json()
+
+    with (
+        on_mongodb("clearer", mongo_url, "kb-clear") as second,
+        httpx.Client(base_url=second.url) as c,
+    ):
+        for number, path, body in journal:
+            reply = c.post(path, json=body, headers={"X-Kato-Replay-Seq": str(number)})
+            assert reply.status_code == 200, reply.text
+        assert knowledge(mongo_url, "kb-clear") == expected
+        assert without_predictions(c.get("/state").json()) == without_predictions(before)
+        # The recovered processor still predicts from both patterns (its index was not emptied).
+        c.post("/observe", json={"strings": ["elsewhere"]})
+        futures = [p["name"] for p in c.get("/predictions").json()["predictions"]]
+        assert theirs in futures
+
+
+def test_a_replayed_put_state_with_knowledge_keeps_later_learns(mongo_url: str) -> None:
+    """``PUT /state`` carrying knowledge (a memory-store snapshot) replaces a shared store's:
+    replayed after a crash it must not wipe what another processor learned after it."""
+    with start_processor("donor") as donor, httpx.Client(base_url=donor.url) as d:
+        learn(d, "donated", "pattern")
+        snapshot = d.get("/state").content
+    journal: list[tuple[int, str, Any]] = []
+    with (
+        on_mongodb("loader", mongo_url, "kb-load") as first,
+        on_mongodb("bystander", mongo_url, "kb-load") as other,
+        httpx.Client(base_url=first.url) as a,
+        httpx.Client(base_url=other.url) as b,
+    ):
+        loaded = a.put("/state", content=snapshot, headers=JSON)
+        assert loaded.status_code == 200, loaded.text
+        journal.append((int(loaded.headers["X-Kato-Seq"]), "PUT /state", snapshot))
+        for word in ("learned", "later"):
+            sent(a, journal, "/observe", {"strings": [word]})
+        sent(a, journal, "/learn", {})
+        learn(b, "learned", "elsewhere")
+        expected = knowledge(mongo_url, "kb-load")
+        assert len(expected["patterns_kb"]) == 3
+
+    with (
+        on_mongodb("loader", mongo_url, "kb-load") as second,
+        httpx.Client(base_url=second.url) as c,
+    ):
+        for number, path, body in journal:
+            replay = {"X-Kato-Replay-Seq": str(number)}
+            if path == "PUT /state":
+                reply = c.put("/state", content=body, headers={**JSON, **replay})
+            else:
+                reply = c.post(path, json=body, headers=replay)
+            assert reply.status_code == 200, reply.text
+        assert knowledge(mongo_url, "kb-load") == expected

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
+from tests.support.manager import ADMIN, Manager, SettingsFactory, StartManager, auth, status_of
 
 IDENTITY = ("processor_id", "uptime")
 
@@ -226,3 +226,85 @@ async def test_websocket_writes_are_journaled_and_clients_see_unchanged_frames(
     async with connect(url, additional_headers=auth(session), proxy=None) as ws:
         await ws.send(json.dumps({"type": "get_stm"}))
         assert json.loads(await ws.recv())["data"]["stm"] == [["a"]]
+
+
+BAD_VECTORS = [[1, 2], [1, 2, 3]]
+"""Vectors the engine cannot add up: an observation it refuses (422 INVALID_OBSERVATION)."""
+
+
+async def test_refused_observations_leave_the_state_a_recovery_rebuilds(manager: Manager) -> None:
+    """An ``observe-sequence`` with a bad item is refused whole (nothing applied, nothing to
+    journal); a single refused observe, HTTP or WebSocket, still counts time (spec §2.2) and is
+    journaled with its error. Killed and recovered, the processor equals the one before."""
+    session = await manager.create()
+    sid = session["session_id"]
+    base, headers = f"/session/{sid}", auth(session)
+    await drive(manager, session, "a")
+    await manager.client.post(f"{base}/observe", json={"strings": ["b"]}, headers=headers)
+    start = await state(manager, session)
+    sequence = await manager.client.post(
+        f"{base}/observe-sequence",
+        json={"observations": [{"strings": ["c"]}, {"vectors": BAD_VECTORS}, {"strings": ["d"]}]},
+        headers=headers,
+    )
+    assert sequence.status_code == 422, sequence.text
+    assert sequence.json()["error"]["details"]["index"] == 1
+    assert await state(manager, session) == start  # nothing of it applied
+    single = await manager.client.post(
+        f"{base}/observe", json={"strings": ["e"], "vectors": BAD_VECTORS}, headers=headers
+    )
+    assert single.status_code == 422, single.text
+    frame = {"type": "observe", "payload": {"strings": [], "vectors": BAD_VECTORS, "emotives": {}}}
+    async with connect(f"{manager.ws_url}{base}/ws", additional_headers=headers, proxy=None) as ws:
+        await ws.send(json.dumps(frame))
+        reply = json.loads(await ws.recv())
+    assert reply["type"] == "error"
+    assert "seq" not in reply["data"]
+    before = await state(manager, session)
+    assert before["time"] == start["time"] + 2  # both refused observations counted time
+    await kill(manager, session)
+    assert await state(manager, session) == before
+
+
+async def test_a_crashed_processor_is_replaced_before_any_request_asks(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """The process backend sees its processor die (SIGKILL) and the recovery starts at once:
+    with no request and no reconciler pass, the session is ready on a new processor, so the
+    next request does not wait for a processor start."""
+    manager = await start_manager(make_settings(reconcile_interval_s=3600))
+    session = await manager.create()
+    await drive(manager, session, "a b")
+    before = await state(manager, session)
+    old_pid = await kill(manager, session)
+    for _ in range(200):
+        record = await status_of(manager, session)
+        if record["status"] == "ready" and int(record["ref"] or 0) not in (0, old_pid):
+            break
+        await asyncio.sleep(0.05)
+    assert record["status"] == "ready"
+    assert int(record["ref"]) != old_pid
+    assert await state(manager, session) == before
+    metrics = (await manager.client.get("/metrics", headers=ADMIN)).text
+    assert 'kato_recoveries_total{by="exit"} 1.0' in metrics
+
+
+async def test_a_recovery_that_replayed_is_checkpointed_so_a_second_crash_replays_nothing(
+    manager: Manager,
+) -> None:
+    session = await manager.create()
+    sid = session["session_id"]
+    store = manager.app.state.store
+    await drive(manager, session, "a b c")
+    assert await store.journal.length(sid) == 4
+    before = await state(manager, session)
+    await kill(manager, session)
+    assert await state(manager, session) == before
+    for _ in range(100):
+        if await store.journal.length(sid) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.journal.length(sid) == 0
+    assert await store.has_snapshot(sid)
+    await kill(manager, session)
+    assert await state(manager, session) == before

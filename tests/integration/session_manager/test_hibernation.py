@@ -131,6 +131,8 @@ async def test_recover_replaces_a_killed_processor_from_its_snapshot(
     pid = await pid_of(manager, session)
     record = await store.get(sid)
     assert record is not None
+    # Recovered here by hand, not by the crash watch (tested in test_crash_recovery).
+    manager.app.state.backend.watch_exits(lambda handle: None)
     # A snapshot taken earlier (as the reaper would have) and then the processor dies.
     async with httpx.AsyncClient(trust_env=False) as client:
         secret = ProcessorSecrets(manager.app.state.settings.processor_secret_key)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from pymongo import MongoClient
 
 from processor_image.storage.mongodb import database_name
 from tests.mongo_server import mongo_server
-from tests.support.manager import SettingsFactory, StartManager, auth
+from tests.processes import start_processor
+from tests.support.manager import SettingsFactory, StartManager, auth, status_of
 
 pytestmark = pytest.mark.mongo
 
@@ -78,3 +84,73 @@ async def test_a_private_knowledge_base_is_dropped_when_its_session_ends(
         assert "kept-kb" in names
     finally:
         client.close()
+
+
+async def test_a_recovered_clear_all_keeps_what_another_session_learned_after_it(
+    start_manager: StartManager, make_settings: SettingsFactory, mongo_url: str
+) -> None:
+    """A learns and clears all; B, on the same kb, learns after. A's processor is SIGKILLed and
+    recovered by replaying its journal: B's pattern is still there, A's pattern from before
+    the clear does not come back, and A's state equals a control's that never crashed."""
+    manager = await start_manager(
+        make_settings(processor_storage="mongodb", mongo_url=mongo_url, checkpoint_interval_s=3600)
+    )
+    a = await manager.create(kb_id="cleared-kb")
+    b = await manager.create(kb_id="cleared-kb")
+    acked: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(session: dict[str, Any], path: str, body: dict[str, Any]) -> Any:
+        reply = await manager.client.post(
+            f"/session/{session['session_id']}{path}", json=body, headers=auth(session)
+        )
+        assert reply.status_code == 200, reply.text
+        if session is a:
+            unique_id = reply.json().get("unique_id")
+            acked.append((path, {**body, "unique_id": unique_id} if unique_id else body))
+        return reply.json()
+
+    for word in ("before", "clear"):
+        await send(a, "/observe", {"strings": [word]})
+    gone = (await send(a, "/learn", {}))["pattern_name"]
+    await send(a, "/clear-all", {})
+    for word in ("after", "clear"):
+        await send(a, "/observe", {"strings": [word], "emotives": {"joy": 0.5}})
+    ours = (await send(a, "/learn", {}))["pattern_name"]
+    for word in ("learned", "elsewhere"):
+        await send(b, "/observe", {"strings": [word]})
+    theirs = (await send(b, "/learn", {}))["pattern_name"]
+    await send(a, "/observe", {"strings": ["after"]})
+
+    pid = int((await status_of(manager, a))["ref"])
+    os.killpg(pid, signal.SIGKILL)
+    recovered = await manager.client.get(f"/session/{a['session_id']}/state", headers=auth(a))
+    assert recovered.status_code == 200, recovered.text
+    assert int((await status_of(manager, a))["ref"]) != pid
+
+    with MongoClient(mongo_url) as client:
+        patterns = {
+            "PTRN|" + doc["name"]: doc["frequency"]
+            for doc in client[database_name("cleared-kb")]["patterns_kb"].find()
+        }
+    assert patterns == {ours: 1, theirs: 1}
+    assert gone not in patterns
+    control = await asyncio.to_thread(control_state, a["session_id"], acked)
+    assert comparable(recovered.json()) == comparable(control)
+
+
+def control_state(session_id: str, acked: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """``GET /state`` of a processor that never crashed, fed the acknowledged requests."""
+    env = {"PROCESSOR_NAME": f"session-{session_id}", "STORAGE": "memory"}
+    with start_processor(session_id, **env) as control, httpx.Client(base_url=control.url) as c:
+        for path, body in acked:
+            assert c.post(path, json=body).status_code == 200
+        state: dict[str, Any] = c.get("/state").json()
+        return state
+
+
+def comparable(state: dict[str, Any]) -> dict[str, Any]:
+    """A state minus its predictions (a replay observes against later knowledge), its
+    knowledge (compared in MongoDB) and the kb_id in its manifest."""
+    kept = {k: v for k, v in state.items() if "prediction" not in k and k != "knowledge"}
+    kept["manifest"] = {k: v for k, v in state["manifest"].items() if k != "kb_id"}
+    return kept

@@ -25,7 +25,7 @@ from processor_image.storage import StorageError
         (GeneNotFound("zzz"), 404, "HTTP_404"),
         (PatternNotFound("PTRN|0"), 404, "HTTP_404"),
         (StorageError("MongoDB failed"), 503, "STORAGE_UNAVAILABLE"),
-        (SequenceFailed(ObservationError("no unique_id"), 2, []), 422, "INVALID_OBSERVATION"),
+        (SequenceFailed(ObservationError("no unique_id"), 2), 422, "INVALID_OBSERVATION"),
     ],
 )
 def test_every_error_has_one_root_and_its_own_status_and_code(
