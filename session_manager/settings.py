@@ -107,10 +107,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     docker_image: str = "kato-processor:latest"
     docker_network: str | None = None
     docker_publish: Literal["loopback", "none"] = "loopback"
-    processor_memory_limit: str = "256m"
+    processor_memory_limit: str = "1g"
     """Per processor, docker's notation (``512k``, ``256m``, ``1g``; ``0``: none). Docker and
     swarm: the container's memory limit. Process backend: ``RLIMIT_DATA`` (heap and private
-    writable mappings; an idle processor uses ~70 MiB of it), see ``backends.process``."""
+    writable mappings; an idle processor uses ~70 MiB of it, a busy one with a few hundred
+    patterns and its stored predictions 200+ MiB), see ``backends.process``."""
     processor_cpus: PositiveFloat = 1.0
     """Per processor, in CPUs: docker and swarm only (the process backend cannot cap a CPU
     share without a cgroup; ``RLIMIT_CPU`` would kill a processor after N CPU-seconds)."""

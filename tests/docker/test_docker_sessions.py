@@ -56,7 +56,7 @@ async def test_session_runs_in_its_own_hardened_container(
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["ReadonlyRootfs"] is True
-    assert host["Memory"] == 256 * 1024 * 1024
+    assert host["Memory"] == 1024 * 1024 * 1024
     assert host["PidsLimit"] == 128
     assert host["NanoCpus"] == 1_000_000_000
     assert container.attrs["Config"]["User"] == "10001"

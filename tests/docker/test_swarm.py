@@ -90,7 +90,7 @@ def test_sessions_run_as_swarm_services(
         assert container_spec["ReadOnly"] is True
         assert container_spec["CapabilityDrop"] == ["ALL"]
         limits = spec["TaskTemplate"]["Resources"]["Limits"]
-        assert limits["MemoryBytes"] == 256 * 1024 * 1024
+        assert limits["MemoryBytes"] == 1024 * 1024 * 1024
         assert limits["Pids"] == 96
         (task_container,) = swarm.containers.list(
             filters={"label": f"com.docker.swarm.service.id={service.id}"}

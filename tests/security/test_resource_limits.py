@@ -87,7 +87,7 @@ async def test_a_processor_runs_under_the_memory_limit(
     assert _data_limit(pid) == 128 * 1024 * 1024
     default = await start_manager(make_settings())
     other = await default.create()
-    assert _data_limit(int((await _detail(default, other))["ref"])) == 256 * 1024 * 1024
+    assert _data_limit(int((await _detail(default, other))["ref"])) == 1024 * 1024 * 1024
 
 
 async def test_a_processor_past_its_memory_limit_is_a_clear_error_and_the_session_recovers(
