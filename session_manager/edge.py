@@ -99,6 +99,30 @@ def _reply(status: bytes, message: bytes) -> bytes:
     )
 
 
+class _CutsOffSlowReaders(asyncio.Protocol):
+    """A server protocol whose client is cut off once it reads nothing for ``write_timeout_s``."""
+
+    transport: asyncio.Transport
+    write_timeout_s: float
+    _write_deadline: WriteDeadline
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._write_deadline = WriteDeadline(self.write_timeout_s)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._write_deadline.resumed()
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_deadline.paused(self.transport)
+
+    def resume_writing(self) -> None:
+        self._write_deadline.resumed()
+        super().resume_writing()
+
+
 _LINGER_S = 1.0
 """How long a refused connection's further bytes are read and dropped before it is closed."""
 
@@ -145,7 +169,7 @@ class _OneWriteResponse:
 def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
     """The httptools protocol of uvicorn with ``limits`` applied (pass it as ``http=``)."""
 
-    class EdgeProtocol(HttpToolsProtocol):
+    class EdgeProtocol(_CutsOffSlowReaders, HttpToolsProtocol):
         """Counts header bytes and lines, and times the headers out."""
 
         _in_headers = True
@@ -158,25 +182,15 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
         _parsed_bytes = 0
         """The request line's target and headers as parsed: a request that arrived in one read
         (never counted by reads, see ``data_received``) is measured by this."""
-        _write_deadline: WriteDeadline
+        write_timeout_s = limits.write_timeout_s
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-            self._write_deadline = WriteDeadline(limits.write_timeout_s)
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
-            self._write_deadline.resumed()
             super().connection_lost(exc)
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self._write_deadline.paused(self.transport)
-
-        def resume_writing(self) -> None:
-            self._write_deadline.resumed()
-            super().resume_writing()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -280,25 +294,9 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
 def edge_websocket_protocol(limits: EdgeLimits) -> type[WebSocketsSansIOProtocol]:
     """The sans-I/O WebSocket protocol of uvicorn with the write deadline (pass it as ``ws=``)."""
 
-    class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
+    class EdgeWebSocketProtocol(_CutsOffSlowReaders, WebSocketsSansIOProtocol):
         """Aborts a WebSocket whose client stops reading its frames."""
 
-        _write_deadline: WriteDeadline
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self._write_deadline = WriteDeadline(limits.write_timeout_s)
-            super().connection_made(transport)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._write_deadline.resumed()
-            super().connection_lost(exc)
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self._write_deadline.paused(self.transport)
-
-        def resume_writing(self) -> None:
-            self._write_deadline.resumed()
-            super().resume_writing()
+        write_timeout_s = limits.write_timeout_s
 
     return EdgeWebSocketProtocol

@@ -14,12 +14,10 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.support.manager import (
     Manager,
-    ManagerProcess,
     ManagerProcessFactory,
     SettingsFactory,
     StartManager,
@@ -27,17 +25,6 @@ from tests.support.manager import (
 )
 
 _READ_TIMEOUT_S = 10.0
-
-
-@contextlib.asynccontextmanager
-async def _running(process: ManagerProcess) -> AsyncIterator[Manager]:
-    manager = await process.start()
-    try:
-        yield manager
-    finally:
-        await manager.end_all()
-        await manager.aclose()
-        process.stop()
 
 
 async def _send_raw(port: int, request: bytes) -> bytes:
@@ -56,7 +43,7 @@ async def test_an_oversized_header_block_is_431_and_closed(
     manager_process: ManagerProcessFactory, make_settings: SettingsFactory
 ) -> None:
     process = manager_process(make_settings())
-    async with _running(process) as manager:
+    async with process.running() as manager:
         big = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
         reply = await _send_raw(process.port, big)
         assert reply.startswith(b"HTTP/1.1 431 ")
@@ -75,7 +62,7 @@ async def test_headers_that_do_not_arrive_in_time_are_408_and_closed(
     manager_process: ManagerProcessFactory, make_settings: SettingsFactory
 ) -> None:
     process = manager_process(make_settings(header_timeout_s=1.0))
-    async with _running(process):
+    async with process.running():
         reply = await _send_raw(process.port, b"GET /health HTTP/1.1\r\nhost: x\r\n")
         assert reply.startswith(b"HTTP/1.1 408 ")
         # A connection that never sends a byte is closed too (no reply to give).
@@ -98,7 +85,7 @@ async def test_a_thousand_slowloris_connections_leave_health_and_sessions_answer
 ) -> None:
     # A long header timeout: the connections stay open through the whole measurement.
     process = manager_process(make_settings(header_timeout_s=120.0))
-    async with _running(process) as manager:
+    async with process.running() as manager:
         session = await manager.create()
         sid = session["session_id"]
         writers = await _slowloris(process.port, 1000)

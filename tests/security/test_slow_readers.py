@@ -20,7 +20,6 @@ import contextlib
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,7 +28,6 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.manager import (
     Manager,
-    ManagerProcess,
     ManagerProcessFactory,
     SettingsFactory,
     StartManager,
@@ -105,17 +103,6 @@ async def _read_until_closed(sock: socket.socket) -> tuple[int, str]:
     return received, "timeout"
 
 
-@contextlib.asynccontextmanager
-async def _running(process: ManagerProcess) -> AsyncIterator[Manager]:
-    manager = await process.start()
-    try:
-        yield manager
-    finally:
-        await manager.end_all()
-        await manager.aclose()
-        process.stop()
-
-
 async def test_a_client_that_does_not_read_its_response_is_cut_off_and_frees_the_processor(
     manager_process: ManagerProcessFactory, make_settings: SettingsFactory
 ) -> None:
@@ -133,7 +120,7 @@ async def test_a_client_that_does_not_read_its_response_is_cut_off_and_frees_the
         )
     )
     process.log_level = "INFO"
-    async with _running(process) as manager:
+    async with process.running() as manager:
         session = await manager.create()
         size = await _fill_stm(manager, session)
         path = f"/session/{session['session_id']}/stm"
@@ -190,7 +177,7 @@ async def test_a_websocket_client_that_does_not_read_its_frames_is_cut_off(
     Before: the bridge waited on the client forever, the connection stayed open.
     """
     process = manager_process(make_settings(client_write_timeout_s=2.0))
-    async with _running(process) as manager:
+    async with process.running() as manager:
         session = await manager.create()
         size = await _fill_stm(manager, session)
         loop = asyncio.get_running_loop()
@@ -221,7 +208,7 @@ async def test_a_websocket_client_that_does_not_read_cannot_queue_work_without_e
     applied all 100 observations for a client that read nothing.
     """
     process = manager_process(make_settings(client_write_timeout_s=2.0))
-    async with _running(process) as manager:
+    async with process.running() as manager:
         session = await manager.create()
         await _fill_stm(manager, session)
         base = f"/session/{session['session_id']}"

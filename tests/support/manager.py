@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,17 @@ class ManagerProcess:
                         return Manager(self.base_url)
                 await asyncio.sleep(0.05)
         raise RuntimeError("manager did not answer /health")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Manager]:
+        """The started manager; its sessions ended and the process stopped on the way out."""
+        manager = await self.start()
+        try:
+            yield manager
+        finally:
+            await manager.end_all()
+            await manager.aclose()
+            self.stop()
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
