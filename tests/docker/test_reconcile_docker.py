@@ -4,14 +4,12 @@ replaced from a snapshot or end the session."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import docker
 
 from session_manager.backends.docker import DockerBackend
 from tests.docker.test_docker_sessions import containers_of, observe
 from tests.processes import processor_spec
-from tests.support.docker_engine import PROCESSOR_IMAGE
+from tests.support.docker_engine import LEASE_S, RECONCILE_S, docker_settings
 from tests.support.manager import (
     ManagerProcessFactory,
     SettingsFactory,
@@ -22,20 +20,6 @@ from tests.support.manager import (
     view,
 )
 from tests.support.timing import wait_for
-
-RECONCILE_S = 0.5
-LEASE_S = 2
-
-
-def docker_settings(make_settings: SettingsFactory, **fields: Any) -> Any:
-    return make_settings(
-        backend="docker",
-        docker_publish="loopback",
-        docker_image=PROCESSOR_IMAGE,
-        reconcile_interval_s=RECONCILE_S,
-        leader_ttl_s=LEASE_S,
-        **fields,
-    )
 
 
 def exists(client: docker.DockerClient, container_id: str) -> bool:

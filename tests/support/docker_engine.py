@@ -7,17 +7,42 @@ which turns either into a failure.
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
 from tests.docker.manager_container import engine_socket
+from tests.support.manager import SettingsFactory
 
-__all__ = ("FAILING_IMAGE", "PROCESSOR_IMAGE", "SESSION_IMAGE", "docker_socket", "unavailable")
+__all__ = (
+    "FAILING_IMAGE",
+    "LEASE_S",
+    "PROCESSOR_IMAGE",
+    "RECONCILE_S",
+    "SESSION_IMAGE",
+    "docker_settings",
+    "docker_socket",
+    "unavailable",
+)
 
 PROCESSOR_IMAGE = os.environ.get("DOCKER_IMAGE", "kato-processor:latest")
 SESSION_IMAGE = os.environ.get("SESSION_IMAGE", "kato-session:latest")
 FAILING_IMAGE = "kato-processor-failing:test"
+
+RECONCILE_S = 0.5
+LEASE_S = 2
+
+
+def docker_settings(make_settings: SettingsFactory, **fields: Any) -> Any:
+    """Docker-backend settings: loopback ports, the processor image, a brisk reconciler."""
+    return make_settings(
+        backend="docker",
+        docker_publish="loopback",
+        docker_image=PROCESSOR_IMAGE,
+        reconcile_interval_s=RECONCILE_S,
+        leader_ttl_s=LEASE_S,
+        **fields,
+    )
 
 
 def unavailable(reason: str) -> NoReturn:
