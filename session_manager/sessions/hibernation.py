@@ -203,6 +203,7 @@ class Hibernation:
             kind="recover",
             slot_s=self._settings.start_timeout_s,
             allowed=[SessionStatus.READY],
+            only_if_ref=record.ref,
             fields={"backend": "", "ref": "", "endpoint": "", **self.exits.fields(record, event)},
             idle_deadline="remove",
         )

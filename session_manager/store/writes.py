@@ -136,12 +136,15 @@ class SessionWrites:
         hard_deadline: Deadline = None,
         start_slot: Deadline = None,
         only_if_idle_due_at: int | None = None,
+        only_if_ref: str | None = None,
     ) -> TransitionResult:
         """Compare-and-set the status (and deadlines, start slot, fields) in one script.
 
         Succeeds only while the current status is one of ``allowed`` and, with
         ``only_if_idle_due_at``, while the idle deadline is still at or before that time (so a
-        request that moved it after the reaper looked wins over the reap).
+        request that moved it after the reaper looked wins over the reap); with
+        ``only_if_ref``, while the session's processor is still that one (two recoveries of
+        one lost processor: the second finds it replaced and starts nothing).
         """
         keys = [
             self.keys.session(session_id),
@@ -161,6 +164,7 @@ class SessionWrites:
             deadline_arg(hard_deadline),
             deadline_arg(start_slot),
             "" if only_if_idle_due_at is None else only_if_idle_due_at,
+            only_if_ref or "",
         ]
         for name, value in (fields or {}).items():
             args += [name, value]

@@ -4,7 +4,8 @@
 -- ARGV: 1 session id, 2 allowed current statuses (space separated), 3 new status, 4 now ms,
 --       5 idle deadline, 6 hard deadline, 7 start slot deadline
 --       (each: '' keep, '-' remove, a number sets it), 8 '' or ms: only when the idle
---       deadline is due at that time, 9.. hash field/value pairs
+--       deadline is due at that time, 9 '' or a ref: only while the session's processor is that
+--       one (a recovery replaces only the processor it found lost), 10.. hash field/value pairs
 -- Returns {1, previous status} on success, {0, current status or ''} when refused.
 -- A success publishes the session id on the changes channel (replicas drop cached routes).
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -26,14 +27,17 @@ if ARGV[8] ~= '' then
     return {0, current}
   end
 end
+if ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'ref') ~= ARGV[9] then
+  return {0, current}
+end
 local member = redis.call('HGET', KEYS[1], 'ix')
 for i = 7, #KEYS do
   redis.call('ZREM', KEYS[i], member)
 end
 redis.call('ZADD', KEYS[6], 0, member)
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'status_changed_at', ARGV[4])
-if #ARGV >= 9 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+if #ARGV >= 10 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 end
 local function apply(key, value)
   if value == '-' then

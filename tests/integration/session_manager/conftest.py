@@ -115,7 +115,7 @@ def fx_no_leaked_processors(manager_id: str) -> Iterator[None]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     if leaked:
-        pytest.fail(f"processor processes leaked by this test: {sorted(leaked)}")
+        pytest.fail(f"processor processes leaked by this test: {leaked}")
 
 
 # -- the manager ---------------------------------------------------------------------------------
