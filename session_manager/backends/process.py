@@ -328,22 +328,17 @@ class ProcessBackend:
     async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
         """``OUT_OF_MEMORY`` when the processor exited at its memory limit.
 
-        Our own child's exit status says it; a processor adopted after a manager restart is
-        not our child, so the last lines of its log are read for ``OUT_OF_MEMORY_LINE``.
+        Our own child's exit status says it; a fork server's child (its status is the
+        server's) or a processor adopted after a manager restart (not our child) is read from
+        the last lines of its log, for ``OUT_OF_MEMORY_LINE``.
         """
         pid = _pid(handle)
         if pid is None:
             return None
         child = self._children.get(pid)
-        if isinstance(child, subprocess.Popen):  # gone from /proc, its exit may take a moment
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(child.wait, _EXIT_WAIT_S)
-            if child.returncode is None:
-                return None
-            self._forget(pid)
-        elif child is not None:  # a fork server's child: its status is the server's, not ours
+        if child is not None:  # gone from /proc, its exit may take a moment to be seen
             deadline = time.monotonic() + _EXIT_WAIT_S
-            while child.poll() is None:
+            while child.poll() is None:  # a Popen's poll reaps it and keeps its status
                 if time.monotonic() >= deadline:
                     return None
                 await asyncio.sleep(_POLL_S)

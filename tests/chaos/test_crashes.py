@@ -16,25 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
-from processor_image.storage.naming import database_name
 from tests.mongo_server import mongo_server
 from tests.support.chaos import control_state, final_state, kill_process_group, run_chaos
+from tests.support.knowledge_bases import knowledge
 from tests.support.manager import SettingsFactory, StartManager
 
 SEED = int(os.environ.get("CHAOS_SEED", "1212"))
 RUN_S = float(os.environ.get("CHAOS_RUN_S", "20"))
-
-
-def knowledge(mongo_url: str, kb_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Every counted document of a knowledge base, without ids and op marks."""
-    with MongoClient(mongo_url) as client:
-        db = client[database_name(kb_id)]
-        return {
-            name: sorted(db[name].find({}, {"_id": 0, "ops": 0}), key=repr)
-            for name in ("patterns_kb", "symbols_kb", "metadata")
-        }
 
 
 def assert_each_learn_counted_once(

@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
-from processor_image.storage.naming import database_name
 from tests.mongo_server import mongo_server
 from tests.processes import RunningProcessor, start_processor
+from tests.support.knowledge_bases import knowledge
 
 
 @pytest.fixture(name="mongo_url", scope="module")
@@ -116,16 +115,6 @@ def sent(client: httpx.Client, journal: list[tuple[int, str, Any]], path: str, b
         body = {**body, "unique_id": reply.json()["unique_id"]}
     journal.append((int(reply.headers["X-Kato-Seq"]), path, body))
     return reply.json()
-
-
-def knowledge(mongo_url: str, kb_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Every counted document of a knowledge base, without ids and op marks."""
-    with MongoClient(mongo_url) as client:
-        db = client[database_name(kb_id)]
-        return {
-            name: sorted(db[name].find({}, {"_id": 0, "ops": 0}), key=repr)
-            for name in ("patterns_kb", "symbols_kb", "metadata")
-        }
 
 
 def test_a_replayed_learn_is_not_counted_twice_on_a_shared_kb(mongo_url: str) -> None:
