@@ -63,7 +63,7 @@ class KatoError(Exception):
         *,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}" if status else f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
