@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import pytest
-
 from kato_sessions import (
     AsyncClient,
     AsyncSession,
@@ -28,6 +27,7 @@ from kato_sessions import (
     UnknownGene,
     ValidationError,
 )
+
 from session_manager.models import SessionStatus
 from session_manager.store import SessionStore
 from tests.support.manager import ADMIN_TOKEN, API_KEY, Manager, SettingsFactory, StartManager
@@ -257,15 +257,14 @@ async def test_a_create_over_max_sessions_waits_out_retry_after_then_succeeds(
 async def test_calls_to_a_hibernated_session_are_served_after_its_restore(
     manager: Manager,
 ) -> None:
-    async with _client(manager) as client:
-        async with await client.create("alice") as session:
-            await session.observe(["a"])
-            await session.observe(["b"])
-            assert await manager.app.state.sessions.hibernate(session.session_id)
-            assert (await client.inspect(session.session_id)).status == "hibernated"
+    async with _client(manager) as client, await client.create("alice") as session:
+        await session.observe(["a"])
+        await session.observe(["b"])
+        assert await manager.app.state.sessions.hibernate(session.session_id)
+        assert (await client.inspect(session.session_id)).status == "hibernated"
 
-            assert (await session.stm()).stm == [["a"], ["b"]]
-            assert (await session.info()).status == "ready"
+        assert (await session.stm()).stm == [["a"], ["b"]]
+        assert (await session.info()).status == "ready"
 
 
 async def test_a_session_not_ready_503_is_retried_after_retry_after(
