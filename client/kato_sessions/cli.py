@@ -71,6 +71,10 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
 
+def _genes(genes: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_json(v).strip()}" for k, v in sorted(genes.items())) or "-"
+
+
 def _json(value: Any) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n"
 
@@ -135,7 +139,6 @@ def _show(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) ->
     if args.json:
         out.write(_json(s))
         return 0
-    genes = _json(s.genes).strip() if s.genes else "-"
     rows = [
         ("session", s.session_id),
         ("tenant", s.tenant),
@@ -150,10 +153,10 @@ def _show(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) ->
         ("idle expires", f"{_when(s.idle_expires_at)} (idle timeout {s.idle_timeout_s} s)"),
         ("expires", f"{_when(s.expires_at)} (max age {s.max_age_s} s)"),
         ("labels", _labels(s.labels)),
-        ("genes", genes.replace("\n", " ")),
+        ("genes", _genes(s.genes)),
     ]
     if s.live_genes is not None:
-        rows.append(("live genes", _json(s.live_genes).strip().replace("\n", " ")))
+        rows.append(("live genes", _genes(s.live_genes)))
     if s.last_event:
         rows.append(("last event", f"{s.last_event} at {_when(s.last_event_at)}"))
     if s.out_of_memory_count:

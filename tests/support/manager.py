@@ -108,6 +108,8 @@ class ManagerProcess:
         self.log_path = log_path
         self.log_level = "WARNING"
         """``LOG_LEVEL`` of the process; a test reading its log may lower it before ``start``."""
+        self.command = [sys.executable, "-m", "session_manager"]
+        """What starts it; ``kato-sessions serve`` must do exactly the same."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def _env(self) -> dict[str, str]:
@@ -124,7 +126,7 @@ class ManagerProcess:
     async def start(self) -> Manager:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "session_manager"],
+                self.command,
                 env=self._env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

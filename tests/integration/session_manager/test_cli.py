@@ -1,0 +1,169 @@
+"""The ``kato-sessions`` command line against a real manager; output compared with snapshots.
+
+Snapshots live in ``snapshots/cli/``; what changes from run to run (ids, timestamps, ports,
+sizes, durations) is replaced by placeholders first. After an intended change of the output,
+rerun with ``UPDATE_SNAPSHOTS=1`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from kato_sessions import AsyncClient, AsyncSession
+from kato_sessions.cli import main
+
+from tests.support.manager import (
+    ADMIN_TOKEN,
+    API_KEY,
+    Manager,
+    ManagerProcessFactory,
+    SettingsFactory,
+)
+
+_SNAPSHOTS = Path(__file__).parent / "snapshots" / "cli"
+_VARYING = (
+    (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)?"), "<time>"),
+    (re.compile(r"test-[0-9a-f]{12}"), "<manager>"),
+    (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
+    (re.compile(r"\d+(\.\d+)? ms"), "<n> ms"),
+    (re.compile(r"\d+ bytes, \d+ on average"), "<n> bytes, <n> on average"),
+    (re.compile(r'"(bytes|average_bytes|started_at|ref)": "?[\w.:/-]+"?'), r'"\1": <n>'),
+    (re.compile(r'"duration_ms": [\d.e+-]+'), '"duration_ms": <n>'),
+    (re.compile(r'"endpoint": "[^"]*"'), '"endpoint": <endpoint>'),
+    (re.compile(r"(endpoint:\s+)\S+"), r"\1<endpoint>"),
+    (re.compile(r"(backend:\s+process )\S+"), r"\1<ref>"),
+)
+
+
+def _normalized(text: str, session_ids: list[str], *, pad: bool = True) -> str:
+    """``text`` with placeholders; ``pad`` keeps a table's columns aligned (not for JSON)."""
+    for number, session_id in enumerate(session_ids, 1):
+        placeholder = f"<session-{number}>"
+        text = text.replace(session_id, placeholder.ljust(len(session_id)) if pad else placeholder)
+    for pattern, placeholder in _VARYING:
+        text = pattern.sub(placeholder, text)
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def _matches_snapshot(name: str, text: str) -> None:
+    path = _SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no snapshot {path}: run with UPDATE_SNAPSHOTS=1"
+    assert text == path.read_text(), f"output differs from {path}"
+
+
+async def _cli(manager: Manager, *argv: str, token: str = ADMIN_TOKEN) -> tuple[int, str, str]:
+    """Run the command line (in a thread: the manager runs in this event loop)."""
+    out, err = io.StringIO(), io.StringIO()
+    args = ["--url", manager.base_url, "--token", token, *argv]
+    status = await asyncio.to_thread(main, args, out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+async def _three_sessions(manager: Manager) -> tuple[AsyncClient, list[AsyncSession]]:
+    """alice (team red, a gene), bob (team blue), carol (team red, hibernated)."""
+    client = AsyncClient(manager.base_url, api_key=API_KEY, admin_token=ADMIN_TOKEN)
+    alice = await client.create(
+        "alice", labels={"team": "red"}, genes={"recall_threshold": 0.2}, idle_timeout_s=600
+    )
+    bob = await client.create("bob", labels={"team": "blue"}, idle_timeout_s=600)
+    carol = await client.create("carol", labels={"team": "red"}, idle_timeout_s=600)
+    assert await manager.app.state.sessions.hibernate(carol.session_id)
+    return client, [alice, bob, carol]
+
+
+async def test_cli_commands_print_tables_and_json(manager: Manager) -> None:
+    client, sessions = await _three_sessions(manager)
+    ids = [s.session_id for s in sessions]
+    alice = ids[0]
+
+    for name, argv in {
+        "ls.txt": ("sessions", "ls"),
+        "ls.json": ("sessions", "ls", "--json"),
+        "ls_filtered.txt": ("sessions", "ls", "--label", "team:red", "--status", "hibernated"),
+        "ls_limit.txt": ("sessions", "ls", "--limit", "1"),
+        "ls_none.txt": ("sessions", "ls", "--user", "nobody"),
+        "show.txt": ("sessions", "show", alice),
+        "show.json": ("sessions", "show", alice, "--json"),
+        "keepalive.txt": ("sessions", "keepalive", alice, ids[1]),
+        "stats.txt": ("stats",),
+        "stats.json": ("stats", "--json"),
+        "reap.txt": ("reap",),
+        "processors.txt": ("processors",),
+        "processors.json": ("processors", "--json"),
+    }.items():
+        status, out, err = await _cli(manager, *argv, "--no-progress")
+        assert (status, err) == (0, ""), (name, err)
+        _matches_snapshot(name, _normalized(out, ids, pad=not name.endswith(".json")))
+
+    status, out, err = await _cli(manager, "reap", "--json", "--no-progress")
+    assert status == 0
+    _matches_snapshot("reap.json", _normalized(out, ids, pad=False))
+
+    status, out, err = await _cli(manager, "sessions", "show", alice, "--live-genes")
+    assert status == 0
+    assert "live genes:" in out
+    assert "recall_threshold=0.2" in out
+
+    # a removal of every session a filter matches, with progress on stderr
+    status, out, err = await _cli(
+        manager, "sessions", "rm", "--all", "--label", "team:red", "--progress"
+    )
+    assert status == 0, err
+    _matches_snapshot("rm.txt", _normalized(out, ids))
+    assert err == "\rremoved 1/2\rremoved 2/2\n"
+    status, out, _ = await _cli(manager, "sessions", "rm", ids[1], "--json", "--no-progress")
+    assert status == 0
+    _matches_snapshot("rm.json", _normalized(out, ids, pad=False))
+    remaining = await client.list_sessions()
+    assert remaining.sessions == []
+    await client.aclose()
+
+
+async def test_cli_errors_name_the_code_and_exit_non_zero(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out, err = await _cli(manager, "stats", token="wrong-token")
+    assert (status, out) == (1, "")
+    assert err.startswith("kato-sessions: 401 UNAUTHORIZED: ")
+
+    status, _, err = await _cli(manager, "sessions", "rm", "f" * 32, "--no-progress")
+    assert status == 1
+    assert f"kato-sessions: {'f' * 32}: 404 SESSION_NOT_FOUND" in err
+
+    monkeypatch.delenv("KATO_SESSIONS_TOKEN", raising=False)
+    out_, err_ = io.StringIO(), io.StringIO()
+    argv = ["--url", manager.base_url, "stats"]
+    assert await asyncio.to_thread(main, argv, out=out_, err=err_) == 2
+    assert "no token: give --token or set KATO_SESSIONS_TOKEN" in err_.getvalue()
+
+    # URL and token from the environment
+    monkeypatch.setenv("KATO_SESSIONS_URL", manager.base_url)
+    monkeypatch.setenv("KATO_SESSIONS_TOKEN", ADMIN_TOKEN)
+    out_ = io.StringIO()
+    assert await asyncio.to_thread(main, ["processors"], out=out_, err=err_) == 0
+    assert out_.getvalue() == "no static processors (gateway mode is off)\n"
+
+
+async def test_serve_starts_the_manager_as_python_m_session_manager_does(
+    make_settings: SettingsFactory, manager_process: ManagerProcessFactory
+) -> None:
+    """``kato-sessions serve`` (what ``make run`` runs) is a real manager process."""
+    executable = str(Path(sys.executable).parent / "kato-sessions")
+    process = manager_process(make_settings())
+    process.command = [executable, "serve"]
+    async with (
+        process.running() as running,
+        AsyncClient(running.base_url, api_key=API_KEY, admin_token=ADMIN_TOKEN) as client,
+        await client.create("alice") as session,
+    ):
+        assert (await session.observe(["a"])).time == 1
+        assert (await client.stats()).total == 1
