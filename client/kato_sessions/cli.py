@@ -25,8 +25,8 @@ from kato_sessions.sync import Client
 __all__ = ("main",)
 
 _SERVER_MISSING = (
-    "kato-sessions serve needs the server installed: pip install 'kato-sessions[manager]' "
-    "(in the repository: make .venv/.installed)\n"
+    "kato-sessions serve needs the server (the session_manager package) installed beside "
+    "the client: in the repository, `make run` (or pip install '.[manager]' ./client)\n"
 )
 _STATUSES = ("starting", "ready", "hibernating", "hibernated", "terminating")
 

@@ -41,6 +41,7 @@ __all__ = (
     "StoreUnavailable",
     "Unauthorized",
     "UnknownGene",
+    "UnsupportedEncoding",
     "ValidationError",
     "WebSocketMessageError",
     "error_for",
@@ -171,6 +172,12 @@ class BodyTooLarge(KatoError):
     """The body is over the server's limit."""
 
     codes = ("BODY_TOO_LARGE",)
+
+
+class UnsupportedEncoding(KatoError):
+    """A ``PUT /state`` body in a ``Content-Encoding`` other than ``zstd`` (or none)."""
+
+    codes = ("UNSUPPORTED_ENCODING",)
 
 
 class InvalidJson(KatoError):
