@@ -6,7 +6,12 @@ The manager runs in this event loop, so the blocking ``Client`` runs in a thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import re
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -344,3 +349,28 @@ async def test_admin_calls(manager: Manager) -> None:
         with pytest.raises(SessionNotFound):
             await client.inspect("f" * 32)
         await red.delete()
+
+
+def _readme_examples() -> list[str]:
+    """The Python blocks of README's "Client and command line" section."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("## Client and command line", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+async def test_the_readme_quick_start_runs_as_written(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocking, asynchronous = _readme_examples()
+    monkeypatch.setenv("KATO_SESSIONS_URL", manager.base_url)
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        await asyncio.to_thread(exec, blocking, {"K": API_KEY})
+        scope: dict[str, Any] = {"K": API_KEY}
+        body = textwrap.indent(asynchronous, "    ")
+        exec(f"async def example():\n{body}", scope)  # noqa: S102
+        await scope["example"]()
+    assert printed.getvalue().split("\n")[0] == "[['world']]"
+    assert printed.getvalue().split("\n")[1:4] == ["1", "2", "3"]
+    assert (await manager.client.get("/admin/stats", headers=manager.admin)).json()["total"] == 0
