@@ -27,10 +27,15 @@ from urllib.parse import quote
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from kato_sessions._calls import Retry, bearer
-from kato_sessions.errors import SocketClosed, WebSocketMessageError, error_for_close
+from kato_sessions.errors import (
+    ConnectionFailed,
+    SocketClosed,
+    WebSocketMessageError,
+    error_for_close,
+)
 from kato_sessions.models import ObserveResult, Predictions, Stm, WsMessage
 
 __all__ = ("SessionSocket",)
@@ -77,9 +82,10 @@ class SessionSocket:
             self._connection = None
 
     async def _connect(self) -> None:
-        self._connection = await connect(
-            self.url, additional_headers=bearer(self._token), proxy=None
-        )
+        try:
+            self._connection = await connect(self.url, additional_headers=bearer(self._token))
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise ConnectionFailed(0, "CONNECTION_FAILED", f"{self.url}: {exc!r}") from exc
 
     # -- raw messages ------------------------------------------------------------------------------
 
