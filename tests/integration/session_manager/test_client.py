@@ -333,8 +333,12 @@ async def test_admin_calls(manager: Manager) -> None:
         inspected = await client.inspect(red.session_id, live_genes=True)
         assert inspected.backend == "process"
         assert inspected.live_genes is not None
+        await asyncio.sleep(1.1)  # deadlines are kept in ms: a keepalive now moves it
         kept = await client.keepalive(red.session_id)
         assert kept.session_id == red.session_id
+        assert kept.idle_expires_at is not None
+        assert inspected.idle_expires_at is not None
+        assert kept.idle_expires_at > inspected.idle_expires_at
 
         stats = await client.stats()
         assert stats.total == 2
