@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import sys
@@ -18,13 +19,17 @@ import pytest
 from kato_sessions import AsyncClient, AsyncSession
 from kato_sessions.cli import main
 
+from tests.processes import start_processor
 from tests.support.manager import (
     ADMIN_TOKEN,
     API_KEY,
     Manager,
     ManagerProcessFactory,
     SettingsFactory,
+    StartManager,
 )
+from tests.support.net import free_port
+from tests.support.timing import wait_for
 
 _SNAPSHOTS = Path(__file__).parent / "snapshots" / "cli"
 _VARYING = (
@@ -34,7 +39,7 @@ _VARYING = (
     (re.compile(r"\d+(\.\d+)? ms"), "<n> ms"),
     (re.compile(r"\d+ bytes, \d+ on average"), "<n> bytes, <n> on average"),
     (re.compile(r'"(bytes|average_bytes|started_at|ref)": "?[\w.:/-]+"?'), r'"\1": <n>'),
-    (re.compile(r'"duration_ms": [\d.e+-]+'), '"duration_ms": <n>'),
+    (re.compile(r'"(duration_ms|checked_at|latency_ms)": [\d.e+-]+'), r'"\1": <n>'),
     (re.compile(r'"endpoint": "[^"]*"'), '"endpoint": <endpoint>'),
     (re.compile(r"(endpoint:\s+)\S+"), r"\1<endpoint>"),
     (re.compile(r"(backend:\s+process )\S+"), r"\1<ref>"),
@@ -167,3 +172,31 @@ async def test_serve_starts_the_manager_as_python_m_session_manager_does(
     ):
         assert (await session.observe(["a"])).time == 1
         assert (await client.stats()).total == 1
+
+
+async def test_processors_lists_gateway_mode_processors_and_their_health(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """One real processor (healthy) and one registered where nothing listens (unhealthy)."""
+    with start_processor("alpha") as alpha:
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        manager = await start_manager(
+            make_settings(
+                kato_processors=json.dumps({"alpha": alpha.url, "beta": nowhere}),
+                gateway_health_interval_s=0.2,
+            )
+        )
+
+        async def checked() -> bool:
+            status, out, _ = await _cli(manager, "processors", "--json")
+            return status == 0 and out.count('"checked_at": null') == 0
+
+        assert await wait_for(checked, timeout_s=20)
+        for name, argv in {
+            "processors_gateway.txt": ("processors",),
+            "processors_gateway.json": ("processors", "--json"),
+        }.items():
+            status, out, err = await _cli(manager, *argv)
+            assert (status, err) == (0, ""), err
+            # latencies vary in width, and so does the column: compare cells, not padding
+            _matches_snapshot(name, re.sub(r" {2,}", "  ", _normalized(out, [], pad=False)))
