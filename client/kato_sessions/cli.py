@@ -86,8 +86,8 @@ def _serve(err: TextIO) -> int:
     """What ``python -m session_manager`` does (settings from the environment)."""
     try:
         from session_manager.__main__ import main as serve
-    except ImportError:
-        err.write(_SERVER_MISSING)
+    except ImportError as exc:
+        err.write(f"{_SERVER_MISSING}({exc})\n")
         return 1
     return serve()
 
