@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from kato_sessions import (
@@ -245,18 +246,26 @@ async def test_a_create_over_max_sessions_waits_out_retry_after_then_succeeds(
         assert full.value.details["limit"] == "MAX_SESSIONS"
         assert full.value.retry_after == 1
 
-        async def free_a_slot() -> None:
-            await asyncio.sleep(0.3)
-            await first.delete()
+        # The slot is freed once the client was refused: it must wait and send again.
+        answered: list[int] = []
+        freeing: list[asyncio.Task[None]] = []
 
-        started = time.monotonic()
-        freeing = asyncio.create_task(free_a_slot())
-        second = await client.create("bob")
-        await freeing
-        assert time.monotonic() - started >= 1.0  # it waited Retry-After at least once
+        async def on_answer(response: httpx.Response) -> None:
+            answered.append(response.status_code)
+            if response.status_code == 429 and not freeing:
+                freeing.append(asyncio.create_task(first.delete()))
+
+        hooked = httpx.AsyncClient(base_url=manager.base_url, event_hooks={"response": [on_answer]})
+        async with _client(manager, http=hooked) as retrying:
+            started = time.monotonic()
+            second = await retrying.create("bob")
+            waited = time.monotonic() - started
+        await freeing[0]
+        assert answered == [429, 201]
+        assert waited >= 1.0  # Retry-After: 1
         assert second.created is not None
         assert second.created.status == "ready"
-        await second.delete()
+        await client.session(second.session_id, second.token).delete()
 
 
 async def test_calls_to_a_hibernated_session_are_served_after_its_restore(
