@@ -150,7 +150,7 @@ class AdminController(Controller):
         """
         sessions: Sessions = request.app.state.sessions
         await _visible(request, session_id)
-        await sessions.store.touch(session_id)
+        await sessions.touch(session_id)
         return KeepaliveReply.of(await sessions.inspect(session_id))
 
     @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
