@@ -292,9 +292,10 @@ class Stats(msgspec.Struct, kw_only=True):
 
 
 class ReapReport(msgspec.Struct, kw_only=True):
-    """What one reaper pass did (``POST /admin/reap``); ``started_at`` in epoch ms."""
+    """What one reaper pass did (``POST /admin/reap``)."""
 
-    started_at: int
+    started_at: str | int
+    """When the pass began: ISO 8601 (epoch ms from a manager that predates that format)."""
     duration_ms: float = 0.0
     examined: int = 0
     hibernated: list[str] = msgspec.field(default_factory=list)
@@ -310,6 +311,7 @@ class ProcessorHealth(msgspec.Struct, kw_only=True):
     name: str
     url: str
     healthy: bool = False
-    checked_at: float | None = None
+    checked_at: str | float | None = None
+    """When it was last checked: ISO 8601 (epoch s from a manager that predates that format)."""
     latency_ms: float | None = None
     error: str | None = None
