@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from processor_image import contract
+from session_manager.clock import iso
 from session_manager.errors import InvalidGene, UnknownGeneName
 from session_manager.models import SessionRecord
 from session_manager.pool.warm import PoolStats
@@ -90,13 +90,6 @@ class SessionUrls(msgspec.Struct, frozen=True, kw_only=True):
 
     http: str
     ws: str
-
-
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as an ISO-8601 UTC timestamp."""
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
 InitialGenes = Annotated[
