@@ -2,10 +2,11 @@
 
 Litestar's UIs load their JavaScript from CDNs, so ``/schema`` was blank on a machine without
 internet. Here Swagger UI (``/schema`` and ``/schema/swagger``) loads the files of the
-``swagger-ui-bundle`` package, served under ``/schema/assets/``. The document itself is
-completed once, when first served: the processor's own routes under ``/session/{session_id}``
-(what the proxy forwards, so clients find them in one place), and every error answer with the
-error JSON (``ErrorResponse``) instead of Litestar's ``{status_code, detail}``.
+``swagger-ui-bundle-v2`` package (Swagger UI 5, which reads OpenAPI 3.1), served under
+``/schema/assets/``. The document itself is completed once, when first served: the
+processor's own routes under ``/session/{session_id}`` (what the proxy forwards, so clients
+find them in one place), and every error answer with the error JSON (``ErrorResponse``)
+instead of Litestar's ``{status_code, detail}``.
 """
 
 from __future__ import annotations
