@@ -44,7 +44,7 @@ def _genes_doc() -> str:
     rules = "; ".join(f"{name}: {rule.expected()}" for name, rule in contract.GENE_RULES.items())
     aliases = ", ".join(f"{alias} for {name}" for alias, name in contract.GENE_ALIASES.items())
     return (
-        f"Processor genes set at start (spec/processor.md §5.1); unset ones keep defaults. "
+        f"Processor genes set at start (docs/processor-api.md#genes); unset ones keep defaults. "
         f"{rules}. Also accepted: {aliases}. Checked by the processor's own validator: "
         f"400 HTTP_400 for an unknown name, 400 INVALID_GENE_VALUE for a bad value."
     )
