@@ -110,17 +110,31 @@ def _with_processor_routes(document: dict[str, Any]) -> None:
 
 
 def _errors_as_error_json(document: dict[str, Any]) -> None:
-    """Every 4xx/5xx answer documented with the error JSON (Litestar adds its own 400 shape)."""
+    """Every 4xx/5xx answer documented with the error JSON.
+
+    Litestar documents a ``400`` of its own shape for every route with parameters; the manager
+    answers a bad parameter ``422 VALIDATION_ERROR`` instead (``api.errors``), so that one is
+    documented in its place.
+    """
     error = {"$ref": "#/components/schemas/ErrorResponse"}
     for item in document.get("paths", {}).values():
         for operation in item.values():
             if not isinstance(operation, dict):
                 continue
-            for status, response in operation.get("responses", {}).items():
+            responses: dict[str, Any] = operation.get("responses", {})
+            default = responses.get("400", {})
+            if default.get("description", "").startswith("Bad request syntax"):
+                del responses["400"]
+                responses.setdefault(
+                    "422",
+                    {
+                        "description": "VALIDATION_ERROR",
+                        "content": {"application/json": {"schema": error}},
+                    },
+                )
+            for status, response in responses.items():
                 if status[:1] in ("4", "5") and "$ref" not in response:
                     response["content"] = {"application/json": {"schema": error}}
-                    if response.get("description", "").startswith("Bad request syntax"):
-                        response["description"] = "HTTP_400"
 
 
 def completed(document: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,14 @@ async def test_api_docs_load_nothing_from_other_hosts(manager: Manager) -> None:
             assert len(asset.content) > 500, url
     assert (await manager.client.get("/schema/assets/../../etc/passwd")).status_code == 404
     assert (await manager.client.get("/schema/assets/index.html")).status_code == 404
+    # What the document says of a bad query parameter is what the manager answers.
+    schema = (await manager.client.get("/schema/openapi.json")).json()
+    read = schema["paths"]["/session/{session_id}"]["get"]["responses"]
+    assert "400" not in read
+    assert read["422"]["description"] == "VALIDATION_ERROR"
+    bad = await manager.client.get("/session/x?live_genes=maybe")
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
 async def test_openapi_documents_the_proxied_processor_routes(manager: Manager) -> None:
