@@ -99,6 +99,19 @@ async def test_gateway_routes_are_documented_in_gateway_mode(
     manager = await start_manager(make_settings(kato_processors=processors))
     paths = (await manager.client.get("/schema/openapi.json")).json()["paths"]
     assert "/processors/{processor_id}/observe" in paths
+    processors = (await manager.client.get("/admin/processors", headers=ADMIN)).json()
+    assert processors[0]["healthy"] is False  # nothing listens there
+    _iso(processors[0]["checked_at"])
+
+
+async def test_every_timestamp_in_admin_bodies_is_iso_8601(manager: Manager) -> None:
+    await manager.create(user_id="u1")
+    report = (await manager.client.post("/admin/reap", headers=ADMIN)).json()
+    _iso(report["started_at"])
+    view = (await manager.client.get("/admin/sessions", headers=ADMIN)).json()["sessions"][0]
+    for key in ("created_at", "last_activity", "idle_expires_at", "expires_at"):
+        _iso(view[key])
+    _iso(view["status_changed_at"])
 
 
 async def test_ended_session_410_gives_ended_at_in_iso_8601(manager: Manager) -> None:
