@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get
+from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -24,6 +25,9 @@ from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 __all__ = ("openapi_config",)
+
+_CACHED = CacheControlHeader(max_age=3600)
+"""Packaged files change only with the package: browsers may keep them an hour."""
 
 _ASSETS = Path(str(swagger_ui_path))
 _SERVED = frozenset(
@@ -175,7 +179,7 @@ class _SwaggerUI(SwaggerRenderPlugin):
         router.register(_asset)
 
 
-@get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False, cache=3600)
+@get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False, cache_control=_CACHED)
 def _asset(name: FromPath[str]) -> Response[bytes]:
     """One of Swagger UI's files from the installed package."""
     if name not in _SERVED:

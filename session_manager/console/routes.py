@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import MediaType, Request, Response, get, post
-from litestar.datastructures import Cookie
+from litestar.datastructures import CacheControlHeader, Cookie
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect
@@ -31,6 +31,9 @@ from session_manager.sessions import Sessions
 from session_manager.store import SessionStore, decode_cursor
 
 __all__ = ("CONSOLE_HANDLERS",)
+
+_CACHED = CacheControlHeader(max_age=3600)
+"""Packaged files change only with the package: browsers may keep them an hour."""
 
 _VERSION = "0.1.0"
 """The manager's version, as in its OpenAPI document."""
@@ -299,7 +302,7 @@ async def session_action(
     return Redirect(f"{back}{separator}{urlencode({'notice': notice})}", status_code=303)
 
 
-@get("/console/static/{name:str}", include_in_schema=False, cache=3600)
+@get("/console/static/{name:str}", include_in_schema=False, cache_control=_CACHED)
 async def static_file(name: FromPath[str]) -> Response[bytes]:
     """The console's stylesheet and script, from the package."""
     if name not in _STATIC:
