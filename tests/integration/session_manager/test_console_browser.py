@@ -36,6 +36,7 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 Driver = webdriver.Chrome
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(name="browser")
