@@ -24,6 +24,8 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
+from processor_image import contract
+
 __all__ = ("openapi_config",)
 
 _CACHED = CacheControlHeader(max_age=3600)
@@ -67,15 +69,18 @@ _PROXY_ERRORS = {
     "507": "PROCESSOR_OUT_OF_MEMORY",
 }
 
+_GATEWAY_ERRORS = {
+    "404": "SESSION_NOT_FOUND: no processor is registered under this id",
+    "422": "INVALID_JSON or VALIDATION_ERROR",
+    "502": "PROCESSOR_UNAVAILABLE: the processor could not be reached",
+    "503": "PROCESSOR_UNAVAILABLE: the processor failed its health check",
+}
+"""What the gateway's routes answer besides success (a processor's own errors pass as-is)."""
+
 
 def _processor_document() -> dict[str, Any]:
     """The processor service's OpenAPI document, built in-process (no processor started)."""
-    # Imported when first served: the manager does not need the processor's app otherwise.
-    from processor_image.service.app import create_app
-    from processor_image.service.config import ServiceConfig
-
-    app = create_app(ServiceConfig(processor_id="schema"))
-    document: dict[str, Any] = app.openapi_schema.to_schema()
+    document = contract.openapi_document()
     # Processor components get a prefix: the manager has schemas of the same names.
     renamed = msgspec.json.encode(document).replace(
         b'"#/components/schemas/', b'"#/components/schemas/Processor'
@@ -126,6 +131,9 @@ def _errors_as_error_json(document: dict[str, Any]) -> None:
             if not isinstance(operation, dict):
                 continue
             responses: dict[str, Any] = operation.get("responses", {})
+            if "gateway" in operation.get("tags", []):
+                for status, description in _GATEWAY_ERRORS.items():
+                    responses.setdefault(status, {"description": description})
             default = responses.get("400", {})
             if default.get("description", "").startswith("Bad request syntax"):
                 del responses["400"]

@@ -16,22 +16,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from session_manager.api.errors import documented
-from session_manager.errors import (
-    InvalidJson,
-    ProcessorUnavailable,
-    ProcessorUnhealthy,
-    SessionNotFound,
-    ValidationFailed,
-)
+from session_manager.errors import InvalidJson, SessionNotFound, ValidationFailed
 from session_manager.gateway.client import Gateway, ProcessorReply
 
 __all__ = ("GATEWAY_HANDLERS",)
-
-_ERRORS = documented(
-    InvalidJson, ValidationFailed, SessionNotFound, ProcessorUnavailable, ProcessorUnhealthy
-)
-"""What a registered processor's routes answer besides success (processor errors pass as-is)."""
 
 
 def _gateway(state: State) -> Gateway:
@@ -87,7 +75,7 @@ class GatewayController(Controller):
             **extra,
         }
 
-    @get(["/ping"], responses=_ERRORS)
+    @get(["/ping"])
     async def ping(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Legacy ping: name and observation counter."""
         reply = await _gateway(state).call(processor_id, "GET", "/status")
@@ -105,7 +93,7 @@ class GatewayController(Controller):
             }
         )
 
-    @get(["/status"], responses=_ERRORS)
+    @get(["/status"])
     async def status(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Legacy status envelope."""
         reply = await _gateway(state).call(processor_id, "GET", "/status")
@@ -128,7 +116,7 @@ class GatewayController(Controller):
             }
         )
 
-    @post(["/observe"], responses=_ERRORS, status_code=200)
+    @post(["/observe"], status_code=200)
     async def observe(
         self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
@@ -154,7 +142,7 @@ class GatewayController(Controller):
             }
         )
 
-    @get(["/working-memory", "/short-term-memory", "/stm"], responses=_ERRORS)
+    @get(["/working-memory", "/short-term-memory", "/stm"])
     async def working_memory(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Short-term memory, as ``stm`` and as the legacy ``message``."""
         reply = await _gateway(state).call(processor_id, "GET", "/stm")
@@ -188,7 +176,7 @@ class GatewayController(Controller):
             return error
         return Response(await self._envelope(gateway, processor_id, "stm-cleared"))
 
-    @post(["/clear-all-memory", "/clear-all"], responses=_ERRORS, status_code=200)
+    @post(["/clear-all-memory", "/clear-all"], status_code=200)
     async def clear_all(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Clear everything the processor knows."""
         gateway = _gateway(state)
@@ -197,7 +185,7 @@ class GatewayController(Controller):
             return error
         return Response(await self._envelope(gateway, processor_id, "all-cleared"))
 
-    @post(["/learn"], responses=_ERRORS, status_code=200)
+    @post(["/learn"], status_code=200)
     async def learn(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """Learn short-term memory as a pattern."""
         gateway = _gateway(state)
@@ -207,14 +195,14 @@ class GatewayController(Controller):
         name = reply.body.get("pattern_name", "")
         return Response(await self._envelope(gateway, processor_id, name, pattern_name=name))
 
-    @get(["/predictions"], responses=_ERRORS)
+    @get(["/predictions"])
     async def predictions_get(
         self, state: State, processor_id: FromPath[str], unique_id: FromQuery[str | None] = None
     ) -> Response[Any]:
         """Predictions (``?unique_id=`` for a stored record)."""
         return await self._predictions(state, processor_id, unique_id)
 
-    @post(["/predictions"], responses=_ERRORS, status_code=200)
+    @post(["/predictions"], status_code=200)
     async def predictions_post(
         self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
@@ -234,7 +222,7 @@ class GatewayController(Controller):
             return error
         return Response({**reply.body, "message": reply.body["predictions"]})
 
-    @get(["/percept-data"], responses=_ERRORS)
+    @get(["/percept-data"])
     async def percept_data(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """The last observation as received."""
         reply = await _gateway(state).call(processor_id, "GET", "/percept-data")
@@ -242,7 +230,7 @@ class GatewayController(Controller):
             return error
         return Response({**reply.body, "message": reply.body["percept_data"]})
 
-    @get(["/cognition-data"], responses=_ERRORS)
+    @get(["/cognition-data"])
     async def cognition_data(self, state: State, processor_id: FromPath[str]) -> Response[Any]:
         """The processor's cognition data."""
         reply = await _gateway(state).call(processor_id, "GET", "/cognition-data")
@@ -250,7 +238,7 @@ class GatewayController(Controller):
             return error
         return Response({**reply.body, "message": reply.body["cognition_data"]})
 
-    @get(["/gene/{gene_name:str}"], responses=_ERRORS)
+    @get(["/gene/{gene_name:str}"])
     async def gene(
         self, state: State, processor_id: FromPath[str], gene_name: FromPath[str]
     ) -> Response[Any]:
@@ -260,7 +248,7 @@ class GatewayController(Controller):
             return error
         return Response({**reply.body, "message": reply.body["gene_value"]})
 
-    @get(["/pattern/{pattern_id:str}"], responses=_ERRORS)
+    @get(["/pattern/{pattern_id:str}"])
     async def pattern(
         self, state: State, processor_id: FromPath[str], pattern_id: FromPath[str]
     ) -> Response[Any]:
@@ -270,7 +258,7 @@ class GatewayController(Controller):
             return error
         return Response({**reply.body, "message": reply.body["pattern"]})
 
-    @post(["/genes/change", "/genes/update"], responses=_ERRORS, status_code=200)
+    @post(["/genes/change", "/genes/update"], status_code=200)
     async def genes_change(
         self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:
@@ -289,7 +277,7 @@ class GatewayController(Controller):
             return error
         return Response({"id": processor_id, "status": "okay", "message": "updated-genes"})
 
-    @post(["/increment-recall-threshold"], responses=_ERRORS, status_code=200)
+    @post(["/increment-recall-threshold"], status_code=200)
     async def increment_recall_threshold(
         self, state: State, request: Request[Any, Any, Any], processor_id: FromPath[str]
     ) -> Response[Any]:

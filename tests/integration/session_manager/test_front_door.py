@@ -98,7 +98,10 @@ async def test_gateway_routes_are_documented_in_gateway_mode(
     processors = '{"static-a": "http://127.0.0.1:9"}'
     manager = await start_manager(make_settings(kato_processors=processors))
     paths = (await manager.client.get("/schema/openapi.json")).json()["paths"]
-    assert "/processors/{processor_id}/observe" in paths
+    observe = paths["/processors/{processor_id}/observe"]["post"]["responses"]
+    for status in ("404", "502", "503"):
+        ref = observe[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorResponse"), status
     processors = (await manager.client.get("/admin/processors", headers=ADMIN)).json()
     assert processors[0]["healthy"] is False  # nothing listens there
     _iso(processors[0]["checked_at"])
