@@ -10,8 +10,7 @@ STAMP  := $(VENV)/.installed
 # optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
 # It says what it does: the first install takes about a minute.
 $(STAMP): pyproject.toml setup.py processor_image/engine/_core.c
-	@echo "==> creating $(VENV) (first run only)"
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> upgrading pip"
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@echo "==> installing kato-sessions and its dependencies (about a minute the first time)"
