@@ -8,11 +8,18 @@ STAMP  := $(VENV)/.installed
 
 # Create .venv and install the project with every extra (and build the engine's compiled core,
 # optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
+# It says what it does: the first install takes about a minute.
 $(STAMP): pyproject.toml setup.py processor_image/engine/_core.c client/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ./client -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> upgrading pip"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "==> installing kato-sessions and its dependencies (about a minute the first time)"
+	@{ $(BIN)/python -m pip install -e ./client -e '.[dev]' 2>&1; echo $$? > $(VENV)/.pip-status; } \
+		| tee $(VENV)/install.log \
+		| grep --line-buffered -E '^(Collecting|Building|Successfully|Installing|ERROR)' || true
+	@test "$$(cat $(VENV)/.pip-status)" = 0 || { echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@echo "==> installed"
+	@touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/kato-sessions serve

@@ -16,11 +16,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
+from litestar import Litestar, Router
 
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
+from session_manager.api.openapi import openapi_config
 from session_manager.api.proxy import PROXY_HANDLERS
 from session_manager.api.proxy_front import SessionProxyFront
 from session_manager.api.sessions import SessionController
@@ -29,6 +29,7 @@ from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
 from session_manager.checkpointer import Checkpointer
 from session_manager.clock import Clock, SystemClock
+from session_manager.console import CONSOLE_HANDLERS
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
 from session_manager.gateway.routes import GATEWAY_HANDLERS
@@ -198,6 +199,15 @@ async def _apply_shutdown_action(shutdown: Shutdown) -> None:
         log.exception("shutdown action failed")
 
 
+def _gateway_routes(settings: Settings) -> Router:
+    """The gateway's routes: always served, documented only in gateway mode."""
+    return Router(
+        path="/",
+        route_handlers=list(GATEWAY_HANDLERS),
+        include_in_schema=bool(settings.processors_file or settings.kato_processors),
+    )
+
+
 def create_app(
     settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None
 ) -> Litestar:
@@ -221,15 +231,14 @@ def create_app(
             AdminController,
             *SYSTEM_HANDLERS,
             *PROXY_HANDLERS,
-            *GATEWAY_HANDLERS,
+            _gateway_routes(settings),
+            *CONSOLE_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestContext],
         logging_config=None,  # logging is set up once, by __main__ (JSON lines)
-        openapi_config=OpenAPIConfig(
-            title="kato-sessions manager", version="0.1.0", path="/schema"
-        ),
+        openapi_config=openapi_config(),
         debug=False,
     )
     SessionProxyFront.install(app)  # proxied requests skip the router (``api.proxy_front``)
