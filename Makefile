@@ -40,6 +40,7 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/container_start.py
 	$(BIN)/python bench/scale.py --backend docker --sessions 120
+	$(BIN)/python bench/create.py --modes docker-warm,docker-empty
 
 images:
 	scripts/build-images
