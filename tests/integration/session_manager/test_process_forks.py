@@ -8,10 +8,16 @@ leak checks, from one started as a new interpreter: its own process group, its o
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
+import httpx
+
 from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
-from session_manager.processor_secrets import SECRET_ENV
+from session_manager.pool.claims import ClaimClient
+from session_manager.pool.warm import pool_spec
+from session_manager.processor_secrets import SECRET_ENV, ProcessorSecrets
+from session_manager.settings import Settings
 from tests.processes import processor_spec
 from tests.support.pids import pid_running, processes_of
 
@@ -53,4 +59,52 @@ async def test_forked_processors_are_separate_marked_and_stoppable(
     finally:
         for handle in await backend.list_owned():
             await backend.stop(handle)
+        await backend.close()
+
+
+def _uss_mib(pid: int) -> float:
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in rollup if ":" in line}
+    return (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
+
+
+async def test_pooled_forks_share_the_servers_app_and_keep_their_body_limit(
+    tmp_path: Path, manager_id: str
+) -> None:
+    """A pooled processor serves the app the fork server built (its unique memory stays under
+    the issue's 15 MB), with the manager's body limit, and works once claimed."""
+    limit = 4096
+    settings = Settings(
+        manager_id=manager_id, max_proxy_body_bytes=limit, processor_secret_key="k" * 64
+    )
+    secrets = ProcessorSecrets.from_key(settings.processor_secret_key)
+    assert secrets is not None
+    backend = ProcessBackend(
+        manager_id=manager_id,
+        log_dir=tmp_path / "processors",
+        start_timeout_s=30,
+        stop_timeout_s=5,
+        spawn="fork",
+        pool_body_bytes=limit,
+    )
+    claims = ClaimClient(secrets, timeout_s=30)
+    try:
+        member = pool_spec(settings, secrets)
+        handle = await backend.start(member)
+        session_id = uuid.uuid4().hex
+        env = processor_spec(session_id, **{SECRET_ENV: secrets.for_processor(session_id)}).env
+        await claims.claim(handle.endpoint, member.session_id, env)
+        headers = secrets.headers(session_id)
+        async with httpx.AsyncClient(base_url=handle.endpoint, trust_env=False) as client:
+            fits = await client.post("/observe", json={"strings": ["a"]}, headers=headers)
+            assert fits.status_code == 200, fits.text
+            too_large = {"strings": ["x" * limit]}
+            assert (
+                await client.post("/observe", json=too_large, headers=headers)
+            ).status_code == 413
+        assert _uss_mib(int(handle.ref)) <= 15.0
+    finally:
+        await claims.aclose()
+        for owned in await backend.list_owned():
+            await backend.stop(owned)
         await backend.close()
