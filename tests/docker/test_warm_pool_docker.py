@@ -32,7 +32,7 @@ from tests.support.manager import (
 )
 
 _WAIT_S = 90
-_QUICK = {"orphan_grace_s": 0, "leader_ttl_s": 1}
+_QUICK = {"orphan_grace_s": 0}
 
 
 async def _pool(manager: Manager) -> dict[str, Any]:
