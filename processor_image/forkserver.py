@@ -42,7 +42,7 @@ _PR_SET_PDEATHSIG = 1
 def _preload() -> None:
     """Import what every processor imports, so a fork has it already."""
     import processor_image.__main__
-    import processor_image.storage.memory  # noqa: F401
+    import processor_image.storage.memory
     from processor_image.service.app import prebuild_pooled_app, serving_app
     from processor_image.service.config import DEFAULT_MAX_BODY_BYTES, ServiceConfig
 
@@ -51,6 +51,8 @@ def _preload() -> None:
     # Pooled processors (the manager's body limit in MAX_BODY_BYTES) serve one built here.
     prebuild_pooled_app(int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)))
 
+    with contextlib.suppress(ImportError):  # pymongo: shared, not imported again per claim
+        import processor_image.storage.mongodb  # noqa: F401
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
     with contextlib.suppress(ImportError):
