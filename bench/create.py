@@ -87,6 +87,20 @@ def _memory(manager_id: str) -> dict[str, float]:
     }
 
 
+def _remove_containers(manager_id: str) -> None:
+    """Remove whatever this run's manager left (a slow stop cut short by its SIGKILL)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for row in client.api.containers(
+            all=True, filters={"label": f"io.kato.manager={manager_id}"}
+        ):
+            client.api.remove_container(row["Id"], force=True)
+    finally:
+        client.close()
+
+
 MODES = {
     "warm": (WARM_SIZE, "fork"),
     "empty": (0, "fork"),
@@ -168,6 +182,14 @@ def run_mode(mode: str, sessions: int, patterns: int, image: str) -> dict[str, A
             if reply.status_code != 200:
                 raise RuntimeError(f"restore: {reply.status_code} {reply.text}")
         pool = client.get("/admin/stats", headers=admin).json()["warm_pool"]
+        if spawn == "docker":  # ended here: a stop's SHUTDOWN_ACTION would outlast its grace
+            for session in created:
+                client.delete(
+                    f"/session/{session['session_id']}",
+                    headers={"Authorization": f"Bearer {session['token']}"},
+                )
+    if spawn == "docker":
+        _remove_containers(manager_id)
     return {
         "mode": mode,
         "load_average": os.getloadavg(),
