@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/claim_load.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)
