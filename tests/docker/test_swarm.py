@@ -137,7 +137,7 @@ async def test_a_claimed_pool_service_is_listed_as_its_sessions_and_unbound_when
     """A service's labels are fixed too: the swarm backend reads a pool member's session from
     the Redis bindings (the manager runs its warm pool through ``bind``, as with docker)."""
     client = aioredis.Redis.from_url(redis_url)
-    bindings = PoolBindings(client, "t:pool:bindings")
+    bindings = PoolBindings(client, "t:pool-bindings")
     backend = SwarmBackend.from_settings(
         Settings(backend="swarm", docker_network=f"kato-swarm-{manager_id}", manager_id=manager_id)
     )

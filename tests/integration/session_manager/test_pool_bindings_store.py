@@ -17,4 +17,4 @@ async def test_bindings_name_the_session_until_forgotten(store: SessionStore) ->
     await bindings.forget("pool-a")
     await bindings.forget("pool-a")  # twice: already gone is fine
     assert await bindings.sessions_of(["pool-a", "pool-b"]) == {"pool-b": "s2"}
-    assert await store.redis.hgetall("t:pool:bindings") == {b"pool-b": b"s2"}
+    assert await store.redis.hgetall("t:pool-bindings") == {b"pool-b": b"s2"}
