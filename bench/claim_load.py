@@ -93,7 +93,7 @@ async def run(sizes: list[int], claims: int) -> list[dict[str, Any]]:
             start_timeout_s=60,
             stop_timeout_s=5,
             spawn="fork",
-            pool_body_bytes=settings.max_proxy_body_bytes,
+            body_bytes=settings.max_proxy_body_bytes,
         )
         client: MongoClient[dict[str, Any]] = MongoClient(url)
         try:

@@ -148,6 +148,7 @@ class ClaimGate:
             await _error(send, 503, "CLAIM_FAILED", f"the processor did not open: {exc}")
             return
         self._litestar.state.runtime = runtime
+        self._litestar.state.config = config
         self._claimed = config
         self._front = self._guarded(self._serving, config.secret)
         log.info("claimed", extra={"processor_id": config.processor_id})

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
 from session_manager.pool.claims import ClaimClient
@@ -68,11 +69,12 @@ def _uss_mib(pid: int) -> float:
     return (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
 
 
-async def test_pooled_forks_share_the_servers_app_and_keep_their_body_limit(
+async def test_forks_share_the_servers_app_and_keep_their_own_configuration(
     tmp_path: Path, manager_id: str
 ) -> None:
-    """A pooled processor serves the app the fork server built (its unique memory stays under
-    the issue's 15 MB), with the manager's body limit, and works once claimed."""
+    """Pooled (claimed) and cold forks serve the app the fork server built: their unique
+    memory stays under the issue's 15 MB, the manager's body limit holds, and each is the
+    processor its own environment (or claim) describes."""
     limit = 4096
     settings = Settings(
         manager_id=manager_id, max_proxy_body_bytes=limit, processor_secret_key="k" * 64
@@ -85,24 +87,33 @@ async def test_pooled_forks_share_the_servers_app_and_keep_their_body_limit(
         start_timeout_s=30,
         stop_timeout_s=5,
         spawn="fork",
-        pool_body_bytes=limit,
+        body_bytes=limit,
     )
     claims = ClaimClient(secrets, timeout_s=30)
+
+    def session_env(session_id: str) -> dict[str, str]:
+        extra = {SECRET_ENV: secrets.for_processor(session_id), "MAX_BODY_BYTES": str(limit)}
+        return processor_spec(session_id, RECALL_THRESHOLD="0.3", **extra).env
+
     try:
         member = pool_spec(settings, secrets)
-        handle = await backend.start(member)
-        session_id = uuid.uuid4().hex
-        env = processor_spec(session_id, **{SECRET_ENV: secrets.for_processor(session_id)}).env
-        await claims.claim(handle.endpoint, member.session_id, env)
-        headers = secrets.headers(session_id)
-        async with httpx.AsyncClient(base_url=handle.endpoint, trust_env=False) as client:
-            fits = await client.post("/observe", json={"strings": ["a"]}, headers=headers)
-            assert fits.status_code == 200, fits.text
-            too_large = {"strings": ["x" * limit]}
-            assert (
-                await client.post("/observe", json=too_large, headers=headers)
-            ).status_code == 413
-        assert _uss_mib(int(handle.ref)) <= 15.0
+        pooled = await backend.start(member)
+        pooled_id = uuid.uuid4().hex
+        await claims.claim(pooled.endpoint, member.session_id, session_env(pooled_id))
+        cold_id = uuid.uuid4().hex
+        cold_spec = processor_spec(cold_id)
+        cold = await backend.start(msgspec.structs.replace(cold_spec, env=session_env(cold_id)))
+        for handle, session_id in ((pooled, pooled_id), (cold, cold_id)):
+            headers = secrets.headers(session_id)
+            async with httpx.AsyncClient(base_url=handle.endpoint, trust_env=False) as client:
+                fits = await client.post("/observe", json={"strings": ["a"]}, headers=headers)
+                assert fits.status_code == 200, fits.text
+                too_large = {"strings": ["x" * limit]}
+                reply = await client.post("/observe", json=too_large, headers=headers)
+                assert reply.status_code == 413
+                gene = await client.get("/gene/recall_threshold", headers=headers)
+                assert gene.json()["gene_value"] == 0.3
+            assert _uss_mib(int(handle.ref)) <= 15.0, session_id
     finally:
         await claims.aclose()
         for owned in await backend.list_owned():
