@@ -8,18 +8,18 @@ STAMP  := $(VENV)/.installed
 
 # Create .venv and install the project with every extra (and build the engine's compiled core,
 # optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
-$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c
+$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./client -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m session_manager
+	$(BIN)/kato-sessions serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check processor_image session_manager tests bench
-	$(BIN)/ruff format --check processor_image session_manager tests bench
+	$(BIN)/ruff check processor_image session_manager client tests bench
+	$(BIN)/ruff format --check processor_image session_manager client tests bench
 	$(BIN)/mypy
 
 test: lint
@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
 	$(BIN)/python bench/claim_load.py
+	$(BIN)/python bench/client.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)

@@ -22,6 +22,7 @@ from session_manager.api.schemas import (
     AdminSession,
     AdminSessionPage,
     Capacity,
+    KeepaliveReply,
     SnapshotStats,
     Stats,
 )
@@ -138,6 +139,19 @@ class AdminController(Controller):
         sessions: Sessions = request.app.state.sessions
         await _visible(request, session_id)
         await sessions.end(session_id, EndReason.DELETED)
+
+    @post("/sessions/{session_id:str}/keepalive", status_code=200, responses=_ONE_ERRORS)
+    async def keepalive(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> KeepaliveReply:
+        """Push a session's idle deadline forward, as its token holder's keepalive does.
+
+        Operators hold no session tokens: this is ``kato-sessions sessions keepalive``.
+        """
+        sessions: Sessions = request.app.state.sessions
+        await _visible(request, session_id)
+        await sessions.touch(session_id)
+        return KeepaliveReply.of(await sessions.inspect(session_id))
 
     @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def stats(self, request: Request[Any, Any, Any]) -> Stats:

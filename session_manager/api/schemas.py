@@ -192,6 +192,17 @@ class KeepaliveReply(msgspec.Struct, frozen=True, kw_only=True):
     idle_expires_at: str | None
     expires_at: str
 
+    @classmethod
+    def of(cls, record: SessionRecord) -> KeepaliveReply:
+        """The reply for ``record`` as the keepalive left it."""
+        return cls(
+            session_id=record.session_id,
+            status=str(record.status),
+            last_activity=iso(record.last_activity) or "",
+            idle_expires_at=iso(record.idle_deadline),
+            expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
+        )
+
 
 class RotatedToken(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /session/{id}/token``: the new token, shown this once; the old one is void."""

@@ -120,11 +120,14 @@ async def test_another_tenants_session_and_users_are_out_of_reach(tenants: Manag
         ):
             reply = await tenants.client.request(method, path, headers=bearer(key))
             assert reply.status_code == 401, (method, path, reply.text)
-    # ... and a's admin key does not see it: inspect and remove answer as for no session.
-    for method in ("GET", "DELETE"):
-        reply = await tenants.client.request(
-            method, f"/admin/sessions/{sid}", headers=bearer(ADMIN_A)
-        )
+    # ... and a's admin key does not see it: inspect, keepalive and remove answer as for no
+    # session.
+    for method, path in (
+        ("GET", f"/admin/sessions/{sid}"),
+        ("POST", f"/admin/sessions/{sid}/keepalive"),
+        ("DELETE", f"/admin/sessions/{sid}"),
+    ):
+        reply = await tenants.client.request(method, path, headers=bearer(ADMIN_A))
         assert reply.status_code == 404, reply.text
         assert reply.json()["error"]["code"] == "SESSION_NOT_FOUND"
         assert "alice" not in reply.text
