@@ -42,12 +42,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/claim_load.py
 	$(BIN)/python bench/client.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)
 	$(BIN)/python bench/container_start.py
 	$(BIN)/python bench/scale.py --backend docker --sessions 120
+	$(BIN)/python bench/create.py --modes docker-warm,docker-empty
 
 images:
 	scripts/build-images

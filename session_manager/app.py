@@ -36,6 +36,7 @@ from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.pool import PooledBackend, start_warm_pool
+from session_manager.pool.poolable import KeepsBindings
 from session_manager.processor_client import ProcessorClient
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy import Forwarder
@@ -116,6 +117,8 @@ async def _build_state(
     state.settings = settings
     state.backend = backend or make_backend(settings)
     stack.push_async_callback(state.backend.close)
+    if isinstance(state.backend, KeepsBindings):  # docker, swarm: pool bindings in Redis
+        state.backend.keep_bindings(state.store.pool_bindings)
     state.pool = await start_warm_pool(settings, state.backend, state.store, state.metrics, stack)
     if state.pool is not None:  # every start claims a pooled processor first
         pooled: Backend = PooledBackend(state.backend, state.pool)

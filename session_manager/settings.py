@@ -210,8 +210,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Unassigned processors kept started, claimed by creates, restores and recoveries.
 
     Unset: see ``effective_warm_pool_size`` (2 for the embedded default, 0 otherwise); 0 turns
-    the pool off. Only backends that can hand a started processor to a session (``process``)
-    keep one.
+    the pool off. Only backends that can hand a started processor to a session keep one
+    (``process``, ``docker``, ``swarm``; not ``static``).
     """
 
     process_spawn: Literal["exec", "fork"] = "fork"

@@ -29,6 +29,8 @@ Keys, under the prefix (default ``kato:``):
   session id
 * ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
 * ``processor-key``: the key processors' secrets are derived from, generated once (``SET NX``)
+* ``pool-bindings``: hash, warm-pool container's pool id -> the session it was handed to
+  (``store.bindings``: a container's labels cannot change once it runs)
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -60,6 +62,7 @@ class Keys:
         self.snapshot_totals = f"{prefix}snapshots:totals"
         self.deployment = f"{prefix}deployment"
         self.processor_key = f"{prefix}processor-key"
+        self.pool_bindings = f"{prefix}pool-bindings"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

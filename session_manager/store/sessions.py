@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from session_manager.clock import Clock
 from session_manager.models import SessionRecord, SessionStatus, Tombstone
+from session_manager.store.bindings import PoolBindings
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.deployment import deployment_id, processor_key
 from session_manager.store.feed import listen
@@ -60,6 +61,8 @@ class SessionStore(SessionWrites):
         self.journal = Journal(client, self.keys)
         """Each session's acknowledged mutating requests since its checkpoint (crash recovery)."""
         self._tokens = TokenRotation(client, self.keys)
+        self.pool_bindings = PoolBindings(client, self.keys.pool_bindings)
+        """Which session each claimed warm-pool container serves (docker, swarm)."""
 
     # -- the change feed -----------------------------------------------------------------------
 
