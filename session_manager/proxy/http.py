@@ -431,9 +431,11 @@ class Forwarder:
             elif lowered == UNIQUE_ID_HEADER:
                 honoured = True
         applied = None
+        unnumbered = False
         try:
             if seq is None or not seq.isdigit():  # not applied: an entry ahead is voided
                 await journal.void(write)
+                unnumbered = True
                 if (
                     200 <= response.status < 300
                     and write.method in ("POST", "PUT")
@@ -454,10 +456,10 @@ class Forwarder:
                 write, applied, journaled_body(write.path, write.body, response.body)
             )
         except BaseException:
-            applied = None
+            applied, unnumbered = None, False
             raise
         finally:
-            journal.end(write, applied)
+            journal.end(write, applied, unnumbered=unnumbered)
 
     async def _response(self, method: str, exchange: Exchange, request_id: bytes) -> ProxyResponse:
         """Buffer a small body (the common case), stream a big or open-ended one."""

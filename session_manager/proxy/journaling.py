@@ -345,17 +345,21 @@ class RequestJournal:
         finally:
             self._settle(write)
 
-    def end(self, write: JournaledWrite, seq: int | None) -> None:
-        """The request's outcome is journaled (or voided): ``seq`` it got, ``None`` if unknown.
+    def end(self, write: JournaledWrite, seq: int | None, *, unnumbered: bool = False) -> None:
+        """The request's outcome is journaled (or voided): the ``seq`` it got, else ``None``.
 
-        Its number is the session's last only if no other write was in flight during its whole
-        life; otherwise the next write learns the number again (journaled after).
+        ``unnumbered``: the processor answered without a number (it applied nothing, so its
+        numbering did not move). Its number is the session's last only if no other write was
+        in flight during its whole life; otherwise the next write learns it again (journaled
+        after).
         """
         order = write.order
         order.in_flight -= 1
-        if seq is not None and write.alone and order.started == write.ticket:
+        if not (write.alone and order.started == write.ticket):
+            order.seq = None
+        elif seq is not None:
             order.seq = seq
-        else:
+        elif not unnumbered:
             order.seq = None
         if not write.voiding:
             self._settle(write)
