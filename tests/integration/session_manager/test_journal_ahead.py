@@ -28,7 +28,7 @@ async def test_a_lone_writer_s_observes_are_journaled_ahead_with_the_id_they_got
     manager: Manager,
 ) -> None:
     session = await manager.create()
-    replies = [await observe(manager, session, word) for word in "a b c".split()]
+    replies = [await observe(manager, session, word) for word in ["a", "b", "c"]]
     assert [r.status_code for r in replies] == [200, 200, 200]
     journal = await entries(manager, session)
     assert [e.seq for e in journal] == [1, 2, 3]
@@ -65,8 +65,8 @@ async def test_concurrent_writes_are_journaled_in_the_order_the_processor_applie
     journal = await entries(manager, session)
     assert [e.seq for e in journal] == list(range(1, len(applied) + 2))  # each number once
     for entry in journal[1:]:
-        expected = applied[entry.seq]
-        assert (entry.path == "/learn") if expected == "learn" else (expected.encode() in entry.body)
+        word = applied[entry.seq]
+        assert entry.path == "/learn" if word == "learn" else word.encode() in entry.body
     before = await state(manager, session)
     await kill(manager, session)
     assert await state(manager, session) == before
@@ -77,7 +77,7 @@ async def test_a_refused_write_leaves_no_entry_and_the_numbering_goes_on(
 ) -> None:
     session = await manager.create()
     sid, headers = session["session_id"], auth(session)
-    for word in "a b".split():
+    for word in ["a", "b"]:
         await observe(manager, session, word)
     refused = await manager.client.post(
         f"/session/{sid}/observe", content=b"{not json", headers=headers
@@ -100,7 +100,7 @@ async def test_a_write_the_processor_never_answered_is_voided_and_not_replayed(
 ) -> None:
     manager = await start_manager(make_settings(proxy_read_timeout_s=1.0))
     session = await manager.create()
-    for word in "a b".split():
+    for word in ["a", "b"]:
         await observe(manager, session, word)
     before = await state(manager, session)
     pid = int((await status_of(manager, session))["ref"])
