@@ -261,7 +261,7 @@ class RequestJournal:
         order = self._orders.get(session_id)
         if order is None:
             if len(self._orders) >= _ORDERS_MAX:
-                self._orders = {s: o for s, o in self._orders.items() if o.in_flight}
+                self._orders = {s: o for s, o in self._orders.items() if o.in_flight or o.pending}
             order = self._orders[session_id] = _Order(endpoint)
         elif order.endpoint != endpoint:  # restored or recovered elsewhere: learn it again
             order.endpoint, order.seq = endpoint, None
