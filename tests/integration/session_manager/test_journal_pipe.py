@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -165,3 +166,12 @@ async def test_a_void_removes_the_entry_ahead_and_settles_it(piped: SessionStore
     journal.end(write, None)
     await asyncio.wait_for(settled, 1)
     assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1]
+
+
+async def test_entries_journaled_before_ids_were_offered_still_replay(piped: SessionStore) -> None:
+    """An entry of the previous version (five fields, no offered id) left in Redis by an upgrade."""
+    old = msgspec.msgpack.encode([3, "POST", "/observe", "", b'{"strings":["a"]}'])
+    await piped.journal.redis.zadd(piped.keys.journal("s"), {old: 3})
+    assert await piped.journal.entries_after("s", 0) == [
+        JournalEntry(3, "POST", "/observe", "", b'{"strings":["a"]}', unique_id="")
+    ]
