@@ -447,6 +447,8 @@ class Forwarder:
             if write.confirmed_by(applied, honoured):
                 await journal.confirm(write)
                 return
+            if write.unique_id and not honoured:
+                journal.ids_ignored(write)
             if response.stream is not None:  # a big reply (a long sequence): the ids are in it
                 response.body = await response.stream.read()
                 response.stream = None

@@ -158,7 +158,7 @@ def offered_unique_id() -> str:
 class _Order:
     """What this manager knows of one session's writes: the last number, what is in flight."""
 
-    __slots__ = ("endpoint", "in_flight", "pending", "seq", "started")
+    __slots__ = ("endpoint", "ids_ignored", "in_flight", "pending", "seq", "started")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -168,6 +168,9 @@ class _Order:
         self.started = 0
         self.pending: set[asyncio.Future[None]] = set()
         """One per entry written ahead and not yet confirmed, corrected or voided."""
+        self.ids_ignored = False
+        """The processor did not take an offered id (an image older than the offer): its
+        observes are journaled after the answer, which names the id it chose."""
 
 
 class JournaledWrite:
@@ -264,13 +267,14 @@ class RequestJournal:
                 self._orders = {s: o for s, o in self._orders.items() if o.in_flight or o.pending}
             order = self._orders[session_id] = _Order(endpoint)
         elif order.endpoint != endpoint:  # restored or recovered elsewhere: learn it again
-            order.endpoint, order.seq = endpoint, None
+            order.endpoint, order.seq, order.ids_ignored = endpoint, None, False
         write = JournaledWrite(order, session_id, method, path, query, body)
         if (
             write.alone
             and order.seq is not None
             and method == "POST"
             and path in _AHEAD_PATHS
+            and not (order.ids_ignored and path == "/observe")
             and not (self._sockets_open is not None and self._sockets_open(session_id))
         ):
             self._write_ahead(write, order.seq + 1)
@@ -368,6 +372,10 @@ class RequestJournal:
         if write.settled is not None and not write.settled.done():
             write.settled.set_result(None)
             write.order.pending.discard(write.settled)
+
+    def ids_ignored(self, write: JournaledWrite) -> None:
+        """The processor answered an offered id without taking it: offer none to it again."""
+        write.order.ids_ignored = True
 
     def forget(self, session_id: str) -> None:
         """Another writer (a WebSocket) moved the session's numbers: learn them again."""

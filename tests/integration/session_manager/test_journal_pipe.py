@@ -175,3 +175,15 @@ async def test_entries_journaled_before_ids_were_offered_still_replay(piped: Ses
     assert await piped.journal.entries_after("s", 0) == [
         JournalEntry(3, "POST", "/observe", "", b'{"strings":["a"]}', unique_id="")
     ]
+
+
+async def test_a_processor_that_ignores_offered_ids_gets_its_observes_journaled_after(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    write = journal.begin("s", "http://p", "POST", "/observe", b"", b"{}")
+    assert write.unique_id  # offered; an older processor answers without taking it
+    journal.ids_ignored(write)
+    await journal.record(write, 2, b'{"unique_id":"its-own"}')
+    journal.end(write, 2)
+    assert not journal.begin("s", "http://p", "POST", "/observe", b"", b"{}").ahead
