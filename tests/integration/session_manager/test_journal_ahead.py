@@ -4,9 +4,12 @@ voided by the answer, so that a recovery replays exactly the requests the proces
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from typing import Any
+
+from websockets.asyncio.client import connect
 
 from tests.integration.session_manager.test_crash_recovery import kill, state
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
@@ -141,5 +144,34 @@ async def test_a_write_cut_off_by_a_crash_is_voided_then_resent_and_applied_once
     assert len({e.seq for e in journal}) == len(journal)
     before = await state(manager, session)
     assert before["time"] == 2
+    await kill(manager, session)
+    assert await state(manager, session) == before
+
+
+async def test_http_writes_while_a_websocket_writes_too_are_journaled_in_order(
+    manager: Manager,
+) -> None:
+    """A socket's frames take numbers the HTTP side does not see: its writes go after then."""
+    session = await manager.create()
+    sid = session["session_id"]
+    await observe(manager, session, "a")
+    await observe(manager, session, "b")  # journaled ahead: the number is known
+    frame = {"type": "observe", "payload": {"strings": ["ws"], "vectors": [], "emotives": {}}}
+    url = f"{manager.ws_url}/session/{sid}/ws"
+    async with connect(url, additional_headers=auth(session), proxy=None) as ws:
+        for word in ["c", "d"]:
+            await ws.send(json.dumps(frame))
+            assert json.loads(await ws.recv())["type"] == "observation_result"
+            reply = await observe(manager, session, word)
+            assert reply.status_code == 200, reply.text
+    after = await observe(manager, session, "e")
+    assert after.headers["x-kato-seq"] == "7"
+    journal = await entries(manager, session)
+    assert [e.seq for e in journal] == [1, 2, 3, 4, 5, 6, 7]
+    paths = ["/observe", "/observe", "/message", "/observe", "/message", "/observe", "/observe"]
+    assert [e.path for e in journal] == paths
+    # Only "b" went ahead: "c" and "d" were written while the socket was open.
+    assert [bool(e.unique_id) for e in journal[:6]] == [False, True, False, False, False, False]
+    before = await state(manager, session)
     await kill(manager, session)
     assert await state(manager, session) == before
