@@ -5,7 +5,9 @@ Every acknowledged write waits for its append, so the append's cost is added to 
 CPU per request (client, pool, command packing, script object, retry wrapper). This connection
 does only what an append needs: ``EVALSHA`` of ``journal_append.lua``, framed here as RESP
 bytes around a pre-encoded prefix, written straight to the socket (the embedded Redis's unix
-socket, else the ``REDIS_URL`` host), its reply parsed by hiredis in ``data_received``.
+socket, else the ``REDIS_URL`` host), its reply parsed by hiredis in ``data_received``. It
+also writes entries ahead of the processor's answer (``ahead``: ``journal_ahead.lua``, written
+at once and awaited later, see ``proxy.journaling``) and removes them (``void``).
 
 Group commit: appends from concurrent requests are pipelined on the one connection, each
 written as it comes; Redis answers in order, and each waiter gets its own reply. Nothing is
@@ -50,9 +52,13 @@ def _sha(script: bytes) -> bytes:
     return hashlib.sha1(script, usedforsecurity=False).hexdigest().encode()
 
 
-def _evalsha(sha: bytes, args: Sequence[bytes]) -> bytes:
-    """``EVALSHA sha 2 <args>`` as RESP (two keys first among ``args``)."""
-    return resp_command(b"EVALSHA", sha, b"2", *args)
+def _evalsha_prefix(sha: bytes, args: int) -> bytes:
+    """``EVALSHA sha 2`` framed as RESP, for a command of ``args`` more parts (keys first)."""
+    return b"*%d\r\n" % (args + 3) + resp_command(b"EVALSHA", sha, b"2")[len(b"*3\r\n") :]
+
+
+def _framed(prefix: bytes, args: Sequence[bytes]) -> bytes:
+    return prefix + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 class _Reply(Exception):
@@ -148,8 +154,10 @@ class JournalPipe:
         self._open = open_connection
         self._script = script.encode()
         self._sha = _sha(self._script)
+        # Pre-framed: two keys, seq, entry (and, for an append, the entry it replaces).
+        self._appending = {n: _evalsha_prefix(self._sha, n) for n in (4, 5)}
         self._ahead = ahead_script.encode()
-        self._ahead_sha = _sha(self._ahead)
+        self._writing_ahead = _evalsha_prefix(_sha(self._ahead), 4)
         self._timeout_s = timeout_s
         self._setup = tuple(setup)
         self._conn: _RespProtocol | None = None
@@ -200,7 +208,7 @@ class JournalPipe:
         ``replacing``: this request's entry written ahead (``ahead``) under another seq.
         """
         args = (*keys, b"%d" % seq, entry, *((replacing,) if replacing else ()))
-        command = _evalsha(self._sha, args)
+        command = _framed(self._appending[len(args)], args)
         try:
             reply = await self._call(command)
         except OSError:  # lost before the reply: once more, on a fresh connection
@@ -227,7 +235,7 @@ class JournalPipe:
         conn = self._conn
         if not self._ahead or conn is None or conn.closed:
             return None
-        return conn.call(_evalsha(self._ahead_sha, (*keys, b"%d" % seq, entry)))
+        return conn.call(_framed(self._writing_ahead, (*keys, b"%d" % seq, entry)))
 
     async def void(self, journal_key: bytes, entry: bytes) -> None:
         """Remove one entry (``ZREM``, idempotent: retried once on a fresh connection)."""
