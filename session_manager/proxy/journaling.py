@@ -158,7 +158,7 @@ def offered_unique_id() -> str:
 class _Order:
     """What this manager knows of one session's writes: the last number, what is in flight."""
 
-    __slots__ = ("endpoint", "ids_ignored", "in_flight", "pending", "seq", "started")
+    __slots__ = ("endpoint", "ids_ignored", "in_flight", "pending", "replaced", "seq", "started")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -168,6 +168,9 @@ class _Order:
         self.started = 0
         self.pending: set[asyncio.Future[None]] = set()
         """One per entry written ahead and not yet confirmed, corrected or voided."""
+        self.replaced = ""
+        """The endpoint a restart replaced (``settled``): nothing more is written ahead for it,
+        since a restart reading the journal could replay such an entry before it is voided."""
         self.ids_ignored = False
         """The processor did not take an offered id (an image older than the offer): its
         observes are journaled after the answer, which names the id it chose."""
@@ -275,6 +278,7 @@ class RequestJournal:
             and method == "POST"
             and path in _AHEAD_PATHS
             and not (order.ids_ignored and path == "/observe")
+            and endpoint != order.replaced
             and not (self._sockets_open is not None and self._sockets_open(session_id))
         ):
             self._write_ahead(write, order.seq + 1)
@@ -387,10 +391,15 @@ class RequestJournal:
         """Wait (at most ``timeout_s``) until no entry written ahead for the session is pending.
 
         A restart reads the journal only then: an entry whose request is then voided and
-        resent must not be replayed as well.
+        resent must not be replayed as well. From now on nothing is written ahead for the
+        processor being replaced (a request that resolved it before the restart may still be
+        on its way there): the session's next number is learned from the new one.
         """
         order = self._orders.get(session_id)
-        if order is not None and order.pending:
+        if order is None:
+            return
+        order.replaced, order.seq = order.endpoint, None
+        if order.pending:
             await asyncio.wait(list(order.pending), timeout=timeout_s)
 
     async def _ahead_reply(self, write: JournaledWrite) -> int:

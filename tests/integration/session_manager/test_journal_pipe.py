@@ -187,3 +187,18 @@ async def test_a_processor_that_ignores_offered_ids_gets_its_observes_journaled_
     await journal.record(write, 2, b'{"unique_id":"its-own"}')
     journal.end(write, 2)
     assert not journal.begin("s", "http://p", "POST", "/observe", b"", b"{}").ahead
+
+
+async def test_nothing_is_written_ahead_for_a_processor_a_restart_replaces(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    await journal.settled("s", timeout_s=1)  # a restart is about to read the journal
+    late = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert not late.ahead  # resolved to the old processor before the restart: not ahead
+    journal.end(late, None, unnumbered=True)
+    first = journal.begin("s", "http://new", "POST", "/learn", b"", b"")
+    assert not first.ahead  # the new processor's number is learned first
+    await journal.record(first, 2, b"")
+    journal.end(first, 2)
+    assert journal.begin("s", "http://new", "POST", "/learn", b"", b"").ahead
