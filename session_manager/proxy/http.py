@@ -369,8 +369,6 @@ class Forwarder:
         write = None
         try:
             target = self._endpoint(endpoint)
-            if journal is not None and session_id is not None and method not in _READS:
-                write = journal.begin(session_id, endpoint, method, path, query, body)
             rid = request_id.encode()
             lines = [
                 b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
@@ -391,11 +389,13 @@ class Forwarder:
             if processor_id is not None and self._secrets is not None:
                 secret = self._secrets.for_processor(processor_id)
                 lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
-            if write is not None and write.unique_id:
-                lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
-            lines.append(b"x-request-id: %s\r\n\r\n" % rid)
-            lines.append(body)
+            if journal is not None and session_id is not None and method not in _READS:
+                write = journal.begin(session_id, endpoint, method, path, query, body)
             try:
+                if write is not None and write.unique_id:
+                    lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
+                lines.append(b"x-request-id: %s\r\n\r\n" % rid)
+                lines.append(body)
                 exchange = await self._pool.request(target.key, b"".join(lines), method=method)
                 status = str(exchange.status)
                 response = await self._response(method, exchange, rid)

@@ -289,7 +289,10 @@ class RequestJournal:
         entry = JournalEntry(
             seq, write.method, write.path, write.query.decode("latin-1"), write.body, unique_id
         )
-        written = self.journal.ahead(write.session_id, entry)
+        try:
+            written = self.journal.ahead(write.session_id, entry)
+        except OSError:  # the connection went as it was written to: journal after instead
+            return
         if written is None:
             return
         write.member, write.reply = written
