@@ -12,6 +12,7 @@ hibernate or end the sessions) while Redis and the backend are still open, then 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -149,10 +150,14 @@ async def _build_state(
     stack.push_async_callback(state.checkpointer.aclose)
     state.sessions.checkpoint_after_replay(state.checkpointer.soon)
     if settings.journal == "on":
-        state.forwarder.journal = RequestJournal(
+        journal = state.forwarder.journal = RequestJournal(
             state.store.journal,
             max_entries=settings.checkpoint_max_entries,
             on_long=state.checkpointer.soon,
+            sockets_open=state.forwarder.websockets.is_open,
+        )
+        state.sessions.settle_before_replay(
+            functools.partial(journal.settled, timeout_s=settings.proxy_read_timeout_s)
         )
         pipe = state.store.journal.attach_pipe(settings.redis_timeout_s)
         if pipe is not None:

@@ -33,6 +33,7 @@ from session_manager.processor_secrets import ProcessorSecrets
 __all__ = (
     "REPLAY_SEQ_HEADER",
     "SNAPSHOT_ENCODING",
+    "UNIQUE_ID_HEADER",
     "ProcessorClient",
     "RawReply",
     "snapshot_json",
@@ -42,6 +43,9 @@ REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
 """On a replayed request: the sequence number it had the first time (the processor takes it)."""
 SEQ_HEADER = "X-Kato-Seq"
 """On a processor's reply to a request that changed its state: the number it got."""
+UNIQUE_ID_HEADER = "X-Kato-Unique-Id"
+"""On an ``/observe``: the id the observation gets when its body names none (the proxy offers
+one when it journals the request before the answer; a replay offers the same again)."""
 
 _BODY_EXCERPT = 500
 SNAPSHOT_ENCODING = "zstd"
@@ -265,8 +269,11 @@ class ProcessorClient:
         body: bytes,
         *,
         processor_id: str | None = None,
+        unique_id: str = "",
     ) -> None:
         """Apply a journaled request again, as request number ``seq``; it must be applied.
+
+        ``unique_id``: the id the request offered the first time (``X-Kato-Unique-Id``).
 
         Applied means a 2xx, or an error the processor numbered ``seq`` all the same (an
         observation the engine refused still counted time, spec §2.2: the first time round
@@ -281,6 +288,8 @@ class ProcessorClient:
         }
         if body.startswith(_ZSTD_MAGIC):  # a PUT /state sent compressed (headers are not kept)
             headers["content-encoding"] = SNAPSHOT_ENCODING
+        if unique_id:
+            headers[UNIQUE_ID_HEADER] = unique_id
         with _translated(method, url):
             response = await self._http.request(
                 method, url, content=body, headers=headers, params=params

@@ -20,7 +20,12 @@ from processor_image.service.errors import (
     SequenceFailed,
     documented,
 )
-from processor_image.service.runtime import REPLAY_SEQ_HEADER, SEQ_HEADER, Runtime
+from processor_image.service.runtime import (
+    REPLAY_SEQ_HEADER,
+    SEQ_HEADER,
+    UNIQUE_ID_HEADER,
+    Runtime,
+)
 from processor_image.service.schemas import (
     CognitionDataResponse,
     GeneResponse,
@@ -86,14 +91,20 @@ def _runtime(request: AnyRequest) -> Runtime:
 
 
 _REPLAY_SEQ = REPLAY_SEQ_HEADER.lower().encode()
+_UNIQUE_ID = UNIQUE_ID_HEADER.lower().encode()
+
+
+def _header(request: AnyRequest, name: bytes) -> str | None:
+    """One request header, read straight from the ASGI scope (no ``Headers`` object built)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _replay_seq(request: AnyRequest) -> str | None:
-    """``X-Kato-Replay-Seq``, read straight from the ASGI scope (no ``Headers`` object built)."""
-    for name, value in request.scope["headers"]:
-        if name == _REPLAY_SEQ:
-            return str(value.decode("latin-1"))
-    return None
+    """``X-Kato-Replay-Seq``: the sequence number a replayed request had the first time."""
+    return _header(request, _REPLAY_SEQ)
 
 
 def _applied(runtime: Runtime, request: AnyRequest) -> int:
@@ -132,14 +143,21 @@ async def status(request: AnyRequest) -> StatusResponse:
 async def observe(request: AnyRequest, data: JSONBody[ObserveRequest]) -> Response[ObserveResponse]:
     """One observation (spec §2)."""
     runtime = _runtime(request)
+    offered = _header(request, _UNIQUE_ID)
     async with runtime.lock:
         _begin(runtime, request)
         try:
-            reply = await runtime.run(runtime.observe, data)
+            reply = await runtime.run(runtime.observe, data, offered)
         except ObservationError as exc:  # time counted all the same (spec §2.2): numbered
-            seq = _applied(runtime, request)
-            raise FailedButApplied(exc, {SEQ_HEADER: str(seq)}) from exc
-        return _sequenced(reply, _applied(runtime, request))
+            headers = {SEQ_HEADER: str(_applied(runtime, request))}
+            if offered is not None:
+                headers[UNIQUE_ID_HEADER] = data.unique_id or offered
+            raise FailedButApplied(exc, headers) from exc
+        seq = _applied(runtime, request)
+        if offered is None:
+            return _sequenced(reply, seq)
+        # Honoured: the manager, which journaled the request with that id, is told so.
+        return Response(reply, headers={SEQ_HEADER: str(seq), UNIQUE_ID_HEADER: reply.unique_id})
 
 
 @post("/observe-sequence", status_code=200, responses=documented(*BODY, 503))

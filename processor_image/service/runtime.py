@@ -25,7 +25,13 @@ from processor_image.service.schemas import ObserveRequest, ObserveResponse
 from processor_image.storage import open_knowledge_base
 from processor_image.storage.ops import OpClock
 
-__all__ = ("REPLAY_SEQ_HEADER", "SEQ_HEADER", "Runtime", "generated_unique_id")
+__all__ = (
+    "REPLAY_SEQ_HEADER",
+    "SEQ_HEADER",
+    "UNIQUE_ID_HEADER",
+    "Runtime",
+    "generated_unique_id",
+)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -34,6 +40,10 @@ SEQ_HEADER = "X-Kato-Seq"
 """On every mutating reply: the sequence number the request got (the manager journals by it)."""
 REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
 """On a request the manager replays after a crash: the sequence number it had the first time."""
+UNIQUE_ID_HEADER = "X-Kato-Unique-Id"
+"""On an ``/observe`` from the manager: the id to give the observation when its body names
+none (the manager journaled the request with it before the answer). The reply repeats the
+header with the id used, so the manager knows it was honoured."""
 
 
 def generated_unique_id(prefix: str) -> str:
@@ -132,9 +142,12 @@ class Runtime:
             self.seq += 1
         return self.seq
 
-    def observe(self, request: ObserveRequest) -> ObserveResponse:
-        """One HTTP observation; the caller holds the lock (and runs it through ``run``)."""
-        unique_id = request.unique_id or generated_unique_id("obs")
+    def observe(self, request: ObserveRequest, offered_id: str | None = None) -> ObserveResponse:
+        """One HTTP observation; the caller holds the lock (and runs it through ``run``).
+
+        ``offered_id`` (``X-Kato-Unique-Id``) is used when the request names no ``unique_id``.
+        """
+        unique_id = request.unique_id or offered_id or generated_unique_id("obs")
         result = self.processor.observe(
             request.strings, request.vectors, request.emotives, unique_id
         )

@@ -28,7 +28,13 @@ from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge,
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
-from session_manager.proxy.journaling import SEQ_HEADER, RequestJournal, journaled_body
+from session_manager.proxy.journaling import (
+    SEQ_HEADER,
+    UNIQUE_ID_HEADER,
+    JournaledWrite,
+    RequestJournal,
+    journaled_body,
+)
 from session_manager.proxy.websocket import WebSocketConnector
 
 if TYPE_CHECKING:
@@ -86,6 +92,9 @@ _WRITES = frozenset(
     }
 )
 """Paths whose success changes a processor's state (an older processor does not number them)."""
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: never journaled."""
 
 _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
@@ -185,6 +194,23 @@ class ProxyResponse:
             gone.cancel()
             self.stream.release()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _abandoned(journal: RequestJournal, write: JournaledWrite, exc: BaseException) -> None:
+    """A write got no definite answer: void its entry ahead before the error goes on.
+
+    Now, or in the background when the request was cancelled: a restart never replays it, and
+    a resend applies it once. A void Redis refuses is raised (``StoreUnavailable``, 503): such
+    a request is not resent.
+    """
+    if not isinstance(exc, Exception):
+        journal.void_later(write)
+        journal.end(write, None)
+        return
+    try:
+        await journal.void(write)
+    finally:
+        journal.end(write, None)
 
 
 async def _disconnected(receive: Receive) -> bool:
@@ -339,6 +365,8 @@ class Forwarder:
         """
         started = time.perf_counter()
         status = "error"
+        journal = self.journal
+        write = None
         try:
             target = self._endpoint(endpoint)
             rid = request_id.encode()
@@ -361,13 +389,24 @@ class Forwarder:
             if processor_id is not None and self._secrets is not None:
                 secret = self._secrets.for_processor(processor_id)
                 lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
-            lines.append(b"x-request-id: %s\r\n\r\n" % rid)
-            lines.append(body)
-            exchange = await self._pool.request(target.key, b"".join(lines), method=method)
-            status = str(exchange.status)
-            response = await self._response(method, exchange, rid)
-            if self.journal is not None and session_id is not None:
-                await self._journal(session_id, method, path, query, body, response)
+            if journal is not None and session_id is not None and method not in _READS:
+                write = journal.begin(session_id, endpoint, method, path, query, body)
+            try:
+                if write is not None and write.unique_id:
+                    lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
+                lines.append(b"x-request-id: %s\r\n\r\n" % rid)
+                lines.append(body)
+                exchange = await self._pool.request(target.key, b"".join(lines), method=method)
+                status = str(exchange.status)
+                response = await self._response(method, exchange, rid)
+            except BaseException as exc:
+                if write is not None:  # no definite answer: the entry ahead must go first
+                    assert journal is not None  # noqa: S101
+                    await _abandoned(journal, write, exc)
+                raise
+            if write is not None:
+                assert journal is not None  # noqa: S101
+                await self._journal(journal, write, response)
         except KatoError as exc:
             status = str(exc.status)
             raise
@@ -380,35 +419,49 @@ class Forwarder:
         return response
 
     async def _journal(
-        self,
-        session_id: str,
-        method: str,
-        path: str,
-        query: bytes,
-        body: bytes,
-        response: ProxyResponse,
+        self, journal: RequestJournal, write: JournaledWrite, response: ProxyResponse
     ) -> None:
-        """Journal a request the processor applied; its reply waits for the append."""
-        seq = next((v for n, v in response.headers if n.lower() == SEQ_HEADER), None)
-        if self.journal is None:
-            return
-        if seq is None or not seq.isdigit():
-            if 200 <= response.status < 300 and method in ("POST", "PUT") and path in _WRITES:
-                await self.journal.journal.mark_unnumbered(session_id)  # an older processor
-            return
-        if response.stream is not None:  # a big reply (a long sequence): the ids are in it
-            response.body = await response.stream.read()
-            response.stream = None
-            if not any(n == b"content-length" for n, _ in response.headers):
-                response.headers.append((b"content-length", b"%d" % len(response.body)))
-        await self.journal.record(
-            session_id,
-            int(seq),
-            method,
-            path,
-            query.decode("latin-1"),
-            journaled_body(path, body, response.body),
-        )
+        """Journal (or void) a write by the processor's answer; the reply waits for Redis."""
+        seq = None
+        honoured = False
+        for name, value in response.headers:
+            lowered = name.lower()
+            if lowered == SEQ_HEADER:
+                seq = value
+            elif lowered == UNIQUE_ID_HEADER:
+                honoured = True
+        applied = None
+        unnumbered = False
+        try:
+            if seq is None or not seq.isdigit():  # not applied: an entry ahead is voided
+                await journal.void(write)
+                unnumbered = True
+                if (
+                    200 <= response.status < 300
+                    and write.method in ("POST", "PUT")
+                    and write.path in _WRITES
+                ):
+                    await journal.journal.mark_unnumbered(write.session_id)  # an older processor
+                return
+            applied = int(seq)
+            if write.confirmed_by(applied, honoured):
+                await journal.confirm(write)
+                return
+            if write.unique_id and not honoured:
+                journal.ids_ignored(write)
+            if response.stream is not None:  # a big reply (a long sequence): the ids are in it
+                response.body = await response.stream.read()
+                response.stream = None
+                if not any(n == b"content-length" for n, _ in response.headers):
+                    response.headers.append((b"content-length", b"%d" % len(response.body)))
+            await journal.record(
+                write, applied, journaled_body(write.path, write.body, response.body)
+            )
+        except BaseException:
+            applied, unnumbered = None, False
+            raise
+        finally:
+            journal.end(write, applied, unnumbered=unnumbered)
 
     async def _response(self, method: str, exchange: Exchange, request_id: bytes) -> ProxyResponse:
         """Buffer a small body (the common case), stream a big or open-ended one."""

@@ -1,46 +1,69 @@
 """What the proxy journals: an applied mutating request, as the processor applied it.
 
 The processor marks every request that changed its state with ``X-Kato-Seq`` (its sequence
-number). Before that reply goes to the client, ``RequestJournal.record`` appends the request
-to the session's journal (``store.journal``); if the append fails the client gets 503
-``STORE_UNAVAILABLE`` instead: the write was not acknowledged. Observations sent without a
-``unique_id`` are journaled with the one the processor assigned (it is in the reply), so a
-replay is exact. A WebSocket message is journaled as ``POST /message`` with its frame, which
-the processor answers exactly as ``/ws`` does.
+number). Before that reply goes to the client, the request is in the session's journal
+(``store.journal``); if Redis cannot keep it the client gets 503 ``STORE_UNAVAILABLE`` instead:
+the write was not acknowledged. Observations sent without a ``unique_id`` are journaled with
+the id they got, so a replay is exact. A WebSocket message is journaled as ``POST /message``
+with its frame, which the processor answers exactly as ``/ws`` does.
 
-Why the append waits for the processor's reply, and the reply for the append (one Redis round
-trip, on ``JournalPipe``'s lean connection, after the processor answered). Overlapping it with
-the processor's work was weighed and refused:
+Two ways to journal a request, chosen per request (``RequestJournal.begin``):
 
-* Appending the request before forwarding it and "committing" its sequence number after
-  still needs the commit acknowledged before the client is: a commit not yet applied when the
-  manager dies (or one Redis refuses: ``OOM``, a lost connection) leaves an entry whose place
-  in the processor's order is unknown, and replay must follow that order exactly. So two round
-  trips instead of one, the second as long as today's append.
-* Acknowledging the client while the commit is in flight breaks the rule itself: a success
-  answer means the request is in the journal.
-* Guessing the number beforehand (last seen + 1) is wrong as soon as two requests of a session
-  are in flight (two clients, a WebSocket, another replica), and a wrong guess is a second
-  entry under the same number.
+* **Ahead** (the common case: one client writing to its session). The manager knows the
+  session's last sequence number (from the previous answer) and no other write of the session
+  is in flight, no WebSocket open: the processor will number this request ``last + 1``. The
+  entry is written under that number *before* the request is forwarded, on ``JournalPipe``'s
+  connection and without waiting; the Redis round trip runs while the processor works. An
+  ``/observe`` is offered an id (``X-Kato-Unique-Id``) which the processor uses when the body
+  names none and confirms in its reply; the entry carries it, a replay offers it again. The
+  client's answer waits for both: the processor's reply confirming the number (and the id),
+  and Redis's acknowledgement of the entry. Anything else voids or corrects the entry before
+  the client hears back: a reply under another number (another writer got in between) is
+  journaled under the number it got, replacing the entry; a reply without a number (refused,
+  fenced, not applied) and every failure without a definite answer (reset, timeout, processor
+  gone, the request cancelled) remove the entry (``void``) before the error is answered or the
+  request resent, so replay never applies a request twice or one that was not applied.
+* **After** (the first write the manager sees for a session, concurrent writes, writes while a
+  WebSocket is open, ``/observe-sequence``, ``PUT /state``): the request is forwarded, and its
+  entry appended under the number in the reply before the client hears back (one Redis round
+  trip after the processor's).
 
-So the cost is cut instead: no redis-py on this path, pre-framed bytes, hiredis parsing, the
-unix socket of the embedded Redis, and concurrent appends pipelined on the one connection.
+An entry written ahead sits in Redis while its request is in flight, so a restart that reads
+the journal (crash recovery, restore) first waits for the session's requests in flight to be
+settled (``settled``), else it could replay a request that is then voided and resent. A stale
+expectation is caught by Redis (``journal_ahead.lua`` writes nothing over an existing entry)
+and by the reply's number; an entry appended under a number replaces anything written ahead
+under it (``journal_append.lua``).
+
+Assumption: one manager forwards a session's writes (the expectation is this process's).
+With two replicas writing one session (issue 18) the numbers still decide: a replica's stale
+expectation is refused by Redis or contradicted by the reply and the entry corrected; what is
+not covered is a replica's restart reading the journal while another replica's entry written
+ahead is still unsettled.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from session_manager.errors import KatoError, StoreUnavailable
 from session_manager.store.journal import Journal, JournalEntry
 
 __all__ = (
     "JOURNAL_HEADER",
     "SEQ_HEADER",
+    "UNIQUE_ID_HEADER",
+    "JournaledWrite",
     "RequestJournal",
     "SocketJournal",
     "journaled_body",
@@ -51,6 +74,8 @@ SEQ_HEADER = b"x-kato-seq"
 """The processor's reply header naming the sequence number a mutating request got."""
 JOURNAL_HEADER = "X-Kato-Journal"
 """On the processor ``/ws`` handshake: put ``data.seq`` in replies to state-changing frames."""
+
+log = logging.getLogger(__name__)
 
 _OBSERVING = frozenset({"/observe", "/observe-sequence", "/message"})
 _json_decode = msgspec.json.decode
@@ -104,11 +129,117 @@ def journaled_frame(frame: bytes, reply: Any) -> bytes:
     return frame
 
 
+_AHEAD_PATHS = frozenset(
+    {
+        "/observe",
+        "/learn",
+        "/clear-stm",
+        "/clear-short-term-memory",
+        "/clear-all",
+        "/clear-all-memory",
+        "/genes/update",
+    }
+)
+"""``POST`` writes journaled ahead: small bodies, one number each, nothing to fill in from the
+reply but an ``/observe``'s id (offered). ``/observe-sequence`` and ``PUT /state`` go after."""
+
+UNIQUE_ID_HEADER = b"x-kato-unique-id"
+"""Offered on an ``/observe`` journaled ahead; the processor's reply repeats it when honoured."""
+
+_ORDERS_MAX = 10_000
+"""Sessions whose write order is remembered; past it, the idle ones are forgotten."""
+
+
+def offered_unique_id() -> str:
+    """An id for an observation journaled ahead (the processor's own format, spec §2.1)."""
+    return f"obs-{uuid.uuid4().hex}-{int(time.time() * 1_000_000)}"
+
+
+class _Order:
+    """What this manager knows of one session's writes: the last number, what is in flight."""
+
+    __slots__ = ("endpoint", "ids_ignored", "in_flight", "pending", "replaced", "seq", "started")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.seq: int | None = None
+        """The processor's last sequence number, when no other writer can have moved it."""
+        self.in_flight = 0
+        self.started = 0
+        self.pending: set[asyncio.Future[None]] = set()
+        """One per entry written ahead and not yet confirmed, corrected or voided."""
+        self.replaced = ""
+        """The endpoint a restart replaced (``settled``): nothing more is written ahead for it,
+        since a restart reading the journal could replay such an entry before it is voided."""
+        self.ids_ignored = False
+        """The processor did not take an offered id (an image older than the offer): its
+        observes are journaled after the answer, which names the id it chose."""
+
+
+class JournaledWrite:
+    """One mutating request on its way to the processor, and its entry if written ahead."""
+
+    __slots__ = (
+        "alone",
+        "body",
+        "expected",
+        "member",
+        "method",
+        "order",
+        "path",
+        "query",
+        "reply",
+        "session_id",
+        "settled",
+        "ticket",
+        "unique_id",
+        "voiding",
+    )
+
+    def __init__(
+        self,
+        order: _Order,
+        session_id: str,
+        method: str,
+        path: str,
+        query: bytes,
+        body: bytes,
+    ) -> None:
+        self.order = order
+        self.session_id = session_id
+        self.method = method
+        self.path = path
+        self.query = query
+        self.body = body
+        self.alone = order.in_flight == 0
+        order.in_flight += 1
+        order.started += 1
+        self.ticket = order.started
+        self.expected = 0
+        self.member = b""
+        """The entry written ahead (empty: none), as stored."""
+        self.reply: asyncio.Future[Any] | None = None
+        self.settled: asyncio.Future[None] | None = None
+        self.unique_id = ""
+        self.voiding = False
+        """A void runs in the background (``void_later``): it settles the entry."""
+
+    @property
+    def ahead(self) -> bool:
+        """Whether the entry was written ahead (under ``expected``)."""
+        return bool(self.member)
+
+    def confirmed_by(self, seq: int, honoured: bool) -> bool:
+        """Whether the reply (``seq``, and the offered id echoed) matches the entry ahead."""
+        return bool(self.member) and seq == self.expected and (honoured or not self.unique_id)
+
+
 class RequestJournal:
     """The proxy's side of the journal: appends entries, raises when they cannot be kept.
 
     A journal reaching ``max_entries`` is handed to ``on_long`` (a checkpoint, in the
-    background), so that a busy session's replay stays short.
+    background), so that a busy session's replay stays short. ``sockets_open`` tells whether a
+    session has a proxied WebSocket open (its frames take numbers too: no writes ahead then).
     """
 
     def __init__(
@@ -117,17 +248,185 @@ class RequestJournal:
         *,
         max_entries: int,
         on_long: Callable[[str], None] | None = None,
+        sockets_open: Callable[[str], bool] | None = None,
     ) -> None:
         self.journal = journal
         self.max_entries = max_entries
         self.on_long = on_long
+        self._sockets_open = sockets_open
+        self._orders: dict[str, _Order] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
-    async def record(
+    def begin(
+        self, session_id: str, endpoint: str, method: str, path: str, query: bytes, body: bytes
+    ) -> JournaledWrite:
+        """Note a mutating request about to be forwarded; write its entry ahead if it can be.
+
+        Every ``begin`` is matched by ``end`` once the request's outcome is journaled.
+        """
+        order = self._orders.get(session_id)
+        if order is None:
+            if len(self._orders) >= _ORDERS_MAX:
+                self._orders = {s: o for s, o in self._orders.items() if o.in_flight or o.pending}
+            order = self._orders[session_id] = _Order(endpoint)
+        elif order.endpoint != endpoint:  # restored or recovered elsewhere: learn it again
+            order.endpoint, order.seq, order.ids_ignored = endpoint, None, False
+        write = JournaledWrite(order, session_id, method, path, query, body)
+        if (
+            write.alone
+            and order.seq is not None
+            and method == "POST"
+            and path in _AHEAD_PATHS
+            and not (order.ids_ignored and path == "/observe")
+            and endpoint != order.replaced
+            and not (self._sockets_open is not None and self._sockets_open(session_id))
+        ):
+            self._write_ahead(write, order.seq + 1)
+        return write
+
+    def _write_ahead(self, write: JournaledWrite, seq: int) -> None:
+        unique_id = offered_unique_id() if write.path == "/observe" else ""
+        entry = JournalEntry(
+            seq, write.method, write.path, write.query.decode("latin-1"), write.body, unique_id
+        )
+        try:
+            written = self.journal.ahead(write.session_id, entry)
+        except OSError:  # the connection went as it was written to: journal after instead
+            return
+        if written is None:
+            return
+        write.member, write.reply = written
+        write.expected, write.unique_id = seq, unique_id
+        write.settled = asyncio.get_running_loop().create_future()
+        write.order.pending.add(write.settled)
+
+    async def confirm(self, write: JournaledWrite) -> None:
+        """The processor applied the request as expected: its reply waits for Redis's ack."""
+        length = await self._ahead_reply(write)
+        if length < 0:  # Redis found the number taken (a stale entry): it is this request's
+            entry = JournalEntry(
+                write.expected,
+                write.method,
+                write.path,
+                write.query.decode("latin-1"),
+                write.body,
+                write.unique_id,
+            )
+            length = await self.journal.append(write.session_id, entry)
+        self._check_length(write.session_id, length)
+
+    async def record(self, write: JournaledWrite, seq: int, body: bytes) -> None:
+        """Journal a request the processor applied as ``seq`` (replacing an entry ahead)."""
+        if write.ahead:
+            with contextlib.suppress(KatoError):
+                await self._ahead_reply(write)
+        entry = JournalEntry(seq, write.method, write.path, write.query.decode("latin-1"), body)
+        length = await self.journal.append(write.session_id, entry, replacing=write.member)
+        self._check_length(write.session_id, length)
+
+    async def void(self, write: JournaledWrite) -> None:
+        """The request was not applied as expected (or not known to be): remove its entry.
+
+        Raises ``StoreUnavailable`` when Redis cannot remove it; the session's next entry
+        under that number replaces it (``journal_append.lua``).
+        """
+        if not write.ahead:
+            return
+        with contextlib.suppress(KatoError):
+            await self._ahead_reply(write)
+        await self.journal.void(write.session_id, write.member)
+
+    def void_later(self, write: JournaledWrite) -> None:
+        """``void`` in the background (the request was cancelled: nothing may wait)."""
+        if not write.ahead:
+            return
+        write.voiding = True
+        task = asyncio.ensure_future(self._void_quietly(write))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _void_quietly(self, write: JournaledWrite) -> None:
+        try:
+            await self.void(write)
+        except KatoError:
+            log.warning(
+                "entry written ahead not voided",
+                extra={"session_id": write.session_id, "seq": write.expected},
+            )
+        finally:
+            self._settle(write)
+
+    def end(self, write: JournaledWrite, seq: int | None, *, unnumbered: bool = False) -> None:
+        """The request's outcome is journaled (or voided): the ``seq`` it got, else ``None``.
+
+        ``unnumbered``: the processor answered without a number (it applied nothing, so its
+        numbering did not move). Its number is the session's last only if no other write was
+        in flight during its whole life; otherwise the next write learns it again (journaled
+        after).
+        """
+        order = write.order
+        order.in_flight -= 1
+        if not (write.alone and order.started == write.ticket):
+            order.seq = None
+        elif seq is not None:
+            order.seq = seq
+        elif not unnumbered:
+            order.seq = None
+        if not write.voiding:
+            self._settle(write)
+
+    def _settle(self, write: JournaledWrite) -> None:
+        if write.settled is not None and not write.settled.done():
+            write.settled.set_result(None)
+            write.order.pending.discard(write.settled)
+
+    def ids_ignored(self, write: JournaledWrite) -> None:
+        """The processor answered an offered id without taking it: offer none to it again."""
+        write.order.ids_ignored = True
+
+    def forget(self, session_id: str) -> None:
+        """Another writer (a WebSocket) moved the session's numbers: learn them again."""
+        order = self._orders.get(session_id)
+        if order is not None:
+            order.seq = None
+
+    async def settled(self, session_id: str, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until no entry written ahead for the session is pending.
+
+        A restart reads the journal only then: an entry whose request is then voided and
+        resent must not be replayed as well. From now on nothing is written ahead for the
+        processor being replaced (a request that resolved it before the restart may still be
+        on its way there): the session's next number is learned from the new one.
+        """
+        order = self._orders.get(session_id)
+        if order is None:
+            return
+        order.replaced, order.seq = order.endpoint, None
+        if order.pending:
+            await asyncio.wait(list(order.pending), timeout=timeout_s)
+
+    async def _ahead_reply(self, write: JournaledWrite) -> int:
+        """Redis's reply to the entry written ahead: the journal's length, 0 or -1."""
+        assert write.reply is not None  # noqa: S101 - only called for entries written ahead
+        try:
+            reply = await write.reply
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailable(
+                "the session store (Redis) cannot be reached", error=str(exc)
+            ) from exc
+        if isinstance(reply, Exception):
+            return -1  # an error reply (a server that lost the script): append instead
+        return int(reply)
+
+    async def append(
         self, session_id: str, seq: int, method: str, path: str, query: str, body: bytes
     ) -> None:
         """Append one applied request; ``StoreUnavailable`` when Redis cannot keep it."""
         entry = JournalEntry(seq, method, path, query, body)
         length = await self.journal.append(session_id, entry)
+        self._check_length(session_id, length)
+
+    def _check_length(self, session_id: str, length: int) -> None:
         if length >= self.max_entries and self.on_long is not None:
             self.on_long(session_id)
 
@@ -179,5 +478,6 @@ class SocketJournal:
                 body = journaled_frame(frame, _json_decode(stripped))
             except msgspec.DecodeError:
                 body = frame
-        await self._journal.record(self._session_id, int(tail[1]), "POST", "/message", "", body)
+        self._journal.forget(self._session_id)
+        await self._journal.append(self._session_id, int(tail[1]), "POST", "/message", "", body)
         return stripped.decode() if isinstance(message, str) else stripped

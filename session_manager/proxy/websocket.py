@@ -96,6 +96,10 @@ class WebSocketConnector:
             )
         self._open[session_id] = held + 1
 
+    def is_open(self, session_id: str) -> bool:
+        """Whether the session has a socket admitted and not yet left."""
+        return session_id in self._open
+
     def leave(self, session_id: str) -> None:
         """One of the session's sockets is closed."""
         left = self._open[session_id] - 1

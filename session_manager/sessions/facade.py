@@ -7,7 +7,7 @@ token checks of the session API. Each part's module says what it does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from session_manager.backends.base import Backend
@@ -110,6 +110,10 @@ class Sessions:
     def checkpoint_after_replay(self, checkpoint: Callable[[str], None]) -> None:
         """Have ``checkpoint(session_id)`` called once a restart replayed journal entries."""
         self._hibernation.on_replayed = checkpoint
+
+    def settle_before_replay(self, settle: Callable[[str], Awaitable[None]]) -> None:
+        """Have ``settle(session_id)`` awaited before a restart reads the session's journal."""
+        self._hibernation.before_replay = settle
 
     def start_watching(self) -> None:
         """Follow every replica's status changes, so ``resolve`` may serve routes from memory."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -67,6 +67,9 @@ class Hibernation:
         self.on_replayed: Callable[[str], None] | None = None
         """Called with a session id after a restart replayed journal entries (the app asks
         for a checkpoint then: a second crash should not replay the same entries again)."""
+        self.before_replay: Callable[[str], Awaitable[None]] | None = None
+        """Awaited with a session id before a restart reads its journal (the proxy settles the
+        entries it wrote ahead for requests still in flight: ``RequestJournal.settled``)."""
 
     async def hibernate(self, session_id: str, *, only_if_idle_due_at: int | None = None) -> bool:
         """Save the processor's state to Redis, remove the processor, mark ``hibernated``.
@@ -268,6 +271,8 @@ class Hibernation:
             await self._processors.put_state(endpoint, snapshot, seq=seq, processor_id=pid)
         if self._settings.journal != "on":
             return 0
+        if self.before_replay is not None:
+            await self.before_replay(session_id)
         entries = await self._store.journal.entries_after(session_id, seq)
         for entry in entries:
             await self._processors.replay(
@@ -278,6 +283,7 @@ class Hibernation:
                 entry.query,
                 entry.body,
                 processor_id=pid,
+                unique_id=entry.unique_id,
             )
         return len(entries)
 

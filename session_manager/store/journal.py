@@ -22,7 +22,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -50,6 +50,9 @@ class JournalEntry(msgspec.Struct, array_like=True, frozen=True):
     path: str
     query: str
     body: bytes
+    unique_id: str = ""
+    """For an ``/observe`` journaled ahead of its answer: the id the manager offered the
+    processor (``X-Kato-Unique-Id``), used when the body names none; replay offers it again."""
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -63,26 +66,61 @@ class Journal:
         self.redis = client
         self.keys = keys
         self._append = register_script(client, "journal_append.lua")
+        self._ahead = register_script(client, "journal_ahead.lua")
         self._pipe: JournalPipe | None = None
 
     def attach_pipe(self, timeout_s: float) -> JournalPipe | None:
         """Send appends over a ``JournalPipe`` of their own; it, to close, or ``None`` (TLS)."""
-        self._pipe = JournalPipe.for_client(self.redis, cast("str", self._append.script), timeout_s)
+        self._pipe = JournalPipe.for_client(
+            self.redis,
+            cast("str", self._append.script),
+            timeout_s,
+            ahead_script=cast("str", self._ahead.script),
+        )
         return self._pipe
 
+    def _keys(self, session_id: str) -> tuple[bytes, bytes]:
+        return self.keys.session(session_id).encode(), self.keys.journal(session_id).encode()
+
     @translate_redis_errors
-    async def append(self, session_id: str, entry: JournalEntry) -> int:
-        """Record an acknowledged request; the journal's length, 0 when the session ended."""
+    async def append(self, session_id: str, entry: JournalEntry, *, replacing: bytes = b"") -> int:
+        """Record an applied request; the journal's length, 0 when the session ended.
+
+        The entry replaces any other under its seq (one written ahead for a request that did
+        not get it), and ``replacing`` (this request's own entry written ahead, ``ahead``).
+        """
         if self._pipe is not None:
-            keys = (self.keys.session(session_id), self.keys.journal(session_id))
             return await self._pipe.append(
-                (keys[0].encode(), keys[1].encode()), entry.seq, _encode(entry)
+                self._keys(session_id), entry.seq, _encode(entry), replacing
             )
         length = await self._append(
             keys=[self.keys.session(session_id), self.keys.journal(session_id)],
-            args=[entry.seq, _encode(entry)],
+            args=[entry.seq, _encode(entry), *((replacing,) if replacing else ())],
         )
         return int(length)
+
+    def ahead(
+        self, session_id: str, entry: JournalEntry
+    ) -> tuple[bytes, asyncio.Future[Any]] | None:
+        """Write ``entry`` now under the seq it is expected to get, without waiting for Redis.
+
+        Returns the stored member (to ``void`` it) and the future of Redis's reply (see
+        ``JournalPipe.ahead``), or ``None`` when it cannot be written at once (no pipe, or
+        its connection not open yet): the caller appends once the processor answered.
+        """
+        if self._pipe is None:
+            return None
+        member = _encode(entry)
+        reply = self._pipe.ahead(self._keys(session_id), entry.seq, member)
+        return None if reply is None else (member, reply)
+
+    @translate_redis_errors
+    async def void(self, session_id: str, member: bytes) -> None:
+        """Remove an entry written ahead for a request that was not applied as expected."""
+        if self._pipe is not None:
+            await self._pipe.void(self.keys.journal(session_id).encode(), member)
+            return
+        await self.redis.zrem(self.keys.journal(session_id), member)
 
     @translate_redis_errors
     async def mark_unnumbered(self, session_id: str) -> None:

@@ -1,11 +1,14 @@
 """A dedicated Redis connection for journal appends: the one Redis call on the proxy's hot path.
 
-Every acknowledged write waits for its append, so the append's cost is added to every write
-(the journal's target: ≤ 0.1 ms p50). Through redis-py it cost about 0.35 ms of the manager's
+Every acknowledged write waits for its append (overlapped with the processor's work when the
+entry is written ahead), so the append's cost adds to every write (the journal's target:
+≤ 0.1 ms p50). Through redis-py it cost about 0.35 ms of the manager's
 CPU per request (client, pool, command packing, script object, retry wrapper). This connection
 does only what an append needs: ``EVALSHA`` of ``journal_append.lua``, framed here as RESP
 bytes around a pre-encoded prefix, written straight to the socket (the embedded Redis's unix
-socket, else the ``REDIS_URL`` host), its reply parsed by hiredis in ``data_received``.
+socket, else the ``REDIS_URL`` host), its reply parsed by hiredis in ``data_received``. It
+also writes entries ahead of the processor's answer (``ahead``: ``journal_ahead.lua``, written
+at once and awaited later, see ``proxy.journaling``) and removes them (``void``).
 
 Group commit: appends from concurrent requests are pipelined on the one connection, each
 written as it comes; Redis answers in order, and each waiter gets its own reply. Nothing is
@@ -44,6 +47,19 @@ def resp_command(*args: bytes) -> bytes:
     for arg in args:
         parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
     return b"".join(parts)
+
+
+def _sha(script: bytes) -> bytes:
+    return hashlib.sha1(script, usedforsecurity=False).hexdigest().encode()
+
+
+def _evalsha_prefix(sha: bytes, args: int) -> bytes:
+    """``EVALSHA sha 2`` framed as RESP, for a command of ``args`` more parts (keys first)."""
+    return b"*%d\r\n" % (args + 3) + resp_command(b"EVALSHA", sha, b"2")[len(b"*3\r\n") :]
+
+
+def _framed(prefix: bytes, args: Sequence[bytes]) -> bytes:
+    return prefix + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 class _Reply(Exception):
@@ -128,13 +144,21 @@ class JournalPipe:
     """
 
     def __init__(
-        self, open_connection: Opener, script: str, *, timeout_s: float, setup: Sequence[bytes] = ()
+        self,
+        open_connection: Opener,
+        script: str,
+        *,
+        timeout_s: float,
+        setup: Sequence[bytes] = (),
+        ahead_script: str = "",
     ) -> None:
         self._open = open_connection
         self._script = script.encode()
-        self._sha = hashlib.sha1(self._script, usedforsecurity=False).hexdigest().encode()
-        # EVALSHA sha 2 <session key> <journal key> <seq> <entry>: seven parts, four per call.
-        self._evalsha = b"*7\r\n" + resp_command(b"EVALSHA", self._sha, b"2")[4:]
+        self._sha = _sha(self._script)
+        # Pre-framed: two keys, seq, entry (and, for an append, the entry it replaces).
+        self._appending = {n: _evalsha_prefix(self._sha, n) for n in (4, 5)}
+        self._ahead = ahead_script.encode()
+        self._writing_ahead = _evalsha_prefix(_sha(self._ahead), 4)
         self._timeout_s = timeout_s
         self._setup = tuple(setup)
         self._conn: _RespProtocol | None = None
@@ -142,7 +166,7 @@ class JournalPipe:
 
     @classmethod
     def for_client(
-        cls, client: aioredis.Redis, script: str, timeout_s: float
+        cls, client: aioredis.Redis, script: str, timeout_s: float, *, ahead_script: str = ""
     ) -> JournalPipe | None:
         """A pipe to the server ``client`` talks to; ``None`` for TLS or credential providers."""
         pool = client.connection_pool
@@ -175,12 +199,17 @@ class JournalPipe:
 
         else:  # TLS, or a connection class of someone's own
             return None
-        return cls(loop_open, script, timeout_s=timeout_s, setup=setup)
+        return cls(loop_open, script, timeout_s=timeout_s, setup=setup, ahead_script=ahead_script)
 
-    async def append(self, keys: tuple[bytes, bytes], seq: int, entry: bytes) -> int:
-        """Run the append; its reply (the journal's length, 0 when the session ended)."""
-        args = (*keys, b"%d" % seq, entry)
-        command = self._evalsha + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    async def append(
+        self, keys: tuple[bytes, bytes], seq: int, entry: bytes, replacing: bytes = b""
+    ) -> int:
+        """Run the append; its reply (the journal's length, 0 when the session ended).
+
+        ``replacing``: this request's entry written ahead (``ahead``) under another seq.
+        """
+        args = (*keys, b"%d" % seq, entry, *((replacing,) if replacing else ()))
+        command = _framed(self._appending[len(args)], args)
         try:
             reply = await self._call(command)
         except OSError:  # lost before the reply: once more, on a fresh connection
@@ -193,6 +222,34 @@ class JournalPipe:
         if isinstance(reply, _Reply):
             raise StoreUnavailable("the journal append failed", error=str(reply))
         return int(reply)
+
+    def ahead(
+        self, keys: tuple[bytes, bytes], seq: int, entry: bytes
+    ) -> asyncio.Future[Any] | None:
+        """Write ``journal_ahead.lua``'s call now, without waiting; the future gets its reply.
+
+        ``None`` when it cannot be written at once (no connection open yet, or no script):
+        the caller journals the slow way. The reply is the script's (length, 0 or -1), an
+        error reply (``NOSCRIPT`` included) as an exception instance, or the future fails
+        with ``OSError``/``TimeoutError`` when the connection is lost.
+        """
+        conn = self._conn
+        if not self._ahead or conn is None or conn.closed:
+            return None
+        return conn.call(_framed(self._writing_ahead, (*keys, b"%d" % seq, entry)))
+
+    async def void(self, journal_key: bytes, entry: bytes) -> None:
+        """Remove one entry (``ZREM``, idempotent: retried once on a fresh connection)."""
+        command = resp_command(b"ZREM", journal_key, entry)
+        try:
+            reply = await self._call(command)
+        except OSError:
+            try:
+                reply = await self._call(command)
+            except OSError as exc:
+                raise _unavailable(str(exc)) from exc
+        if isinstance(reply, _Reply):
+            raise StoreUnavailable("the journal void failed", error=str(reply))
 
     async def _call(self, command: bytes) -> Any:
         """One command's reply; ``StoreUnavailable`` on timeout (the connection is dropped).
@@ -223,6 +280,10 @@ class JournalPipe:
                 reply = await conn.call(command)
                 if isinstance(reply, _Reply):
                     raise StoreUnavailable("Redis refused the journal connection", error=str(reply))
+            if self._ahead:  # so that ``ahead`` finds it (a restarted server lost it)
+                reply = await conn.call(resp_command(b"SCRIPT", b"LOAD", self._ahead))
+                if isinstance(reply, _Reply):
+                    raise StoreUnavailable("Redis refused the journal script", error=str(reply))
         except BaseException:
             conn.close()
             raise

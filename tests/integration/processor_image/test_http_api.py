@@ -107,6 +107,26 @@ def test_observe_reply_and_generated_unique_id(kato: httpx.Client) -> None:
     assert len({generated, observe(kato, "x")["unique_id"]}) == 2
 
 
+def test_an_offered_unique_id_is_used_when_the_body_names_none_and_echoed(
+    kato: httpx.Client,
+) -> None:
+    """The manager offers an id (``X-Kato-Unique-Id``) for an observe it journaled ahead."""
+    offered = {"X-Kato-Unique-Id": "obs-offered-1"}
+    taken = kato.post("/observe", json={"strings": ["a"]}, headers=offered)
+    assert taken.json()["unique_id"] == "obs-offered-1"
+    assert taken.headers["x-kato-unique-id"] == "obs-offered-1"
+    own = kato.post("/observe", json={"strings": ["b"], "unique_id": "mine"}, headers=offered)
+    assert own.json()["unique_id"] == "mine"  # the body's id wins, and the reply says which
+    assert own.headers["x-kato-unique-id"] == "mine"
+    plain = kato.post("/observe", json={"strings": ["c"]})
+    assert "x-kato-unique-id" not in plain.headers
+    refused = kato.post(
+        "/observe", json={"strings": [], "vectors": [[1, 2], [1, 2, 3]]}, headers=offered
+    )
+    assert refused.status_code == 422  # numbered all the same (time counted): id confirmed too
+    assert refused.headers["x-kato-unique-id"] == "obs-offered-1"
+
+
 def test_unknown_fields_make_an_empty_observation(kato: httpx.Client) -> None:
     response = kato.post("/observe", json={"data": {"strings": ["x"]}})
     assert response.status_code == 200

@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from session_manager.errors import StoreUnavailable
+from session_manager.proxy.journaling import RequestJournal
 from session_manager.store import SessionStore
 from session_manager.store.journal import JournalEntry
 from session_manager.store.journal_pipe import JournalPipe
@@ -89,3 +91,114 @@ async def test_a_redis_that_stops_answering_is_store_unavailable_in_time(tmp_pat
                 await pipe.append((b"k1", b"k2"), 1, b"entry")
         assert b"EVALSHA" in b"".join(received)
         await pipe.aclose()
+
+
+async def _connected(piped: SessionStore) -> RequestJournal:
+    """A proxy journal over ``piped`` whose pipe is connected (writes ahead need it open)."""
+    await piped.journal.append("s", JournalEntry(1, "POST", "/learn", "", b""))
+    journal = RequestJournal(piped.journal, max_entries=1000)
+    first = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert not first.ahead  # the session's number is not known yet: journaled after
+    await journal.record(first, 1, b"")
+    journal.end(first, 1)
+    return journal
+
+
+async def test_a_lone_write_is_journaled_ahead_and_a_concurrent_one_after(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    lone = journal.begin("s", "http://p", "POST", "/observe", b"", b'{"strings":["a"]}')
+    assert lone.ahead
+    assert lone.expected == 2
+    assert lone.unique_id
+    other = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert not other.ahead  # another write is in flight: the number is not certain
+    await journal.confirm(lone)
+    journal.end(lone, 2)
+    await journal.record(other, 3, b"")
+    journal.end(other, 3)
+    assert [(e.seq, e.path) for e in await piped.journal.entries_after("s", 0)] == [
+        (1, "/learn"),
+        (2, "/observe"),
+        (3, "/learn"),
+    ]
+    # Two writes overlapped: the next one learns the number again.
+    assert not journal.begin("s", "http://p", "POST", "/learn", b"", b"").ahead
+
+
+async def test_an_entry_ahead_under_another_number_is_replaced_by_the_one_it_got(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert write.ahead
+    assert write.expected == 2
+    await journal.record(write, 5, b"")  # another writer took 2..4 meanwhile
+    journal.end(write, 5)
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1, 5]
+
+
+async def test_an_entry_ahead_is_never_written_over_an_existing_one(piped: SessionStore) -> None:
+    journal = await _connected(piped)
+    taken = JournalEntry(2, "POST", "/message", "", b"frame")
+    await piped.journal.append("s", taken)  # e.g. a WebSocket frame numbered 2 meanwhile
+    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert write.ahead
+    assert write.expected == 2
+    await journal.record(write, 3, b"")  # the processor says 3: it was stale
+    journal.end(write, 3)
+    assert await piped.journal.entries_after("s", 0) == [
+        JournalEntry(1, "POST", "/learn", "", b""),
+        taken,
+        JournalEntry(3, "POST", "/learn", "", b""),
+    ]
+
+
+async def test_a_void_removes_the_entry_ahead_and_settles_it(piped: SessionStore) -> None:
+    journal = await _connected(piped)
+    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert write.ahead
+    settled = asyncio.ensure_future(journal.settled("s", timeout_s=5))
+    await asyncio.sleep(0.05)
+    assert not settled.done()  # a restart waits: the entry may yet be voided
+    await journal.void(write)
+    journal.end(write, None)
+    await asyncio.wait_for(settled, 1)
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1]
+
+
+async def test_entries_journaled_before_ids_were_offered_still_replay(piped: SessionStore) -> None:
+    """An entry of the previous version (five fields, no offered id) left in Redis by an upgrade."""
+    old = msgspec.msgpack.encode([3, "POST", "/observe", "", b'{"strings":["a"]}'])
+    await piped.journal.redis.zadd(piped.keys.journal("s"), {old: 3})
+    assert await piped.journal.entries_after("s", 0) == [
+        JournalEntry(3, "POST", "/observe", "", b'{"strings":["a"]}', unique_id="")
+    ]
+
+
+async def test_a_processor_that_ignores_offered_ids_gets_its_observes_journaled_after(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    write = journal.begin("s", "http://p", "POST", "/observe", b"", b"{}")
+    assert write.unique_id  # offered; an older processor answers without taking it
+    journal.ids_ignored(write)
+    await journal.record(write, 2, b'{"unique_id":"its-own"}')
+    journal.end(write, 2)
+    assert not journal.begin("s", "http://p", "POST", "/observe", b"", b"{}").ahead
+
+
+async def test_nothing_is_written_ahead_for_a_processor_a_restart_replaces(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    await journal.settled("s", timeout_s=1)  # a restart is about to read the journal
+    late = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    assert not late.ahead  # resolved to the old processor before the restart: not ahead
+    journal.end(late, None, unnumbered=True)
+    first = journal.begin("s", "http://new", "POST", "/learn", b"", b"")
+    assert not first.ahead  # the new processor's number is learned first
+    await journal.record(first, 2, b"")
+    journal.end(first, 2)
+    assert journal.begin("s", "http://new", "POST", "/learn", b"", b"").ahead
