@@ -45,10 +45,10 @@ def _tally(
     return copied, len(flat), len(distinct)
 
 
-def _choose_tally() -> Tally:
-    """The compiled ``tally`` when the engine runs on its compiled core (KATO_ENGINE_CORE)."""
+def _choose_tally(choice: str | None) -> Tally:
+    """The compiled ``tally`` when ``choice`` (None: ``KATO_ENGINE_CORE``) is the compiled core."""
     try:
-        core = resolve()
+        core = resolve(choice)
     except CoreUnavailable:  # the processor refuses to start with this setting anyway
         return _tally
     module = compiled_module() if core == "compiled" else None
@@ -72,11 +72,14 @@ class MemoryKnowledgeBase:
     record with that id, else nothing (``[]`` over HTTP, the reply for an unknown id).
     """
 
-    def __init__(self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY) -> None:
+    def __init__(
+        self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY, *, core: str | None = None
+    ) -> None:
+        """``core``: whose ``tally`` learns (None: ``KATO_ENGINE_CORE``); both store the same."""
         if predictions_history < 0:
             raise ValueError("predictions_history must be >= 0 (0: unbounded)")
         self.predictions_history = predictions_history
-        self._tally = _choose_tally()
+        self._tally = _choose_tally(core)
         # One per store: a zstd context must not be used by two threads at once.
         self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
