@@ -22,8 +22,11 @@ __all__ = (
 )
 
 
-class PatternRecord(msgspec.Struct, kw_only=True):
+class PatternRecord(msgspec.Struct, kw_only=True, gc=False):
     """A stored pattern (``patterns_kb`` document without any storage id).
+
+    Not tracked by the garbage collector (it holds lists of strings and dicts of floats, never
+    a cycle): a large knowledge base's records then cost no collection time.
 
     ``emotives`` is always a list here (decision Q4): empty when learned without emotives,
     else the rolling window of at most ``persistence`` averaged emotive dicts.
