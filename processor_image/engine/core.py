@@ -35,6 +35,7 @@ ENV_VAR = "KATO_ENGINE_CORE"
 CHOICES = ("auto", "python", "compiled")
 CoreName = Literal["python", "compiled"]
 PatternHash = Callable[[Sequence[Sequence[str]]], str]
+"""``naming.pattern_hash``'s signature."""
 
 _ABI = 2
 """The ``ABI`` the Python side expects of ``_core``; a stale build is not used."""
@@ -70,7 +71,7 @@ def resolve(choice: str | None = None, environ: Mapping[str, str] = os.environ) 
     return "compiled" if choice != "python" and available else "python"
 
 
-def hasher(core: CoreName) -> Callable[[Sequence[Sequence[str]]], str]:
+def hasher(core: CoreName) -> PatternHash:
     """``naming.pattern_hash`` as ``core`` computes it (the same names)."""
     module = compiled_module() if core == "compiled" else None
     return pattern_hash if module is None else cast(PatternHash, module.pattern_hash)
