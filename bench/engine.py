@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import percentiles, table, write
 
 from processor_image.engine import Processor
-from processor_image.engine.core import compiled_module, make_index
-from processor_image.engine.naming import pattern_hash
+from processor_image.engine.core import compiled_module, hasher, make_index
 from processor_image.storage.memory import MemoryKnowledgeBase
 
 CORES = ("python", "compiled")
@@ -48,9 +47,10 @@ def sparse_pattern(rng: random.Random) -> list[list[str]]:
 
 
 def processor_with(patterns: list[list[list[str]]], core: str) -> Processor:
-    kb = MemoryKnowledgeBase()
+    kb = MemoryKnowledgeBase(core=core)
+    name = hasher(core)  # type: ignore[arg-type]
     for pattern in patterns:
-        kb.learn(pattern_hash(pattern), pattern, None, 5)
+        kb.learn(name(pattern), pattern, None, 5)
     return Processor(processor_id="bench", kb=kb, core=core)
 
 
@@ -91,7 +91,8 @@ def learn_rate(core: str, count: int, seed: int) -> float:
     """Patterns/s of what ``Processor.learn`` does after taking STM: hash, store, index."""
     rng = random.Random(seed)
     patterns = [sparse_pattern(rng) for _ in range(count)]
-    kb, index = MemoryKnowledgeBase(), make_index(core)  # type: ignore[arg-type]
+    kb, index = MemoryKnowledgeBase(core=core), make_index(core)  # type: ignore[arg-type]
+    pattern_hash = hasher(core)  # type: ignore[arg-type]
     started = time.perf_counter()
     for pattern in patterns:
         name = pattern_hash(pattern)

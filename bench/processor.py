@@ -15,8 +15,9 @@ matches dozens of them (the table shows how many predictions each observe comput
 is the engine's. The latency client is a keep-alive ``http.client`` connection and the
 throughput clients are raw asyncio streams, because client and server share the 2 cores and a
 heavier client would measure itself; one row repeats the observe with ``httpx`` to show that
-difference. Run: ``python bench/processor.py [--requests 3000] [--dense-observations 2000]
-[--dense-only]``.
+difference. The dense stream runs once per engine core (``--cores``, default both: a processor
+started with ``KATO_ENGINE_CORE`` set to each). Run: ``python bench/processor.py [--requests 3000]
+[--dense-observations 2000] [--dense-only] [--cores python,compiled]``.
 """
 
 from __future__ import annotations
@@ -217,9 +218,9 @@ def dense_stream(port: int, observations: int, rng: random.Random) -> dict[str, 
     }
 
 
-def dense_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Table rows for the dense stream."""
-    label = f"dense, {result['patterns']} patterns"
+def dense_rows(result: dict[str, Any], core: str) -> list[dict[str, Any]]:
+    """Table rows for the dense stream on one engine core."""
+    label = f"dense, {core} core, {result['patterns']} patterns"
     return [
         {"measure": f"POST /observe ({label})", **percentiles(result["samples"]["observe"])},
         {
@@ -291,17 +292,25 @@ def main() -> None:
     parser.add_argument("--limit-s", type=float, default=20.0)
     parser.add_argument("--dense-observations", type=int, default=2000)
     parser.add_argument("--dense-only", action="store_true", help="only the dense workload")
+    parser.add_argument(
+        "--cores", default="python,compiled", help="KATO_ENGINE_CORE values for the dense stream"
+    )
     args = parser.parse_args()
     results = {} if args.dense_only else sparse_suite(args)
-    with start_processor("bench-dense") as running:
-        port = int(running.url.rsplit(":", 1)[1])
-        dense = dense_stream(port, args.dense_observations, random.Random(14))
-    rows = [*results.get("latency", []), *dense_rows(dense)]
+    dense: dict[str, dict[str, Any]] = {}
+    for core in args.cores.split(","):
+        with start_processor("bench-dense", KATO_ENGINE_CORE=core) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            dense[core] = dense_stream(port, args.dense_observations, random.Random(14))
+    dense_table = [row for core, result in dense.items() for row in dense_rows(result, core)]
+    rows = [*results.get("latency", []), *dense_table]
     print(table("processor service over loopback, one client (ms)", rows))
-    print(
-        f"dense stream: {args.dense_observations} observations, {dense['patterns']} patterns, "
-        f"{dense['requests_per_s']:,.0f} req/s (observe + predictions + learn, one client)"
-    )
+    for core, result in dense.items():
+        print(
+            f"dense stream, {core} core: {args.dense_observations} observations, "
+            f"{result['patterns']} patterns, {result['requests_per_s']:,.0f} req/s "
+            "(observe + predictions + learn, one client)"
+        )
     if "throughput" in results:
         rate, count = results["throughput"]["per_s"], results["throughput"]["requests"]
         print(f"observe throughput, {args.clients} clients, empty KB: {rate:,.0f} req/s ({count})")
@@ -311,10 +320,15 @@ def main() -> None:
             "POST /learn every 10th; one keep-alive client, memory store"
         ),
         "observations": args.dense_observations,
-        "patterns": dense["patterns"],
-        "requests_per_s": dense["requests_per_s"],
-        "predictions_per_read": dense["predictions_per_read"],
-        "latency": dense_rows(dense),
+        "cores": {
+            core: {
+                "patterns": result["patterns"],
+                "requests_per_s": result["requests_per_s"],
+                "predictions_per_read": result["predictions_per_read"],
+            }
+            for core, result in dense.items()
+        },
+        "latency": dense_table,
     }
     path = write("processor-dense" if args.dense_only else "processor", results)
     print(f"results: {path}")

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CORE_ABI 1
+#define CORE_ABI 2
 
 /* ------------------------------------------------------------------------------------------
  * Small growable arrays.
@@ -1363,7 +1363,7 @@ static const char *KEY_NAMES[N_KEYS] = {
     "grand_hamiltonian", "confluence", "sequence", "future", "confidence", "itfdf_similarity"};
 static PyObject *keys[N_KEYS];
 static PyObject *template_prediction; /* dict with every key (None), copied per prediction */
-static PyObject *str_prototypical, *str_frequency_attr, *str_emotives_attr, *str_pmf_attr;
+static PyObject *str_prototypical, *str_frequency_attr, *str_emotives_attr;
 
 /* Per-survivor numbers of the ensemble step. */
 typedef struct {
@@ -1657,7 +1657,7 @@ lookup(PyObject *mapping, PyObject *key, PyObject **out, PyObject **owned)
 }
 
 PyDoc_STRVAR(Run_predictions_doc,
-             "predictions(records, stats, total_pattern_frequencies,\n"
+             "predictions(records, member_frequencies, total_pattern_frequencies,\n"
              "            total_symbols_in_patterns_frequencies, symbol_count, max_predictions,\n"
              "            average) -> list[dict]\n\n"
              "The ranked prediction objects, given the knowledge base's numbers (spec §4.7).");
@@ -1716,16 +1716,14 @@ Run_predictions(Run *self, PyObject *args)
         int32_t s = self->universe.v[x];
         double q = 0.0;
         if (t_sip > 0) {
-            PyObject *stat, *stat_owned;
-            if (lookup(stats, core->symbols[s], &stat, &stat_owned) < 0) {
+            PyObject *members, *members_owned;
+            if (lookup(stats, core->symbols[s], &members, &members_owned) < 0) {
                 goto done;
             }
-            if (stat != NULL) {
+            if (members != NULL) {
                 long long pmf;
-                PyObject *value = PyObject_GetAttr(stat, str_pmf_attr);
-                int rc = value ? as_long_long(value, &pmf) : -1;
-                Py_XDECREF(value);
-                Py_XDECREF(stat_owned);
+                int rc = as_long_long(members, &pmf);
+                Py_XDECREF(members_owned);
                 if (rc < 0 || int_true_divide(pmf, t_sip, &q) < 0) {
                     goto done;
                 }
@@ -1868,6 +1866,274 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Learning: the pattern's name (naming.pattern_hash) and the memory store's symbol counts.
+ */
+
+/* SHA-1 (FIPS 180-4), for pattern names: no libcrypto to link, a few dozen lines. */
+typedef struct {
+    uint32_t h[5];
+    uint64_t length; /* bytes */
+    unsigned char block[64];
+    size_t used;
+} Sha1;
+
+#define ROL32(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+
+static void
+sha1_block(Sha1 *c, const unsigned char *p)
+{
+    uint32_t w[80];
+    for (int t = 0; t < 16; t++) {
+        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
+               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
+    }
+    for (int t = 16; t < 80; t++) {
+        w[t] = ROL32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    }
+    uint32_t a = c->h[0], b = c->h[1], d = c->h[3], e = c->h[4], cc = c->h[2];
+    for (int t = 0; t < 80; t++) {
+        uint32_t f, k;
+        if (t < 20) {
+            f = (b & cc) | (~b & d);
+            k = 0x5A827999u;
+        }
+        else if (t < 40) {
+            f = b ^ cc ^ d;
+            k = 0x6ED9EBA1u;
+        }
+        else if (t < 60) {
+            f = (b & cc) | (b & d) | (cc & d);
+            k = 0x8F1BBCDCu;
+        }
+        else {
+            f = b ^ cc ^ d;
+            k = 0xCA62C1D6u;
+        }
+        uint32_t temp = ROL32(a, 5) + f + e + k + w[t];
+        e = d;
+        d = cc;
+        cc = ROL32(b, 30);
+        b = a;
+        a = temp;
+    }
+    c->h[0] += a;
+    c->h[1] += b;
+    c->h[2] += cc;
+    c->h[3] += d;
+    c->h[4] += e;
+}
+
+static void
+sha1_init(Sha1 *c)
+{
+    c->h[0] = 0x67452301u;
+    c->h[1] = 0xEFCDAB89u;
+    c->h[2] = 0x98BADCFEu;
+    c->h[3] = 0x10325476u;
+    c->h[4] = 0xC3D2E1F0u;
+    c->length = 0;
+    c->used = 0;
+}
+
+static void
+sha1_update(Sha1 *c, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    c->length += n;
+    while (n > 0) {
+        size_t take = 64 - c->used < n ? 64 - c->used : n;
+        memcpy(c->block + c->used, p, take);
+        c->used += take;
+        p += take;
+        n -= take;
+        if (c->used == 64) {
+            sha1_block(c, c->block);
+            c->used = 0;
+        }
+    }
+}
+
+static void
+sha1_hex(Sha1 *c, char out[41])
+{
+    uint64_t bits = c->length * 8;
+    unsigned char pad = 0x80, zero = 0, len[8];
+    sha1_update(c, &pad, 1);
+    while (c->used != 56) {
+        sha1_update(c, &zero, 1);
+    }
+    for (int x = 0; x < 8; x++) {
+        len[x] = (unsigned char)(bits >> (56 - 8 * x));
+    }
+    sha1_update(c, len, 8);
+    static const char hex[] = "0123456789abcdef";
+    for (int x = 0; x < 20; x++) {
+        unsigned char byte = (unsigned char)(c->h[x / 4] >> (24 - 8 * (x % 4)));
+        out[2 * x] = hex[byte >> 4];
+        out[2 * x + 1] = hex[byte & 15];
+    }
+    out[40] = '\0';
+}
+
+/* Feed repr(symbol) as UTF-8; printable ASCII without quote or backslash is written as is. */
+static int
+sha1_repr(Sha1 *c, PyObject *symbol)
+{
+    if (PyUnicode_CheckExact(symbol) && PyUnicode_IS_ASCII(symbol)) {
+        const unsigned char *s = PyUnicode_1BYTE_DATA(symbol);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(symbol), x = 0;
+        while (x < n && s[x] >= 0x20 && s[x] < 0x7f && s[x] != '\'' && s[x] != '\\') {
+            x++;
+        }
+        if (x == n) {
+            sha1_update(c, "'", 1);
+            sha1_update(c, s, (size_t)n);
+            sha1_update(c, "'", 1);
+            return 0;
+        }
+    }
+    PyObject *repr = PyObject_Repr(symbol);
+    if (repr == NULL) {
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(repr, &n);
+    if (utf8 != NULL) {
+        sha1_update(c, utf8, (size_t)n);
+    }
+    Py_DECREF(repr);
+    return utf8 == NULL ? -1 : 0;
+}
+
+PyDoc_STRVAR(core_pattern_hash_doc,
+             "pattern_hash(events) -> str\n\n"
+             "SHA-1 hex of str([list(event) for event in events]): naming.pattern_hash.");
+
+static PyObject *
+core_pattern_hash(PyObject *Py_UNUSED(module), PyObject *events)
+{
+    PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Sha1 c;
+    sha1_init(&c);
+    sha1_update(&c, "[", 1);
+    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t e = 0; e < nev; e++) {
+        PyObject *event = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, e),
+                                          "events must be a sequence of sequences");
+        if (event == NULL) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        sha1_update(&c, e ? ", [" : "[", e ? 3 : 1);
+        for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(event); x++) {
+            if (x) {
+                sha1_update(&c, ", ", 2);
+            }
+            if (sha1_repr(&c, PySequence_Fast_GET_ITEM(event, x)) < 0) {
+                Py_DECREF(event);
+                Py_DECREF(seq);
+                return NULL;
+            }
+        }
+        Py_DECREF(event);
+        sha1_update(&c, "]", 1);
+    }
+    Py_DECREF(seq);
+    sha1_update(&c, "]", 1);
+    char hex[41];
+    sha1_hex(&c, hex);
+    return PyUnicode_FromStringAndSize(hex, 40);
+}
+
+/* counts[key] += 1 for a dict of ints; -1 on error. */
+static int
+count_one(PyObject *counts, PyObject *key)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, key);
+    if (old == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    long long value = 0;
+    if (old != NULL) {
+        value = PyLong_AsLongLong(old);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    PyObject *new = PyLong_FromLongLong(value + 1);
+    if (new == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(counts, key, new);
+    Py_DECREF(new);
+    return rc;
+}
+
+PyDoc_STRVAR(core_tally_doc,
+             "tally(events, frequency, members) -> (list[list[str]], int, int)\n\n"
+             "A copy of the events as lists; adds each symbol's occurrences to frequency[symbol]\n"
+             "and 1 to members[symbol] per distinct symbol (both in first-seen order); returns\n"
+             "the copy (lists the garbage collector does not track), the symbol count and the\n"
+             "distinct symbol count. The memory store's learn.");
+
+static PyObject *
+core_tally(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *events, *frequency, *members;
+    if (!PyArg_ParseTuple(args, "OO!O!:tally", &events, &PyDict_Type, &frequency, &PyDict_Type,
+                          &members)) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq), flat = 0;
+    PyObject *copy = PyList_New(nev);
+    PyObject *seen = PySet_New(NULL);
+    if (copy == NULL || seen == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t e = 0; e < nev; e++) {
+        PyObject *event = PySequence_List(PySequence_Fast_GET_ITEM(seq, e));
+        if (event == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(copy, e, event);
+        for (Py_ssize_t x = 0; x < PyList_GET_SIZE(event); x++) {
+            PyObject *symbol = PyList_GET_ITEM(event, x);
+            if (count_one(frequency, symbol) < 0) {
+                goto fail;
+            }
+            int known = PySet_Contains(seen, symbol);
+            if (known < 0 || (!known && (PySet_Add(seen, symbol) < 0 ||
+                                         count_one(members, symbol) < 0))) {
+                goto fail;
+            }
+            flat++;
+        }
+    }
+    /* The store's private copy of strings can be in no reference cycle: untracked, the garbage
+     * collector does not walk a million small lists of a large knowledge base (learn +40%). */
+    for (Py_ssize_t e = 0; e < nev; e++) {
+        PyObject_GC_UnTrack(PyList_GET_ITEM(copy, e));
+    }
+    PyObject_GC_UnTrack(copy);
+    Py_ssize_t distinct = PySet_GET_SIZE(seen);
+    Py_DECREF(seen);
+    Py_DECREF(seq);
+    return Py_BuildValue("(Nnn)", copy, flat, distinct);
+fail:
+    Py_XDECREF(copy);
+    Py_XDECREF(seen);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
  * Types and module.
  */
 
@@ -1934,6 +2200,8 @@ static PyMethodDef module_methods[] = {
     {"get_opcodes", (PyCFunction)(void (*)(void))core_get_opcodes, METH_VARARGS | METH_KEYWORDS,
      "get_opcodes(a, b, autojunk=True)\n\nSequenceMatcher(None, a, b, autojunk).get_opcodes()."},
     {"round12", core_round12, METH_O, "round12(x)\n\nround(x, 12), as the core computes it."},
+    {"pattern_hash", core_pattern_hash, METH_O, core_pattern_hash_doc},
+    {"tally", core_tally, METH_VARARGS, core_tally_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1973,8 +2241,7 @@ PyInit__core(void)
     str_prototypical = PyUnicode_InternFromString("prototypical");
     str_frequency_attr = PyUnicode_InternFromString("frequency");
     str_emotives_attr = PyUnicode_InternFromString("emotives");
-    str_pmf_attr = PyUnicode_InternFromString("pattern_member_frequency");
-    if (!str_prototypical || !str_frequency_attr || !str_emotives_attr || !str_pmf_attr) {
+    if (!str_prototypical || !str_frequency_attr || !str_emotives_attr) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&core_module);

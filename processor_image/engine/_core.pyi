@@ -14,7 +14,7 @@ class Run:
     def predictions(
         self,
         records: Mapping[str, Any],
-        stats: Mapping[str, Any],
+        member_frequencies: Mapping[str, int],
         total_pattern_frequencies: int,
         total_symbols_in_patterns_frequencies: int,
         symbol_count: int,
@@ -40,3 +40,7 @@ def get_opcodes(
     a: Sequence[Hashable], b: Sequence[Hashable], autojunk: bool = True
 ) -> list[tuple[str, int, int, int, int]]: ...
 def round12(x: float, /) -> float: ...
+def pattern_hash(events: Sequence[Sequence[str]], /) -> str: ...
+def tally(
+    events: Sequence[Sequence[str]], frequency: dict[str, int], members: dict[str, int], /
+) -> tuple[list[list[str]], int, int]: ...

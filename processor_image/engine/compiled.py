@@ -51,12 +51,12 @@ class CompiledIndex:
         run = self._core.match(state, recall_threshold, exhaustive)
         if run is None:
             return []
-        records = kb.get_patterns(run.names())
-        stats = kb.symbol_stats(run.universe())
+        records = kb.pattern_records(run.names())
+        members = kb.member_frequencies(run.universe())
         totals = kb.totals()
         return run.predictions(
             records,
-            stats,
+            members,
             totals.total_pattern_frequencies,
             totals.total_symbols_in_patterns_frequencies,
             kb.symbol_count(),

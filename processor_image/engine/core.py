@@ -11,13 +11,14 @@ one path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
-from typing import Literal
+from typing import Literal, cast
 
 from processor_image.engine.compiled import CompiledIndex
 from processor_image.engine.errors import EngineError
 from processor_image.engine.index import PatternIndex
+from processor_image.engine.naming import pattern_hash
 
 __all__ = (
     "CHOICES",
@@ -25,6 +26,7 @@ __all__ = (
     "CoreName",
     "CoreUnavailable",
     "compiled_module",
+    "hasher",
     "make_index",
     "resolve",
 )
@@ -32,8 +34,10 @@ __all__ = (
 ENV_VAR = "KATO_ENGINE_CORE"
 CHOICES = ("auto", "python", "compiled")
 CoreName = Literal["python", "compiled"]
+PatternHash = Callable[[Sequence[Sequence[str]]], str]
+"""``naming.pattern_hash``'s signature."""
 
-_ABI = 1
+_ABI = 2
 """The ``ABI`` the Python side expects of ``_core``; a stale build is not used."""
 
 
@@ -65,6 +69,12 @@ def resolve(choice: str | None = None, environ: Mapping[str, str] = os.environ) 
             " (reinstall with a C compiler and the Python headers, or use auto)"
         )
     return "compiled" if choice != "python" and available else "python"
+
+
+def hasher(core: CoreName) -> PatternHash:
+    """``naming.pattern_hash`` as ``core`` computes it (the same names)."""
+    module = compiled_module() if core == "compiled" else None
+    return pattern_hash if module is None else cast(PatternHash, module.pattern_hash)
 
 
 def make_index(core: CoreName) -> PatternIndex | CompiledIndex:

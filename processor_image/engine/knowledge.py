@@ -22,8 +22,11 @@ __all__ = (
 )
 
 
-class PatternRecord(msgspec.Struct, kw_only=True):
+class PatternRecord(msgspec.Struct, kw_only=True, gc=False):
     """A stored pattern (``patterns_kb`` document without any storage id).
+
+    Not tracked by the garbage collector (it holds lists of strings and dicts of floats, never
+    a cycle): a large knowledge base's records then cost no collection time.
 
     ``emotives`` is always a list here (decision Q4): empty when learned without emotives,
     else the rolling window of at most ``persistence`` averaged emotive dicts.
@@ -102,6 +105,13 @@ class KnowledgeBase(Protocol):
         """The stored ones among ``names``, in one round trip (predictions read many at once)."""
         ...
 
+    def pattern_records(self, names: Iterable[str]) -> Mapping[str, PatternRecord]:
+        """A read-only mapping holding at least the stored ones among ``names`` (predictions).
+
+        An in-process store may answer with everything it holds, without building a dict.
+        """
+        ...
+
     def iter_patterns(self) -> Iterator[PatternRecord]:
         """Every stored pattern, for rebuilding the in-memory index at start-up."""
         ...
@@ -112,6 +122,13 @@ class KnowledgeBase(Protocol):
 
     def symbol_stats(self, names: Iterable[str]) -> dict[str, SymbolStats]:
         """Statistics of those of ``names`` that are stored (unknown names are left out)."""
+        ...
+
+    def member_frequencies(self, names: Iterable[str]) -> Mapping[str, int]:
+        """``pattern_member_frequency`` of at least the stored ones among ``names``, read-only.
+
+        As with ``pattern_records``, an in-process store may answer with every symbol's.
+        """
         ...
 
     def symbol_count(self) -> int:

@@ -64,20 +64,21 @@ def predict(
 
 def _ensemble(survivors: list[Match], state: Sequence[str], kb: KnowledgeBase) -> list[Prediction]:
     """Fill in the information-theoretic fields (spec §4.7) for every survivor."""
-    records = kb.get_patterns([m.pattern.name for m in survivors])
+    records = kb.pattern_records([m.pattern.name for m in survivors])
     universe: set[str] = set()
     for m in survivors:
         universe.update(m.matches)
         universe.update(m.missing)
-    stats = kb.symbol_stats(universe)
+    members = kb.member_frequencies(universe)
     totals = kb.totals()
     symbol_count = kb.symbol_count()
     t_sip = totals.total_symbols_in_patterns_frequencies
     t_pf = totals.total_pattern_frequencies
     probability: dict[str, float] = {}
     if t_sip > 0:
-        for name, stat in stats.items():
-            probability[name] = stat.pattern_member_frequency / t_sip
+        for symbol in universe:
+            if symbol in members:
+                probability[symbol] = members[symbol] / t_sip
     frequencies = {
         m.pattern.name: records[m.pattern.name].frequency if m.pattern.name in records else 0
         for m in survivors

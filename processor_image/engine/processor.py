@@ -12,12 +12,12 @@ from typing import Any
 
 import msgspec
 
-from processor_image.engine.core import CoreName, make_index, resolve
+from processor_image.engine.core import CoreName, hasher, make_index, resolve
 from processor_image.engine.emotives import average
 from processor_image.engine.errors import GeneNotFound, ObservationError
 from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, validate_genes
 from processor_image.engine.knowledge import KnowledgeBase
-from processor_image.engine.naming import PATTERN_PREFIX, bare_name, pattern_hash, vector_symbol
+from processor_image.engine.naming import PATTERN_PREFIX, bare_name, vector_symbol
 from processor_image.engine.predictions import Prediction, predict
 from processor_image.engine.state import ProcessorState
 from processor_image.engine.stm import ShortTermMemory
@@ -63,6 +63,7 @@ class Processor:
         self.core: CoreName = resolve(core)
         """The matching core predictions are computed on."""
         self._index = make_index(self.core)
+        self._hash = hasher(self.core)
         self._index_knowledge()
         self.time = 0
         self._reset_short_term()
@@ -152,7 +153,7 @@ class Processor:
         length = sum(len(event) for event in pattern_data)
         if length < 2:
             return ""
-        name = pattern_hash(pattern_data)
+        name = self._hash(pattern_data)
         averaged = average(accumulator)
         pushed = {key: value for key, value in averaged.items() if value != 0} if averaged else None
         if self.kb.learn(name, pattern_data, pushed, self._window):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import msgspec
 import zstandard
 
+from processor_image.engine.core import CoreUnavailable, compiled_module, resolve
 from processor_image.engine.knowledge import (
     KnowledgeDump,
     PatternRecord,
@@ -23,6 +24,35 @@ DEFAULT_PREDICTIONS_HISTORY = 1000
 """Stored prediction records a memory store keeps (``PREDICTIONS_HISTORY``)."""
 UNBOUNDED = 0
 """``PREDICTIONS_HISTORY=0``: keep every record, as the reference does (spec §4.10)."""
+
+
+Tally = Callable[
+    [Sequence[Sequence[str]], dict[str, int], dict[str, int]], tuple[list[list[str]], int, int]
+]
+
+
+def _tally(
+    events: Sequence[Sequence[str]], frequency: dict[str, int], members: dict[str, int]
+) -> tuple[list[list[str]], int, int]:
+    """A learn's symbol counts: ``_core.tally`` in Python (the reference; see its docstring)."""
+    copied = [list(event) for event in events]
+    flat = [symbol for event in copied for symbol in event]
+    distinct = dict.fromkeys(flat)
+    for symbol in flat:
+        frequency[symbol] = frequency.get(symbol, 0) + 1
+    for symbol in distinct:
+        members[symbol] = members.get(symbol, 0) + 1
+    return copied, len(flat), len(distinct)
+
+
+def _choose_tally(choice: str | None) -> Tally:
+    """The compiled ``tally`` when ``choice`` (None: ``KATO_ENGINE_CORE``) is the compiled core."""
+    try:
+        core = resolve(choice)
+    except CoreUnavailable:  # the processor refuses to start with this setting anyway
+        return _tally
+    module = compiled_module() if core == "compiled" else None
+    return _tally if module is None else cast(Tally, module.tally)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -42,10 +72,14 @@ class MemoryKnowledgeBase:
     record with that id, else nothing (``[]`` over HTTP, the reply for an unknown id).
     """
 
-    def __init__(self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY) -> None:
+    def __init__(
+        self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY, *, core: str | None = None
+    ) -> None:
+        """``core``: whose ``tally`` learns (None: ``KATO_ENGINE_CORE``); both store the same."""
         if predictions_history < 0:
             raise ValueError("predictions_history must be >= 0 (0: unbounded)")
         self.predictions_history = predictions_history
+        self._tally = _choose_tally(core)
         # One per store: a zstd context must not be used by two threads at once.
         self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
@@ -53,7 +87,11 @@ class MemoryKnowledgeBase:
 
     def _reset(self) -> None:
         self._patterns: dict[str, PatternRecord] = {}
-        self._symbols: dict[str, SymbolStats] = {}
+        # Symbol statistics as plain counts (first-seen order), ``SymbolStats`` made when read:
+        # a learn is then a few dict increments, in C when the compiled core is built.
+        self._symbol_frequency: dict[str, int] = {}
+        self._member_frequency: dict[str, int] = {}
+        self._symbol_emotives: dict[str, dict[str, float]] = {}
         self._totals = Totals()
         # Stored predictions are kept encoded and compressed: they are many, rarely read, and
         # as bytes they cost the garbage collector nothing. ``_prediction_log`` holds the
@@ -76,40 +114,32 @@ class MemoryKnowledgeBase:
         persistence: int,
     ) -> bool:
         """Record one learn; True when the pattern is new."""
-        flat = [symbol for event in pattern_data for symbol in event]
+        events, length, distinct = self._tally(
+            pattern_data, self._symbol_frequency, self._member_frequency
+        )
         record = self._patterns.get(name)
         new = record is None
         if record is None:
-            record = PatternRecord(
-                name=name,
-                pattern_data=[list(event) for event in pattern_data],
-                length=len(flat),
-                frequency=0,
-                emotives=[],
+            record = self._patterns[name] = PatternRecord(
+                name=name, pattern_data=events, length=length, frequency=1, emotives=[]
             )
-            self._patterns[name] = record
-        record.frequency += 1
+        else:
+            record.frequency += 1
         if emotives is not None:
             record.emotives.append(dict(emotives))
             if persistence > 0:
                 del record.emotives[:-persistence]
             else:
                 record.emotives.clear()
-        counts = Counter(flat)
-        for symbol, count in counts.items():
-            stats = self._symbols.get(symbol)
-            if stats is None:
-                stats = self._symbols[symbol] = SymbolStats(
-                    name=symbol, frequency=0, pattern_member_frequency=0
-                )
-            stats.frequency += count
-            stats.pattern_member_frequency += 1
-            for key, value in (emotives or {}).items():
-                stats.emotives[key] = stats.emotives.get(key, 0.0) + value
+            if emotives:
+                for symbol in dict.fromkeys(symbol for event in events for symbol in event):
+                    sums = self._symbol_emotives.setdefault(symbol, {})
+                    for key, value in emotives.items():
+                        sums[key] = sums.get(key, 0.0) + value
         totals = self._totals
         totals.total_pattern_frequencies += 1
-        totals.total_symbol_frequencies += len(flat)
-        totals.total_symbols_in_patterns_frequencies += len(counts)
+        totals.total_symbol_frequencies += length
+        totals.total_symbols_in_patterns_frequencies += distinct
         return new
 
     def get_pattern(self, name: str) -> PatternRecord | None:
@@ -121,6 +151,10 @@ class MemoryKnowledgeBase:
         patterns = self._patterns
         return {name: patterns[name] for name in names if name in patterns}
 
+    def pattern_records(self, names: Iterable[str]) -> Mapping[str, PatternRecord]:
+        """Every pattern (a superset of ``names``), without a copy."""
+        return self._patterns
+
     def iter_patterns(self) -> Iterator[PatternRecord]:
         """Every stored pattern."""
         return iter(list(self._patterns.values()))
@@ -131,12 +165,24 @@ class MemoryKnowledgeBase:
 
     def symbol_stats(self, names: Iterable[str]) -> dict[str, SymbolStats]:
         """Statistics of the known ones among ``names``."""
-        symbols = self._symbols
-        return {name: symbols[name] for name in names if name in symbols}
+        members = self._member_frequency
+        return {name: self._stats(name) for name in names if name in members}
+
+    def _stats(self, name: str) -> SymbolStats:
+        return SymbolStats(
+            name=name,
+            frequency=self._symbol_frequency[name],
+            pattern_member_frequency=self._member_frequency[name],
+            emotives=dict(self._symbol_emotives.get(name, {})),
+        )
+
+    def member_frequencies(self, names: Iterable[str]) -> Mapping[str, int]:
+        """Every symbol's (a superset of ``names``), without a copy."""
+        return self._member_frequency
 
     def symbol_count(self) -> int:
         """Number of distinct symbols learned."""
-        return len(self._symbols)
+        return len(self._member_frequency)
 
     def totals(self) -> Totals:
         """The totals document."""
@@ -144,7 +190,9 @@ class MemoryKnowledgeBase:
 
     def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
         """Append a record (evicting the oldest past the bound); the first per id is found."""
-        encoded = self._compress(_encode(predictions))
+        # Copied: zstandard's result keeps an allocation the size of its input (~50 KB for a
+        # dense record, ~8x what it holds); 1,000 kept records would pin ~50 MB instead of ~6.
+        encoded = memoryview(self._compress(_encode(predictions))).tobytes()
         self._first.setdefault(unique_id, encoded)
         self._records[unique_id] += 1
         self._prediction_log.append((unique_id, encoded))
@@ -178,7 +226,7 @@ class MemoryKnowledgeBase:
         """A deep copy of everything retained (only the kept prediction records)."""
         dump = KnowledgeDump(
             patterns=list(self._patterns.values()),
-            symbols=list(self._symbols.values()),
+            symbols=[self._stats(name) for name in self._member_frequency],
             totals=self._totals,
         )
         copied = msgspec.convert(msgspec.to_builtins(dump), KnowledgeDump)
@@ -195,7 +243,11 @@ class MemoryKnowledgeBase:
         copied = msgspec.convert(msgspec.to_builtins(knowledge), KnowledgeDump)
         self.clear()
         self._patterns = {record.name: record for record in copied.patterns}
-        self._symbols = {stats.name: stats for stats in copied.symbols}
+        for stats in copied.symbols:
+            self._symbol_frequency[stats.name] = stats.frequency
+            self._member_frequency[stats.name] = stats.pattern_member_frequency
+            if stats.emotives:
+                self._symbol_emotives[stats.name] = stats.emotives
         self._totals = copied.totals
         kept = dump.predictions
         if self.predictions_history != UNBOUNDED:

@@ -339,6 +339,10 @@ class MongoKnowledgeBase:
             found = self._patterns.find({"name": {"$in": list(names)}}, {"_id": 0})
             return {record.name: record for record in map(_pattern, found)}
 
+    def pattern_records(self, names: Iterable[str]) -> Mapping[str, PatternRecord]:
+        """Exactly ``get_patterns``."""
+        return self.get_patterns(names)
+
     def iter_patterns(self) -> Iterator[PatternRecord]:
         """Every stored pattern, streamed from one cursor."""
         with _storage_errors("read patterns"):
@@ -355,6 +359,14 @@ class MongoKnowledgeBase:
         with _storage_errors("read symbols"):
             found = self._symbols.find({"name": {"$in": list(names)}}, {"_id": 0})
             return {stats.name: stats for stats in map(_symbol, found)}
+
+    def member_frequencies(self, names: Iterable[str]) -> Mapping[str, int]:
+        """``pattern_member_frequency`` of the stored ones among ``names``, in one query."""
+        with _storage_errors("read symbols"):
+            found = self._symbols.find(
+                {"name": {"$in": list(names)}}, {"_id": 0, "name": 1, "pattern_member_frequency": 1}
+            )
+            return {document["name"]: document["pattern_member_frequency"] for document in found}
 
     def symbol_count(self) -> int:
         """Number of distinct symbols learned (collection metadata, O(1) on MongoDB)."""

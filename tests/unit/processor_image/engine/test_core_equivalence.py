@@ -25,6 +25,7 @@ from processor_image.engine.index import PatternIndex
 from processor_image.engine.naming import pattern_hash
 from processor_image.engine.predictions import predict
 from processor_image.storage.memory import MemoryKnowledgeBase
+from processor_image.storage.memory import _tally as memory_tally
 
 core = compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the compiled core is not built here")
@@ -259,3 +260,48 @@ def test_round12_equals_python_round(x: float) -> None:
     want = round(x, 12)
     assert got == want
     assert math.copysign(1.0, got) == math.copysign(1.0, want)
+
+
+symbol_text = st.one_of(
+    st.sampled_from(["a", "it's", 'say "hi"', "back\\slash", "tab\there", "\x7f", "é", "\ud800"]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(events=st.lists(st.lists(symbol_text, max_size=6), max_size=8))
+@example(events=[])
+@example(events=[[]])
+@example(events=[["x" * 200] * 40])  # several SHA-1 blocks
+def test_pattern_hash_equals_python(events: list[list[str]]) -> None:
+    assert core is not None
+    assert core.pattern_hash(events) == pattern_hash(events)
+    assert core.pattern_hash([tuple(event) for event in events]) == pattern_hash(events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    patterns=st.lists(
+        st.tuples(
+            st.lists(st.lists(st.sampled_from(SPARSE[:15]), max_size=5), max_size=6),
+            st.one_of(st.none(), st.dictionaries(st.sampled_from("ab"), st.floats(-1, 1))),
+        ),
+        max_size=25,
+    )
+)
+def test_memory_store_learns_identically_with_the_compiled_tally(
+    patterns: list[tuple[list[list[str]], dict[str, float] | None]],
+) -> None:
+    """The memory store's learn on ``_core.tally`` leaves exactly what the Python one leaves."""
+    assert core is not None
+    stores = [MemoryKnowledgeBase(), MemoryKnowledgeBase()]
+    stores[0]._tally = memory_tally
+    stores[1]._tally = core.tally
+    for events, emotives in patterns:
+        learned = [kb.learn(pattern_hash(events), events, emotives, 3) for kb in stores]
+        assert learned[0] == learned[1]
+    assert encode(stores[0].dump()) == encode(stores[1].dump())
+    counts: list[dict[str, int]] = [{}, {}, {}, {}]
+    for events, _ in patterns:
+        assert core.tally(events, *counts[:2]) == memory_tally(events, *counts[2:])
+    assert [list(c.items()) for c in counts[:2]] == [list(c.items()) for c in counts[2:]]

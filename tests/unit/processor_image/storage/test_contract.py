@@ -190,6 +190,22 @@ def test_get_patterns_returns_only_the_stored_ones(kb: KnowledgeBase) -> None:
     assert found[pattern_hash(FREQ_TEST)].pattern_data == FREQ_TEST
 
 
+def test_pattern_records_and_member_frequencies_answer_for_every_stored_name(
+    kb: KnowledgeBase,
+) -> None:
+    """What predictions read: every stored one asked for (a store may answer with more)."""
+    learn(kb, [["a", "b", "a"], ["c"]])
+    learn(kb, [["a"], ["d"]])
+    learn(kb, [["a"], ["d"]])
+    names = [pattern_hash([["a"], ["d"]]), "0" * 40]
+    records = kb.pattern_records(names)
+    assert records[names[0]].frequency == 2
+    assert names[1] not in records
+    members = kb.member_frequencies(["a", "c", "d", "nope"])
+    assert {symbol: members[symbol] for symbol in "acd"} == {"a": 3, "c": 1, "d": 2}
+    assert "nope" not in members
+
+
 def test_iter_patterns_and_pattern_count_see_every_pattern(kb: KnowledgeBase) -> None:
     patterns = [[[f"s{i}"], [f"t{i}"]] for i in range(25)]
     for pattern in patterns:

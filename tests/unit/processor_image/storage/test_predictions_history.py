@@ -3,8 +3,10 @@ without bound; a session's memory must grow with its knowledge, not its observat
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
+import msgspec
 import pytest
 
 from processor_image.engine import Processor
@@ -108,3 +110,24 @@ def test_a_processor_answers_an_evicted_observation_with_no_predictions() -> Non
     kept = p.predictions("o3")
     assert kept
     assert kept == p.predictions()
+
+
+def test_a_kept_record_costs_its_compressed_size_not_its_json_size() -> None:
+    """A dense record is ~50 KB of JSON that compresses ~8x; keeping 1,000 must not pin the JSON
+    size each (zstandard's output object keeps an input-sized allocation unless copied)."""
+    predictions = [
+        {"name": f"{n:040x}", "sequence": [["s01", "s02"], ["s03"]] * 20, "potential": n / 7}
+        for n in range(100)
+    ]
+    json_size = len(msgspec.json.encode(predictions))
+    kb = MemoryKnowledgeBase(predictions_history=1000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(50):
+            kb.store_predictions(f"u{n}", predictions)
+        per_record = (tracemalloc.get_traced_memory()[0] - before) / 50
+    finally:
+        tracemalloc.stop()
+    assert json_size > 40_000
+    assert per_record < json_size / 4
