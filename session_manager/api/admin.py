@@ -26,6 +26,7 @@ from session_manager.api.schemas import (
     Stats,
 )
 from session_manager.api.sessions import LiveGenesQuery
+from session_manager.backends.base import processors_by_node
 from session_manager.errors import (
     Forbidden,
     SessionNotFound,
@@ -168,6 +169,7 @@ class AdminController(Controller):
                 average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
             ),
             warm_pool=pool.stats() if (pool := request.app.state.get("pool")) else None,
+            processors_by_node=await processors_by_node(request.app.state.backend),
         )
 
     @post("/reap", status_code=200, guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)

@@ -22,6 +22,7 @@ __all__ = (
     "ProcessorHandle",
     "ProcessorSpec",
     "is_pool_id",
+    "processors_by_node",
 )
 
 SESSION_LABEL = "io.kato.session"
@@ -101,3 +102,16 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release clients; running processors are left alone."""
         ...
+
+
+async def processors_by_node(backend: Backend) -> dict[str, int]:
+    """How many of this deployment's processors run on each node (``ProcessorHandle.node``).
+
+    Empty for backends on one host (their handles name no node). For ``/admin/stats`` and
+    ``/metrics``: one ``list_owned`` (the swarm backend: three engine calls).
+    """
+    counts: dict[str, int] = {}
+    for handle in await backend.list_owned():
+        if handle.node:
+            counts[handle.node] = counts.get(handle.node, 0) + 1
+    return dict(sorted(counts.items()))

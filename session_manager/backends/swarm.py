@@ -7,6 +7,14 @@ reached by service name; nothing is published. Same labels, limits and readiness
 dockerspawner/SwarmSpawner split). Memory, CPU and pids limits, dropped capabilities, the
 read-only root with a tmpfs and the non-root user apply; ``no-new-privileges`` does not, as
 service specs before Engine API 1.44 have no field for it.
+
+Several nodes: placement follows ``SWARM_CONSTRAINTS``, ``SWARM_SPREAD`` and
+``SWARM_MEMORY_RESERVATION``; each handle names its node (hostname), shown per session and
+counted per node. A processor whose node is down or unreachable counts as lost (``is_alive``
+and ``list_owned`` ask the swarm's node states), so the session is recovered on another node
+from checkpoint and journal; its old service is removed, which the swarm carries out on that
+node once it is back. Services never restart on their own (``RestartPolicy: none``): only the
+manager starts a session's processor, so the swarm never makes two.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ class SwarmBackend(DockerBackend):
     name = "swarm"
     _network_options: ClassVar[dict[str, Any]] = {"driver": "overlay", "attachable": True}
 
+    constraints: tuple[str, ...] = ()
+    spread: tuple[str, ...] = ()
+    memory_reservation: str = ""
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         """Needs ``DOCKER_NETWORK``: services are reached on it by name."""
@@ -53,7 +65,18 @@ class SwarmBackend(DockerBackend):
             raise SettingsError(
                 "BACKEND=swarm needs DOCKER_NETWORK (an attachable overlay network)"
             )
-        return super().from_settings(settings)
+        backend = super().from_settings(settings)
+        backend.constraints = _items(settings.swarm_constraints)
+        backend.spread = _items(settings.swarm_spread)
+        backend.memory_reservation = settings.swarm_memory_reservation.strip()
+        if backend.memory_reservation:
+            try:
+                parse_bytes(backend.memory_reservation)
+            except Exception as exc:
+                raise SettingsError(
+                    f"SWARM_MEMORY_RESERVATION={settings.swarm_memory_reservation!r}: {exc}"
+                ) from exc
+        return backend
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
         """Create the service; return once its ``/health`` names the processor."""
@@ -68,6 +91,8 @@ class SwarmBackend(DockerBackend):
             labels={SESSION_LABEL: spec.session_id, MANAGER_LABEL: self.manager_id},
             networks=[self.network],
             resources=self._resources(),
+            constraints=list(self.constraints),
+            preferences=[("spread", attribute) for attribute in self.spread],
             restart_policy=RestartPolicy(condition="none"),
             # DNS round robin: the name resolves to the one task (no IPVS virtual IP needed).
             endpoint_spec=EndpointSpec(mode="dnsrr"),
@@ -92,13 +117,20 @@ class SwarmBackend(DockerBackend):
                 log_tail=tail,
             )
         return ProcessorHandle(
-            backend=self.name, ref=service.id, endpoint=endpoint, session_id=spec.session_id
+            backend=self.name,
+            ref=service.id,
+            endpoint=endpoint,
+            session_id=spec.session_id,
+            node=await self._node_of(service),
         )
 
     def _resources(self) -> Resources:
         resources = Resources(
             cpu_limit=int(self.limits.cpus * 1_000_000_000),
             mem_limit=parse_bytes(self.limits.memory),
+            mem_reservation=parse_bytes(self.memory_reservation)
+            if self.memory_reservation
+            else None,
         )
         resources["Limits"]["Pids"] = self.limits.pids  # Engine API 1.41; docker-py has no kwarg
         return resources
@@ -117,32 +149,64 @@ class SwarmBackend(DockerBackend):
             await self._remove_service(handle.ref)
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
-        """Whether the service exists and its task has not ended."""
+        """Whether the service has a task that has not ended, on a node that is up."""
         try:
             service = await self._docker(self._client.services.get, handle.ref)
         except NotFound:
             return False
         tasks = await self._docker(service.tasks)
-        return any(t.get("Status", {}).get("State") not in _FAILED for t in tasks)
+        nodes = await self._nodes()
+        return any(_live(task, nodes) for task in tasks)
 
     async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
         """Not read from swarm tasks (yet): never known."""
         return None
 
     async def list_owned(self) -> list[ProcessorHandle]:
-        """Every service labelled as this manager's."""
+        """Every service labelled as this manager's with a live task, and that task's node.
+
+        A service whose task ended or whose node is down is left out: its session counts as
+        lost (recovered elsewhere; the recovery removes the service).
+        """
         services = await self._docker(
             self._client.services.list, filters={"label": f"{MANAGER_LABEL}={self.manager_id}"}
         )
+        if not services:
+            return []
+        tasks: list[dict[str, Any]] = await self._docker(self._client.api.tasks)
+        nodes = await self._nodes()
+        where = {t.get("ServiceID"): t.get("NodeID", "") for t in tasks if _live(t, nodes)}
         return [
             ProcessorHandle(
                 backend=self.name,
                 ref=service.id,
                 endpoint=f"http://{service.name}:{PROCESSOR_PORT}",
                 session_id=(service.attrs.get("Spec", {}).get("Labels") or {}).get(SESSION_LABEL),
+                node=nodes.get(where[service.id], ("", ""))[0],
             )
             for service in services
+            if service.id in where
         ]
+
+    async def _nodes(self) -> dict[str, tuple[str, str]]:
+        """Node id -> (hostname, state: ``ready``, ``down``, ``unknown``, ``disconnected``)."""
+        rows: list[dict[str, Any]] = await self._docker(self._client.api.nodes)
+        return {
+            row["ID"]: (
+                row.get("Description", {}).get("Hostname", row["ID"][:12]),
+                row.get("Status", {}).get("State", "unknown"),
+            )
+            for row in rows
+        }
+
+    async def _node_of(self, service: Service) -> str:
+        """The hostname of the node the service's live task runs on ('' if none yet)."""
+        tasks = await self._docker(service.tasks)
+        nodes = await self._nodes()
+        for task in tasks:
+            if _live(task, nodes):
+                return nodes[task["NodeID"]][0]
+        return ""
 
     async def _wait_service(self, service: Service, endpoint: str, processor_id: str) -> str | None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -178,3 +242,17 @@ class SwarmBackend(DockerBackend):
         except APIError as exc:
             if exc.status_code not in (404, 409):
                 raise
+
+
+def _items(value: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, blanks dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _live(task: dict[str, Any], nodes: dict[str, tuple[str, str]]) -> bool:
+    """A task that has not ended, assigned to a node the swarm sees as up."""
+    state = task.get("Status", {}).get("State")
+    if state in _FAILED or task.get("DesiredState") in ("shutdown", "remove"):
+        return False
+    node = nodes.get(task.get("NodeID", ""))
+    return node is not None and node[1] == "ready"

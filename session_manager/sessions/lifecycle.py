@@ -344,6 +344,7 @@ class Lifecycle:
                 "backend": handle.backend,
                 "ref": handle.ref,
                 "endpoint": handle.endpoint,
+                "node": handle.node,
                 "last_activity": now,
             },
             idle_deadline=now + record.idle_timeout_s * 1000,
