@@ -16,14 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from docker.errors import APIError, NotFound
 
-from session_manager.backends.base import MANAGER_LABEL
-from tests.cluster.conftest import NODES, Cluster
-from tests.docker.manager_container import run_manager_container
 from tests.support.chaos import Worker, control_state, final_state
 from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE
 from tests.support.manager import ADMIN, API_KEYS, Manager, auth
+from tests.support.swarm_cluster import NODES, Cluster, deployment
 
 ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
 SESSIONS = int(os.environ.get("CLUSTER_SESSIONS", "30"))
@@ -42,78 +39,27 @@ def fx_manager_id() -> str:
 
 @pytest.fixture(name="deployment")
 def fx_deployment(cluster: Cluster, manager_id: str) -> Iterator[str]:
-    """The manager in a container on node 1, on an attachable overlay; its URL on node 1's
-    address. Every node is labelled ``kato=processors`` and its own ``zone``."""
-    swarm = cluster.manager
-    for node in swarm.nodes.list():
-        spec = node.attrs["Spec"]
-        zone = cluster.hostnames.index(node.attrs["Description"]["Hostname"]) + 1
-        spec["Labels"] = {"kato": "processors", "zone": f"z{zone}"}
-        node.update(spec)
-    network = swarm.networks.create(f"kato-{manager_id}", driver="overlay", attachable=True)
-    container = None
-    try:
-        container, url = run_manager_container(
-            swarm,
-            SESSION_IMAGE,
-            name=f"kato-manager-{manager_id}",
-            network=network.name,
-            socket=cluster.sockets[0],
-            publish_ip=cluster.ips[0],
-            timeout_s=180,
-            environment={
-                "BACKEND": "swarm",
-                "DOCKER_IMAGE": PROCESSOR_IMAGE,
-                "ADMIN_TOKEN": ADMIN_TOKEN,
-                "API_KEYS": API_KEYS,
-                "MANAGER_ID": manager_id,
-                "MAX_SESSIONS_PER_USER": "100",
-                "START_TIMEOUT_S": "120",
-                "RECONCILE_INTERVAL_S": "1",
-                "LEADER_TTL_S": "3",
-                "CHECKPOINT_INTERVAL_S": "2",
-                "CHECKPOINT_MAX_ENTRIES": "40",
-                "PROXY_CONNECT_TIMEOUT_S": "1",
-                "PROCESSOR_MEMORY_LIMIT": "512m",
-                "PROCESSOR_PIDS_LIMIT": "96",
-                "SWARM_CONSTRAINTS": "node.labels.kato==processors",
-                "SWARM_SPREAD": "node.labels.zone",
-                "SWARM_MEMORY_RESERVATION": "32m",
-                "LOG_LEVEL": "INFO",
-            },
-        )
+    """The manager on node 1 (``tests.support.swarm_cluster.deployment``), placing by labels."""
+    env = {
+        "DOCKER_IMAGE": PROCESSOR_IMAGE,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "API_KEYS": API_KEYS,
+        "MAX_SESSIONS_PER_USER": "100",
+        "START_TIMEOUT_S": "120",
+        "RECONCILE_INTERVAL_S": "1",
+        "LEADER_TTL_S": "3",
+        "CHECKPOINT_INTERVAL_S": "2",
+        "CHECKPOINT_MAX_ENTRIES": "40",
+        "PROXY_CONNECT_TIMEOUT_S": "1",
+        "PROCESSOR_MEMORY_LIMIT": "512m",
+        "PROCESSOR_PIDS_LIMIT": "96",
+        "SWARM_CONSTRAINTS": "node.labels.kato==processors",
+        "SWARM_SPREAD": "node.labels.zone",
+        "SWARM_MEMORY_RESERVATION": "32m",
+        "LOG_LEVEL": "INFO",
+    }
+    with deployment(cluster, manager_id, SESSION_IMAGE, env, lost=LOST) as url:
         yield url
-    finally:
-        _remove_all(cluster, manager_id)
-        if container is not None:
-            container.remove(force=True)
-        for _ in range(100):  # the overlay goes once the service tasks are gone
-            try:
-                network.remove()
-                break
-            except APIError:
-                time.sleep(0.2)
-
-
-def _remove_all(cluster: Cluster, manager_id: str) -> None:
-    """Every service of this manager removed; then no processor container on a live node."""
-    label = f"{MANAGER_LABEL}={manager_id}"
-    for service in cluster.manager.services.list(filters={"label": label}):
-        with contextlib.suppress(NotFound):
-            service.remove()
-    live = [c for i, c in enumerate(cluster.clients, start=1) if i != LOST]
-    deadline = time.monotonic() + 60
-    left: list[str] = []
-    while time.monotonic() < deadline:
-        left = [
-            c.name
-            for client in live
-            for c in client.containers.list(all=True, filters={"label": label})
-        ]
-        if not left:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"processor containers left on the live nodes: {left}")
 
 
 async def _create_all(manager: Manager) -> list[dict[str, Any]]:
@@ -151,6 +97,7 @@ async def _answers_again(manager: Manager, session: dict[str, Any], since: float
     raise AssertionError(f"session {session['session_id']} did not answer again in time")
 
 
+@pytest.mark.timeout(1800)  # three engines, 30 containers and a node loss on two cores
 async def test_sessions_spread_over_the_nodes_and_survive_losing_one(
     cluster: Cluster, deployment: str
 ) -> None:
