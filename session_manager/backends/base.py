@@ -14,6 +14,7 @@ from session_manager.models import ProcessorHandle
 
 __all__ = (
     "MANAGER_LABEL",
+    "MULTI_NODE_BACKENDS",
     "OUT_OF_MEMORY",
     "POOL_ID_PREFIX",
     "PROBE_TIMEOUT_S",
@@ -31,6 +32,8 @@ OUT_OF_MEMORY = "out_of_memory"
 """What ``exit_cause`` answers for a processor that exited at its memory limit."""
 PROBE_TIMEOUT_S = 1.0
 """How long one readiness probe (``GET /health`` during ``start``) may take before a retry."""
+MULTI_NODE_BACKENDS = frozenset({"swarm"})
+"""Backends whose processors run on several hosts, each handle naming its ``node``."""
 POOL_ID_PREFIX = "pool-"
 """Warm-pool processors' ids (and session markers) until they are claimed; session ids are hex."""
 
@@ -107,9 +110,12 @@ class Backend(Protocol):
 async def processors_by_node(backend: Backend) -> dict[str, int]:
     """How many of this deployment's processors run on each node (``ProcessorHandle.node``).
 
-    Empty for backends on one host (their handles name no node). For ``/admin/stats`` and
-    ``/metrics``: one ``list_owned`` (the swarm backend: three engine calls).
+    Empty for backends on one host, without asking them (a ``process`` backend's listing reads
+    every process's environment). For ``/admin/stats`` and ``/metrics``: one ``list_owned``
+    (the swarm backend: three engine calls).
     """
+    if backend.name not in MULTI_NODE_BACKENDS:
+        return {}
     counts: dict[str, int] = {}
     for handle in await backend.list_owned():
         if handle.node:
