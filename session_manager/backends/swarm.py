@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Self
 
 from docker.errors import APIError, NotFound
 from docker.models.services import Service
-from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
+from docker.types import EndpointSpec, Healthcheck, Mount, Resources, RestartPolicy
 from docker.utils import parse_bytes
 
 from session_manager.backends.base import (
@@ -94,6 +94,10 @@ class SwarmBackend(DockerBackend):
             constraints=list(self.constraints),
             preferences=[("spread", attribute) for attribute in self.spread],
             restart_policy=RestartPolicy(condition="none"),
+            # The manager probes readiness and liveness itself. The image's HEALTHCHECK would
+            # let the swarm shut a slow processor down (seen at load 15 on two cores): a
+            # needless recovery, and a processor the manager did not choose to stop.
+            healthcheck=Healthcheck(test=["NONE"]),
             # DNS round robin: the name resolves to the one task (no IPVS virtual IP needed).
             endpoint_spec=EndpointSpec(mode="dnsrr"),
             user="10001",
