@@ -13,6 +13,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from session_manager.models import SessionRecord, SessionStatus
+from session_manager.sessions import NewSession
+from session_manager.store import Capacity
 from tests.support.manager import (
     ADMIN,
     CREATOR,
@@ -87,6 +90,41 @@ async def test_concurrent_creates_with_one_key_make_one_session(
         for r in replies
     ]
     assert valid.count(True) == 1
+
+
+async def test_a_create_whose_replica_died_mid_start_is_made_anew_by_its_retry(
+    manager: Manager,
+) -> None:
+    # What a replica killed mid-start leaves: the key's session ``starting``, with a start
+    # slot that has run out and no processor recorded.
+    lifecycle = manager.app.state.sessions._lifecycle
+    session_id = lifecycle._session_id(NewSession(user_id="alice"), "died-mid-start")
+    now = manager.app.state.clock.now_ms()
+    abandoned = SessionRecord(
+        session_id=session_id,
+        user_id="alice",
+        kb_id=session_id,
+        processor_id=session_id,
+        status=SessionStatus.STARTING,
+        created_at=now,
+        last_activity=now,
+        status_changed_at=now,
+        idle_timeout_s=900,
+        max_age_s=3600,
+        genes=BODY["genes"],
+    )
+    expired = Capacity(max_sessions=10, max_per_user=10, max_starts=10, start_timeout_ms=-1)
+    await manager.app.state.store.reserve(abandoned, expired)
+    began = time.monotonic()
+    retried = await manager.client.post(
+        "/session/create", json=BODY, headers=_key("died-mid-start")
+    )
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["session_id"] == session_id
+    assert retried.json()["status"] == "ready"
+    assert time.monotonic() - began < 10  # not a reconciler pass or a start timeout later
+    stm = f"/session/{session_id}/stm"
+    assert (await manager.client.get(stm, headers=auth(retried.json()))).status_code == 200
 
 
 @pytest.mark.parametrize("key", [b"", b"x" * 256, b"tab\there", "é".encode()])
