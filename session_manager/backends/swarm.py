@@ -58,6 +58,11 @@ class SwarmBackend(DockerBackend):
     spread: tuple[str, ...] = ()
     memory_reservation: str = ""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._placing: dict[str, int] = {}
+        """Starts in flight per node id (``_place`` counts them as running)."""
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         """Needs ``DOCKER_NETWORK``: services are reached on it by name."""
@@ -79,9 +84,18 @@ class SwarmBackend(DockerBackend):
         return backend
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
-        """Create the service; return once its ``/health`` names the processor."""
+        """Create the service on the node ``_place`` picks; return once ``/health`` names it."""
         await self._ensure_network()
+        node = await self._place()
+        self._placing[node] = self._placing.get(node, 0) + 1
+        try:
+            return await self._start_on(spec, node)
+        finally:
+            self._placing[node] -= 1
+
+    async def _start_on(self, spec: ProcessorSpec, node: str) -> ProcessorHandle:
         name = f"kato-{spec.processor_id[:40]}-{secrets.token_hex(3)}"
+        constraints = [*self.constraints, *([f"node.id=={node}"] if node else [])]
         env = {**spec.env, "HOST": "0.0.0.0", "PORT": str(PROCESSOR_PORT), "ALLOWED_HOSTS": name}
         service: Service = await self._docker(
             self._client.services.create,
@@ -91,7 +105,7 @@ class SwarmBackend(DockerBackend):
             labels={SESSION_LABEL: spec.session_id, MANAGER_LABEL: self.manager_id},
             networks=[self.network],
             resources=self._resources(),
-            constraints=list(self.constraints),
+            constraints=constraints,
             preferences=[("spread", attribute) for attribute in self.spread],
             restart_policy=RestartPolicy(condition="none"),
             # The manager probes readiness and liveness itself. The image's HEALTHCHECK would
@@ -165,6 +179,59 @@ class SwarmBackend(DockerBackend):
     async def exit_cause(self, handle: ProcessorHandle, processor_id: str) -> str | None:
         """Not read from swarm tasks (yet): never known."""
         return None
+
+    async def _place(self) -> str:
+        """The node for the next processor: fewest of ours, after ``SWARM_SPREAD``'s groups.
+
+        The swarm's own scheduler balances the tasks of one service; with one single-task
+        service per session it piled most of them on one node here (21 of 30). So the manager
+        picks among the ready, active nodes that meet ``SWARM_CONSTRAINTS``: the value of the
+        first spread attribute with the fewest of this deployment's processors, then the node
+        with the fewest (starts in flight included), and pins the service to it. '' when no
+        node qualifies (or a constraint names an attribute not evaluated here): the swarm
+        places it.
+        """
+        rows: list[dict[str, Any]] = await self._docker(self._client.api.nodes)
+        nodes: dict[str, dict[str, Any]] = {row["ID"]: row for row in rows if _schedulable(row)}
+        verdicts = [_meets(row, self.constraints) for row in nodes.values()]
+        if None in verdicts:
+            return ""
+        nodes = {i: row for (i, row), ok in zip(nodes.items(), verdicts, strict=True) if ok}
+        if not nodes:
+            return ""
+        load = dict.fromkeys(nodes, 0)
+        for node_id in (await self._live_tasks()).values():
+            if node_id in load:
+                load[node_id] += 1
+        for node_id, starting in self._placing.items():
+            if node_id in load:
+                load[node_id] += starting
+        groups: dict[str | None, int] = {}
+        for node_id, row in nodes.items():
+            value = _attribute(row, self.spread[0]) if self.spread else None
+            groups[value] = groups.get(value, 0) + load[node_id]
+
+        def order(node_id: str) -> tuple[int, int, str]:
+            value = _attribute(nodes[node_id], self.spread[0]) if self.spread else None
+            return groups[value], load[node_id], node_id
+
+        return min(nodes, key=order)
+
+    async def _live_tasks(self) -> dict[str, str]:
+        """Service id -> node id of each of this deployment's services with a live task."""
+        services = await self._docker(
+            self._client.services.list, filters={"label": f"{MANAGER_LABEL}={self.manager_id}"}
+        )
+        if not services:
+            return {}
+        ours = {service.id for service in services}
+        tasks: list[dict[str, Any]] = await self._docker(self._client.api.tasks)
+        nodes = await self._nodes()
+        return {
+            t["ServiceID"]: t.get("NodeID", "")
+            for t in tasks
+            if t.get("ServiceID") in ours and _live(t, nodes)
+        }
 
     async def list_owned(self) -> list[ProcessorHandle]:
         """Every service labelled as this manager's with a live task, and that task's node.
@@ -260,3 +327,43 @@ def _live(task: dict[str, Any], nodes: dict[str, tuple[str, str]]) -> bool:
         return False
     node = nodes.get(task.get("NodeID", ""))
     return node is not None and node[1] == "ready"
+
+
+def _schedulable(row: dict[str, Any]) -> bool:
+    """A node the swarm sees as up and that takes new tasks."""
+    return bool(
+        row.get("Status", {}).get("State") == "ready"
+        and row.get("Spec", {}).get("Availability") == "active"
+    )
+
+
+def _attribute(row: dict[str, Any], name: str) -> str | None:
+    """A node attribute as swarm constraints name it; ``None`` when not evaluated here."""
+    spec, description = row.get("Spec", {}), row.get("Description", {})
+    if name.startswith("node.labels."):
+        return str((spec.get("Labels") or {}).get(name.removeprefix("node.labels."), ""))
+    if name.startswith("engine.labels."):
+        labels = description.get("Engine", {}).get("Labels") or {}
+        return str(labels.get(name.removeprefix("engine.labels."), ""))
+    simple = {
+        "node.id": row.get("ID"),
+        "node.hostname": description.get("Hostname"),
+        "node.role": spec.get("Role"),
+        "node.platform.os": description.get("Platform", {}).get("OS"),
+        "node.platform.arch": description.get("Platform", {}).get("Architecture"),
+    }
+    value = simple.get(name)
+    return None if value is None else str(value)
+
+
+def _meets(row: dict[str, Any], constraints: tuple[str, ...]) -> bool | None:
+    """Whether the node meets every ``a==b`` / ``a!=b`` constraint; ``None``: cannot tell."""
+    for constraint in constraints:
+        op = "!=" if "!=" in constraint else "=="
+        name, _, wanted = (part.strip() for part in constraint.partition(op))
+        value = _attribute(row, name)
+        if value is None:
+            return None
+        if (value == wanted) != (op == "=="):
+            return False
+    return True
