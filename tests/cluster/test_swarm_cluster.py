@@ -124,17 +124,20 @@ async def test_sessions_spread_over_the_nodes_and_survive_losing_one(
         workers = [Worker(manager, s, random.Random(rng.random())) for s in sessions]
         until = time.monotonic() + LOAD_BEFORE_S + LOAD_AFTER_S
 
-        async def power_off() -> float:
+        async def power_off() -> list[float]:
+            """Node ``LOST`` off mid-load; then how long each of its sessions took to answer."""
             await asyncio.sleep(LOAD_BEFORE_S)
             await asyncio.to_thread(cluster.kill, LOST)
-            return time.monotonic()
+            killed_at = time.monotonic()
+            return list(
+                await asyncio.gather(*(_answers_again(manager, s, killed_at) for s in on_lost))
+            )
 
-        killed_at, _ = await asyncio.gather(
+        answered, _ = await asyncio.gather(
             power_off(), asyncio.gather(*(w.run(until) for w in workers))
         )
         for worker in workers:
             await worker.drop_socket()
-        answered = [await _answers_again(manager, s, killed_at) for s in on_lost]
 
         # Recovered on the others; every session's state is its control's: nothing
         # acknowledged lost, nothing applied twice.
