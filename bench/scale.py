@@ -276,7 +276,7 @@ async def measure(
     delete = percentiles(deletes)
     return {
         "backend": args.backend,
-        "network": args.network,
+        "network": "overlay" if args.backend == "swarm" else args.network,
         "sessions": len(sessions),
         "ready_at_once": stats["sessions_by_status"].get("ready", 0),
         "per_node": " ".join(f"{n}={c}" for n, c in stats.get("processors_by_node", {}).items()),
