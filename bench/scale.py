@@ -4,6 +4,11 @@ Creates ``--sessions`` sessions (bounded concurrency), counts the containers run
 drives observe traffic on all of them concurrently (``--clients`` in flight, bounded by count
 and time), measures memory per processor (``docker stats``), deletes them (bounded concurrency)
 and counts what was left behind. Run: ``python bench/scale.py --backend docker --sessions 120``.
+
+``--backend swarm`` (root) brings up a three-node swarm on this machine
+(``tests.support.swarm_cluster``: engines in their own namespaces), runs the manager image on
+node 1 spreading processors over the nodes by label, reports the per-node spread
+(``/admin/stats``) and create latency, and tears the swarm down again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from _manager import api_keys, running_manager
 from _report import percentiles, table, write
 
 from tests.docker.manager_container import engine_socket, run_manager_container
+from tests.support.swarm_cluster import Cluster, deployment
 
 
 async def create_all(
@@ -189,6 +195,26 @@ def manager_in_container(image: str, admin: str, **env: str) -> Iterator[str]:
         client.close()
 
 
+@contextlib.contextmanager
+def manager_on_swarm(args: argparse.Namespace, admin: str, **env: str) -> Iterator[str]:
+    """A three-node swarm on this machine and the manager image on its node 1; the URL."""
+    cluster = Cluster.up(secrets.token_hex(3), args.processor_image, args.session_image)
+    try:
+        settings = {
+            "LOG_LEVEL": "WARNING",
+            "IDLE_TIMEOUT_S": "3600",
+            "REAP_INTERVAL_S": "3600",
+            "SWARM_CONSTRAINTS": "node.labels.kato==processors",
+            "SWARM_SPREAD": "node.labels.zone",
+            **env,
+            "ADMIN_TOKEN": admin,
+        }
+        with deployment(cluster, env["MANAGER_ID"], args.session_image, settings) as url:
+            yield url
+    finally:
+        cluster.down()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
@@ -219,7 +245,9 @@ async def measure(
     creator: dict[str, str],
 ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
-        if args.network == "private":
+        if args.backend == "swarm":
+            url = stack.enter_context(manager_on_swarm(args, admin, **env))
+        elif args.network == "private":
             url = stack.enter_context(manager_in_container(args.session_image, admin, **env))
         else:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="kato-scale-"))
@@ -248,9 +276,10 @@ async def measure(
     delete = percentiles(deletes)
     return {
         "backend": args.backend,
-        "network": args.network,
+        "network": "overlay" if args.backend == "swarm" else args.network,
         "sessions": len(sessions),
         "ready_at_once": stats["sessions_by_status"].get("ready", 0),
+        "per_node": " ".join(f"{n}={c}" for n, c in stats.get("processors_by_node", {}).items()),
         "containers_running": running,
         "create_p50_s": create["p50_ms"] / 1000,
         "create_p95_s": create["p95_ms"] / 1000,
@@ -268,7 +297,7 @@ async def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--backend", default="docker", choices=["docker", "process"])
+    parser.add_argument("--backend", default="docker", choices=["docker", "process", "swarm"])
     parser.add_argument("--sessions", type=int, default=120)
     parser.add_argument(
         "--concurrency", type=int, default=4, help="creates in flight (2 cores: more only queue)"

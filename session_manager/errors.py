@@ -39,6 +39,7 @@ __all__ = (
     "ErrorInfo",
     "ErrorResponse",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidGene",
     "InvalidJson",
     "KatoError",
@@ -125,6 +126,12 @@ class SessionConflict(KatoError):
     """The session is in a state that forbids this request."""
 
     status, code = 409, "SESSION_CONFLICT"
+
+
+class IdempotencyKeyReused(KatoError):
+    """An ``Idempotency-Key`` already made a session for a different create request."""
+
+    status, code = 409, "IDEMPOTENCY_KEY_REUSED"
 
 
 class SessionExpired(KatoError):

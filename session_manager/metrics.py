@@ -114,6 +114,19 @@ class Metrics:
             registry=r,
         )
 
+        self.processors_by_node = Gauge(
+            "kato_processors",
+            "Running processors per node (swarm: node hostname; read from the engine at scrape).",
+            ["node"],
+            registry=r,
+        )
+
+    def set_nodes(self, by_node: dict[str, int]) -> None:
+        """``kato_processors{node}`` from ``by_node``; nodes no longer running any disappear."""
+        self.processors_by_node.clear()
+        for node, count in by_node.items():
+            self.processors_by_node.labels(node=node).set(count)
+
     def render(self, counts: dict[str, int], max_sessions: int) -> bytes:
         """The text exposition, with the session gauges set from ``counts`` (if any) first."""
         if not counts:

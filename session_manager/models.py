@@ -60,6 +60,8 @@ class ProcessorHandle(msgspec.Struct, frozen=True, kw_only=True):
     ref: str
     endpoint: str
     session_id: str | None = None
+    node: str = ""
+    """The host it runs on when the backend spans several (``swarm``: the node's hostname)."""
 
 
 class SessionStatus(enum.StrEnum):
@@ -120,6 +122,8 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     backend: str = ""
     ref: str = ""
     endpoint: str = ""
+    node: str = ""
+    """Where the processor runs (``ProcessorHandle.node``); empty on single-host backends."""
     genes: dict[str, Any] = {}
     labels: dict[str, str] = {}
     idle_deadline: int | None = None
@@ -137,5 +141,9 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
         if not self.ref:
             return None
         return ProcessorHandle(
-            backend=self.backend, ref=self.ref, endpoint=self.endpoint, session_id=self.session_id
+            backend=self.backend,
+            ref=self.ref,
+            endpoint=self.endpoint,
+            session_id=self.session_id,
+            node=self.node,
         )

@@ -116,6 +116,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Per processor, in CPUs: docker and swarm only (the process backend cannot cap a CPU
     share without a cgroup; ``RLIMIT_CPU`` would kill a processor after N CPU-seconds)."""
     processor_pids_limit: PositiveInt = 128
+    swarm_constraints: str = ""
+    """``swarm``: placement constraints of every processor service, comma-separated
+    (``node.labels.kato==processors,node.role==worker``); empty: any node."""
+    swarm_spread: str = ""
+    """``swarm``: spread preferences, comma-separated node attributes
+    (``node.labels.zone``): processors are spread evenly over their values."""
+    swarm_memory_reservation: str = ""
+    """``swarm``: memory each processor reserves on its node (``256m``); the scheduler places
+    it only on a node with that much unreserved. Empty: none (placement by task count)."""
     processors_file: str | None = None
     kato_processors: str | None = None
     shutdown_action: ShutdownAction | None = None

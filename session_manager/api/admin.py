@@ -26,6 +26,7 @@ from session_manager.api.schemas import (
     Stats,
 )
 from session_manager.api.sessions import LiveGenesQuery
+from session_manager.backends.base import processors_by_node
 from session_manager.errors import (
     Forbidden,
     ProcessorUnavailable,
@@ -89,7 +90,7 @@ async def _visible(request: Request[Any, Any, Any], session_id: str) -> SessionR
 
 
 async def stats_of(state: State) -> Stats:
-    """Counts by status, capacity used and left, backend, snapshots, warm pool."""
+    """Counts by status, capacity used and left, backend, snapshots, warm pool, nodes."""
     settings: Settings = state.settings
     store: SessionStore = state.store
     counts = await store.counts()
@@ -116,6 +117,7 @@ async def stats_of(state: State) -> Stats:
             average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
         ),
         warm_pool=pool.stats() if (pool := state.get("pool")) else None,
+        processors_by_node=await processors_by_node(state.backend),
     )
 
 

@@ -210,6 +210,8 @@ class AdminSession(SessionInfo, frozen=True, kw_only=True):
     backend: str
     ref: str
     endpoint: str
+    node: str
+    """The host its processor runs on (``swarm``: the node's hostname); empty otherwise."""
     status_changed_at: str
     last_event: str | None = None
     """The last event of the session's processors (``processor_out_of_memory``), if any."""
@@ -228,6 +230,7 @@ class AdminSession(SessionInfo, frozen=True, kw_only=True):
             backend=record.backend,
             ref=record.ref,
             endpoint=record.endpoint,
+            node=record.node,
             status_changed_at=iso(record.status_changed_at) or "",
             last_event=record.last_event or None,
             last_event_at=iso(record.last_event_at) if record.last_event else None,
@@ -276,3 +279,5 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     snapshots: SnapshotStats
     warm_pool: PoolStats | None = None
     """The warm pool (``WARM_POOL_SIZE``); ``null`` without one."""
+    processors_by_node: dict[str, int] = {}
+    """Running processors per node (``swarm``: node hostname); empty on single-host backends."""

@@ -23,6 +23,7 @@ from session_manager.errors import (
     BackendUnavailable,
     CapacityExceeded,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidGene,
     PayloadTooLarge,
     SessionConflict,
@@ -45,6 +46,7 @@ _CREATE_ERRORS = documented(
     UnknownGeneName,
     PayloadTooLarge,
     SessionConflict,
+    IdempotencyKeyReused,
     Unauthorized,
     Forbidden,
     CapacityExceeded,
@@ -63,6 +65,21 @@ LiveGenesQuery = Annotated[
     ),
 ]
 """``?live_genes=true``: the record alone never reaches the processor; this asks it."""
+
+IDEMPOTENCY_KEY = "idempotency-key"
+_KEY_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """``Idempotency-Key``: 1-255 visible ASCII characters, or absent."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not 0 < len(key) <= 255 or not _KEY_CHARS.issuperset(key):
+        raise ValidationFailed(
+            "Idempotency-Key must be 1-255 visible ASCII characters", header="Idempotency-Key"
+        )
+    return key
 
 
 def _sessions(request: Request[Any, Any, Any]) -> Sessions:
@@ -93,6 +110,9 @@ class SessionController(Controller):
 
         Needs ``Authorization: Bearer <API key>`` with scope ``sessions:create``: the session
         belongs to the key's tenant, within that tenant's quotas.
+
+        ``Idempotency-Key: <key>`` makes a retry safe: every create with the same key (on any
+        replica) answers with the same session, and a fresh token (the earlier one is void).
         """
         tenant = creating_tenant(request)
         new = NewSession(
@@ -104,7 +124,9 @@ class SessionController(Controller):
             max_age_s=data.max_age_s,
             labels=data.labels,
         )
-        record, token = await _sessions(request).create(new, wait=wait)
+        record, token = await _sessions(request).create(
+            new, wait=wait, idempotency_key=_idempotency_key(request)
+        )
         body = CreatedSession.of_new(record, _public_url(request), token)
         return Response(
             body,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
 
+from session_manager.backends.base import processors_by_node
 from session_manager.errors import BackendUnavailable, StoreUnavailable
 from session_manager.metrics import CONTENT_TYPE, Metrics
 from session_manager.store import SessionStore
@@ -55,6 +57,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         counts = await store.counts()
     except StoreUnavailable:
         counts = {}
+    with contextlib.suppress(Exception):  # an engine hiccup must not fail the scrape
+        registry.set_nodes(await processors_by_node(request.app.state.backend))
     body = registry.render(counts, request.app.state.settings.max_sessions)
     return Response(body, media_type=CONTENT_TYPE)
 

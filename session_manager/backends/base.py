@@ -15,6 +15,7 @@ from session_manager.models import ProcessorHandle
 
 __all__ = (
     "MANAGER_LABEL",
+    "MULTI_NODE_BACKENDS",
     "OUT_OF_MEMORY",
     "POOL_ID_PREFIX",
     "PROBE_TIMEOUT_S",
@@ -24,6 +25,7 @@ __all__ = (
     "ProcessorSpec",
     "SessionBindings",
     "is_pool_id",
+    "processors_by_node",
 )
 
 SESSION_LABEL = "io.kato.session"
@@ -32,6 +34,8 @@ OUT_OF_MEMORY = "out_of_memory"
 """What ``exit_cause`` answers for a processor that exited at its memory limit."""
 PROBE_TIMEOUT_S = 1.0
 """How long one readiness probe (``GET /health`` during ``start``) may take before a retry."""
+MULTI_NODE_BACKENDS = frozenset({"swarm"})
+"""Backends whose processors run on several hosts, each handle naming its ``node``."""
 POOL_ID_PREFIX = "pool-"
 """Warm-pool processors' ids (and session markers) until they are claimed; session ids are hex."""
 
@@ -122,3 +126,19 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release clients; running processors are left alone."""
         ...
+
+
+async def processors_by_node(backend: Backend) -> dict[str, int]:
+    """How many of this deployment's processors run on each node (``ProcessorHandle.node``).
+
+    Empty for backends on one host, without asking them (a ``process`` backend's listing reads
+    every process's environment). For ``/admin/stats`` and ``/metrics``: one ``list_owned``
+    (the swarm backend: three engine calls).
+    """
+    if backend.name not in MULTI_NODE_BACKENDS:
+        return {}
+    counts: dict[str, int] = {}
+    for handle in await backend.list_owned():
+        if handle.node:
+            counts[handle.node] = counts.get(handle.node, 0) + 1
+    return dict(sorted(counts.items()))

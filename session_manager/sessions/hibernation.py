@@ -114,7 +114,7 @@ class Hibernation:
             session_id,
             allowed=[SessionStatus.HIBERNATING],
             to=SessionStatus.HIBERNATED,
-            fields={"backend": "", "ref": "", "endpoint": ""},
+            fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
             idle_deadline=self._clock.now_ms() + self._settings.hibernate_ttl_s * 1000,
         )
         if done.ok:
@@ -207,12 +207,27 @@ class Hibernation:
             slot_s=self._settings.start_timeout_s,
             allowed=[SessionStatus.READY],
             only_if_ref=record.ref,
-            fields={"backend": "", "ref": "", "endpoint": "", **self.exits.fields(record, event)},
+            fields={
+                "backend": "",
+                "ref": "",
+                "endpoint": "",
+                "node": "",
+                **self.exits.fields(record, event),
+            },
             idle_deadline="remove",
         )
         if not claimed:
             return None
         self.exits.noted(record, event)
+        old = record.handle
+        if old is not None:
+            # Lost is not always gone: a processor on a node cut off from the swarm keeps
+            # running. Its removal is asked for before the replacement starts (the engine
+            # carries it out when the node is back); none is ever routed to again either way.
+            try:
+                await self._lifecycle.stop(old)
+            except Exception:  # the node may be unreachable: never block the recovery
+                log.info("lost processor not removed yet", extra={"session_id": record.session_id})
         return await self._restart(record, time.perf_counter())
 
     async def _claim_start(

@@ -10,6 +10,8 @@ start slot expires by itself (the reconciler ends it). Each change also tells th
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 import uuid
@@ -22,6 +24,7 @@ from session_manager.backends.base import Backend
 from session_manager.clock import Clock
 from session_manager.errors import (
     CapacityExceeded,
+    IdempotencyKeyReused,
     KatoError,
     SessionConflict,
     SessionNotFound,
@@ -37,6 +40,7 @@ from session_manager.models import (
     SessionStatus,
     Tenant,
 )
+from session_manager.sessions.records import gone, live_record, record_with_deadlines
 from session_manager.sessions.specs import processor_spec
 from session_manager.sessions.tokens import SessionTokens
 from session_manager.settings import Settings
@@ -128,17 +132,105 @@ class Lifecycle:
     # -- create -----------------------------------------------------------------------------
 
     async def create(
-        self, new: NewSession, *, wait: bool = True
+        self, new: NewSession, *, wait: bool = True, idempotency_key: str | None = None
     ) -> tuple[SessionRecord, str | None]:
         """Reserve capacity, start the processor, and return the record with its token.
 
         With ``wait`` the record is ``ready`` (or ``StartFailed`` is raised and the session
         ended with reason ``start_failed``); without, it is ``starting`` and the start goes on
         in the background. The token is ``None`` with ``SESSION_AUTH=none``.
+
+        ``idempotency_key`` (the client's ``Idempotency-Key``): the session id is derived from
+        it and the tenant, so a create retried on any replica (its first attempt's answer lost
+        with a dying replica) lands on the same id; ``reserve``'s atomic "id taken" check
+        makes exactly one attempt create it, and every other one is a ``_replay``.
         """
+        for _ in range(3):  # a replay may find its session's start failed: then create anew
+            session_id = self._session_id(new, idempotency_key)
+            if idempotency_key is None:
+                return await self._create(session_id, new, wait)
+            record, tombstone = await self.store.lookup(session_id)
+            if record is None and tombstone and tombstone.reason != EndReason.START_FAILED:
+                raise gone(session_id, tombstone)  # that session ran and ended: never again
+            try:
+                return await self._create(session_id, new, wait)
+            except SessionConflict as exc:
+                if exc.details.get("taken") is not True:
+                    raise
+            replayed = await self._replay(session_id, new, wait)
+            if replayed is not None:
+                return replayed
+        raise SessionConflict(
+            "the session of this Idempotency-Key keeps failing to start; retry later",
+            session_id=session_id,
+        )
+
+    def _session_id(self, new: NewSession, idempotency_key: str | None) -> str:
+        """Random; with an idempotency key, a keyed hash of it and the tenant.
+
+        Unguessable without the deployment's processor key, and never shared by two tenants.
+        """
+        if idempotency_key is None:
+            return uuid.uuid4().hex
+        tenant = new.tenant.name if new.tenant else DEFAULT_TENANT
+        message = f"idempotency\0{tenant}\0{idempotency_key}".encode()
+        key = self.settings.processor_secret_key.encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+    async def _replay(
+        self, session_id: str, new: NewSession, wait: bool
+    ) -> tuple[SessionRecord, str | None] | None:
+        """The session an earlier create with the same key made, with a fresh token.
+
+        The earlier answer (and its token, of which only the hash is stored) may never have
+        reached the client, so the token is rotated: the one returned here is the valid one.
+        A different request under the same key is refused (409). ``None``: that session's
+        start failed (or it was ended as a stale start), so the caller creates it anew.
+        """
+        record, tombstone = await self.store.lookup(session_id)
+        if record is None:
+            if tombstone is None or tombstone.reason == EndReason.START_FAILED:
+                return None
+            raise gone(session_id, tombstone)
+        tenant = new.tenant.name if new.tenant else DEFAULT_TENANT
+        asked = (tenant, new.user_id, new.kb_id or record.kb_id, dict(new.genes), new.labels)
+        if asked != (record.tenant, record.user_id, record.kb_id, record.genes, record.labels):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a different create", session_id=session_id
+            )
+        while wait and record.status == SessionStatus.STARTING:
+            # Its start runs on some replica. One that died mid-start leaves the slot to
+            # expire: then this replica ends the session as the reconciler would, and the
+            # caller creates it anew (so the client does not wait for a reconciler pass).
+            slot = await self.store.start_deadline(session_id)
+            if slot is None or slot < self.clock.now_ms():
+                await self.end(
+                    session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
+                )
+            await asyncio.sleep(0.05)
+            record, tombstone = await self.store.lookup(session_id)
+            if record is None:
+                if tombstone is None or tombstone.reason == EndReason.START_FAILED:
+                    return None
+                raise gone(session_id, tombstone)
+        for _ in range(5):  # replays racing each other: each rotation needs the current hash
+            token, token_hash = self._tokens.issue()
+            if token is None:
+                break
+            if await self.store.rotate_token(session_id, record.token_hash, token_hash):
+                self._forget(session_id)
+                break
+            record = await live_record(self.store, session_id)
+        else:
+            raise SessionConflict("concurrent retries of this create; retry", session_id=session_id)
+        log.info("create replayed", extra={"session_id": session_id})
+        return await record_with_deadlines(self.store, session_id), token
+
+    async def _create(
+        self, session_id: str, new: NewSession, wait: bool
+    ) -> tuple[SessionRecord, str | None]:
         settings = self.settings
         now = self.clock.now_ms()
-        session_id = uuid.uuid4().hex
         max_age = min(new.max_age_s or settings.max_age_s, settings.max_age_s)
         idle = min(new.idle_timeout_s or settings.idle_timeout_s, max_age)
         token, token_hash = self._tokens.issue()
@@ -252,6 +344,7 @@ class Lifecycle:
                 "backend": handle.backend,
                 "ref": handle.ref,
                 "endpoint": handle.endpoint,
+                "node": handle.node,
                 "last_activity": now,
             },
             idle_deadline=now + record.idle_timeout_s * 1000,

@@ -53,6 +53,7 @@ _STR_FIELDS = (
     "backend",
     "ref",
     "endpoint",
+    "node",
     "last_event",
 )
 

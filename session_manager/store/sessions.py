@@ -110,6 +110,12 @@ class SessionStore(SessionWrites):
         """Sessions still ``starting`` whose start deadline passed (their manager died)."""
         return await self._sweeps.due(self.keys.starts, now_ms, limit)
 
+    @translate_redis_errors
+    async def start_deadline(self, session_id: str) -> int | None:
+        """When the session's start slot expires (ms), if it holds one."""
+        score = await self.redis.zscore(self.keys.starts, session_id)
+        return None if score is None else int(score)
+
     def iter_status(self, status: SessionStatus, batch: int = 500) -> AsyncIterator[str]:
         """Every id with ``status``, in creation order, read in batches (off the request path)."""
         return self._sweeps.iter_status(status, batch)

@@ -119,7 +119,9 @@ class SessionWrites:
         if verdict == "ok":
             return
         if verdict == "exists":
-            raise SessionConflict("a session with this id exists", session_id=record.session_id)
+            raise SessionConflict(
+                "a session with this id exists", session_id=record.session_id, taken=True
+            )
         if verdict == "kb":
             raise _foreign_knowledge_base(record.kb_id, text(used))
         raise _refusal(verdict, int(used), capacity)

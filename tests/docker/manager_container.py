@@ -30,8 +30,10 @@ def run_manager_container(
     socket: str,
     environment: dict[str, str],
     timeout_s: float = 60,
+    publish_ip: str = "127.0.0.1",
 ) -> tuple[Container, str]:
-    """Start the manager on ``network`` with the engine socket and its port on 127.0.0.1 only.
+    """Start the manager on ``network`` with the engine socket and its port on ``publish_ip``
+    (127.0.0.1: the engine's host only; a swarm node's address for the cluster tests).
 
     Its ``DOCKER_NETWORK`` is ``network``, where it starts the processors beside itself.
 
@@ -46,7 +48,7 @@ def run_manager_container(
         environment={"DOCKER_NETWORK": network, **environment},
         volumes={socket: {"bind": "/var/run/docker.sock", "mode": "rw"}},
         network=network,
-        ports={"8080/tcp": ("127.0.0.1", None)},
+        ports={"8080/tcp": (publish_ip, None)},
     )
     deadline = time.monotonic() + timeout_s
     problem = f"not healthy within {timeout_s:g} s"
@@ -54,7 +56,7 @@ def run_manager_container(
         container.reload()
         bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8080/tcp")
         if bindings:
-            url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
+            url = f"http://{publish_ip}:{bindings[0]['HostPort']}"
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     return container, url

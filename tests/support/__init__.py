@@ -10,6 +10,8 @@ module; fixtures stay in the conftest files and are built from these pieces. One
 * ``manager``: a running session manager (in-process or as a process) and calls made on it.
 * ``docker_engine``: the Docker suite's images, skip rules and ``docker_settings``.
 * ``chaos``: the chaos tests' workload, kill-and-hibernate loop and control processor.
+* ``swarm_cluster``: a three-node swarm on this machine (``scripts/swarm-nodes``) and the
+  manager deployed on it (``tests/cluster``, ``bench/scale.py --backend swarm``).
 * ``driver``: the engine tests' observe/learn vocabulary.
 * ``knowledge_bases``: ids and types for the knowledge-base store tests.
 

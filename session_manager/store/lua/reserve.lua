@@ -17,8 +17,10 @@ end
 -- A knowledge base belongs to whoever claimed it first: a tenant (shared) or one session
 -- (private). Naming a live session's id as kb_id is refused even for records older than
 -- the owner keys.
+-- The owner value this session would claim is its own (a session made anew under its
+-- Idempotency-Key after its first start failed still owns its private one).
 local owner = redis.call('GET', KEYS[8])
-if owner and owner ~= ARGV[10] then
+if owner and owner ~= ARGV[10] and owner ~= ARGV[9] then
   return {'kb', owner}
 end
 if KEYS[9] ~= KEYS[1] and redis.call('EXISTS', KEYS[9]) == 1 then
