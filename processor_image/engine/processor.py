@@ -159,6 +159,15 @@ class Processor:
             self._index.add(name, pattern_data)
         return PATTERN_PREFIX + name
 
+    def drop_events(self) -> None:
+        """Empty STM only; accumulators, percept and predictions stay (v3's sequence option)."""
+        self._stm = ShortTermMemory()
+
+    def reload_knowledge(self) -> int:
+        """Rebuild the search index from the store: a shared store gained others' patterns."""
+        self._index_knowledge()
+        return len(self._index)
+
     def clear_stm(self) -> None:
         """Empty STM and everything derived from the current observations (spec §6)."""
         self._reset_short_term()

@@ -26,6 +26,7 @@ from processor_image.service.schemas import (
     GeneResponse,
     GenesUpdateRequest,
     HealthResponse,
+    KnowledgeReloadResponse,
     LearnResponse,
     MessageResponse,
     MetricsResponse,
@@ -36,6 +37,7 @@ from processor_image.service.schemas import (
     PatternResponse,
     PerceptDataResponse,
     PredictionsResponse,
+    SequenceDetails,
     StatusResponse,
     StmResponse,
 )
@@ -153,7 +155,6 @@ async def observe_sequence(
     left for the manager's journal to miss.
     """
     runtime = _runtime(request)
-    results: list[ObserveResponse] = []
     for index, observation in enumerate(data.observations):
         try:
             check_observation(observation.vectors)
@@ -161,14 +162,61 @@ async def observe_sequence(
             raise SequenceFailed(exc, index) from exc
     async with runtime.lock:
         _begin(runtime, request)
-        for index, observation in enumerate(data.observations):
-            results.append(await runtime.run(runtime.observe, observation))
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # /health keeps answering during a long sequence
+        results, details = await _observe_all(runtime, data)
         seq = _applied(runtime, request)
-    return _sequenced(
-        ObserveSequenceResponse(results=results, processor_id=runtime.processor_id), seq
+    reply = ObserveSequenceResponse(
+        results=results,
+        processor_id=runtime.processor_id,
+        details=details if data.details else None,
     )
+    return _sequenced(reply, seq)
+
+
+async def _observe_all(
+    runtime: Runtime, data: ObserveSequenceRequest
+) -> tuple[list[ObserveResponse], SequenceDetails]:
+    """The sequence's observations and learns in order (lock held), as v3 orders them."""
+    p = runtime.processor
+    results: list[ObserveResponse] = []
+    details = SequenceDetails(
+        initial_stm_length=p.stm_length,
+        stm_lengths=[],
+        learned_patterns=[],
+        final_learned_pattern=None,
+        final_stm_length=0,
+    )
+    for index, observation in enumerate(data.observations):
+        if data.clear_stm_between and index > 0:
+            p.drop_events()
+        result = await runtime.run(runtime.observe, observation)
+        if data.learn_after_each and p.stm_length > 0:
+            details.learned_patterns.append(await runtime.run(p.learn))
+        if result.auto_learned_pattern:
+            details.learned_patterns.append(result.auto_learned_pattern)
+        details.stm_lengths.append(p.stm_length)
+        results.append(result)
+        if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # /health keeps answering during a long sequence
+    if data.learn_at_end and p.stm_length > 0:
+        details.final_learned_pattern = await runtime.run(p.learn)
+        details.learned_patterns.append(details.final_learned_pattern)
+    details.final_stm_length = p.stm_length
+    return results, details
+
+
+@post("/knowledge/reload", status_code=200, responses=documented(503))
+async def knowledge_reload(request: AnyRequest) -> KnowledgeReloadResponse:
+    """Re-read the knowledge base's patterns into the search index.
+
+    A processor indexes its store's patterns when it starts; on a store shared with other
+    processors (MongoDB) their later learns are readable but not matched until it re-reads.
+    The manager's v3 API calls this before a session's next observe or prediction once another
+    session of the same node learned. Changes no state a snapshot holds, so it is not numbered.
+    """
+    runtime = _runtime(request)
+    async with runtime.lock:
+        count = await runtime.run(runtime.processor.reload_knowledge)
+    return KnowledgeReloadResponse(patterns=count, processor_id=runtime.processor_id)
 
 
 @get(["/stm", "/short-term-memory"])
@@ -382,6 +430,7 @@ ROUTES = (
     percept_data,
     cognition_data,
     metrics,
+    knowledge_reload,
     get_state,
     put_state,
 )

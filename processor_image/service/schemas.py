@@ -14,6 +14,7 @@ __all__ = (
     "GeneResponse",
     "GenesUpdateRequest",
     "HealthResponse",
+    "KnowledgeReloadResponse",
     "LearnResponse",
     "MessageResponse",
     "MetricsResponse",
@@ -25,6 +26,7 @@ __all__ = (
     "PerceptDataResponse",
     "PredictionsResponse",
     "ProcessorState",
+    "SequenceDetails",
     "StatusResponse",
     "StmResponse",
 )
@@ -50,15 +52,47 @@ class ObserveResponse(msgspec.Struct, kw_only=True):
 
 
 class ObserveSequenceRequest(msgspec.Struct, kw_only=True):
-    """Many observations processed in order in one request."""
+    """Many observations processed in order in one request.
+
+    The options are KATO v3's (the manager's v3 API sends them): ``clear_stm_between`` empties
+    STM (not the emotive accumulator) before every observation but the first;
+    ``learn_after_each`` learns after each observation that left STM non-empty;
+    ``learn_at_end`` learns once after the last one, if STM is non-empty. ``details`` asks
+    for ``SequenceDetails`` in the reply.
+    """
 
     observations: list[ObserveRequest]
+    learn_after_each: bool = False
+    learn_at_end: bool = False
+    clear_stm_between: bool = False
+    details: bool = False
 
 
-class ObserveSequenceResponse(msgspec.Struct, kw_only=True):
+class SequenceDetails(msgspec.Struct, kw_only=True):
+    """STM lengths and what was learned along a sequence (``details: true``)."""
+
+    initial_stm_length: int
+    stm_lengths: list[int]
+    """After each observation and its learn."""
+    learned_patterns: list[str]
+    """In order: each ``learn_after_each`` result (possibly ``""``), each auto-learned pattern,
+    then ``final_learned_pattern``."""
+    final_learned_pattern: str | None
+    final_stm_length: int
+
+
+class ObserveSequenceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One result per observation, in order."""
 
     results: list[ObserveResponse]
+    processor_id: str
+    details: SequenceDetails | None = None
+
+
+class KnowledgeReloadResponse(msgspec.Struct, kw_only=True):
+    """``POST /knowledge/reload``: the patterns the search index now holds."""
+
+    patterns: int
     processor_id: str
 
 

@@ -64,6 +64,10 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     idle_timeout_s: int | None = None
     max_age_s: int | None = None
     labels: dict[str, str] = {}
+    session_id: str | None = None
+    """A chosen id (the v3 API's ``session-<hex>-<ms>``); ``None``: a random one."""
+    token_hash: str | None = None
+    """A token hash the caller derived itself (the v3 API keeps no token); ``None``: issue one."""
 
 
 class Lifecycle:
@@ -138,10 +142,14 @@ class Lifecycle:
         """
         settings = self.settings
         now = self.clock.now_ms()
-        session_id = uuid.uuid4().hex
+        session_id = new.session_id or uuid.uuid4().hex
         max_age = min(new.max_age_s or settings.max_age_s, settings.max_age_s)
         idle = min(new.idle_timeout_s or settings.idle_timeout_s, max_age)
-        token, token_hash = self._tokens.issue()
+        token: str | None
+        if new.token_hash is None:
+            token, token_hash = self._tokens.issue()
+        else:
+            token, token_hash = None, new.token_hash if self._tokens.required else ""
         record = SessionRecord(
             session_id=session_id,
             user_id=new.user_id,
@@ -320,6 +328,7 @@ class Lifecycle:
         log.info("session ended", extra={"session_id": session_id, "reason": reason})
         if ended.ok:  # its record is gone, so no append can land after this
             await self.store.journal.delete(session_id)
+            await self.store.v3.forget(session_id)  # a v3 API session's fields, if any
         if ended.ok and record is not None and self._knowledge is not None:
             await self._knowledge.drop(record)
         return ended.ok

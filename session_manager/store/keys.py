@@ -29,6 +29,9 @@ Keys, under the prefix (default ``kato:``):
   session id
 * ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
 * ``processor-key``: the key processors' secrets are derived from, generated once (``SET NX``)
+* ``v3:session:{id}``: JSON ``V3Record`` of a KATO v3 API session (``store.v3``);
+  ``v3:deadline``: zset, v3 session id -> its v3 deadline ms (TTL, extend; the v3 count);
+  ``v3:node:{kb_id}``: the node's knowledge generation, incremented by every learn or clear
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -60,6 +63,7 @@ class Keys:
         self.snapshot_totals = f"{prefix}snapshots:totals"
         self.deployment = f"{prefix}deployment"
         self.processor_key = f"{prefix}processor-key"
+        self.v3_deadlines = f"{prefix}v3:deadline"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""
@@ -104,6 +108,14 @@ class Keys:
     def journal(self, session_id: str) -> str:
         """The session's journal of acknowledged mutating requests, scored by sequence number."""
         return f"{self.prefix}journal:{session_id}"
+
+    def v3_session(self, session_id: str) -> str:
+        """A v3 API session's own fields (node, TTL, configuration, metadata)."""
+        return f"{self.prefix}v3:session:{session_id}"
+
+    def v3_node(self, kb_id: str) -> str:
+        """The knowledge generation of the v3 node whose knowledge base is ``kb_id``."""
+        return f"{self.prefix}v3:node:{kb_id}"
 
     def checkpointing(self, session_id: str) -> str:
         """The lock held while the session's snapshot is taken, saved and its journal trimmed."""
