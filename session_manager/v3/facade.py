@@ -115,7 +115,8 @@ class V3Sessions:
             )
         ttl = ttl_seconds or self.settings.kato_v3_session_ttl_s
         overrides = v3config.creation_overrides(config)
-        created_us = time.time_ns() // 1000
+        # The clock's milliseconds (deadlines are on it), the wall clock's microseconds.
+        created_us = self._now_ms() * 1000 + time.time_ns() // 1000 % 1000
         session_id = new_session_id(created_us // 1000)
         tenant_name = tenant.name if tenant is not None else "default"
         key = node_key(node_id)
@@ -140,7 +141,7 @@ class V3Sessions:
             metadata=metadata if metadata is not None else {},
             config=overrides,
         )
-        deadline = max(created_us // 1000, self._now_ms() - ttl * 1000) + ttl * 1000
+        deadline = created_us // 1000 + ttl * 1000
         await self._store.v3.put(session_id, record, deadline)
         return session_id, record, deadline
 
