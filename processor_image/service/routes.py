@@ -27,6 +27,8 @@ from processor_image.service.schemas import (
     GenesUpdateRequest,
     HealthResponse,
     KnowledgeReloadResponse,
+    KnowledgeSyncRequest,
+    KnowledgeSyncResponse,
     LearnResponse,
     MessageResponse,
     MetricsResponse,
@@ -413,6 +415,27 @@ async def put_state(request: AnyRequest) -> Response[StatusResponse]:
         return _sequenced(_status_of(runtime), seq)
 
 
+@post("/knowledge/sync", status_code=200, responses=documented(*BODY))
+async def knowledge_sync(
+    request: AnyRequest, data: JSONBody[KnowledgeSyncRequest]
+) -> KnowledgeSyncResponse:
+    """Apply the node log's entries from ``since`` and/or drain this processor's outbox.
+
+    Only for a processor started with ``KNOWLEDGE_OUTBOX=1`` (``engine.sharing``); others
+    answer offset 0 and drain nothing. Entries for another position than the processor's are
+    not applied: the reply's ``offset`` tells the caller where to resend from. Not numbered:
+    the log position travels in snapshots, so a recovered processor catches up from its own.
+    """
+    runtime = _runtime(request)
+    p = runtime.processor
+    async with runtime.lock:
+        offset = await runtime.run(p.apply_knowledge, data.since, data.ops) if data.ops else None
+        if offset is None:
+            offset = p.share.offset if p.share is not None else 0
+        drained = p.drain_knowledge() if data.drain else []
+    return KnowledgeSyncResponse(offset=offset, drained=drained, processor_id=runtime.processor_id)
+
+
 ROUTES = (
     health,
     status,
@@ -431,6 +454,7 @@ ROUTES = (
     cognition_data,
     metrics,
     knowledge_reload,
+    knowledge_sync,
     get_state,
     put_state,
 )

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from processor_image.engine import ProcessorState
+from processor_image.engine.sharing import KnowledgeOp
 
 __all__ = (
     "CognitionDataResponse",
@@ -15,6 +16,8 @@ __all__ = (
     "GenesUpdateRequest",
     "HealthResponse",
     "KnowledgeReloadResponse",
+    "KnowledgeSyncRequest",
+    "KnowledgeSyncResponse",
     "LearnResponse",
     "MessageResponse",
     "MetricsResponse",
@@ -87,6 +90,22 @@ class ObserveSequenceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     results: list[ObserveResponse]
     processor_id: str
     details: SequenceDetails | None = None
+
+
+class KnowledgeSyncRequest(msgspec.Struct, kw_only=True):
+    """``POST /knowledge/sync``: log entries from position ``since`` to apply; drain or not."""
+
+    since: int = 0
+    ops: list[KnowledgeOp] = msgspec.field(default_factory=list)
+    drain: bool = False
+
+
+class KnowledgeSyncResponse(msgspec.Struct, kw_only=True):
+    """The processor's log position after applying, and the changes drained from its outbox."""
+
+    offset: int
+    drained: list[KnowledgeOp]
+    processor_id: str
 
 
 class KnowledgeReloadResponse(msgspec.Struct, kw_only=True):

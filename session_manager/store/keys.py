@@ -32,6 +32,7 @@ Keys, under the prefix (default ``kato:``):
 * ``v3:session:{id}``: JSON ``V3Record`` of a KATO v3 API session (``store.v3``);
   ``v3:deadline``: zset, v3 session id -> its v3 deadline ms (TTL, extend; the v3 count);
   ``v3:node:{kb_id}``: the node's knowledge generation, incremented by every learn or clear
+  (MongoDB); ``v3:node:{kb_id}:log``: list, the node's knowledge changes (memory stores)
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -116,6 +117,10 @@ class Keys:
     def v3_node(self, kb_id: str) -> str:
         """The knowledge generation of the v3 node whose knowledge base is ``kb_id``."""
         return f"{self.prefix}v3:node:{kb_id}"
+
+    def v3_node_log(self, kb_id: str) -> str:
+        """The node's knowledge changes, in order (memory stores share knowledge through it)."""
+        return f"{self.prefix}v3:node:{kb_id}:log"
 
     def checkpointing(self, session_id: str) -> str:
         """The lock held while the session's snapshot is taken, saved and its journal trimmed."""

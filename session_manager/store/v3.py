@@ -4,7 +4,9 @@ A v3 session is an ordinary session (its record, deadlines, processor) plus ``V3
 ``v3:session:{id}``. Its v3 deadline (TTL, moved by every session route but ``exists``, set
 by ``extend``) is a score in ``v3:deadline``, which also answers ``GET /sessions/count``.
 ``v3:node:{kb_id}`` counts the learns and clears on a node's knowledge base, so a session's
-processor knows when to re-read the shared store.
+processor knows when to re-read the shared store (MongoDB); with memory stores,
+``v3:node:{kb_id}:log`` holds the changes themselves, which every processor of the node applies
+(``processor_image.engine.sharing``).
 """
 
 from __future__ import annotations
@@ -105,3 +107,20 @@ class V3Records:
     async def changed(self, kb_id: str) -> int:
         """Count one more learn or clear on the node's knowledge base; the new generation."""
         return int(await self._redis.incr(self._keys.v3_node(kb_id)))
+
+    @translate_redis_errors
+    async def log_length(self, kb_id: str) -> int:
+        """Entries in the node's knowledge log."""
+        return int(await self._redis.llen(self._keys.v3_node_log(kb_id)))
+
+    @translate_redis_errors
+    async def log_since(self, kb_id: str, offset: int) -> list[Any]:
+        """The node's knowledge log from ``offset`` on, decoded."""
+        raw = await self._redis.lrange(self._keys.v3_node_log(kb_id), offset, -1)
+        return [msgspec.json.decode(entry) for entry in raw]
+
+    @translate_redis_errors
+    async def log_append(self, kb_id: str, origin: str, ops: list[dict[str, Any]]) -> int:
+        """Append ``origin``'s changes to the node's knowledge log; its new length."""
+        entries = [msgspec.json.encode({**op, "origin": origin}) for op in ops]
+        return int(await self._redis.rpush(self._keys.v3_node_log(kb_id), *entries))

@@ -16,6 +16,9 @@ first request that notices or by ``sweep``.
 Knowledge: sessions of one node share ``kb_id``. On MongoDB each learn or clear through this API
 counts a node generation (``store.v3``); a session whose processor has not seen the latest one
 re-reads the store (``POST /knowledge/reload``) before its next observe, learn or prediction.
+With memory stores each processor records its knowledge changes; after a learn or clear they
+are drained into the node's log, and before its next observe, learn or prediction a processor
+applies the entries it lacks (``POST /knowledge/sync``, ``processor_image.engine.sharing``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from session_manager.errors import (
 )
 from session_manager.models import EndReason, Tenant
 from session_manager.sessions import NewSession
+from session_manager.sessions.specs import SHARED_KNOWLEDGE
 from session_manager.sessions.tokens import hash_token
 from session_manager.store.v3 import V3Record
 from session_manager.v3 import config as v3config
@@ -127,7 +131,7 @@ class V3Sessions:
             kb_id=kb_id,
             genes=v3config.genes_of(overrides),
             idle_timeout_s=ttl,
-            labels={"api": "v3"},
+            labels={"api": "v3", SHARED_KNOWLEDGE[0]: SHARED_KNOWLEDGE[1]},
             session_id=session_id,
             token_hash=hash_token(self._token(session_id)),
         )
@@ -295,23 +299,47 @@ class V3Sessions:
         return reply
 
     async def synced(self, session_id: str, record: V3Record) -> None:
-        """Before a call that reads the node's patterns: re-read them if another session learned."""
-        if not self._shared_store:
+        """Before a call that reads the node's patterns: catch up with the node's other sessions.
+
+        MongoDB: re-read the shared store once another session learned or cleared. Memory
+        stores: apply the node log's entries this processor has not applied yet.
+        """
+        if self._shared_store:
+            generation = int(await self._store.v3.generation(record.kb_id))
+            if self._seen.get(session_id, 0) < generation:
+                await self.call(session_id, "POST", "/knowledge/reload")
+                self._remember(session_id, generation)
             return
-        generation = int(await self._store.v3.generation(record.kb_id))
-        if self._seen.get(session_id, 0) >= generation:
+        length = int(await self._store.v3.log_length(record.kb_id))
+        if self._seen.get(session_id) == length:
             return
-        await self.call(session_id, "POST", "/knowledge/reload")
-        self._remember(session_id, generation)
+        offset = self._seen.get(session_id)
+        if offset is None:  # this replica has not asked yet: the processor knows
+            offset = int((await self._sync(session_id, {"since": 0}))["offset"])
+        for _ in range(2):  # a stale position is corrected once, from the processor's answer
+            ops = await self._store.v3.log_since(record.kb_id, offset)
+            reached = int((await self._sync(session_id, {"since": offset, "ops": ops}))["offset"])
+            if reached == offset + len(ops):
+                offset = reached
+                break
+            offset = reached
+        self._remember(session_id, offset)
 
     async def changed(self, session_id: str, record: V3Record) -> None:
-        """After this session learned or cleared: the node's other sessions must re-read."""
-        if not self._shared_store:
+        """After this session learned or cleared: the node's other sessions must catch up."""
+        if self._shared_store:
+            before = self._seen.get(session_id, 0)
+            generation = int(await self._store.v3.changed(record.kb_id))
+            if generation == before + 1:  # nobody else changed it meanwhile: this one is current
+                self._remember(session_id, generation)
             return
-        before = self._seen.get(session_id, 0)
-        generation = int(await self._store.v3.changed(record.kb_id))
-        if generation == before + 1:  # nobody else changed it meanwhile: this one is current
-            self._remember(session_id, generation)
+        drained = (await self._sync(session_id, {"drain": True}))["drained"]
+        if drained:
+            await self._store.v3.log_append(record.kb_id, session_id, drained)
+
+    async def _sync(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = (await self.call(session_id, "POST", "/knowledge/sync", body)).body
+        return reply
 
     def _remember(self, session_id: str, generation: int) -> None:
         if len(self._seen) >= _SEEN_MAX:
