@@ -68,7 +68,9 @@ class KATOClient:
         return await self._send(method, f"/sessions/{self.session_id}{route}", body)
 
     async def observe(self, strings: list[str], **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._session("POST", "/observe", {"strings": strings, **fields})
+        result: dict[str, Any] = await self._session(
+            "POST", "/observe", {"strings": strings, **fields}
+        )
         return result
 
     async def observe_sequence(self, observations: list[dict[str, Any]], **options: Any) -> Any:

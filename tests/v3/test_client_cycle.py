@@ -32,7 +32,10 @@ async def fx_v3_http(
     storage: str = request.param
     fields: dict[str, str] = {"kato_v3_api": "on", "kato_v3_auth": "none"}
     if storage == "mongodb":
-        fields |= {"processor_storage": "mongodb", "mongo_url": request.getfixturevalue("mongo_url")}
+        fields |= {
+            "processor_storage": "mongodb",
+            "mongo_url": request.getfixturevalue("mongo_url"),
+        }
     manager = await start_manager(make_settings(**fields))
     async with httpx.AsyncClient(base_url=manager.base_url + "/v3", timeout=30) as http:
         yield http, manager
@@ -125,7 +128,8 @@ async def test_a_deleted_session_is_recreated_by_the_client_on_a_get(
     await http.delete(f"/sessions/{first}")
     # GET: the client recreates and replays; POST: the 404 reaches the caller.
     assert await client.get_stm() == [["a"]]
-    assert client.recreated == 1 and client.session_id != first
+    assert client.recreated == 1
+    assert client.session_id != first
     client.session_id = first
     with pytest.raises(V3Error) as refused:
         await client.observe(["b"])
