@@ -223,7 +223,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kato_v3_api: Literal["on", "off"] = "off"
     """``on``: serve the KATO v3 session API (``session_manager.v3``) under ``KATO_V3_PREFIX``."""
     kato_v3_prefix: str = "/v3"
-    """Where the v3 API is mounted; ``""`` is the root, where the manager's own ``/health`` and
+    """Where the v3 API is mounted; ``/`` is the root, where the manager's own ``/health`` and
     ``/metrics`` keep their places (v3's shapes of those two are then not served)."""
     kato_v3_auth: Literal["none", "key"] | None = None
     """``none``: v3 routes need no credential (as v3); ``key``: an API key (scope
@@ -231,6 +231,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ``CREATE_AUTH=none``, else ``key`` (the deployment's trust settings decide)."""
     kato_v3_session_ttl_s: Annotated[int, Meta(ge=60, le=86400)] = 3600
     """v3's ``SESSION_TTL``: a v3 session's TTL when its create gives none (or 0)."""
+
+    @property
+    def kato_v3_mount(self) -> str:
+        """The v3 API's path prefix: ``""`` at the root (``KATO_V3_PREFIX=/``)."""
+        return "" if self.kato_v3_prefix == "/" else self.kato_v3_prefix
 
     @property
     def effective_kato_v3_auth(self) -> Literal["none", "key"]:
@@ -316,8 +321,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("set API_KEYS or API_KEYS_FILE, not both")
         if not _MEMORY.match(self.processor_memory_limit.strip().lower()):
             problems.append("PROCESSOR_MEMORY_LIMIT must be a size such as 256m, 1g or 0 (none)")
-        if self.kato_v3_prefix and not _V3_PREFIX.fullmatch(self.kato_v3_prefix):
-            problems.append("KATO_V3_PREFIX must be empty or a path such as /v3 (no trailing /)")
+        if self.kato_v3_prefix != "/" and not _V3_PREFIX.fullmatch(self.kato_v3_prefix):
+            problems.append("KATO_V3_PREFIX must be / or a path such as /v3 (no trailing /)")
         if self.idle_timeout_s > self.max_age_s:
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
         if problems:

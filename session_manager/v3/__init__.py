@@ -35,10 +35,10 @@ def v3_router(settings: Settings) -> Router | None:
     if settings.kato_v3_api != "on":
         return None
     handlers: list[Any] = [*SESSION_HANDLERS, *SYSTEM_HANDLERS]
-    if settings.kato_v3_prefix:
+    if settings.kato_v3_mount:
         handlers.extend(CLASHING_HANDLERS)
     return Router(
-        path=settings.kato_v3_prefix or "/",
+        path=settings.kato_v3_mount or "/",
         route_handlers=handlers,
         exception_handlers={Exception: v3_error_response},
         tags=["kato v3"],
@@ -49,7 +49,7 @@ def owns_path(settings: Settings, path: str) -> bool:
     """Whether an unrouted request (404/405) is the v3 API's, so it gets v3's error shape."""
     if settings.kato_v3_api != "on":
         return False
-    prefix = settings.kato_v3_prefix
+    prefix = settings.kato_v3_mount
     if prefix:
         return path == prefix or path.startswith(prefix + "/")
     return path == "/sessions" or path.startswith("/sessions/")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.session_manager.conftest import (
     fx_make_settings,
+    fx_manager,
     fx_manager_id,
     fx_no_leaked_processors,
     fx_redis_server,
@@ -23,6 +24,7 @@ from tests.support.manager import Manager, SettingsFactory, StartManager
 
 __all__ = (
     "fx_make_settings",
+    "fx_manager",
     "fx_manager_id",
     "fx_no_leaked_processors",
     "fx_redis_server",
