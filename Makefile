@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/v3_create.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)
