@@ -77,7 +77,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     if (
         isinstance(exc, HTTPException)
         and exc.status_code in (404, 405)
-        and owns_path(request.app.state.settings, request.url.path)
+        and owns_path(request.app.state.get("settings"), request.url.path)
     ):
         return v3_error_response(request, exc)
     if isinstance(exc, HTTPException):

@@ -45,9 +45,9 @@ def v3_router(settings: Settings) -> Router | None:
     )
 
 
-def owns_path(settings: Settings, path: str) -> bool:
+def owns_path(settings: Settings | None, path: str) -> bool:
     """Whether an unrouted request (404/405) is the v3 API's, so it gets v3's error shape."""
-    if settings.kato_v3_api != "on":
+    if settings is None or settings.kato_v3_api != "on":
         return False
     prefix = settings.kato_v3_mount
     if prefix:

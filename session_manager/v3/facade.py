@@ -2,7 +2,7 @@
 
 A v3 session is created through ``Sessions.create`` like ``POST /session/create`` (limits,
 warm pool, admin listing, reaping, hibernation, metrics), with v3's id as its session id, its
-node's knowledge base as ``kb_id`` and ``user_id`` ``v3:<node_id>``. Its v3 fields live in
+node's knowledge base as ``kb_id`` and ``user_id`` ``v3-node-<node key>``. Its v3 fields live in
 ``store.v3``. Its token is never shown: it is derived from the deployment's processor key and
 the session id, so any replica can present it to ``Sessions.resolve`` and nothing is stored.
 Every processor call goes through ``proxy_request``, the proxy's own path: journaled, following
@@ -126,7 +126,7 @@ class V3Sessions:
         key = node_key(node_id)
         kb_id = f"v3-{tenant_name}-{key}"
         new = NewSession(
-            user_id=f"v3:{key}",
+            user_id=f"v3-node-{key}",
             tenant=tenant,
             kb_id=kb_id,
             genes=v3config.genes_of(overrides),
@@ -244,7 +244,7 @@ class V3Sessions:
     ) -> dict[str, Any] | None:
         """A pattern of the node, read through one of its live sessions; ``None`` if none has it."""
         page = await self._store.page(
-            limit=1, user_id=f"v3:{node_key(node_id)}", tenant=tenant or "default"
+            limit=1, user_id=f"v3-node-{node_key(node_id)}", tenant=tenant or "default"
         )
         for found_record in page.records:
             reply = await self.call(

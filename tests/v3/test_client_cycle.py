@@ -113,7 +113,7 @@ async def test_train_and_predict_with_two_nodes_and_three_sessions(
         )
     ).json()
     users = sorted(s["user_id"] for s in listed["sessions"])
-    assert users == ["v3:alice_kato", "v3:alice_kato", "v3:bob_kato"]
+    assert users == ["v3-node-alice_kato", "v3-node-alice_kato", "v3-node-bob_kato"]
 
 
 async def test_a_deleted_session_is_recreated_by_the_client_on_a_get(
