@@ -87,7 +87,8 @@ class V3Sessions:
     def _token(self, session_id: str) -> str:
         return hmac.new(self._token_key, session_id.encode(), hashlib.sha256).hexdigest()
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
+        """The manager's clock (deadlines are on it)."""
         return int(self._state.clock.now_ms())
 
     @property
@@ -120,7 +121,7 @@ class V3Sessions:
         ttl = ttl_seconds or self.settings.kato_v3_session_ttl_s
         overrides = v3config.creation_overrides(config)
         # The clock's milliseconds (deadlines are on it), the wall clock's microseconds.
-        created_us = self._now_ms() * 1000 + time.time_ns() // 1000 % 1000
+        created_us = self.now_ms() * 1000 + time.time_ns() // 1000 % 1000
         session_id = new_session_id(created_us // 1000)
         tenant_name = tenant.name if tenant is not None else "default"
         key = node_key(node_id)
@@ -160,7 +161,7 @@ class V3Sessions:
             return None
         if tenant is not None and record.tenant != tenant:
             return None
-        if deadline < self._now_ms():
+        if deadline < self.now_ms():
             self._end_later(session_id)
             return None
         return record, deadline
@@ -179,7 +180,7 @@ class V3Sessions:
         if ttl_seconds <= 0:
             await self.end(session_id)
             return 0
-        deadline = self._now_ms() + ttl_seconds * 1000
+        deadline = self.now_ms() + ttl_seconds * 1000
         await self._store.v3.extend(session_id, deadline)
         return deadline
 
@@ -198,14 +199,14 @@ class V3Sessions:
         record, deadline = await self._store.v3.get(session_id)
         if record is None or deadline is None:
             return False, False
-        if deadline < self._now_ms():
+        if deadline < self.now_ms():
             await self.end(session_id)
             return False, True
         return True, False
 
     async def count(self) -> int:
         """Live v3 sessions (deadline not passed)."""
-        return int(await self._store.v3.count(self._now_ms()))
+        return int(await self._store.v3.count(self.now_ms()))
 
     # -- end -----------------------------------------------------------------------------------
 
@@ -229,7 +230,7 @@ class V3Sessions:
 
     async def sweep(self, limit: int = 200) -> int:
         """End every v3 session whose deadline has passed; how many were due."""
-        due = await self._store.v3.due(self._now_ms(), limit)
+        due = await self._store.v3.due(self.now_ms(), limit)
         for session_id in due:
             await self._end_quietly(session_id, EndReason.IDLE)
         return len(due)
@@ -262,7 +263,8 @@ class V3Sessions:
     ) -> Reply:
         """One request to the session's processor through the proxy's path.
 
-        ``check``: a processor error answer becomes v3's 500 ``{"detail": …}``. A session that
+        ``check``: a processor's error answer becomes ``{"detail": …}`` (its 4xx status, else
+        500). A session that
         ended underneath (admin, max age) is the gate's 404 and its v3 fields are dropped.
         """
         from session_manager.api.proxy import proxy_request
@@ -295,7 +297,9 @@ class V3Sessions:
             raise ProcessorUnavailable("the processor sent a body that is not JSON") from exc
         reply = Reply(response.status, decoded)
         if check and not 200 <= reply.status < 300:
-            raise V3Error(500, _processor_message(reply))
+            # Input the processor refused stays a 4xx (v3 answers some of it with a 500).
+            status = reply.status if 400 <= reply.status < 500 else 500
+            raise V3Error(status, _processor_message(reply))
         return reply
 
     async def synced(self, session_id: str, record: V3Record) -> None:

@@ -101,7 +101,7 @@ async def read_session(request: AnyRequest, session_id: FromPath[str]) -> Sessio
         raise DetailNotFound(session_id)
     record, _ = found
     deadline = await v3.extend(session_id, record.ttl_seconds)
-    left = max(0, (deadline - int(time.time() * 1000)) // 1000)
+    left = max(0, (deadline - v3.now_ms()) // 1000)
     return _session_response(session_id, record, deadline, min(left, record.ttl_seconds - 1))
 
 

@@ -141,6 +141,12 @@ async def test_observe_learn_predict_and_the_session_reads(v3: httpx.AsyncClient
     bad = await v3.post(f"/sessions/{sid}/observe", json={"strings": [1]})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "strings", 0]
+    # Vectors the engine cannot add up: a clear 4xx with the reason, and STM untouched.
+    refused = await v3.post(
+        f"/sessions/{sid}/observe", json={"vectors": [[1.0, 2.0], [1.0, 2.0, 3.0]]}
+    )
+    assert 400 <= refused.status_code < 500
+    assert "vectors" in refused.json()["detail"]
 
     stm = (await v3.get(f"/sessions/{sid}/stm")).json()
     assert stm == {"stm": [["a", "b"]], "session_id": sid, "length": 1}
