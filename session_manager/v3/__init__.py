@@ -7,6 +7,7 @@
 * ``facade``: ``V3Sessions``, v3 sessions on top of ``Sessions`` (create, TTL, processor calls)
 * ``config``: v3 configuration keys, their validation, and the classic genes they set
 * ``schemas``, ``errors``, ``ids``: v3's bodies, error shapes, id and timestamp formats
+* ``trace``: the ``X-Trace-ID`` every v3 response carries
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from session_manager.v3.errors import v3_error_response
 from session_manager.v3.facade import V3Sessions
 from session_manager.v3.routes import SESSION_HANDLERS
 from session_manager.v3.system import CLASHING_HANDLERS, SYSTEM_HANDLERS
+from session_manager.v3.trace import TraceId
 
 __all__ = ("V3Sessions", "owns_path", "start_v3", "v3_router")
 
@@ -41,6 +43,7 @@ def v3_router(settings: Settings) -> Router | None:
         path=settings.kato_v3_mount or "/",
         route_handlers=handlers,
         exception_handlers={Exception: v3_error_response},
+        middleware=[TraceId],
         tags=["kato v3"],
     )
 

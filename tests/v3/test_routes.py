@@ -118,6 +118,10 @@ async def test_unknown_sessions_get_the_gate_404_everywhere_but_get_and_exists(
     read = await v3.get(f"/sessions/{sid}")
     assert read.status_code == 404
     assert read.json() == {"detail": f"Session {sid} not found or expired"}
+    # Every answer carries a trace id: the request's own, else a new one.
+    assert re.match(r"^kato-[0-9a-f]{32}$", read.headers["x-trace-id"])
+    echoed = await v3.get(f"/sessions/{sid}/stm", headers={"X-Trace-ID": "abc-1"})
+    assert echoed.headers["x-trace-id"] == "abc-1"
     exists = await v3.get(f"/sessions/{sid}/exists")
     assert exists.json() == {"exists": False, "expired": False, "session_id": sid}
 
