@@ -136,7 +136,6 @@ class V3Sessions:
             session_id=session_id,
             token_hash=hash_token(self._token(session_id)),
         )
-        await self._state.sessions.create(new, wait=True)
         record = V3Record(
             node_id=node_id,
             kb_id=kb_id,
@@ -147,7 +146,18 @@ class V3Sessions:
             config=overrides,
         )
         deadline = created_us // 1000 + ttl * 1000
-        await self._store.v3.put(session_id, record, deadline)
+        # The v3 fields are written while the processor starts (nobody knows the id yet); a
+        # create that fails takes them away again.
+        outcomes: tuple[Any, Any] = await asyncio.gather(
+            self._state.sessions.create(new, wait=True),
+            self._store.v3.put(session_id, record, deadline),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                with contextlib.suppress(Exception):
+                    await self._store.v3.forget(session_id)
+                raise outcome
         return session_id, record, deadline
 
     async def find(self, session_id: str, tenant: str | None) -> tuple[V3Record, int] | None:

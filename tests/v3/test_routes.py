@@ -363,3 +363,21 @@ async def test_at_the_root_the_manager_keeps_health_and_metrics(
     assert (await manager.client.get("/health")).json() == {"status": "ok"}
     assert (await manager.client.get("/metrics")).headers["content-type"].startswith("text/plain")
     assert (await manager.client.get("/status")).json()["sessions"]["active_sessions"] == 1
+
+
+async def test_limits_hold_for_v3_creates(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(
+        make_settings(kato_v3_api="on", kato_v3_auth="none", max_sessions_per_user=1)
+    )
+    async with httpx.AsyncClient(base_url=manager.base_url + "/v3", timeout=30) as v3:
+        assert (await v3.post("/sessions", json={"node_id": "busy"})).status_code == 200
+        refused = await v3.post("/sessions", json={"node_id": "busy"})
+        assert refused.status_code == 429
+        assert "retry-after" in refused.headers
+        assert isinstance(refused.json()["detail"], str)
+        # Nothing of the refused session is left: it is not counted.
+        assert (await v3.get("/sessions/count")).json() == {"active_session_count": 1}
+        # A node is one user: another node still has room.
+        assert (await v3.post("/sessions", json={"node_id": "free"})).status_code == 200
