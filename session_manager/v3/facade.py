@@ -58,7 +58,7 @@ __all__ = ("Reply", "V3Sessions")
 log = logging.getLogger(__name__)
 
 _SEEN_MAX = 10_000
-"""Sessions whose node generation this replica remembers; forgotten ones reload once."""
+"""Sessions whose knowledge position this replica remembers; forgotten ones ask once."""
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -75,7 +75,9 @@ class V3Sessions:
         self._state = state
         self.settings: Settings = state.settings
         self._shared_store = self.settings.processor_storage == "mongodb"
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, tuple[str, int]] = {}
+        """Per session: its processor's endpoint and the node generation (MongoDB) or log
+        position (memory) that processor is known to have reached."""
         self._ending: set[asyncio.Task[Any]] = set()
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()
@@ -316,19 +318,23 @@ class V3Sessions:
         """Before a call that reads the node's patterns: catch up with the node's other sessions.
 
         MongoDB: re-read the shared store once another session learned or cleared. Memory
-        stores: apply the node log's entries this processor has not applied yet.
+        stores: apply the node log's entries this processor has not applied yet. What this
+        replica knows of a processor is keyed by its endpoint: a processor started since
+        (restore, recovery) is asked afresh.
         """
+        endpoint = await self._endpoint(session_id)
+        known = self._known(session_id, endpoint)
         if self._shared_store:
             generation = int(await self._store.v3.generation(record.kb_id))
-            if self._seen.get(session_id, 0) < generation:
+            if (known or 0) < generation:
                 await self.call(session_id, "POST", "/knowledge/reload")
-                self._remember(session_id, generation)
+                self._remember(session_id, endpoint, generation)
             return
         length = int(await self._store.v3.log_length(record.kb_id))
-        if self._seen.get(session_id) == length:
+        if known == length:
             return
-        offset = self._seen.get(session_id)
-        if offset is None:  # this replica has not asked yet: the processor knows
+        offset = known
+        if offset is None:  # not known here: the processor knows
             offset = int((await self._sync(session_id, {"since": 0}))["offset"])
         for _ in range(2):  # a stale position is corrected once, from the processor's answer
             ops = await self._store.v3.log_since(record.kb_id, offset)
@@ -337,15 +343,16 @@ class V3Sessions:
                 offset = reached
                 break
             offset = reached
-        self._remember(session_id, offset)
+        self._remember(session_id, endpoint, offset)
 
     async def changed(self, session_id: str, record: V3Record) -> None:
         """After this session learned or cleared: the node's other sessions must catch up."""
         if self._shared_store:
-            before = self._seen.get(session_id, 0)
+            endpoint = await self._endpoint(session_id)
+            before = self._known(session_id, endpoint) or 0
             generation = int(await self._store.v3.changed(record.kb_id))
             if generation == before + 1:  # nobody else changed it meanwhile: this one is current
-                self._remember(session_id, generation)
+                self._remember(session_id, endpoint, generation)
             return
         drained = (await self._sync(session_id, {"drain": True}))["drained"]
         if drained:
@@ -355,10 +362,25 @@ class V3Sessions:
         reply: dict[str, Any] = (await self.call(session_id, "POST", "/knowledge/sync", body)).body
         return reply
 
-    def _remember(self, session_id: str, generation: int) -> None:
+    async def _endpoint(self, session_id: str) -> str:
+        """Where the session's processor is (a route cached in memory, usually)."""
+        try:
+            route = await self._state.sessions.resolve(
+                session_id, f"Bearer {self._token(session_id)}"
+            )
+        except (SessionNotFound, SessionExpired) as exc:
+            await self._store.v3.forget(session_id)
+            raise GateNotFound(session_id) from exc
+        return str(route.endpoint)
+
+    def _known(self, session_id: str, endpoint: str) -> int | None:
+        seen = self._seen.get(session_id)
+        return seen[1] if seen is not None and seen[0] == endpoint else None
+
+    def _remember(self, session_id: str, endpoint: str, value: int) -> None:
         if len(self._seen) >= _SEEN_MAX:
             self._seen.clear()
-        self._seen[session_id] = generation
+        self._seen[session_id] = (endpoint, value)
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:

@@ -5,6 +5,9 @@ Time moves on an injected clock: nothing sleeps.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
 import msgspec
 
@@ -117,3 +120,35 @@ async def test_a_v3_session_hibernates_and_comes_back_with_its_state_and_node(
             for p in (await v3.get(f"/sessions/{pupil}/predictions")).json()["predictions"]
         ]
         assert [["z"]] in futures
+
+
+async def test_a_killed_processor_is_recovered_and_catches_up_with_its_node(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(make_settings(kato_v3_api="on", kato_v3_auth="none"))
+    async with httpx.AsyncClient(base_url=manager.base_url + "/v3", timeout=30) as v3:
+        teacher = (await v3.post("/sessions", json={"node_id": "n"})).json()["session_id"]
+        pupil = (await v3.post("/sessions", json={"node_id": "n"})).json()["session_id"]
+        for events in ((["a"], ["b"], ["c"]), (["x"], ["y"], ["z"])):
+            for event in events:
+                await v3.post(f"/sessions/{teacher}/observe", json={"strings": event})
+            await v3.post(f"/sessions/{teacher}/learn")
+        await v3.post(f"/sessions/{pupil}/observe", json={"strings": ["kept"]})  # caught up
+        record = await manager.app.state.store.get(pupil)
+        os.killpg(int(record.handle.ref), signal.SIGKILL)
+        # Nothing was learned since: the recovered processor (its journal replayed, no
+        # checkpoint yet) still gets both patterns from the node's log.
+        assert (await v3.get(f"/sessions/{pupil}/stm")).json()["stm"] == [["kept"]]
+        await v3.post(f"/sessions/{pupil}/clear-stm")
+        futures = []
+        for first, second in ((["a"], ["b"]), (["x"], ["y"])):
+            await v3.post(f"/sessions/{pupil}/clear-stm")
+            await v3.post(f"/sessions/{pupil}/observe", json={"strings": first})
+            await v3.post(f"/sessions/{pupil}/observe", json={"strings": second})
+            predicted = (await v3.get(f"/sessions/{pupil}/predictions")).json()["predictions"]
+            futures.append([p["future"] for p in predicted])
+        assert [["c"]] in futures[0]
+        assert [["z"]] in futures[1]
+        # Each pattern counted once in the pupil's store.
+        counted = (await v3.post(f"/sessions/{pupil}/finalize-training")).json()
+        assert counted["patterns_processed"] == 2
