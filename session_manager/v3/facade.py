@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from litestar.datastructures import State
 
     from session_manager.settings import Settings
+    from session_manager.store import SessionStore
 
 __all__ = ("Reply", "V3Sessions")
 
@@ -94,8 +95,9 @@ class V3Sessions:
         return int(self._state.clock.now_ms())
 
     @property
-    def _store(self) -> Any:
-        return self._state.store
+    def _store(self) -> SessionStore:
+        store: SessionStore = self._state.store
+        return store
 
     # -- create and look up --------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class V3Sessions:
         if record is None or deadline is None:
             return False, False
         if deadline < self.now_ms():
-            await self.end(session_id)
+            await self.end(session_id, EndReason.IDLE)
             return False, True
         return True, False
 
