@@ -77,7 +77,7 @@ class V3Sessions:
         self.settings: Settings = state.settings
         self._shared_store = self.settings.processor_storage == "mongodb"
         self._seen: dict[str, tuple[str, int]] = {}
-        """Per session: its processor's endpoint and the node generation (MongoDB) or log
+        """For each session, its processor's endpoint and the node generation (MongoDB) or log
         position (memory) that processor is known to have reached."""
         self._ending: set[asyncio.Task[Any]] = set()
         self.started_monotonic = time.monotonic()
