@@ -8,18 +8,25 @@ STAMP  := $(VENV)/.installed
 
 # Create .venv and install the project with every extra (and build the engine's compiled core,
 # optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
-$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+# It says what it does: the first install takes about a minute.
+$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c client/pyproject.toml
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> upgrading pip"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "==> installing kato-sessions and its dependencies (about a minute the first time)"
+	@{ $(BIN)/python -m pip install -e ./client -e '.[dev]' 2>&1; echo $$? > $(VENV)/.pip-status; } \
+		| tee $(VENV)/install.log \
+		| grep --line-buffered -E '^(Collecting|Building|Successfully|Installing|ERROR)' || true
+	@test "$$(cat $(VENV)/.pip-status)" = 0 || { echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@echo "==> installed"
+	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m session_manager
+	$(BIN)/kato-sessions serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check processor_image session_manager tests bench
-	$(BIN)/ruff format --check processor_image session_manager tests bench
+	$(BIN)/ruff check processor_image session_manager client tests bench
+	$(BIN)/ruff format --check processor_image session_manager client tests bench
 	$(BIN)/mypy
 
 test: lint
@@ -36,11 +43,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
 	$(BIN)/python bench/v3_create.py
+	$(BIN)/python bench/claim_load.py
+	$(BIN)/python bench/client.py
 
 # Needs a Docker engine and the images (scripts/build-images).
 bench-scale: $(STAMP)
 	$(BIN)/python bench/container_start.py
 	$(BIN)/python bench/scale.py --backend docker --sessions 120
+	$(BIN)/python bench/create.py --modes docker-warm,docker-empty
 
 images:
 	scripts/build-images

@@ -1,9 +1,10 @@
-"""Session start latency with and without the warm pool (issue 15), process backend.
+"""Session start latency with and without the warm pool (issue 15), process and Docker backends.
 
 Workload, per mode (``warm``: ``WARM_POOL_SIZE=4``; ``empty``: ``WARM_POOL_SIZE=0``; both with
 the fork server, ``PROCESS_SPAWN=fork``; ``warm-exec``, ``empty-exec``: a new interpreter per
-processor; ``empty-exec`` is how sessions started before issue 15), on a real manager process
-(embedded Redis, memory store):
+processor; ``empty-exec`` is how sessions started before issue 15; ``docker-warm``,
+``docker-empty``: ``BACKEND=docker``, containers of ``--image`` published on loopback, the
+Docker part, in ``make bench-scale``), on a real manager process (embedded Redis, memory store):
 
 * **create -> ready**: ``--sessions`` creates one after another (``POST /session/create``, which
   answers once the processor is ready), timed at the client. In ``warm`` mode each create waits
@@ -12,14 +13,18 @@ processor; ``empty-exec`` is how sessions started before issue 15), on a real ma
 * **hibernated -> first answer**: each session learns ``--patterns`` patterns
   (``max_pattern_length=2``, one ``/observe-sequence``), all are hibernated by one reaper pass,
   then each is asked ``GET /stm`` (restore: a start, ``PUT /state``, the answer), timed.
-* **memory**: RSS, PSS and USS (``/proc/<pid>/smaps_rollup``) of the idle processors.
+* **memory**: RSS, PSS and USS (``/proc/<pid>/smaps_rollup``) of the idle processors
+  (process backend only).
 
-Run: ``python bench/create.py [--sessions 50] [--patterns 200] [--modes warm,empty,...]``.
+Run: ``python bench/create.py [--sessions 50] [--patterns 200] [--modes warm,empty,...]``;
+``--modes docker-warm,docker-empty`` for the Docker part. Modes run one after another, so
+compare figures of one run only, with its load average (printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -82,15 +87,38 @@ def _memory(manager_id: str) -> dict[str, float]:
     }
 
 
+def _remove_containers(manager_id: str) -> None:
+    """Remove whatever this run's manager left (a slow stop cut short by its SIGKILL)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for row in client.api.containers(
+            all=True, filters={"label": f"io.kato.manager={manager_id}"}
+        ):
+            client.api.remove_container(row["Id"], force=True)
+    finally:
+        client.close()
+
+
 MODES = {
     "warm": (WARM_SIZE, "fork"),
     "empty": (0, "fork"),
     "warm-exec": (WARM_SIZE, "exec"),
     "empty-exec": (0, "exec"),
+    "docker-warm": (WARM_SIZE, "docker"),
+    "docker-empty": (0, "docker"),
 }
+PROCESS_MODES = ("warm", "empty", "warm-exec", "empty-exec")
 
 
-def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
+def _backend_env(spawn: str, image: str) -> dict[str, str]:
+    if spawn == "docker":
+        return {"BACKEND": "docker", "DOCKER_PUBLISH": "loopback", "DOCKER_IMAGE": image}
+    return {"PROCESS_SPAWN": spawn}
+
+
+def run_mode(mode: str, sessions: int, patterns: int, image: str) -> dict[str, Any]:
     admin_token = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
     manager_id = f"bench-create-{uuid.uuid4().hex[:8]}"
@@ -105,7 +133,7 @@ def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
             API_KEYS=api_keys(key),
             MANAGER_ID=manager_id,
             WARM_POOL_SIZE=str(size),
-            PROCESS_SPAWN=spawn,
+            **_backend_env(spawn, image),
             MAX_SESSIONS=str(sessions + 10),
             MAX_SESSIONS_PER_USER=str(sessions + 10),
             SHUTDOWN_ACTION="delete",
@@ -126,7 +154,7 @@ def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
             if reply.status_code != 201:
                 raise RuntimeError(f"create: {reply.status_code} {reply.text}")
             created.append(reply.json())
-        memory = _memory(manager_id)
+        memory = _memory(manager_id) if spawn != "docker" else {}
 
         observations = [{"strings": [f"s{j}"]} for j in range(2 * patterns)]
         for session in created:
@@ -154,8 +182,17 @@ def run_mode(mode: str, sessions: int, patterns: int) -> dict[str, Any]:
             if reply.status_code != 200:
                 raise RuntimeError(f"restore: {reply.status_code} {reply.text}")
         pool = client.get("/admin/stats", headers=admin).json()["warm_pool"]
+        if spawn == "docker":  # ended here: a stop's SHUTDOWN_ACTION would outlast its grace
+            for session in created:
+                client.delete(
+                    f"/session/{session['session_id']}",
+                    headers={"Authorization": f"Bearer {session['token']}"},
+                )
+    if spawn == "docker":
+        _remove_containers(manager_id)
     return {
         "mode": mode,
+        "load_average": os.getloadavg(),
         "warm_pool_size": size,
         "process_spawn": spawn,
         "sessions": sessions,
@@ -172,9 +209,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--patterns", type=int, default=200)
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, of: %(default)s")
+    parser.add_argument(
+        "--modes", default=",".join(PROCESS_MODES), help=f"comma-separated, of: {','.join(MODES)}"
+    )
+    parser.add_argument("--image", default="kato-processor:latest", help="docker modes' image")
     args = parser.parse_args()
-    results = [run_mode(mode, args.sessions, args.patterns) for mode in args.modes.split(",")]
+    results = [
+        run_mode(mode, args.sessions, args.patterns, args.image) for mode in args.modes.split(",")
+    ]
     rows = [
         {
             "mode": r["mode"],
@@ -187,11 +229,12 @@ def main() -> None:
             "rss_mib": r["memory_after_creates"].get("rss_mib"),
             "pss_mib": r["memory_after_creates"].get("pss_mib"),
             "uss_mib": r["memory_after_creates"].get("uss_mib"),
+            "load_1m": round(r["load_average"][0], 1),
         }
         for r in results
     ]
     title = (
-        f"create -> ready and hibernated -> first answer, process backend, {args.sessions} "
+        f"create -> ready and hibernated -> first answer, {args.modes}, {args.sessions} "
         f"sessions, {args.patterns} patterns each (memory store)"
     )
     print(table(title, rows))

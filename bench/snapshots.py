@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from kato_sessions import Client, Retry, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _manager import manager_process
+from _manager import api_keys, manager_process
 from _report import table, write
 
 MB = 1024 * 1024
@@ -54,74 +54,60 @@ def reset_peak(pid: int) -> bool:
     return True
 
 
-def build_big_strings(client: httpx.Client, sid: str, headers: dict[str, str]) -> None:
+def build_big_strings(session: Session) -> None:
     for _ in range(5):
-        body = {"observations": [{"strings": [os.urandom(MB // 2).hex()]} for _ in range(10)]}
-        reply = client.post(f"/session/{sid}/observe-sequence", json=body, headers=headers)
-        reply.raise_for_status()
+        session.observe_sequence([{"strings": [os.urandom(MB // 2).hex()]} for _ in range(10)])
 
 
-def build_dense(client: httpx.Client, sid: str, headers: dict[str, str]) -> None:
+def build_dense(session: Session) -> None:
     rng = random.Random(12)
     symbols = [f"s{n}" for n in range(50)]
     for _ in range(200):
-        batch = [{"strings": rng.sample(symbols, rng.randint(2, 4))} for _ in range(10)]
-        reply = client.post(
-            f"/session/{sid}/observe-sequence", json={"observations": batch}, headers=headers
+        session.observe_sequence(
+            [{"strings": rng.sample(symbols, rng.randint(2, 4))} for _ in range(10)]
         )
-        reply.raise_for_status()
-        client.post(f"/session/{sid}/learn", headers=headers).raise_for_status()
+        session.learn()
 
 
 WORKLOADS = {"big-strings": build_big_strings, "dense": build_dense}
 
 
 def measure(name: str, workdir: Path) -> dict[str, Any]:
-    token = secrets.token_urlsafe(24)
-    admin = {"Authorization": f"Bearer {token}"}
-    env = {"MANAGER_ID": f"snapshot-bench-{secrets.token_hex(3)}"}
+    token, key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    env = {"MANAGER_ID": f"snapshot-bench-{secrets.token_hex(3)}", "API_KEYS": api_keys(key)}
     with (
         manager_process(workdir, token, **env) as (url, manager),
-        httpx.Client(base_url=url, timeout=600, trust_env=False) as client,
+        # no retries: a refused restore must show, not be waited out
+        Client(url, api_key=key, admin_token=token, timeout_s=600, retry=Retry(0)) as client,
     ):
-        created = client.post(
-            "/session/create", json={"user_id": "bench", "idle_timeout_s": 1}
-        ).json()
-        sid = created["session_id"]
-        headers = {"Authorization": f"Bearer {created['token']}"}
+        session = client.create("bench", idle_timeout_s=1)
+        sid = session.session_id
         started = time.perf_counter()
-        WORKLOADS[name](client, sid, headers)
+        WORKLOADS[name](session)
         build_s = time.perf_counter() - started
         print(f"{name}: built in {build_s:.1f} s", file=sys.stderr)
-        endpoint = client.get(f"/admin/sessions/{sid}", headers=admin).json()["endpoint"]
-        raw = httpx.get(
-            f"{endpoint}/state", headers={"accept-encoding": "identity"}, timeout=600
-        ).content
+        raw = session.get_state()  # plain JSON
         time.sleep(1.2)  # past the 1 s idle deadline
 
         rss_before_kb = memory_kb(manager.pid, "VmRSS")
         peak_reset = reset_peak(manager.pid)
         started = time.perf_counter()
-        report = client.post("/admin/reap", headers=admin).json()
+        report = client.reap()
         hibernate_s = time.perf_counter() - started
         peak_kb = memory_kb(manager.pid, "VmHWM")
-        if report.get("hibernated") != [sid]:
+        if report.hibernated != [sid]:
             raise RuntimeError(f"the reaper did not hibernate the session: {report}")
-        snapshots = client.get("/admin/stats", headers=admin).json()["snapshots"]
+        snapshots = client.stats().snapshots
 
         started = time.perf_counter()
-        first = client.get(f"/session/{sid}/stm", headers=headers)
-        if first.status_code != 200:
-            raise RuntimeError(f"the restore failed: {first.status_code} {first.text[:500]}")
+        session.stm()  # the restore (a failed one raises)
         restore_s = time.perf_counter() - started
-        restored = client.get(
-            f"/session/{sid}/state", headers={**headers, "accept-encoding": "identity"}
-        ).content
+        restored = session.get_state()
         return {
             "workload": name,
             "raw_mb": len(raw) / MB,
-            "stored_mb": snapshots["bytes"] / MB,
-            "ratio": len(raw) / max(1, snapshots["bytes"]),
+            "stored_mb": snapshots.bytes / MB,
+            "ratio": len(raw) / max(1, snapshots.bytes),
             "build_s": build_s,
             "hibernate_s": hibernate_s,
             "restore_s": restore_s,

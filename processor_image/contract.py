@@ -8,9 +8,14 @@ numpy or litestar; ``tests/unit/processor_image/test_contract.py`` checks that).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from processor_image.engine.errors import GeneError, InvalidGeneValue, UnknownGene
 from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, GeneRule, validate_genes
 from processor_image.storage.naming import database_name
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = (
     "EXIT_OUT_OF_MEMORY",
@@ -22,6 +27,7 @@ __all__ = (
     "InvalidGeneValue",
     "UnknownGene",
     "database_name",
+    "openapi_document",
     "validate_genes",
 )
 
@@ -32,3 +38,17 @@ from checkpoint and journal, telling the session's clients why (``PROCESSOR_OUT_
 
 OUT_OF_MEMORY_LINE = "kato processor: out of memory (memory limit reached); exiting"
 """Its last line on stderr, for a manager that did not start it and cannot see its status."""
+
+
+def openapi_document() -> dict[str, Any]:
+    """The processor's OpenAPI document, for the manager to publish under ``/session/{id}``.
+
+    Built from the service's own routes (no processor is started), so it cannot drift from
+    them. Imports the service (litestar, the engine, the stores) only when called.
+    """
+    from processor_image.service.app import create_app
+    from processor_image.service.config import ServiceConfig
+
+    app = create_app(ServiceConfig(processor_id="schema"))
+    document: dict[str, Any] = app.openapi_schema.to_schema()
+    return document

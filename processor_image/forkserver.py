@@ -9,7 +9,9 @@ listens on a unix socket (in a 0700 directory of the manager's). Each request is
 * takes ``env`` as its environment, also as the kernel shows it (``/proc/<pid>/environ``, where
   the process backend reads its markers): the manager starts the server with a large padding
   variable so that its environment block, which every fork inherits, has room for the child's,
-* runs ``python -m processor_image`` in-process.
+* runs ``python -m processor_image`` in-process, serving the app the server built for the
+  body limit the manager gave it (``MAX_BODY_BYTES``), so that the app's objects, too, stay
+  shared instead of being built again in each child.
 
 Start-up is a fork instead of an interpreter that imports Litestar, uvicorn and the engine
 (~0.4 s of CPU), and the imported code and data stay shared, copy-on-write, between all
@@ -40,13 +42,17 @@ _PR_SET_PDEATHSIG = 1
 def _preload() -> None:
     """Import what every processor imports, so a fork has it already."""
     import processor_image.__main__
-    import processor_image.storage.memory  # noqa: F401
-    from processor_image.service.app import serving_app
-    from processor_image.service.config import ServiceConfig
+    import processor_image.storage.memory
+    from processor_image.service.app import prebuild_app, serving_app
+    from processor_image.service.config import DEFAULT_MAX_BODY_BYTES, ServiceConfig
 
     # Building one app (thrown away) runs the imports and caches Litestar does lazily.
     serving_app(ServiceConfig(processor_id="forkserver-warm-up", await_claim=True))
+    # Processors with the manager's body limit (MAX_BODY_BYTES) serve one built here.
+    prebuild_app(int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)))
 
+    with contextlib.suppress(ImportError):  # pymongo: shared, not imported again per claim
+        import processor_image.storage.mongodb  # noqa: F401
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
     with contextlib.suppress(ImportError):

@@ -16,11 +16,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
+from litestar import Litestar, Router
 
 from session_manager.api.admin import AdminController
 from session_manager.api.errors import EXCEPTION_HANDLERS
+from session_manager.api.openapi import openapi_config
 from session_manager.api.proxy import PROXY_HANDLERS
 from session_manager.api.proxy_front import SessionProxyFront
 from session_manager.api.sessions import SessionController
@@ -29,12 +29,14 @@ from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
 from session_manager.checkpointer import Checkpointer
 from session_manager.clock import Clock, SystemClock
+from session_manager.console import CONSOLE_HANDLERS
 from session_manager.gateway.client import Gateway
 from session_manager.gateway.registry import RegistryError, load_static_processors
 from session_manager.gateway.routes import GATEWAY_HANDLERS
 from session_manager.log import RequestContext
 from session_manager.metrics import Metrics
 from session_manager.pool import PooledBackend, start_warm_pool
+from session_manager.pool.poolable import KeepsBindings
 from session_manager.processor_client import ProcessorClient
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.proxy import Forwarder
@@ -116,6 +118,8 @@ async def _build_state(
     state.settings = settings
     state.backend = backend or make_backend(settings)
     stack.push_async_callback(state.backend.close)
+    if isinstance(state.backend, KeepsBindings):  # docker, swarm: pool bindings in Redis
+        state.backend.keep_bindings(state.store.pool_bindings)
     state.pool = await start_warm_pool(settings, state.backend, state.store, state.metrics, stack)
     if state.pool is not None:  # every start claims a pooled processor first
         pooled: Backend = PooledBackend(state.backend, state.pool)
@@ -200,6 +204,15 @@ async def _apply_shutdown_action(shutdown: Shutdown) -> None:
         log.exception("shutdown action failed")
 
 
+def _gateway_routes(settings: Settings) -> Router:
+    """The gateway's routes: always served, documented only in gateway mode."""
+    return Router(
+        path="/",
+        route_handlers=list(GATEWAY_HANDLERS),
+        include_in_schema=bool(settings.processors_file or settings.kato_processors),
+    )
+
+
 def create_app(
     settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None
 ) -> Litestar:
@@ -224,16 +237,15 @@ def create_app(
             AdminController,
             *SYSTEM_HANDLERS,
             *PROXY_HANDLERS,
-            *GATEWAY_HANDLERS,
+            _gateway_routes(settings),
+            *CONSOLE_HANDLERS,
             *([v3] if v3 is not None else []),
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestContext],
         logging_config=None,  # logging is set up once, by __main__ (JSON lines)
-        openapi_config=OpenAPIConfig(
-            title="kato-sessions manager", version="0.1.0", path="/schema"
-        ),
+        openapi_config=openapi_config(),
         debug=False,
     )
     SessionProxyFront.install(app)  # proxied requests skip the router (``api.proxy_front``)

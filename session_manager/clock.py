@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Protocol
 
-__all__ = ("Clock", "SystemClock")
+__all__ = ("Clock", "SystemClock", "iso")
 
 
 class Clock(Protocol):
@@ -22,3 +23,10 @@ class SystemClock:
     def now_ms(self) -> int:
         """Milliseconds since the Unix epoch."""
         return time.time_ns() // 1_000_000
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch ms as an ISO-8601 UTC timestamp: the one format of every timestamp in a body."""
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")

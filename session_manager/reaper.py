@@ -19,7 +19,7 @@ import time
 
 import msgspec
 
-from session_manager.clock import Clock
+from session_manager.clock import Clock, iso
 from session_manager.errors import KatoError
 from session_manager.metrics import Metrics
 from session_manager.models import EndReason, SessionRecord, SessionStatus
@@ -62,7 +62,8 @@ def verdict(record: SessionRecord, now_ms: int, reap_action: str) -> Action | No
 class ReapReport(msgspec.Struct, kw_only=True):
     """What one pass did (the body of ``POST /admin/reap``)."""
 
-    started_at: int
+    started_at: str
+    """When the pass began (ISO 8601)."""
     duration_ms: float = 0.0
     examined: int = 0
     hibernated: list[str] = msgspec.field(default_factory=list)
@@ -106,7 +107,7 @@ class Reaper:
         """One pass: every session due now, in batches, oldest deadline first."""
         began = time.perf_counter()
         now = self.clock.now_ms()
-        report = ReapReport(started_at=now)
+        report = ReapReport(started_at=iso(now) or "")
         gate = asyncio.Semaphore(self.settings.reap_concurrency)
         batch = self.settings.reap_batch_size
         for due in (self.store.due_hard, self.store.due_idle):

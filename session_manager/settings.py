@@ -211,8 +211,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Unassigned processors kept started, claimed by creates, restores and recoveries.
 
     Unset: see ``effective_warm_pool_size`` (2 for the embedded default, 0 otherwise); 0 turns
-    the pool off. Only backends that can hand a started processor to a session (``process``)
-    keep one.
+    the pool off. Only backends that can hand a started processor to a session keep one
+    (``process``, ``docker``, ``swarm``; not ``static``).
     """
 
     process_spawn: Literal["exec", "fork"] = "fork"
@@ -223,8 +223,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kato_v3_api: Literal["on", "off"] = "off"
     """``on``: serve the KATO v3 session API (``session_manager.v3``) under ``KATO_V3_PREFIX``."""
     kato_v3_prefix: str = "/v3"
-    """Where the v3 API is mounted; ``/`` is the root, where the manager's own ``/health`` and
-    ``/metrics`` keep their places (v3's shapes of those two are then not served)."""
+    """Where the v3 API is mounted; ``/`` is the root, where the manager's own ``/``, ``/health``
+    and ``/metrics`` keep their places (v3's shapes of those three are then not served)."""
     kato_v3_auth: Literal["none", "key"] | None = None
     """``none``: v3 routes need no credential (as v3); ``key``: an API key (scope
     ``sessions:create``) in ``X-API-Key`` or ``Authorization: Bearer``. Unset: ``none`` when

@@ -17,19 +17,25 @@ from processor_image.service.routes import ROUTES
 from processor_image.service.runtime import Runtime
 from processor_image.service.ws import message, ws
 
-__all__ = ("create_app", "serving_app")
+__all__ = ("create_app", "prebuild_app", "serving_app")
+
+_PREBUILT: dict[int, Litestar] = {}
+"""Apps built by the fork server before it forks, by body limit (``prebuild_app``)."""
 
 
 def create_app(config: ServiceConfig) -> Litestar:
     """Build the app; the processor and its knowledge base open in the lifespan.
 
-    A pooled processor (``AWAIT_CLAIM``) opens them at its claim instead (``service.claim``).
+    The lifespan reads the configuration from ``app.state.config`` (set here), so that an app
+    built ahead can be handed another one before it serves. A pooled processor
+    (``AWAIT_CLAIM``) opens its knowledge base at its claim instead (``service.claim``).
     """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if not config.await_claim:
-            app.state.runtime = Runtime(config)
+        serving: ServiceConfig = app.state.config
+        if not serving.await_claim:
+            app.state.runtime = Runtime(serving)
         try:
             yield
         finally:
@@ -37,7 +43,7 @@ def create_app(config: ServiceConfig) -> Litestar:
             if runtime is not None:
                 runtime.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, *FENCE_ROUTES, message, ws],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -45,6 +51,30 @@ def create_app(config: ServiceConfig) -> Litestar:
         openapi_config=OpenAPIConfig(title="KATO processor", version="1.0.0", path="/schema"),
         debug=False,
     )
+    app.state.config = config
+    return app
+
+
+def prebuild_app(max_body_bytes: int) -> None:
+    """Build, in the fork server, the app its processors with this body limit serve.
+
+    The app depends on nothing but its body limit (the rest of the configuration is read by its
+    lifespan, or comes with a claim), so one built before the fork serves every child: building
+    it in each child wrote ~7 MiB of new objects per processor (unique memory of a claimed
+    processor 15.9 -> 13.0 MiB).
+    """
+    _PREBUILT[max_body_bytes] = create_app(
+        ServiceConfig(processor_id="forkserver", await_claim=True, max_body_bytes=max_body_bytes)
+    )
+
+
+def _app_for(config: ServiceConfig) -> Litestar:
+    """The fork server's prebuilt app for this body limit, configured; else a new one."""
+    app = _PREBUILT.pop(config.max_body_bytes, None)
+    if app is None:
+        return create_app(config)
+    app.state.config = config
+    return app
 
 
 def serving_app(config: ServiceConfig, environ: Mapping[str, str] | None = None) -> ASGIApp:
@@ -52,7 +82,7 @@ def serving_app(config: ServiceConfig, environ: Mapping[str, str] | None = None)
 
     A pooled processor is served behind ``ClaimGate`` (its identity comes with the claim).
     """
-    app = create_app(config)
+    app = _app_for(config)
     if config.await_claim:
         return ClaimGate(app, config, environ or {})
     if not config.secret:

@@ -24,6 +24,7 @@ leaves the processor unclaimed; the manager discards it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Mapping
@@ -76,6 +77,8 @@ class ClaimGate:
         self._claiming = False
         self._front = self._guarded(self._unclaimed, config.secret)
         _warm_up(config)
+        if config.storage != "memory":  # its driver (pymongo: ~0.3 s) now, not in the claim
+            importlib.import_module(f"processor_image.storage.{config.storage}")
 
     def _guarded(self, app: ASGIApp, secret: str) -> ASGIApp:
         if not secret:
@@ -145,6 +148,7 @@ class ClaimGate:
             await _error(send, 503, "CLAIM_FAILED", f"the processor did not open: {exc}")
             return
         self._litestar.state.runtime = runtime
+        self._litestar.state.config = config
         self._claimed = config
         self._front = self._guarded(self._serving, config.secret)
         log.info("claimed", extra={"processor_id": config.processor_id})

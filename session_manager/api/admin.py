@@ -28,6 +28,8 @@ from session_manager.api.schemas import (
 from session_manager.api.sessions import LiveGenesQuery
 from session_manager.errors import (
     Forbidden,
+    ProcessorUnavailable,
+    SessionConflict,
     SessionNotFound,
     StoreUnavailable,
     Unauthorized,
@@ -41,11 +43,26 @@ from session_manager.sessions import Sessions
 from session_manager.settings import Settings
 from session_manager.store import SessionStore, decode_cursor
 
-__all__ = ("AdminController",)
+__all__ = (
+    "AdminController",
+    "hibernate_session",
+    "keepalive_session",
+    "restore_session",
+    "stats_of",
+    "visible_record",
+)
 
 _LIST_ERRORS = documented(ValidationFailed, Unauthorized, Forbidden, StoreUnavailable)
 _ONE_ERRORS = documented(
     ValidationFailed, Unauthorized, Forbidden, SessionNotFound, StoreUnavailable
+)
+_ACTION_ERRORS = documented(
+    Unauthorized,
+    Forbidden,
+    SessionNotFound,
+    SessionConflict,
+    ProcessorUnavailable,
+    StoreUnavailable,
 )
 _DEPLOYMENT_ERRORS = documented(Unauthorized, Forbidden, StoreUnavailable)
 
@@ -59,14 +76,76 @@ def _label(raw: str | None) -> tuple[str, str] | None:
     return key, value
 
 
-async def _visible(request: Request[Any, Any, Any], session_id: str) -> SessionRecord:
-    """The session's record, if this admin may see it; another tenant's is a 404."""
-    sessions: Sessions = request.app.state.sessions
+async def visible_record(sessions: Sessions, tenant: str | None, session_id: str) -> SessionRecord:
+    """The session's record, if an admin of ``tenant`` may see it; another tenant's is a 404."""
     record = await sessions.inspect(session_id)
-    tenant = admin_tenant(request)
     if tenant is not None and record.tenant != tenant:
         raise SessionNotFound("no such session", session_id=session_id)
     return record
+
+
+async def _visible(request: Request[Any, Any, Any], session_id: str) -> SessionRecord:
+    return await visible_record(request.app.state.sessions, admin_tenant(request), session_id)
+
+
+async def stats_of(state: State) -> Stats:
+    """Counts by status, capacity used and left, backend, snapshots, warm pool."""
+    settings: Settings = state.settings
+    store: SessionStore = state.store
+    counts = await store.counts()
+    snapshots = await store.snapshot_totals()
+    total = counts.pop("total")
+    starts = counts.pop("starts")
+    return Stats(
+        sessions_by_status=counts,
+        total=total,
+        capacity=Capacity(
+            max_sessions=settings.max_sessions,
+            used=total,
+            left=max(0, settings.max_sessions - total),
+            max_sessions_per_user=settings.max_sessions_per_user,
+            max_concurrent_starts=settings.max_concurrent_starts,
+            starts_in_progress=starts,
+        ),
+        backend=state.backend.name,
+        manager_id=settings.manager_id,
+        reap_action=settings.reap_action,
+        snapshots=SnapshotStats(
+            count=snapshots.count,
+            bytes=snapshots.bytes,
+            average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
+        ),
+        warm_pool=pool.stats() if (pool := state.get("pool")) else None,
+    )
+
+
+async def keepalive_session(sessions: Sessions, record: SessionRecord) -> SessionRecord:
+    """Move the idle deadline as the session's own keepalive does; the updated record."""
+    await sessions.store.touch(record.session_id)
+    return await sessions.inspect(record.session_id)
+
+
+async def hibernate_session(sessions: Sessions, record: SessionRecord) -> SessionRecord:
+    """Hibernate a ``ready`` session now (as the reaper would); 409 in any other status."""
+    if record.status != SessionStatus.READY or not await sessions.hibernate(record.session_id):
+        raise SessionConflict(
+            "only a ready session can be hibernated",
+            session_id=record.session_id,
+            status=str(record.status),
+        )
+    return await sessions.inspect(record.session_id)
+
+
+async def restore_session(sessions: Sessions, record: SessionRecord) -> SessionRecord:
+    """Restore a ``hibernated`` session now (as its next request would); 409 otherwise."""
+    if record.status != SessionStatus.HIBERNATED:
+        raise SessionConflict(
+            "only a hibernated session can be restored",
+            session_id=record.session_id,
+            status=str(record.status),
+        )
+    await sessions.restore(record)  # None: another request is restoring it already
+    return await sessions.inspect(record.session_id)
 
 
 class AdminController(Controller):
@@ -139,36 +218,40 @@ class AdminController(Controller):
         await _visible(request, session_id)
         await sessions.end(session_id, EndReason.DELETED)
 
-    @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
-    async def stats(self, request: Request[Any, Any, Any]) -> Stats:
-        """Counts by status, capacity used and left, backend name, snapshot bytes kept."""
-        settings: Settings = request.app.state.settings
-        store: SessionStore = request.app.state.store
-        counts = await store.counts()
-        snapshots = await store.snapshot_totals()
-        total = counts.pop("total")
-        starts = counts.pop("starts")
-        return Stats(
-            sessions_by_status=counts,
-            total=total,
-            capacity=Capacity(
-                max_sessions=settings.max_sessions,
-                used=total,
-                left=max(0, settings.max_sessions - total),
-                max_sessions_per_user=settings.max_sessions_per_user,
-                max_concurrent_starts=settings.max_concurrent_starts,
-                starts_in_progress=starts,
-            ),
-            backend=request.app.state.backend.name,
-            manager_id=settings.manager_id,
-            reap_action=settings.reap_action,
-            snapshots=SnapshotStats(
-                count=snapshots.count,
-                bytes=snapshots.bytes,
-                average_bytes=snapshots.bytes // snapshots.count if snapshots.count else 0,
-            ),
-            warm_pool=pool.stats() if (pool := request.app.state.get("pool")) else None,
+    @post("/sessions/{session_id:str}/keepalive", status_code=200, responses=_ACTION_ERRORS)
+    async def keepalive(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> AdminSession:
+        """Move the session's idle deadline now, without its token."""
+        record = await keepalive_session(
+            request.app.state.sessions, await _visible(request, session_id)
         )
+        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+
+    @post("/sessions/{session_id:str}/hibernate", status_code=200, responses=_ACTION_ERRORS)
+    async def hibernate(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> AdminSession:
+        """Hibernate a ready session now: its state to Redis, its processor stopped."""
+        record = await hibernate_session(
+            request.app.state.sessions, await _visible(request, session_id)
+        )
+        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+
+    @post("/sessions/{session_id:str}/restore", status_code=200, responses=_ACTION_ERRORS)
+    async def restore(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> AdminSession:
+        """Restore a hibernated session now, instead of at its next request."""
+        record = await restore_session(
+            request.app.state.sessions, await _visible(request, session_id)
+        )
+        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+
+    @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
+    async def stats(self, state: State) -> Stats:
+        """Counts by status, capacity used and left, backend name, snapshot bytes kept."""
+        return await stats_of(state)
 
     @post("/reap", status_code=200, guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def reap_now(self, request: Request[Any, Any, Any]) -> ReapReport:

@@ -19,6 +19,7 @@ from session_manager.settings import Settings
 from session_manager.tenants import ADMIN, CREATE, Tenants
 
 __all__ = (
+    "admin_of",
     "admin_tenant",
     "creating_tenant",
     "key_tenant",
@@ -70,20 +71,27 @@ def key_tenant(connection: _Connection) -> str | None:
 
 def require_admin(connection: _Connection, _: BaseRouteHandler) -> None:
     """Allow the ``ADMIN_TOKEN`` (every tenant) or an API key with scope ``admin`` (its tenant)."""
-    settings: Settings = connection.app.state.settings
-    tenants: Tenants = connection.app.state.tenants
     token = bearer_token(connection.headers.get("authorization"))
     if token is None:
         raise Unauthorized("missing admin credential (Authorization: Bearer <ADMIN_TOKEN>)")
+    connection.state[_ADMIN_TENANT] = admin_of(connection, token)
+
+
+def admin_of(connection: _Connection, token: str) -> str | None:
+    """The tenant ``token`` administers (``None``: every tenant, the ``ADMIN_TOKEN``), or 401/403.
+
+    The bearer token of ``/admin`` and the console's cookie are checked here alike.
+    """
+    settings: Settings = connection.app.state.settings
+    tenants: Tenants = connection.app.state.tenants
     if same_secret(token, settings.admin_token):
-        connection.state[_ADMIN_TENANT] = None
-        return
+        return None
     key = tenants.find(token)
     if key is None:
         raise Unauthorized("wrong admin token")
     if not key.allows(ADMIN):
         raise Forbidden(f"this API key may not administer (scope {ADMIN})")
-    connection.state[_ADMIN_TENANT] = key.tenant.name
+    return key.tenant.name
 
 
 def admin_tenant(connection: _Connection) -> str | None:

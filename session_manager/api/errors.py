@@ -69,6 +69,15 @@ def _translated(exc: HTTPException) -> KatoError | None:
     return None
 
 
+def _details(request: Request[Any, Any, Any], status: int) -> dict[str, Any]:
+    """What a framework error's client needs to fix the request: a 413's limit, in bytes."""
+    if status != 413:
+        return {}
+    resolve = getattr(request.scope.get("route_handler"), "resolve_request_max_body_size", None)
+    limit = resolve() if resolve is not None else None
+    return {"limit_bytes": limit} if isinstance(limit, int) else {}
+
+
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Map any exception to ``{"error": {"code", "message", "details"}, "status"}``.
 
@@ -88,7 +97,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     if isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODES.get(status, f"HTTP_{status}")
-        body = error_body(status, code, str(exc.detail))
+        body = error_body(status, code, str(exc.detail), _details(request, status))
         return Response(body, status_code=status, headers=exc.headers)
     log.exception("unhandled error", extra={"path": request.url.path})
     return Response(

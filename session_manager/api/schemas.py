@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from processor_image import contract
+from session_manager.clock import iso
 from session_manager.errors import InvalidGene, UnknownGeneName
 from session_manager.models import SessionRecord
 from session_manager.pool.warm import PoolStats
@@ -44,7 +44,7 @@ def _genes_doc() -> str:
     rules = "; ".join(f"{name}: {rule.expected()}" for name, rule in contract.GENE_RULES.items())
     aliases = ", ".join(f"{alias} for {name}" for alias, name in contract.GENE_ALIASES.items())
     return (
-        f"Processor genes set at start (spec/processor.md §5.1); unset ones keep defaults. "
+        f"Processor genes set at start (docs/processor-api.md#genes); unset ones keep defaults. "
         f"{rules}. Also accepted: {aliases}. Checked by the processor's own validator: "
         f"400 HTTP_400 for an unknown name, 400 INVALID_GENE_VALUE for a bad value."
     )
@@ -90,13 +90,6 @@ class SessionUrls(msgspec.Struct, frozen=True, kw_only=True):
 
     http: str
     ws: str
-
-
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as an ISO-8601 UTC timestamp."""
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
 InitialGenes = Annotated[
@@ -191,6 +184,17 @@ class KeepaliveReply(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: str
     idle_expires_at: str | None
     expires_at: str
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> KeepaliveReply:
+        """The reply for ``record`` as the keepalive left it."""
+        return cls(
+            session_id=record.session_id,
+            status=str(record.status),
+            last_activity=iso(record.last_activity) or "",
+            idle_expires_at=iso(record.idle_deadline),
+            expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
+        )
 
 
 class RotatedToken(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,6 @@ from session_manager.api.schemas import (
     RotatedToken,
     SessionInfo,
     checked_genes,
-    iso,
 )
 from session_manager.errors import (
     BackendUnavailable,
@@ -134,13 +133,7 @@ class SessionController(Controller):
         record = await _sessions(request).keepalive(
             session_id, request.headers.get("authorization")
         )
-        return KeepaliveReply(
-            session_id=record.session_id,
-            status=str(record.status),
-            last_activity=iso(record.last_activity) or "",
-            idle_expires_at=iso(record.idle_deadline),
-            expires_at=iso(record.created_at + record.max_age_s * 1000) or "",
-        )
+        return KeepaliveReply.of(record)
 
     @post(
         "/{session_id:str}/token",

@@ -6,6 +6,7 @@ and re-exported here for backend implementations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -21,6 +22,7 @@ __all__ = (
     "Backend",
     "ProcessorHandle",
     "ProcessorSpec",
+    "SessionBindings",
     "is_pool_id",
 )
 
@@ -37,6 +39,25 @@ POOL_ID_PREFIX = "pool-"
 def is_pool_id(value: str | None) -> bool:
     """Whether a processor id or session marker names a warm-pool processor."""
     return value is not None and value.startswith(POOL_ID_PREFIX)
+
+
+class SessionBindings(Protocol):
+    """Where a backend whose labels cannot change keeps which session a pool member serves.
+
+    ``session_manager.store.bindings.PoolBindings`` (Redis) for the docker and swarm backends.
+    """
+
+    async def bind(self, pool_id: str, session_id: str) -> None:
+        """Record that the pool member ``pool_id`` now serves ``session_id``."""
+        ...
+
+    async def sessions_of(self, pool_ids: Sequence[str]) -> dict[str, str]:
+        """The bound ones among ``pool_ids``: pool id -> session id."""
+        ...
+
+    async def forget(self, pool_id: str) -> None:
+        """Drop the binding of a member that is gone."""
+        ...
 
 
 class ProcessorSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,12 @@ Networking, one of:
 
 Hardening: memory, CPU and pids limits, every capability dropped, ``no-new-privileges``,
 read-only root filesystem with a small ``/tmp`` tmpfs, the image's non-root user.
+
+Warm pool (issue 15): a pool member's ``io.kato.session`` label is its pool id, and a label
+cannot change once the container runs. ``bind`` keeps the session it is handed to in Redis
+(``keep_bindings``: ``store.bindings``); ``list_owned`` reports a bound member with its
+session's id, so the reconciler and the leak checks see it as that session's container, and
+an unbound one with its pool id (the pool's own, or an orphan). ``stop`` drops the binding.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from typing import Any, ClassVar, Self, TypeVar
 
 import docker
+import msgspec
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
@@ -34,6 +41,8 @@ from session_manager.backends.base import (
     SESSION_LABEL,
     ProcessorHandle,
     ProcessorSpec,
+    SessionBindings,
+    is_pool_id,
 )
 from session_manager.backends.docker_containers import (
     ContainerLimits,
@@ -45,7 +54,7 @@ from session_manager.backends.docker_containers import (
     remove_dead,
     run_options,
 )
-from session_manager.errors import BackendUnavailable, StartFailed
+from session_manager.errors import BackendUnavailable, KatoError, StartFailed
 from session_manager.processor_client import ProcessorClient
 from session_manager.settings import Settings, SettingsError
 
@@ -91,8 +100,18 @@ class DockerBackend:
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self._network_ready = network is None
         self._starting: set[str] = set()  # names of containers whose start() is running
+        self.bindings: SessionBindings | None = None
+        """Which session each claimed pool member serves (``keep_bindings``)."""
 
     _docker = staticmethod(docker_call)
+
+    def keep_bindings(self, bindings: SessionBindings) -> None:
+        """Keep pool members' sessions in ``bindings`` (the app gives it the Redis one).
+
+        Needed whenever pool members may exist, also without a pool now (a restart with
+        ``WARM_POOL_SIZE=0`` must still see a claimed container as its session's).
+        """
+        self.bindings = bindings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -169,6 +188,20 @@ class DockerBackend:
         with contextlib.suppress(NotFound, APIError):
             await self._docker(container.stop, timeout=max(1, round(self.stop_timeout_s)))
         await remove_container(self._client, container.id)
+        await self._unbind(container.labels.get(SESSION_LABEL))
+
+    async def bind(self, handle: ProcessorHandle, session_id: str) -> ProcessorHandle:
+        """Hand a pool member (``handle.session_id`` is its pool id) to ``session_id``.
+
+        Returns the handle as the session knows it; ``stop`` and ``is_alive`` accept either.
+        """
+        pool_id = str(handle.session_id)
+        if self.bindings is None or not is_pool_id(pool_id):
+            raise ValueError(f"cannot bind {pool_id!r}: not a pool member, or no bindings kept")
+        await self.bindings.bind(pool_id, session_id)
+        return ProcessorHandle(
+            backend=self.name, ref=handle.ref, endpoint=handle.endpoint, session_id=session_id
+        )
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether this manager's container exists and runs."""
@@ -203,19 +236,21 @@ class DockerBackend:
         )
         handles = []
         for row in rows:
+            label = (row.get("Labels") or {}).get(SESSION_LABEL)
             if row.get("State") in ("exited", "dead"):
                 if not self._starting.intersection(n.lstrip("/") for n in row.get("Names") or []):
                     await remove_dead(self._client, row, _DEAD_LOG_LINES)
+                    await self._unbind(label)
                 continue
             handles.append(
                 ProcessorHandle(
                     backend=self.name,
                     ref=row["Id"],
                     endpoint=listed_endpoint(row, self.network),
-                    session_id=(row.get("Labels") or {}).get(SESSION_LABEL),
+                    session_id=label,
                 )
             )
-        return handles
+        return await self._with_bound_sessions(handles)
 
     async def ping(self) -> bool:
         """Whether the engine answers."""
@@ -231,6 +266,32 @@ class DockerBackend:
             await asyncio.to_thread(self._client.close)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _with_bound_sessions(self, handles: list[ProcessorHandle]) -> list[ProcessorHandle]:
+        """``handles`` with each bound pool member's session id instead of its pool id.
+
+        Raises ``StoreUnavailable`` when Redis cannot say: a claimed container must never be
+        listed as unassigned (the reconciler would take it for an orphan).
+        """
+        pool_ids = [str(h.session_id) for h in handles if is_pool_id(h.session_id)]
+        if not pool_ids or self.bindings is None:
+            return handles
+        bound = await self.bindings.sessions_of(pool_ids)
+        return [
+            msgspec.structs.replace(h, session_id=bound[str(h.session_id)])
+            if h.session_id in bound
+            else h
+            for h in handles
+        ]
+
+    async def _unbind(self, label: str | None) -> None:
+        """Drop a removed pool member's binding; a Redis outage leaves a harmless stale one."""
+        if self.bindings is None or not is_pool_id(label):
+            return
+        try:
+            await self.bindings.forget(str(label))
+        except KatoError as exc:
+            log.warning("pool binding not dropped", extra={"pool_id": label, "error": exc.message})
 
     async def _create(self, processor_id: str, options: dict[str, Any]) -> Container:
         """``containers.run``; an engine refusal (no such image, bad option) is ``StartFailed``.

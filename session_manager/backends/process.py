@@ -118,6 +118,7 @@ class ProcessBackend:
         inherited_env: Mapping[str, str] | None = None,
         memory_limit_bytes: int = 0,
         spawn: Literal["exec", "fork"] = "exec",
+        body_bytes: int | None = None,
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir
@@ -133,12 +134,15 @@ class ProcessBackend:
             ForkServer(
                 python=python,
                 socket_path=Path(tempfile.mkdtemp(prefix="kato-forks-")) / "socket",
-                env=self._inherited,
+                env=self._inherited
+                if body_bytes is None
+                else {**self._inherited, "MAX_BODY_BYTES": str(body_bytes)},
             )
             if spawn == "fork"
             else None
         )
-        """``PROCESS_SPAWN=fork``: processors are forks of one pre-imported parent."""
+        """``PROCESS_SPAWN=fork``: processors are forks of one pre-imported parent (which
+        builds their app ahead for ``body_bytes``, the manager's body limit)."""
         self._probe = ProcessorClient(read_timeout_s=PROBE_TIMEOUT_S)
         self.bindings = Bindings(log_dir / "bindings")
         """Warm-pool processors handed to sessions (their marker is their pool id)."""
@@ -174,6 +178,7 @@ class ProcessBackend:
             stop_timeout_s=settings.stop_timeout_s,
             memory_limit_bytes=settings.processor_memory_limit_bytes,
             spawn=settings.process_spawn,
+            body_bytes=settings.max_proxy_body_bytes,
         )
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:

@@ -6,7 +6,8 @@ reached by service name; nothing is published. Same labels, limits and readiness
 ``docker`` backend, which this reuses except for create, remove and listing (the
 dockerspawner/SwarmSpawner split). Memory, CPU and pids limits, dropped capabilities, the
 read-only root with a tmpfs and the non-root user apply; ``no-new-privileges`` does not, as
-service specs before Engine API 1.44 have no field for it.
+service specs before Engine API 1.44 have no field for it. Warm-pool members are bound to
+their sessions in Redis, as with ``docker`` (``DockerBackend.bind``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class SwarmBackend(DockerBackend):
         labels = service.attrs.get("Spec", {}).get("Labels") or {}
         if labels.get(MANAGER_LABEL) == self.manager_id:
             await self._remove_service(handle.ref)
+            await self._unbind(labels.get(SESSION_LABEL))
 
     async def is_alive(self, handle: ProcessorHandle) -> bool:
         """Whether the service exists and its task has not ended."""
@@ -130,19 +132,23 @@ class SwarmBackend(DockerBackend):
         return None
 
     async def list_owned(self) -> list[ProcessorHandle]:
-        """Every service labelled as this manager's."""
+        """Every service labelled as this manager's (a bound pool member with its session)."""
         services = await self._docker(
             self._client.services.list, filters={"label": f"{MANAGER_LABEL}={self.manager_id}"}
         )
-        return [
-            ProcessorHandle(
-                backend=self.name,
-                ref=service.id,
-                endpoint=f"http://{service.name}:{PROCESSOR_PORT}",
-                session_id=(service.attrs.get("Spec", {}).get("Labels") or {}).get(SESSION_LABEL),
-            )
-            for service in services
-        ]
+        return await self._with_bound_sessions(
+            [
+                ProcessorHandle(
+                    backend=self.name,
+                    ref=service.id,
+                    endpoint=f"http://{service.name}:{PROCESSOR_PORT}",
+                    session_id=(service.attrs.get("Spec", {}).get("Labels") or {}).get(
+                        SESSION_LABEL
+                    ),
+                )
+                for service in services
+            ]
+        )
 
     async def _wait_service(self, service: Service, endpoint: str, processor_id: str) -> str | None:
         deadline = time.monotonic() + self.start_timeout_s

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from session_manager.clock import iso
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable
 from session_manager.gateway.registry import StaticProcessor
 from session_manager.processor_client import ProcessorClient
@@ -26,7 +27,8 @@ class ProcessorHealth(msgspec.Struct, kw_only=True):
     name: str
     url: str
     healthy: bool = False
-    checked_at: float | None = None
+    checked_at: str | None = None
+    """When it was last checked (ISO 8601, like every timestamp in a body)."""
     latency_ms: float | None = None
     error: str | None = None
 
@@ -84,7 +86,7 @@ class HealthMonitor:
         if healthy != record.healthy:
             log.info("processor %s is now %s", record.id, "healthy" if healthy else "unhealthy")
         record.healthy, record.error = healthy, error
-        record.checked_at = time.time()
+        record.checked_at = iso(time.time_ns() // 1_000_000)
         record.latency_ms = (time.perf_counter() - started) * 1000
 
     async def start(self) -> None:

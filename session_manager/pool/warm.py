@@ -73,7 +73,8 @@ def pool_spec(settings: Settings, secrets: ProcessorSecrets | None) -> Processor
     """A new pool member: a pool id for its id and marker, what matters before its claim.
 
     The body limit is fixed when its app is built, so it is the deployment's (a claim cannot
-    change it); everything else comes with the claim.
+    change it); everything else comes with the claim. The storage kind is given so that a
+    MongoDB deployment's member imports its driver before it is offered, not at its claim.
     """
     pool_id = f"{POOL_ID_PREFIX}{uuid.uuid4().hex}"
     env = {
@@ -81,7 +82,10 @@ def pool_spec(settings: Settings, secrets: ProcessorSecrets | None) -> Processor
         "AWAIT_CLAIM": "1",
         "MAX_BODY_BYTES": str(settings.max_proxy_body_bytes),
         "MAX_STATE_BYTES": str(settings.max_state_bytes),
+        "STORAGE": settings.processor_storage,
     }
+    if settings.mongo_url:
+        env["MONGO_URL"] = settings.mongo_url
     if secrets is not None:
         env[SECRET_ENV] = secrets.for_processor(pool_id)
     return ProcessorSpec(session_id=pool_id, processor_id=pool_id, kb_id="", env=env)

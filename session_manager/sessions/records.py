@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from session_manager.clock import iso
 from session_manager.errors import KatoError, SessionExpired, SessionNotFound
 from session_manager.models import SessionRecord, Tombstone
 from session_manager.store import SessionStore
@@ -17,7 +18,7 @@ def gone(session_id: str, tombstone: Tombstone | None) -> KatoError:
         f"the session ended ({tombstone.reason})",
         session_id=session_id,
         reason=tombstone.reason,
-        ended_at=tombstone.ended_at,
+        ended_at=iso(tombstone.ended_at),
         **tombstone.details,
     )
 

@@ -14,6 +14,7 @@ Modules, one job each:
 * ``replicas``: the live manager instances (heartbeats), so only the last one to stop acts
 * ``listing``: admin counts and cursor pages; ``feed``: the change feed (pub/sub)
 * ``deployment``: the deployment id (marks its processors); ``tokens``: token rotation
+* ``bindings``: which session each claimed warm-pool container serves (docker, swarm)
 * ``sessions``: ``SessionStore``, the one object callers hold, handing each call on
 """
 

@@ -33,6 +33,8 @@ Keys, under the prefix (default ``kato:``):
   ``v3:deadline``: zset, v3 session id -> its v3 deadline ms (TTL, extend; the v3 count);
   ``v3:node:{kb_id}``: the node's knowledge generation, incremented by every learn or clear
   (MongoDB); ``v3:node:{kb_id}:log``: list, the node's knowledge changes (memory stores)
+* ``pool-bindings``: hash, warm-pool container's pool id -> the session it was handed to
+  (``store.bindings``: a container's labels cannot change once it runs)
 
 Lua scripts receive these as full names in ``KEYS`` (or ``ARGV`` for keys that depend on the
 record, such as a label index); no script builds a key from a prefix.
@@ -65,6 +67,7 @@ class Keys:
         self.deployment = f"{prefix}deployment"
         self.processor_key = f"{prefix}processor-key"
         self.v3_deadlines = f"{prefix}v3:deadline"
+        self.pool_bindings = f"{prefix}pool-bindings"
 
     def session(self, session_id: str) -> str:
         """The hash holding the session's record."""

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from session_manager.clock import Clock
 from session_manager.models import SessionRecord, SessionStatus, Tombstone
+from session_manager.store.bindings import PoolBindings
 from session_manager.store.boundary import translate_redis_errors
 from session_manager.store.deployment import deployment_id, processor_key
 from session_manager.store.feed import listen
@@ -63,6 +64,8 @@ class SessionStore(SessionWrites):
         self._tokens = TokenRotation(client, self.keys)
         self.v3 = V3Records(client, self.keys)
         """The KATO v3 API's fields, deadlines and node generations (``store.v3``)."""
+        self.pool_bindings = PoolBindings(client, self.keys.pool_bindings)
+        """Which session each claimed warm-pool container serves (docker, swarm)."""
 
     # -- the change feed -----------------------------------------------------------------------
 

@@ -270,7 +270,6 @@ async def symbol_affinity(
 
 
 SYSTEM_HANDLERS = (
-    root,
     status,
     stats,
     metric,
@@ -286,5 +285,6 @@ SYSTEM_HANDLERS = (
     symbol_affinity,
 )
 """Served wherever the v3 API is mounted."""
-CLASHING_HANDLERS = (health, metrics)
-"""Served only under a prefix: at the root, ``/health`` and ``/metrics`` are the manager's."""
+CLASHING_HANDLERS = (root, health, metrics)
+"""Served only under a prefix: at the root, ``/``, ``/health`` and ``/metrics`` are the
+manager's."""

@@ -4,15 +4,20 @@ network by a manager that runs in its own container on it; nothing left behind."
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import docker
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from docker.errors import APIError
 
 from session_manager.backends.base import MANAGER_LABEL, SESSION_LABEL
+from session_manager.backends.swarm import SwarmBackend
+from session_manager.settings import Settings
+from session_manager.store.bindings import PoolBindings
 from tests.docker.manager_container import run_manager_container
 from tests.support.docker_engine import PROCESSOR_IMAGE, SESSION_IMAGE, docker_socket
 from tests.support.manager import API_KEYS, CREATOR
@@ -124,3 +129,40 @@ def test_sessions_run_as_swarm_services(
             )
             assert reply.status_code in (200, 204)
         assert services_of(swarm, f"{MANAGER_LABEL}={manager_id}") == []
+
+
+async def test_a_claimed_pool_service_is_listed_as_its_sessions_and_unbound_when_removed(
+    swarm: docker.DockerClient, manager_id: str, redis_url: str
+) -> None:
+    """A service's labels are fixed too: the swarm backend reads a pool member's session from
+    the Redis bindings (the manager runs its warm pool through ``bind``, as with docker)."""
+    client = aioredis.Redis.from_url(redis_url)
+    bindings = PoolBindings(client, "t:pool-bindings")
+    backend = SwarmBackend.from_settings(
+        Settings(backend="swarm", docker_network=f"kato-swarm-{manager_id}", manager_id=manager_id)
+    )
+    backend.keep_bindings(bindings)
+    pool_id = f"pool-{uuid.uuid4().hex}"
+    service = swarm.services.create(
+        PROCESSOR_IMAGE,
+        name=f"kato-{pool_id}",
+        env=[f"PROCESSOR_ID={pool_id}", "AWAIT_CLAIM=1"],
+        labels={SESSION_LABEL: pool_id, MANAGER_LABEL: manager_id},
+    )
+    try:
+        (listed,) = await backend.list_owned()
+        assert (listed.ref, listed.session_id) == (service.id, pool_id)  # unassigned
+        session_id = uuid.uuid4().hex
+        bound = await backend.bind(listed, session_id)
+        assert bound.session_id == session_id
+        assert [(h.ref, h.session_id) for h in await backend.list_owned()] == [
+            (service.id, session_id)
+        ]
+        await backend.stop(bound)
+        assert services_of(swarm, f"{MANAGER_LABEL}={manager_id}") == []
+        assert await bindings.sessions_of([pool_id]) == {}
+    finally:
+        for leftover in services_of(swarm, f"{MANAGER_LABEL}={manager_id}"):
+            leftover.remove()
+        await backend.close()
+        await client.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,11 +121,14 @@ async def test_another_tenants_session_and_users_are_out_of_reach(tenants: Manag
         ):
             reply = await tenants.client.request(method, path, headers=bearer(key))
             assert reply.status_code == 401, (method, path, reply.text)
-    # ... and a's admin key does not see it: inspect and remove answer as for no session.
-    for method in ("GET", "DELETE"):
-        reply = await tenants.client.request(
-            method, f"/admin/sessions/{sid}", headers=bearer(ADMIN_A)
-        )
+    # ... and a's admin key does not see it: inspect, keepalive and remove answer as for no
+    # session.
+    for method, path in (
+        ("GET", f"/admin/sessions/{sid}"),
+        ("POST", f"/admin/sessions/{sid}/keepalive"),
+        ("DELETE", f"/admin/sessions/{sid}"),
+    ):
+        reply = await tenants.client.request(method, path, headers=bearer(ADMIN_A))
         assert reply.status_code == 404, reply.text
         assert reply.json()["error"]["code"] == "SESSION_NOT_FOUND"
         assert "alice" not in reply.text
@@ -319,3 +323,27 @@ async def test_another_tenants_key_cannot_rotate_a_sessions_token(
     assert reply.json()["error"]["code"] == "SESSION_NOT_FOUND"
     assert "token" not in reply.json()
     assert await _stm(tenants, session, session["token"]) == 200  # nothing changed
+
+
+async def test_a_tenants_admin_key_in_the_console_sees_and_removes_only_its_sessions(
+    tenants: Manager,
+) -> None:
+    mine = await create(tenants, CREATE_A, user_id="alice")
+    theirs = await create(tenants, CREATE_B, user_id="bob")
+    async with httpx.AsyncClient(base_url=tenants.base_url) as browser:
+        login = await browser.post("/console/login", data={"token": ADMIN_A})
+        assert login.status_code == 303
+        page = await browser.get("/console", params={"tenant": "b"})  # ignored for a tenant key
+        assert mine["session_id"] in page.text
+        assert theirs["session_id"] not in page.text
+        assert 'id="stats"' not in page.text  # deployment-wide numbers: ADMIN_TOKEN only
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert csrf is not None
+        other = await browser.get(f"/console/sessions/{theirs['session_id']}")
+        assert other.status_code == 404
+        removed = await browser.post(
+            f"/console/sessions/{theirs['session_id']}/delete", data={"csrf": csrf.group(1)}
+        )
+        assert "delete+failed" in removed.headers["location"]
+    alive = await tenants.client.get(f"/session/{theirs['session_id']}", headers=auth(theirs))
+    assert alive.json()["status"] == "ready"

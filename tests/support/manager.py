@@ -1,6 +1,7 @@
 """A running session manager for tests: in-process (``Manager``) or as a process, and calls on it.
 
-* ``Manager``: its URL, an ``httpx.AsyncClient`` for it, the app (in-process runs only).
+* ``Manager``: its URL, an ``httpx.AsyncClient`` for it, a ``kato_sessions.AsyncClient``
+  (``kato``: the test API key, the admin token), the app (in-process runs only).
 * ``ManagerProcess``: ``python -m session_manager`` as a real process, for crash and restart
   tests; ``kill()`` sends SIGKILL, ``stop()`` SIGTERM.
 * ``auth``, ``status_of``, ``busy_session``, ``view``: what many tests ask of a session.
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from kato_sessions import AsyncClient
 
 from session_manager.sessions.tokens import hash_token
 from session_manager.settings import Settings
@@ -67,6 +69,8 @@ class Manager:
         self.ws_url = "ws" + base_url.removeprefix("http")
         self.app = app
         self.client = httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=60)
+        self.kato = AsyncClient(base_url, api_key=API_KEY, admin_token=ADMIN_TOKEN)
+        """The project's client on this manager, for tests that talk to it as a user would."""
         self.admin = ADMIN
         self.creator = CREATOR
 
@@ -92,6 +96,7 @@ class Manager:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.kato.aclose()
 
 
 StartManager = Callable[..., Awaitable[Manager]]
@@ -108,6 +113,8 @@ class ManagerProcess:
         self.log_path = log_path
         self.log_level = "WARNING"
         """``LOG_LEVEL`` of the process; a test reading its log may lower it before ``start``."""
+        self.command = [sys.executable, "-m", "session_manager"]
+        """What starts it; ``kato-sessions serve`` must do exactly the same."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def _env(self) -> dict[str, str]:
@@ -124,7 +131,7 @@ class ManagerProcess:
     async def start(self) -> Manager:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "session_manager"],
+                self.command,
                 env=self._env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -26,10 +26,14 @@ def fx_mongo_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.parametrize("pool", [0, 1], ids=["cold", "pooled"])
 async def test_knowledge_learned_in_one_session_serves_the_next_on_the_same_kb(
-    start_manager: StartManager, make_settings: SettingsFactory, mongo_url: str
+    start_manager: StartManager, make_settings: SettingsFactory, mongo_url: str, pool: int
 ) -> None:
-    manager = await start_manager(make_settings(processor_storage="mongodb", mongo_url=mongo_url))
+    """Pooled: processors claimed from the warm pool open (and load) the kb at their claim."""
+    manager = await start_manager(
+        make_settings(processor_storage="mongodb", mongo_url=mongo_url, warm_pool_size=pool)
+    )
     first = await manager.create(kb_id="team-kb")
     for symbol in ("hello", "world", "test"):
         await manager.client.post(
@@ -57,6 +61,9 @@ async def test_knowledge_learned_in_one_session_serves_the_next_on_the_same_kb(
         f"/session/{other['session_id']}/predictions", headers=auth(other)
     )
     assert none.json()["predictions"] == []
+    if pool:
+        stats = (await manager.client.get("/admin/stats", headers=manager.admin)).json()
+        assert stats["warm_pool"]["hits"] >= 1
 
 
 async def test_a_private_knowledge_base_is_dropped_when_its_session_ends(

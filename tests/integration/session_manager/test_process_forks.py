@@ -8,10 +8,17 @@ leak checks, from one started as a new interpreter: its own process group, its o
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
+import httpx
+import msgspec
+
 from session_manager.backends.process import MANAGER_MARKER, SESSION_MARKER, ProcessBackend
-from session_manager.processor_secrets import SECRET_ENV
+from session_manager.pool.claims import ClaimClient
+from session_manager.pool.warm import pool_spec
+from session_manager.processor_secrets import SECRET_ENV, ProcessorSecrets
+from session_manager.settings import Settings
 from tests.processes import processor_spec
 from tests.support.pids import pid_running, processes_of
 
@@ -53,4 +60,62 @@ async def test_forked_processors_are_separate_marked_and_stoppable(
     finally:
         for handle in await backend.list_owned():
             await backend.stop(handle)
+        await backend.close()
+
+
+def _uss_mib(pid: int) -> float:
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in rollup if ":" in line}
+    return (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
+
+
+async def test_forks_share_the_servers_app_and_keep_their_own_configuration(
+    tmp_path: Path, manager_id: str
+) -> None:
+    """Pooled (claimed) and cold forks serve the app the fork server built: their unique
+    memory stays under the issue's 15 MB, the manager's body limit holds, and each is the
+    processor its own environment (or claim) describes."""
+    limit = 4096
+    settings = Settings(
+        manager_id=manager_id, max_proxy_body_bytes=limit, processor_secret_key="k" * 64
+    )
+    secrets = ProcessorSecrets.from_key(settings.processor_secret_key)
+    assert secrets is not None
+    backend = ProcessBackend(
+        manager_id=manager_id,
+        log_dir=tmp_path / "processors",
+        start_timeout_s=30,
+        stop_timeout_s=5,
+        spawn="fork",
+        body_bytes=limit,
+    )
+    claims = ClaimClient(secrets, timeout_s=30)
+
+    def session_env(session_id: str) -> dict[str, str]:
+        extra = {SECRET_ENV: secrets.for_processor(session_id), "MAX_BODY_BYTES": str(limit)}
+        return processor_spec(session_id, RECALL_THRESHOLD="0.3", **extra).env
+
+    try:
+        member = pool_spec(settings, secrets)
+        pooled = await backend.start(member)
+        pooled_id = uuid.uuid4().hex
+        await claims.claim(pooled.endpoint, member.session_id, session_env(pooled_id))
+        cold_id = uuid.uuid4().hex
+        cold_spec = processor_spec(cold_id)
+        cold = await backend.start(msgspec.structs.replace(cold_spec, env=session_env(cold_id)))
+        for handle, session_id in ((pooled, pooled_id), (cold, cold_id)):
+            headers = secrets.headers(session_id)
+            async with httpx.AsyncClient(base_url=handle.endpoint, trust_env=False) as client:
+                fits = await client.post("/observe", json={"strings": ["a"]}, headers=headers)
+                assert fits.status_code == 200, fits.text
+                too_large = {"strings": ["x" * limit]}
+                reply = await client.post("/observe", json=too_large, headers=headers)
+                assert reply.status_code == 413
+                gene = await client.get("/gene/recall_threshold", headers=headers)
+                assert gene.json()["gene_value"] == 0.3
+            assert _uss_mib(int(handle.ref)) <= 15.0, session_id
+    finally:
+        await claims.aclose()
+        for owned in await backend.list_owned():
+            await backend.stop(owned)
         await backend.close()

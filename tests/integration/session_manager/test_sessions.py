@@ -554,6 +554,6 @@ async def test_openapi_documents_the_error_answers_in_the_error_body(manager: Ma
     assert create["400"] == "INVALID_GENE_VALUE or HTTP_400"
     assert create["503"] == "STORE_UNAVAILABLE or BACKEND_UNAVAILABLE"
     one = errors("/session/{session_id}", "get")
-    assert set(one) == {"401", "404", "410", "503"}
+    assert set(one) == {"401", "404", "410", "422", "503"}  # 422: a bad ?live_genes
     assert one["410"] == "SESSION_EXPIRED"
     assert set(errors("/admin/sessions", "get")) == {"422", "401", "403", "503"}

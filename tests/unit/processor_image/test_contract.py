@@ -29,5 +29,11 @@ def test_the_contract_names_exactly_its_public_members() -> None:
         "InvalidGeneValue",
         "UnknownGene",
         "database_name",
+        "openapi_document",
         "validate_genes",
     }
+
+
+def test_the_processor_openapi_document_lists_its_routes() -> None:
+    paths = processor_image.contract.openapi_document()["paths"]
+    assert {"/observe", "/learn", "/stm", "/genes/update", "/state"} <= set(paths)
