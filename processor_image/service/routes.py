@@ -34,6 +34,7 @@ from processor_image.service.schemas import (
     MetricsResponse,
     ObserveRequest,
     ObserveResponse,
+    ObserveSequenceDetailed,
     ObserveSequenceRequest,
     ObserveSequenceResponse,
     PatternResponse,
@@ -166,11 +167,13 @@ async def observe_sequence(
         _begin(runtime, request)
         results, details = await _observe_all(runtime, data)
         seq = _applied(runtime, request)
-    reply = ObserveSequenceResponse(
-        results=results,
-        processor_id=runtime.processor_id,
-        details=details if data.details else None,
-    )
+    reply: ObserveSequenceResponse
+    if data.details:
+        reply = ObserveSequenceDetailed(
+            results=results, processor_id=runtime.processor_id, details=details
+        )
+    else:
+        reply = ObserveSequenceResponse(results=results, processor_id=runtime.processor_id)
     return _sequenced(reply, seq)
 
 

@@ -23,6 +23,7 @@ __all__ = (
     "MetricsResponse",
     "ObserveRequest",
     "ObserveResponse",
+    "ObserveSequenceDetailed",
     "ObserveSequenceRequest",
     "ObserveSequenceResponse",
     "PatternResponse",
@@ -84,12 +85,17 @@ class SequenceDetails(msgspec.Struct, kw_only=True):
     final_stm_length: int
 
 
-class ObserveSequenceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ObserveSequenceResponse(msgspec.Struct, kw_only=True):
     """One result per observation, in order."""
 
     results: list[ObserveResponse]
     processor_id: str
-    details: SequenceDetails | None = None
+
+
+class ObserveSequenceDetailed(ObserveSequenceResponse, kw_only=True):
+    """The reply to a sequence sent with ``details: true``."""
+
+    details: SequenceDetails
 
 
 class KnowledgeSyncRequest(msgspec.Struct, kw_only=True):
