@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/v3_create.py
 	$(BIN)/python bench/claim_load.py
 	$(BIN)/python bench/client.py
 

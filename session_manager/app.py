@@ -51,6 +51,7 @@ from session_manager.settings import Settings, SettingsError
 from session_manager.shutdown import Shutdown
 from session_manager.store import SessionStore
 from session_manager.tenants import Tenants
+from session_manager.v3 import start_v3, v3_router
 
 __all__ = ("create_app",)
 
@@ -146,6 +147,7 @@ async def _build_state(
     )
     stack.push_async_callback(state.sessions.aclose)
     state.sessions.start_watching()
+    await start_v3(state, stack)
     state.checkpointer = Checkpointer(store=state.store, sessions=state.sessions)
     stack.push_async_callback(state.checkpointer.aclose)
     state.sessions.checkpoint_after_replay(state.checkpointer.soon)
@@ -233,6 +235,7 @@ def create_app(
             await _build_state(app, settings, tenants, backend, clock, stack)
             yield
 
+    v3 = v3_router(settings)
     app = Litestar(
         route_handlers=[
             SessionController,
@@ -241,6 +244,7 @@ def create_app(
             *PROXY_HANDLERS,
             _gateway_routes(settings),
             *CONSOLE_HANDLERS,
+            *([v3] if v3 is not None else []),
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

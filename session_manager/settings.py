@@ -33,6 +33,7 @@ _GENERATED = frozenset({"admin_token_generated", "generated_api_key"})
 _MANAGER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 _MEMORY = re.compile(r"^(\d+)([kmg]?)b?$")
+_V3_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 _MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -227,6 +228,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``process`` backend: ``exec`` starts each processor as a new interpreter; ``fork`` forks
     it from one parent that imported the processor's code once (faster, shares code pages)."""
 
+    # -- issue 16: the KATO v3 session API -----------------------------------------------------
+    kato_v3_api: Literal["on", "off"] = "off"
+    """``on``: serve the KATO v3 session API (``session_manager.v3``) under ``KATO_V3_PREFIX``."""
+    kato_v3_prefix: str = "/v3"
+    """Where the v3 API is mounted; ``/`` is the root, where the manager's own ``/``, ``/health``
+    and ``/metrics`` keep their places (v3's shapes of those three are then not served)."""
+    kato_v3_auth: Literal["none", "key"] | None = None
+    """``none``: v3 routes need no credential (as v3); ``key``: an API key (scope
+    ``sessions:create``) in ``X-API-Key`` or ``Authorization: Bearer``. Unset: ``none`` when
+    ``CREATE_AUTH=none``, else ``key`` (the deployment's trust settings decide)."""
+    kato_v3_session_ttl_s: Annotated[int, Meta(ge=60, le=86400)] = 3600
+    """v3's ``SESSION_TTL``: a v3 session's TTL when its create gives none (or 0)."""
+
+    @property
+    def kato_v3_mount(self) -> str:
+        """The v3 API's path prefix: ``""`` at the root (``KATO_V3_PREFIX=/``)."""
+        return "" if self.kato_v3_prefix == "/" else self.kato_v3_prefix
+
+    @property
+    def effective_kato_v3_auth(self) -> Literal["none", "key"]:
+        """``KATO_V3_AUTH``, else what ``CREATE_AUTH`` says about this network."""
+        if self.kato_v3_auth is not None:
+            return self.kato_v3_auth
+        return "none" if self.create_auth == "none" else "key"
+
     @property
     def effective_warm_pool_size(self) -> int:
         """``WARM_POOL_SIZE``, or 2 for the embedded default (``make run``) and 0 otherwise.
@@ -304,6 +330,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("set API_KEYS or API_KEYS_FILE, not both")
         if not _MEMORY.match(self.processor_memory_limit.strip().lower()):
             problems.append("PROCESSOR_MEMORY_LIMIT must be a size such as 256m, 1g or 0 (none)")
+        if self.kato_v3_prefix != "/" and not _V3_PREFIX.fullmatch(self.kato_v3_prefix):
+            problems.append("KATO_V3_PREFIX must be / or a path such as /v3 (no trailing /)")
         if self.idle_timeout_s > self.max_age_s:
             problems.append("IDLE_TIMEOUT_S must not exceed MAX_AGE_S")
         if problems:

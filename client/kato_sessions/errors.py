@@ -19,6 +19,7 @@ __all__ = (
     "CapacityExceeded",
     "ConnectionFailed",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InternalError",
     "InvalidGene",
     "InvalidJson",
@@ -100,6 +101,12 @@ class SessionConflict(KatoError):
     """The session's state forbids the request."""
 
     codes = ("SESSION_CONFLICT",)
+
+
+class IdempotencyKeyReused(KatoError):
+    """An ``Idempotency-Key`` already named a different create."""
+
+    codes = ("IDEMPOTENCY_KEY_REUSED",)
 
 
 class SessionExpired(KatoError):

@@ -233,6 +233,8 @@ class AdminSession(SessionInfo, kw_only=True):
     backend: str
     ref: str
     endpoint: str
+    node: str = ""
+    """The host its processor runs on (``swarm``: the node's hostname); empty otherwise."""
     status_changed_at: str
     last_event: str | None = None
     last_event_at: str | None = None
@@ -289,6 +291,8 @@ class Stats(msgspec.Struct, kw_only=True):
     reap_action: str
     snapshots: SnapshotStats
     warm_pool: PoolStats | None = None
+    processors_by_node: dict[str, int] = {}
+    """Running processors per node (``swarm``); empty on single-host backends."""
 
 
 class ReapReport(msgspec.Struct, kw_only=True):

@@ -19,6 +19,7 @@ from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, valida
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, vector_symbol
 from processor_image.engine.predictions import Prediction, predict
+from processor_image.engine.sharing import KnowledgeOp, KnowledgeShare
 from processor_image.engine.state import ProcessorState
 from processor_image.engine.stm import ShortTermMemory
 
@@ -45,8 +46,12 @@ class Processor:
         name: str = "KatoProcessor",
         kb_id: str | None = None,
         core: str | None = None,
+        share: bool = False,
     ) -> None:
-        """``core``: ``auto``, ``python`` or ``compiled``; None reads ``KATO_ENGINE_CORE``."""
+        """``core``: ``auto``, ``python`` or ``compiled``; None reads ``KATO_ENGINE_CORE``.
+
+        ``share``: record knowledge changes in an outbox (``engine.sharing``).
+        """
         self.processor_id = processor_id
         self.name = name
         self.kb_id = kb_id if kb_id is not None else processor_id
@@ -65,6 +70,10 @@ class Processor:
         self._index = make_index(self.core)
         self._hash = hasher(self.core)
         self._index_knowledge()
+        self.share = KnowledgeShare() if share else None
+        """Outbox and log position when this processor's knowledge is shared, else None."""
+        self.share_paused = False
+        """Set while a replayed request runs: its changes were drained the first time."""
         self.time = 0
         self._reset_short_term()
 
@@ -158,7 +167,49 @@ class Processor:
         pushed = {key: value for key, value in averaged.items() if value != 0} if averaged else None
         if self.kb.learn(name, pattern_data, pushed, self._window):
             self._index.add(name, pattern_data)
+        self._shared(KnowledgeOp(op="learn", name=name, pattern=pattern_data, emotives=pushed))
         return PATTERN_PREFIX + name
+
+    def _shared(self, op: KnowledgeOp) -> None:
+        if self.share is not None and not self.share_paused:
+            self.share.outbox.append(op)
+
+    def drain_knowledge(self) -> list[KnowledgeOp]:
+        """The changes made since the last drain (empty when knowledge is not shared)."""
+        if self.share is None:
+            return []
+        drained, self.share.outbox = self.share.outbox, []
+        return drained
+
+    def apply_knowledge(self, since: int, ops: Sequence[KnowledgeOp]) -> int:
+        """Apply log entries ``since`` onwards (skipping this processor's own); the new offset.
+
+        Entries for another position change nothing: the caller reads the offset and resends.
+        """
+        if self.share is None or since != self.share.offset:
+            return self.share.offset if self.share is not None else 0
+        rebuild = False
+        for op in ops:
+            if op.origin == self.processor_id:
+                continue
+            if op.op == "clear":
+                self.kb.clear()
+                rebuild = True
+            elif self.kb.learn(op.name, op.pattern, op.emotives, self._window) and not rebuild:
+                self._index.add(op.name, op.pattern)
+        if rebuild:
+            self._index_knowledge()
+        self.share.offset += len(ops)
+        return self.share.offset
+
+    def drop_events(self) -> None:
+        """Empty STM only; accumulators, percept and predictions stay (v3's sequence option)."""
+        self._stm = ShortTermMemory()
+
+    def reload_knowledge(self) -> int:
+        """Rebuild the search index from the store: a shared store gained others' patterns."""
+        self._index_knowledge()
+        return len(self._index)
 
     def clear_stm(self) -> None:
         """Empty STM and everything derived from the current observations (spec §6)."""
@@ -169,6 +220,7 @@ class Processor:
         self._reset_short_term()
         self.time = 0
         self.kb.clear()
+        self._shared(KnowledgeOp(op="clear"))
         # Re-read rather than emptied: a shared store skips a replayed clear it already
         # applied, and then still holds what was learned after it (normally it is empty).
         self._index_knowledge()
@@ -260,6 +312,7 @@ class Processor:
             percept_data=copy.deepcopy(self._percept),
             predictions=copy.deepcopy(self._predictions),
             knowledge=None if self.kb.persistent else self.kb.dump(),
+            share=msgspec.structs.replace(self.share) if self.share is not None else None,
         )
 
     def restore(self, state: ProcessorState) -> None:
@@ -286,6 +339,8 @@ class Processor:
         self._symbols = list(state.symbols)
         self._percept = copy.deepcopy(state.percept_data)
         self._predictions = copy.deepcopy(state.predictions)
+        if self.share is not None and state.share is not None:
+            self.share = KnowledgeShare(offset=state.share.offset, outbox=list(state.share.outbox))
 
 
 def _prefixed(prediction: Prediction) -> Prediction:

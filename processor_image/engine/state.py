@@ -9,6 +9,7 @@ from msgspec import Meta
 
 from processor_image.engine.genes import Genes
 from processor_image.engine.knowledge import KnowledgeDump
+from processor_image.engine.sharing import KnowledgeShare
 
 __all__ = ("ProcessorState",)
 
@@ -35,6 +36,8 @@ class ProcessorState(msgspec.Struct, kw_only=True):
     knowledge: KnowledgeDump | None = None
     seq: Annotated[int, Meta(ge=0)] = 0
     """Mutating requests applied so far (the service's counter; 0 in older snapshots)."""
+    share: KnowledgeShare | None = None
+    """Shared knowledge's outbox and log position (``engine.sharing``), when shared."""
 
     def __post_init__(self) -> None:
         """Reject cached predictions the API could not serve back (a hand-made body)."""

@@ -48,6 +48,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``PREDICTIONS_HISTORY``: stored prediction records the memory store keeps; 0: all."""
     predictions_ttl_s: int = 0
     """``PREDICTIONS_TTL_S``: MongoDB expires stored predictions this long after; 0: never."""
+    knowledge_outbox: bool = False
+    """``KNOWLEDGE_OUTBOX=1``: record knowledge changes for sharing (``engine.sharing``)."""
     engine_core: CoreName = "python"
     """``KATO_ENGINE_CORE`` (``auto``, ``python``, ``compiled``), resolved: the core in use."""
 
@@ -87,6 +89,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             await_claim=environ.get("AWAIT_CLAIM", "") in ("1", "true"),
             predictions_history=_int(environ, "PREDICTIONS_HISTORY", DEFAULT_PREDICTIONS_HISTORY),
             predictions_ttl_s=_int(environ, "PREDICTIONS_TTL_S", 0),
+            knowledge_outbox=environ.get("KNOWLEDGE_OUTBOX", "") in ("1", "true"),
             engine_core=engine_core,
         )
 

@@ -31,16 +31,21 @@ from processor_image.service.schemas import (
     GeneResponse,
     GenesUpdateRequest,
     HealthResponse,
+    KnowledgeReloadResponse,
+    KnowledgeSyncRequest,
+    KnowledgeSyncResponse,
     LearnResponse,
     MessageResponse,
     MetricsResponse,
     ObserveRequest,
     ObserveResponse,
+    ObserveSequenceDetailed,
     ObserveSequenceRequest,
     ObserveSequenceResponse,
     PatternResponse,
     PerceptDataResponse,
     PredictionsResponse,
+    SequenceDetails,
     StatusResponse,
     StmResponse,
 )
@@ -171,7 +176,6 @@ async def observe_sequence(
     left for the manager's journal to miss.
     """
     runtime = _runtime(request)
-    results: list[ObserveResponse] = []
     for index, observation in enumerate(data.observations):
         try:
             check_observation(observation.vectors)
@@ -179,14 +183,63 @@ async def observe_sequence(
             raise SequenceFailed(exc, index) from exc
     async with runtime.lock:
         _begin(runtime, request)
-        for index, observation in enumerate(data.observations):
-            results.append(await runtime.run(runtime.observe, observation))
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # /health keeps answering during a long sequence
+        results, details = await _observe_all(runtime, data)
         seq = _applied(runtime, request)
-    return _sequenced(
-        ObserveSequenceResponse(results=results, processor_id=runtime.processor_id), seq
+    reply: ObserveSequenceResponse
+    if data.details:
+        reply = ObserveSequenceDetailed(
+            results=results, processor_id=runtime.processor_id, details=details
+        )
+    else:
+        reply = ObserveSequenceResponse(results=results, processor_id=runtime.processor_id)
+    return _sequenced(reply, seq)
+
+
+async def _observe_all(
+    runtime: Runtime, data: ObserveSequenceRequest
+) -> tuple[list[ObserveResponse], SequenceDetails]:
+    """The sequence's observations and learns in order (lock held), as v3 orders them."""
+    p = runtime.processor
+    results: list[ObserveResponse] = []
+    details = SequenceDetails(
+        initial_stm_length=p.stm_length,
+        stm_lengths=[],
+        learned_patterns=[],
+        final_learned_pattern=None,
+        final_stm_length=0,
     )
+    for index, observation in enumerate(data.observations):
+        if data.clear_stm_between and index > 0:
+            p.drop_events()
+        result = await runtime.run(runtime.observe, observation)
+        if data.learn_after_each and p.stm_length > 0:
+            details.learned_patterns.append(await runtime.run(p.learn))
+        if result.auto_learned_pattern:
+            details.learned_patterns.append(result.auto_learned_pattern)
+        details.stm_lengths.append(p.stm_length)
+        results.append(result)
+        if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # /health keeps answering during a long sequence
+    if data.learn_at_end and p.stm_length > 0:
+        details.final_learned_pattern = await runtime.run(p.learn)
+        details.learned_patterns.append(details.final_learned_pattern)
+    details.final_stm_length = p.stm_length
+    return results, details
+
+
+@post("/knowledge/reload", status_code=200, responses=documented(503))
+async def knowledge_reload(request: AnyRequest) -> KnowledgeReloadResponse:
+    """Re-read the knowledge base's patterns into the search index.
+
+    A processor indexes its store's patterns when it starts; on a store shared with other
+    processors (MongoDB) their later learns are readable but not matched until it re-reads.
+    The manager's v3 API calls this before a session's next observe or prediction once another
+    session of the same node learned. Changes no state a snapshot holds, so it is not numbered.
+    """
+    runtime = _runtime(request)
+    async with runtime.lock:
+        count = await runtime.run(runtime.processor.reload_knowledge)
+    return KnowledgeReloadResponse(patterns=count, processor_id=runtime.processor_id)
 
 
 @get(["/stm", "/short-term-memory"])
@@ -383,6 +436,27 @@ async def put_state(request: AnyRequest) -> Response[StatusResponse]:
         return _sequenced(_status_of(runtime), seq)
 
 
+@post("/knowledge/sync", status_code=200, responses=documented(*BODY))
+async def knowledge_sync(
+    request: AnyRequest, data: JSONBody[KnowledgeSyncRequest]
+) -> KnowledgeSyncResponse:
+    """Apply the node log's entries from ``since`` and/or drain this processor's outbox.
+
+    Only for a processor started with ``KNOWLEDGE_OUTBOX=1`` (``engine.sharing``); others
+    answer offset 0 and drain nothing. Entries for another position than the processor's are
+    not applied: the reply's ``offset`` tells the caller where to resend from. Not numbered:
+    the log position travels in snapshots, so a recovered processor catches up from its own.
+    """
+    runtime = _runtime(request)
+    p = runtime.processor
+    async with runtime.lock:
+        offset = await runtime.run(p.apply_knowledge, data.since, data.ops) if data.ops else None
+        if offset is None:
+            offset = p.share.offset if p.share is not None else 0
+        drained = p.drain_knowledge() if data.drain else []
+    return KnowledgeSyncResponse(offset=offset, drained=drained, processor_id=runtime.processor_id)
+
+
 ROUTES = (
     health,
     status,
@@ -400,6 +474,8 @@ ROUTES = (
     percept_data,
     cognition_data,
     metrics,
+    knowledge_reload,
+    knowledge_sync,
     get_state,
     put_state,
 )

@@ -82,6 +82,7 @@ class Runtime:
             genes=config.genes,
             kb_id=config.kb_id,
             core=config.engine_core,
+            share=config.knowledge_outbox,
         )
         self._lane = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-lane")
@@ -125,7 +126,10 @@ class Runtime:
         Called before the engine runs a request that may write knowledge (observe, learn):
         the seq ``applied`` will give it, and whether it is a replay (``X-Kato-Replay-Seq``).
         """
-        if replay_seq is not None and replay_seq.isdigit():
+        replay = replay_seq is not None and replay_seq.isdigit()
+        # A replay's knowledge changes were drained for sharing the first time round.
+        self.processor.share_paused = replay
+        if replay_seq is not None and replay:
             self.ops.begin(int(replay_seq), replay=True)
         else:
             self.ops.begin(self.seq + 1, replay=False)

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from processor_image.engine import ProcessorState
+from processor_image.engine.sharing import KnowledgeOp
 
 __all__ = (
     "CognitionDataResponse",
@@ -14,17 +15,22 @@ __all__ = (
     "GeneResponse",
     "GenesUpdateRequest",
     "HealthResponse",
+    "KnowledgeReloadResponse",
+    "KnowledgeSyncRequest",
+    "KnowledgeSyncResponse",
     "LearnResponse",
     "MessageResponse",
     "MetricsResponse",
     "ObserveRequest",
     "ObserveResponse",
+    "ObserveSequenceDetailed",
     "ObserveSequenceRequest",
     "ObserveSequenceResponse",
     "PatternResponse",
     "PerceptDataResponse",
     "PredictionsResponse",
     "ProcessorState",
+    "SequenceDetails",
     "StatusResponse",
     "StmResponse",
 )
@@ -50,15 +56,68 @@ class ObserveResponse(msgspec.Struct, kw_only=True):
 
 
 class ObserveSequenceRequest(msgspec.Struct, kw_only=True):
-    """Many observations processed in order in one request."""
+    """Many observations processed in order in one request.
+
+    The options are KATO v3's (the manager's v3 API sends them): ``clear_stm_between`` empties
+    STM (not the emotive accumulator) before every observation but the first;
+    ``learn_after_each`` learns after each observation that left STM non-empty;
+    ``learn_at_end`` learns once after the last one, if STM is non-empty. ``details`` asks
+    for ``SequenceDetails`` in the reply.
+    """
 
     observations: list[ObserveRequest]
+    learn_after_each: bool = False
+    learn_at_end: bool = False
+    clear_stm_between: bool = False
+    details: bool = False
+
+
+class SequenceDetails(msgspec.Struct, kw_only=True):
+    """STM lengths and what was learned along a sequence (``details: true``)."""
+
+    initial_stm_length: int
+    stm_lengths: list[int]
+    """After each observation and its learn."""
+    learned_patterns: list[str]
+    """In order: each ``learn_after_each`` result (possibly ``""``), each auto-learned pattern,
+    then ``final_learned_pattern``."""
+    final_learned_pattern: str | None
+    final_stm_length: int
 
 
 class ObserveSequenceResponse(msgspec.Struct, kw_only=True):
     """One result per observation, in order."""
 
     results: list[ObserveResponse]
+    processor_id: str
+
+
+class ObserveSequenceDetailed(ObserveSequenceResponse, kw_only=True):
+    """The reply to a sequence sent with ``details: true``."""
+
+    details: SequenceDetails
+
+
+class KnowledgeSyncRequest(msgspec.Struct, kw_only=True):
+    """``POST /knowledge/sync``: log entries from position ``since`` to apply; drain or not."""
+
+    since: int = 0
+    ops: list[KnowledgeOp] = msgspec.field(default_factory=list)
+    drain: bool = False
+
+
+class KnowledgeSyncResponse(msgspec.Struct, kw_only=True):
+    """The processor's log position after applying, and the changes drained from its outbox."""
+
+    offset: int
+    drained: list[KnowledgeOp]
+    processor_id: str
+
+
+class KnowledgeReloadResponse(msgspec.Struct, kw_only=True):
+    """``POST /knowledge/reload``: the patterns the search index now holds."""
+
+    patterns: int
     processor_id: str
 
 

@@ -24,6 +24,8 @@ from session_manager.errors import (
     ValidationFailed,
     error_body,
 )
+from session_manager.v3 import owns_path
+from session_manager.v3.errors import v3_error_response
 
 __all__ = ("EXCEPTION_HANDLERS", "documented", "error_response")
 
@@ -77,7 +79,16 @@ def _details(request: Request[Any, Any, Any], status: int) -> dict[str, Any]:
 
 
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Map any exception to ``{"error": {"code", "message", "details"}, "status"}``."""
+    """Map any exception to ``{"error": {"code", "message", "details"}, "status"}``.
+
+    A path or method no route has, under the v3 API's prefix, gets v3's shape instead.
+    """
+    if (
+        isinstance(exc, HTTPException)
+        and exc.status_code in (404, 405)
+        and owns_path(request.app.state.get("settings"), request.url.path)
+    ):
+        return v3_error_response(request, exc)
     if isinstance(exc, HTTPException):
         exc = _translated(exc) or exc
     if isinstance(exc, KatoError):

@@ -31,6 +31,8 @@ class StaticProcessor(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     url: str
     name: str = ""
+    classifier: str = "CVC"
+    """The node kind the older gateway's ``GET /connect`` reported (its genome's nodes had one)."""
 
 
 def load_static_processors(

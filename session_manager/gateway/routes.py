@@ -323,7 +323,12 @@ async def legacy_connect(state: State) -> dict[str, Any]:
         "message": "connected",
         "genome": {
             "name": "kato-sessions",
-            "elements": {"nodes": [{"data": {"id": p.id, "name": p.name}} for p in processors]},
+            "elements": {
+                "nodes": [
+                    {"data": {"id": p.id, "name": p.name, "classifier": p.classifier}}
+                    for p in processors
+                ]
+            },
         },
     }
 

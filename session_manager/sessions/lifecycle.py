@@ -68,6 +68,10 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     idle_timeout_s: int | None = None
     max_age_s: int | None = None
     labels: dict[str, str] = {}
+    session_id: str | None = None
+    """A chosen id (the v3 API's ``session-<hex>-<ms>``); ``None``: a random one."""
+    token_hash: str | None = None
+    """A token hash the caller derived itself (the v3 API keeps no token); ``None``: issue one."""
 
 
 class Lifecycle:
@@ -166,12 +170,14 @@ class Lifecycle:
         )
 
     def _session_id(self, new: NewSession, idempotency_key: str | None) -> str:
-        """Random; with an idempotency key, a keyed hash of it and the tenant.
+        """Random or the caller's (v3's id format); with an idempotency key, a keyed hash.
+
+        The hash covers the key and the tenant.
 
         Unguessable without the deployment's processor key, and never shared by two tenants.
         """
         if idempotency_key is None:
-            return uuid.uuid4().hex
+            return new.session_id or uuid.uuid4().hex
         tenant = new.tenant.name if new.tenant else DEFAULT_TENANT
         message = f"idempotency\0{tenant}\0{idempotency_key}".encode()
         key = self.settings.processor_secret_key.encode()
@@ -233,7 +239,11 @@ class Lifecycle:
         now = self.clock.now_ms()
         max_age = min(new.max_age_s or settings.max_age_s, settings.max_age_s)
         idle = min(new.idle_timeout_s or settings.idle_timeout_s, max_age)
-        token, token_hash = self._tokens.issue()
+        token: str | None
+        if new.token_hash is None:
+            token, token_hash = self._tokens.issue()
+        else:
+            token, token_hash = None, new.token_hash if self._tokens.required else ""
         record = SessionRecord(
             session_id=session_id,
             user_id=new.user_id,
@@ -413,6 +423,7 @@ class Lifecycle:
         log.info("session ended", extra={"session_id": session_id, "reason": reason})
         if ended.ok:  # its record is gone, so no append can land after this
             await self.store.journal.delete(session_id)
+            await self.store.v3.forget(session_id)  # a v3 API session's fields, if any
         if ended.ok and record is not None and self._knowledge is not None:
             await self._knowledge.drop(record)
         return ended.ok

@@ -9,7 +9,11 @@ from session_manager.models import SessionRecord
 from session_manager.processor_secrets import SECRET_ENV, ProcessorSecrets
 from session_manager.settings import Settings
 
-__all__ = ("processor_spec",)
+__all__ = ("SHARED_KNOWLEDGE", "processor_spec")
+
+SHARED_KNOWLEDGE = ("knowledge", "shared")
+"""The label of a session whose memory-store knowledge the manager shares (the v3 API's): its
+processor records its knowledge changes (``KNOWLEDGE_OUTBOX``)."""
 
 
 def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
@@ -28,6 +32,9 @@ def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
     }
     if settings.mongo_url:
         env["MONGO_URL"] = settings.mongo_url
+    key, value = SHARED_KNOWLEDGE
+    if settings.processor_storage == "memory" and record.labels.get(key) == value:
+        env["KNOWLEDGE_OUTBOX"] = "1"
     env.update({name.upper(): _env_value(value) for name, value in record.genes.items()})
     secrets = ProcessorSecrets.from_key(settings.processor_secret_key)
     if secrets is not None:  # the processor then answers only requests carrying it

@@ -29,6 +29,10 @@ Keys, under the prefix (default ``kato:``):
   session id
 * ``deployment``: this deployment's id, generated once (``SET NX``); it marks its processors
 * ``processor-key``: the key processors' secrets are derived from, generated once (``SET NX``)
+* ``v3:session:{id}``: JSON ``V3Record`` of a KATO v3 API session (``store.v3``);
+  ``v3:deadline``: zset, v3 session id -> its v3 deadline ms (TTL, extend; the v3 count);
+  ``v3:node:{kb_id}``: the node's knowledge generation, incremented by every learn or clear
+  (MongoDB); ``v3:node:{kb_id}:log``: list, the node's knowledge changes (memory stores)
 * ``pool-bindings``: hash, warm-pool container's pool id -> the session it was handed to
   (``store.bindings``: a container's labels cannot change once it runs)
 
@@ -62,6 +66,7 @@ class Keys:
         self.snapshot_totals = f"{prefix}snapshots:totals"
         self.deployment = f"{prefix}deployment"
         self.processor_key = f"{prefix}processor-key"
+        self.v3_deadlines = f"{prefix}v3:deadline"
         self.pool_bindings = f"{prefix}pool-bindings"
 
     def session(self, session_id: str) -> str:
@@ -107,6 +112,18 @@ class Keys:
     def journal(self, session_id: str) -> str:
         """The session's journal of acknowledged mutating requests, scored by sequence number."""
         return f"{self.prefix}journal:{session_id}"
+
+    def v3_session(self, session_id: str) -> str:
+        """A v3 API session's own fields (node, TTL, configuration, metadata)."""
+        return f"{self.prefix}v3:session:{session_id}"
+
+    def v3_node(self, kb_id: str) -> str:
+        """The knowledge generation of the v3 node whose knowledge base is ``kb_id``."""
+        return f"{self.prefix}v3:node:{kb_id}"
+
+    def v3_node_log(self, kb_id: str) -> str:
+        """The node's knowledge changes, in order (memory stores share knowledge through it)."""
+        return f"{self.prefix}v3:node:{kb_id}:log"
 
     def checkpointing(self, session_id: str) -> str:
         """The lock held while the session's snapshot is taken, saved and its journal trimmed."""

@@ -28,6 +28,7 @@ from session_manager.store.snapshots import RedisSnapshots, SnapshotStore, Snaps
 from session_manager.store.start_queue import StartClaim, StartQueue
 from session_manager.store.sweeps import SweepReads
 from session_manager.store.tokens import TokenRotation
+from session_manager.store.v3 import V3Records
 from session_manager.store.writes import SessionWrites
 
 __all__ = ("SessionStore",)
@@ -61,6 +62,8 @@ class SessionStore(SessionWrites):
         self.journal = Journal(client, self.keys)
         """Each session's acknowledged mutating requests since its checkpoint (crash recovery)."""
         self._tokens = TokenRotation(client, self.keys)
+        self.v3 = V3Records(client, self.keys)
+        """The KATO v3 API's fields, deadlines and node generations (``store.v3``)."""
         self.pool_bindings = PoolBindings(client, self.keys.pool_bindings)
         """Which session each claimed warm-pool container serves (docker, swarm)."""
 

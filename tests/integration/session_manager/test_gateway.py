@@ -109,6 +109,10 @@ async def test_gateway_routes_drive_each_processor_by_id(gateway: Manager) -> No
         assert connected["message"] == "connected"
         nodes = connected["genome"]["elements"]["nodes"]
         assert sorted(node["data"]["id"] for node in nodes) == ["alpha", "beta", "gamma"]
+        # Clients of the older gateway read every node's name, id and classifier.
+        for node in nodes:
+            assert {"id", "name", "classifier"} <= set(node["data"])
+            assert node["data"]["classifier"] == "CVC"
 
     # Sticky and isolated: beta and gamma (registered by environment) saw none of it.
     for other in ("beta", "gamma"):
