@@ -8,6 +8,7 @@ so they take the ``ADMIN_TOKEN`` only.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
@@ -87,6 +88,16 @@ async def visible_record(sessions: Sessions, tenant: str | None, session_id: str
 
 async def _visible(request: Request[Any, Any, Any], session_id: str) -> SessionRecord:
     return await visible_record(request.app.state.sessions, admin_tenant(request), session_id)
+
+
+async def _act(
+    request: Request[Any, Any, Any],
+    session_id: str,
+    action: Callable[[Sessions, SessionRecord], Awaitable[SessionRecord]],
+) -> AdminSession:
+    """An admin action on a session this credential may see; the session as it is after."""
+    record = await action(request.app.state.sessions, await _visible(request, session_id))
+    return AdminSession.of_record(record, request.app.state.settings.public_base_url())
 
 
 async def stats_of(state: State) -> Stats:
@@ -225,30 +236,21 @@ class AdminController(Controller):
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> AdminSession:
         """Move the session's idle deadline now, without its token."""
-        record = await keepalive_session(
-            request.app.state.sessions, await _visible(request, session_id)
-        )
-        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+        return await _act(request, session_id, keepalive_session)
 
     @post("/sessions/{session_id:str}/hibernate", status_code=200, responses=_ACTION_ERRORS)
     async def hibernate(
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> AdminSession:
         """Hibernate a ready session now: its state to Redis, its processor stopped."""
-        record = await hibernate_session(
-            request.app.state.sessions, await _visible(request, session_id)
-        )
-        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+        return await _act(request, session_id, hibernate_session)
 
     @post("/sessions/{session_id:str}/restore", status_code=200, responses=_ACTION_ERRORS)
     async def restore(
         self, request: Request[Any, Any, Any], session_id: FromPath[str]
     ) -> AdminSession:
         """Restore a hibernated session now, instead of at its next request."""
-        record = await restore_session(
-            request.app.state.sessions, await _visible(request, session_id)
-        )
-        return AdminSession.of_record(record, request.app.state.settings.public_base_url())
+        return await _act(request, session_id, restore_session)
 
     @get("/stats", guards=[require_deployment_admin], responses=_DEPLOYMENT_ERRORS)
     async def stats(self, state: State) -> Stats:
