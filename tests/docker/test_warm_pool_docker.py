@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import docker
 import httpx
@@ -28,27 +27,12 @@ from tests.support.manager import (
     SettingsFactory,
     StartManager,
     auth,
+    pool_full,
     status_of,
 )
 
 _WAIT_S = 90
 _QUICK = {"orphan_grace_s": 0}
-
-
-async def _pool(manager: Manager) -> dict[str, Any]:
-    reply = await manager.client.get("/admin/stats", headers=ADMIN)
-    assert reply.status_code == 200, reply.text
-    pool: dict[str, Any] = reply.json()["warm_pool"]
-    return pool
-
-
-async def _full(manager: Manager, size: int) -> dict[str, Any]:
-    """Wait (bounded) until the pool holds ``size`` waiting containers."""
-    deadline = time.monotonic() + _WAIT_S
-    while (pool := await _pool(manager))["ready"] < size:
-        assert time.monotonic() < deadline, pool
-        await asyncio.sleep(0.1)
-    return pool
 
 
 def _containers(client: docker.DockerClient, manager_id: str) -> dict[str, str]:
@@ -74,7 +58,7 @@ async def test_a_create_claims_a_pooled_container_which_stays_its_sessions(
     manager_id: str,
 ) -> None:
     manager = await start_manager(docker_settings(make_settings, warm_pool_size=2, **_QUICK))
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     waiting = _pool_members(docker_client, manager_id)
     assert len(waiting) == 2
 
@@ -93,7 +77,7 @@ async def test_a_create_claims_a_pooled_container_which_stays_its_sessions(
     pool_id = _containers(docker_client, manager_id)[record["ref"]]
     bindings = manager.app.state.store.pool_bindings
     assert await bindings.sessions_of([pool_id]) == {pool_id: sid}
-    pool = await _full(manager, 2)
+    pool = await pool_full(manager, 2)
     await _reconciled(manager)
     assert record["ref"] in _containers(docker_client, manager_id)
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
@@ -111,9 +95,9 @@ async def test_pooled_containers_are_unreachable_before_their_claim(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
     manager = await start_manager(docker_settings(make_settings, warm_pool_size=1))
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     session = await manager.create()
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     key = manager.app.state.settings.processor_secret_key
     (member,) = manager.app.state.pool.waiting()
     listing = (await manager.client.get("/admin/sessions", headers=ADMIN)).json()["sessions"]
@@ -138,11 +122,11 @@ async def test_a_burst_larger_than_the_pool_degrades_to_cold_starts(
     manager = await start_manager(
         docker_settings(make_settings, warm_pool_size=2, max_concurrent_starts=8)
     )
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     sessions = await asyncio.gather(*(manager.create(user_id=f"u{i}") for i in range(5)))
     for session in sessions:
         await observe(manager, session, "x")
-    pool = await _full(manager, 2)  # and it refills
+    pool = await pool_full(manager, 2)  # and it refills
     assert pool["hits"] + pool["misses"] == 5
     assert pool["hits"] >= 2
     assert pool["misses"] >= 1
@@ -160,18 +144,18 @@ async def test_a_restarted_manager_adopts_the_pool_keeps_claimed_containers_and_
     settings = docker_settings(make_settings, warm_pool_size=2, **_QUICK)
     process = manager_process(settings)
     manager = await process.start()
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     session = await manager.create()
     claimed = (await status_of(manager, session))["ref"]
     await observe(manager, session, "before-the-crash")
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     waiting = _pool_members(docker_client, manager_id) - {claimed}
     await manager.aclose()
     process.kill()
 
     manager = await process.start()
     try:
-        pool = await _full(manager, 2)
+        pool = await pool_full(manager, 2)
         await _reconciled(manager)
         # The same two waiting containers, adopted; the claimed one still serves its session.
         assert _pool_members(docker_client, manager_id) == waiting | {claimed}
@@ -197,10 +181,10 @@ async def test_without_a_pool_a_restart_keeps_claimed_containers_and_removes_the
 ) -> None:
     process = manager_process(docker_settings(make_settings, warm_pool_size=1, **_QUICK))
     manager = await process.start()
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     session = await manager.create()
     claimed = (await status_of(manager, session))["ref"]
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     await manager.aclose()
     process.kill()
     assert len(_pool_members(docker_client, manager_id)) == 2

@@ -42,6 +42,8 @@ __all__ = (
     "StartManager",
     "auth",
     "busy_session",
+    "pool_full",
+    "pool_stats",
     "status_of",
     "view",
 )
@@ -190,6 +192,23 @@ async def status_of(manager: Manager, session: dict[str, Any]) -> dict[str, Any]
     )
     body: dict[str, Any] = reply.json()
     return body
+
+
+async def pool_stats(manager: Manager) -> dict[str, Any]:
+    """The warm pool's figures in ``/admin/stats``."""
+    reply = await manager.client.get("/admin/stats", headers=ADMIN)
+    assert reply.status_code == 200, reply.text
+    pool: dict[str, Any] = reply.json()["warm_pool"]
+    return pool
+
+
+async def pool_full(manager: Manager, size: int, wait_s: float = 90) -> dict[str, Any]:
+    """Wait (bounded) until the warm pool holds ``size`` waiting processors; its figures."""
+    deadline = time.monotonic() + wait_s
+    while (pool := await pool_stats(manager))["ready"] < size:
+        assert time.monotonic() < deadline, pool
+        await asyncio.sleep(0.1)
+    return pool
 
 
 async def busy_session(manager: Manager) -> dict[str, Any]:

@@ -23,27 +23,13 @@ from tests.support.manager import (
     SettingsFactory,
     StartManager,
     auth,
+    pool_full,
+    pool_stats,
     status_of,
 )
 from tests.support.pids import pid_running, processes_of
 
 _WAIT_S = 60
-
-
-async def _pool(manager: Manager) -> dict[str, Any]:
-    reply = await manager.client.get("/admin/stats", headers=ADMIN)
-    assert reply.status_code == 200, reply.text
-    pool: dict[str, Any] = reply.json()["warm_pool"]
-    return pool
-
-
-async def _full(manager: Manager, size: int) -> dict[str, Any]:
-    """Wait (bounded) until the pool holds ``size`` waiting processors."""
-    deadline = time.monotonic() + _WAIT_S
-    while (pool := await _pool(manager))["ready"] < size:
-        assert time.monotonic() < deadline, pool
-        await asyncio.sleep(0.1)
-    return pool
 
 
 def _members(manager_id: str) -> dict[int, str]:
@@ -65,7 +51,7 @@ async def test_a_create_claims_a_pooled_processor_and_the_pool_refills(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=2))
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     waiting = _members(manager_id)
     assert len(waiting) == 2
 
@@ -78,7 +64,7 @@ async def test_a_create_claims_a_pooled_processor_and_the_pool_refills(
     )
     assert gene.json()["gene_value"] == 0.3
 
-    pool = await _full(manager, 2)
+    pool = await pool_full(manager, 2)
     assert (pool["hits"], pool["misses"]) == (1, 0)
     metrics = (await manager.client.get("/metrics")).text
     assert 'kato_warm_pool_claims_total{outcome="hit"} 1.0' in metrics
@@ -88,9 +74,9 @@ async def test_pooled_processors_are_unreachable_before_their_claim(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=2))
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     session = await manager.create()
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     key = manager.app.state.settings.processor_secret_key
     waiting = manager.app.state.pool.waiting()
     endpoints = {m.ref: m.endpoint for m in waiting}
@@ -121,7 +107,7 @@ async def test_a_processor_is_never_reused_after_its_session_ends(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=1))
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     first = await manager.create()
     first_pid = int((await status_of(manager, first))["ref"])
     assert (await _observe(manager, first, "secret-of-first")).status_code == 200
@@ -129,47 +115,47 @@ async def test_a_processor_is_never_reused_after_its_session_ends(
     assert deleted.status_code == 204
     assert not pid_running(first_pid)  # stopped with its session, not returned to the pool
 
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     second = await manager.create()
     second_pid = int((await status_of(manager, second))["ref"])
     assert second_pid != first_pid
     stm = await manager.client.get(f"/session/{second['session_id']}/stm", headers=auth(second))
     assert stm.json()["stm"] == []
-    assert (await _pool(manager))["hits"] == 2
+    assert (await pool_stats(manager))["hits"] == 2
 
 
 async def test_restores_and_recoveries_take_from_the_pool(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=1))
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     session = await manager.create()
     sid = session["session_id"]
     assert (await _observe(manager, session, "kept")).status_code == 200
     assert await manager.app.state.sessions.hibernate(sid)
-    await _full(manager, 1)
+    await pool_full(manager, 1)
 
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))  # restores
     assert stm.json()["stm"] == [["kept"]]
-    assert (await _pool(manager))["hits"] == 2
+    assert (await pool_stats(manager))["hits"] == 2
 
-    await _full(manager, 1)
+    await pool_full(manager, 1)
     os.killpg(int((await status_of(manager, session))["ref"]), signal.SIGKILL)
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))  # recovers
     assert stm.status_code == 200
     assert stm.json()["stm"] == [["kept"]]
-    assert (await _pool(manager))["hits"] == 3
+    assert (await pool_stats(manager))["hits"] == 3
 
 
 async def test_a_burst_larger_than_the_pool_degrades_to_cold_starts(
     start_manager: StartManager, make_settings: SettingsFactory
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=2))
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     replies = await asyncio.gather(*(manager.create(user_id=f"u{i}") for i in range(6)))
     for session in replies:
         assert (await _observe(manager, session, "x")).status_code == 200
-    pool = await _full(manager, 2)  # and it refills
+    pool = await pool_full(manager, 2)  # and it refills
     assert pool["hits"] + pool["misses"] == 6
     assert pool["hits"] >= 2
     assert pool["misses"] >= 1
@@ -179,7 +165,7 @@ async def test_a_processor_that_died_in_the_pool_is_skipped(
     start_manager: StartManager, make_settings: SettingsFactory, manager_id: str
 ) -> None:
     manager = await start_manager(make_settings(warm_pool_size=2))
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     for pid in _members(manager_id):
         os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + _WAIT_S
@@ -189,7 +175,7 @@ async def test_a_processor_that_died_in_the_pool_is_skipped(
 
     session = await manager.create()  # both claims fail: a cold start, no error
     assert (await _observe(manager, session, "fine")).status_code == 200
-    pool = await _pool(manager)
+    pool = await pool_stats(manager)
     assert pool["claim_failures"] >= 1
     assert pool["misses"] + pool["hits"] == 1
 
@@ -199,7 +185,7 @@ async def test_a_restarted_manager_adopts_the_pool_and_a_stop_drains_it(
 ) -> None:
     process = manager_process(make_settings(warm_pool_size=2))
     manager = await process.start()
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     waiting = _members(manager_id)
     await manager.aclose()
     process.kill()
@@ -207,7 +193,7 @@ async def test_a_restarted_manager_adopts_the_pool_and_a_stop_drains_it(
 
     manager = await process.start()
     try:
-        pool = await _full(manager, 2)
+        pool = await pool_full(manager, 2)
         assert _members(manager_id) == waiting  # the same two, adopted, none started
         assert pool["refilling"] == 0
         session = await manager.create()
@@ -225,7 +211,7 @@ async def test_without_a_pool_a_restart_removes_what_an_earlier_pool_left(
     quick = {"leader_ttl_s": 1, "reconcile_interval_s": 0.5, "orphan_grace_s": 0}
     process = manager_process(make_settings(warm_pool_size=2, **quick))
     manager = await process.start()
-    await _full(manager, 2)
+    await pool_full(manager, 2)
     await manager.aclose()
     process.kill()
     assert len(_members(manager_id)) == 2
