@@ -8,6 +8,7 @@
 * ``config``: v3 configuration keys, their validation, and the classic genes they set
 * ``schemas``, ``errors``, ``ids``: v3's bodies, error shapes, id and timestamp formats
 * ``trace``: the ``X-Trace-ID`` every v3 response carries
+* ``events``: the session creations and deletions ``/ws/events`` (in ``system``) pushes
 """
 
 from __future__ import annotations

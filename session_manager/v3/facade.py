@@ -46,6 +46,7 @@ from session_manager.sessions.tokens import hash_token
 from session_manager.store.v3 import V3Record
 from session_manager.v3 import config as v3config
 from session_manager.v3.errors import BodyInvalid, GateNotFound, V3Error
+from session_manager.v3.events import EventHub
 from session_manager.v3.ids import new_session_id, node_key
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ class V3Sessions:
         """For each session, its processor's endpoint and the node generation (MongoDB) or log
         position (memory) that processor is known to have reached."""
         self._ending: set[asyncio.Task[Any]] = set()
+        self.events = EventHub()
+        """``/ws/events``' listeners on this replica."""
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()
         key = self.settings.processor_secret_key.encode()

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
 from litestar.params import FromPath
 
 from session_manager.models import Tenant
@@ -15,7 +16,7 @@ from session_manager.tenants import CREATE, Tenants
 from session_manager.v3 import config as v3config
 from session_manager.v3.errors import BodyInvalid, DetailNotFound, V3Error, decode_body
 from session_manager.v3.facade import V3Sessions
-from session_manager.v3.ids import iso_micro, unique_id
+from session_manager.v3.ids import iso_micro, iso_offset, unique_id
 from session_manager.v3.schemas import CreateSession, Observation, ObserveSequence, SessionResponse
 
 __all__ = ("SESSION_HANDLERS", "caller_tenant")
@@ -29,7 +30,7 @@ def _v3(request: AnyRequest) -> V3Sessions:
     return v3
 
 
-def caller_tenant(request: AnyRequest) -> Tenant | None:
+def caller_tenant(request: ASGIConnection[Any, Any, Any, Any]) -> Tenant | None:
     """The caller's tenant under ``KATO_V3_AUTH=key`` (``X-API-Key`` or bearer); else ``None``."""
     if request.app.state.settings.effective_kato_v3_auth == "none":
         return None
@@ -81,6 +82,15 @@ async def create_session(request: AnyRequest) -> Response[SessionResponse]:
         ttl_seconds=body.ttl_seconds,
     )
     reply = _session_response(session_id, record, deadline, body.ttl_seconds or 3600)
+    _v3(request).events.publish(
+        tenant.name if tenant is not None else "default",
+        "session.created",
+        {
+            "session_id": session_id,
+            "node_id": body.node_id,
+            "created_at": iso_offset(record.created_at_us / 1_000_000),
+        },
+    )
     echoed = request.headers.get("x-session-id") or request.cookies.get("session_id")
     return Response(reply, headers={"X-Session-ID": echoed} if echoed else None)
 
@@ -109,8 +119,17 @@ async def read_session(request: AnyRequest, session_id: FromPath[str]) -> Sessio
 async def delete_session(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
     """End the session: its processor stops; the node's knowledge stays."""
     v3 = _v3(request)
-    await v3.gate(session_id, _tenant_name(request))
+    record = await v3.gate(session_id, _tenant_name(request))
     await v3.end(session_id)
+    v3.events.publish(
+        record.tenant,
+        "session.destroyed",
+        {
+            "session_id": session_id,
+            "destroyed_at": iso_offset(time.time()),
+            "reason": "explicit_delete",
+        },
+    )
     return Response({"status": "deleted", "session_id": session_id}, headers=_headers(session_id))
 
 

@@ -8,13 +8,18 @@ they answer v3's empty or error shapes (see the README, "Coming from KATO v3").
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from datetime import datetime
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, WebSocket, get, post, websocket
+from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath, FromQuery
 
 from session_manager.v3.errors import V3Error
+from session_manager.v3.events import EventHub
 from session_manager.v3.facade import V3Sessions
 from session_manager.v3.ids import iso_offset, node_key
 from session_manager.v3.routes import caller_tenant
@@ -269,6 +274,58 @@ async def symbol_affinity(
     return {"node_id": node_key(_node(request, node_id)), "symbol": symbol, "affinity": {}}
 
 
+@websocket("/ws/events")
+async def events_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    """``state.snapshot`` on connect, then ``session.created``/``session.destroyed``."""
+    try:
+        tenant = caller_tenant(socket)
+    except V3Error as exc:  # refused as the manager refuses sockets: accepted, closed 4000+status
+        await socket.accept()
+        await socket.close(code=4000 + exc.status, reason=str(exc.detail)[:120])
+        return
+    v3 = socket.app.state.v3
+    hub: EventHub = v3.events
+    queue = hub.listen(tenant.name if tenant is not None else None)
+    try:
+        await socket.accept()
+        await socket.send_json(
+            {
+                "event_type": "state.snapshot",
+                # v3's quirk: server-local time without an offset.
+                "timestamp": datetime.now().isoformat(),
+                "data": {"active_sessions": await v3.count(), "system_status": "healthy"},
+            }
+        )
+        reader = asyncio.create_task(_answer_pings(socket))
+        try:
+            while not reader.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await socket.send_json(getter.result())
+                else:
+                    getter.cancel()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await reader
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.leave(queue)
+
+
+async def _answer_pings(socket: WebSocket[Any, Any, Any]) -> None:
+    """``ping`` gets ``pong``; any other text is ignored; returns when the client leaves."""
+    while True:
+        try:
+            message = await socket.receive_text()
+        except WebSocketDisconnect:
+            return
+        if message == "ping":
+            await socket.send_text("pong")
+
+
 SYSTEM_HANDLERS = (
     status,
     stats,
@@ -283,6 +340,7 @@ SYSTEM_HANDLERS = (
     _deprecated("cognition-data"),
     symbols,
     symbol_affinity,
+    events_socket,
 )
 """Served wherever the v3 API is mounted."""
 CLASHING_HANDLERS = (root, health, metrics)
