@@ -140,6 +140,7 @@ async def proxy_request(
     # Only now (token checked) does the request take one of the session's in-flight slots.
     with forwarder.admitted(session_id):
         while True:
+            sent_ms = state.clock.now_ms()
             try:
                 response = await forwarder.forward(
                     method,
@@ -158,7 +159,7 @@ async def proxy_request(
                 # applies it exactly once - unless it may have reached a knowledge base that
                 # outlives the processor (MongoDB): a write reset after sending is then
                 # answered 502, not resent.
-                moved = await _lost_or_moved(sessions, session_id, processor, journaled)
+                moved = await _lost_or_moved(sessions, session_id, processor, journaled, sent_ms)
                 if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
                     raise
             else:
@@ -168,9 +169,15 @@ async def proxy_request(
 
 
 async def _lost_or_moved(
-    sessions: Sessions, session_id: str, left: ProcessorRoute, journaled: bool
+    sessions: Sessions, session_id: str, left: ProcessorRoute, journaled: bool, sent_ms: int
 ) -> bool:
-    """Whether a refused request is worth sending again: the session moved, or was recovered."""
+    """Whether a refused request is worth sending again: the session moved, or was recovered.
+
+    Raises ``ProcessorOutOfMemory`` (507) when its processor exited at its memory limit since
+    the request was sent (``sent_ms``): not sent again, whoever recovered the session.
+    """
+    if journaled:
+        await sessions.check_out_of_memory(session_id, sent_ms)
     if await sessions.moved(session_id, left.endpoint):
         return True
     return journaled and await sessions.recover_lost(session_id, left.endpoint)
@@ -273,6 +280,7 @@ async def _open_upstream(
     forwarder.websockets.admit(session_id)
     try:
         while True:
+            sent_ms = socket.app.state.clock.now_ms()
             try:
                 return await forwarder.websockets.connect(
                     processor.endpoint,
@@ -283,7 +291,9 @@ async def _open_upstream(
                     processor_id=None if sessions.is_static(session_id) else session_id,
                 )
             except ProcessorUnavailable:
-                if not await _lost_or_moved(sessions, session_id, processor, journal is not None):
+                if not await _lost_or_moved(
+                    sessions, session_id, processor, journal is not None, sent_ms
+                ):
                     raise
             processor = await _follow(sessions, session_id, authorization, processor, deadline)
     except BaseException:

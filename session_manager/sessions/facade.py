@@ -101,6 +101,7 @@ class Sessions:
         self.restore = self._hibernation.restore
         self.recover = self._hibernation.recover
         self.recover_lost = self._hibernation.recover_lost
+        self.check_out_of_memory = self._hibernation.check_out_of_memory
         self.recoverable = self._hibernation.recoverable
         self.exit_event = self._hibernation.exits.event
         self.note_exit = self._hibernation.exits.noted

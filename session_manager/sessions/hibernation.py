@@ -27,7 +27,7 @@ import msgspec
 from session_manager.errors import KatoError, ProcessorUnavailable
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient, snapshot_json
-from session_manager.sessions.exits import ProcessorExits
+from session_manager.sessions.exits import PROCESSOR_OUT_OF_MEMORY, ProcessorExits
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.start_gate import StartGate
 
@@ -314,6 +314,22 @@ class Hibernation:
         return self._settings.journal == "on" and not await self._store.journal.unnumbered(
             session_id
         )
+
+    async def check_out_of_memory(self, session_id: str, since_ms: int) -> None:
+        """Raise ``ProcessorOutOfMemory`` if the processor hit its memory limit since ``since_ms``.
+
+        ``since_ms`` is when a refused request was sent. Whoever saw the exit first (the crash
+        watch, another request) recovered the session and recorded the event; this request was
+        in flight then and may well be why, so it is answered 507 instead of being sent again
+        to the new processor.
+        """
+        record = await self._store.get(session_id)
+        if (
+            record is not None
+            and record.last_event == PROCESSOR_OUT_OF_MEMORY
+            and record.last_event_at >= since_ms
+        ):
+            raise self.exits.error(record, recovered=True)
 
     async def recover_lost(self, session_id: str, endpoint: str, *, by: str = "proxy") -> bool:
         """A proxied request could not reach ``endpoint``: recover the session now if it is lost.

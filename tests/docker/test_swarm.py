@@ -3,6 +3,7 @@ network by a manager that runs in its own container on it; nothing left behind."
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -150,7 +151,12 @@ async def test_a_claimed_pool_service_is_listed_as_its_sessions_and_unbound_when
         labels={SESSION_LABEL: pool_id, MANAGER_LABEL: manager_id},
     )
     try:
-        (listed,) = await backend.list_owned()
+        # Listed once its task runs (a service whose task is not live counts as lost).
+        deadline = time.monotonic() + 60
+        while not (owned := await backend.list_owned()):
+            assert time.monotonic() < deadline, "the pool service's task never ran"
+            await asyncio.sleep(0.2)
+        (listed,) = owned
         assert (listed.ref, listed.session_id) == (service.id, pool_id)  # unassigned
         session_id = uuid.uuid4().hex
         bound = await backend.bind(listed, session_id)

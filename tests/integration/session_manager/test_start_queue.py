@@ -123,7 +123,7 @@ async def test_twelve_sessions_woken_at_once_start_two_at_a_time_first_come_firs
     assert seen.most_starting <= 2, seen
     assert seen.most_slots <= 2, seen
     assert seen.most_unready_processors <= 2, seen
-    assert seen.process_samples > 10, seen
+    assert seen.process_samples >= 5, seen  # processes were looked at during the herd
     assert seen.hibernated_while_full >= 4, seen  # a real herd: many waited at once
     assert [r.status_code for r in replies] == [200] * 12, [r.text for r in replies]
     assert [r.json()["stm"] for r in replies] == [[[f"word{i}"]] for i in range(12)]
