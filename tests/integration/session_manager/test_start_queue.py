@@ -78,6 +78,10 @@ async def watch_starts(
             seen.most_unready_processors = max(seen.most_unready_processors, unready)
             seen.process_samples += 1
         await asyncio.sleep(_SAMPLE_S)
+    # A start that ended just before ``stop`` may have fallen between two samples: seen now.
+    for session_id, record in zip(session_ids, await store.get_many(session_ids), strict=True):
+        if record is not None and record.status in started:
+            seen.first_seen_starting.setdefault(session_id, seen.samples + 1)
     return seen
 
 
