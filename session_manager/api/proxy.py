@@ -43,7 +43,7 @@ from session_manager.errors import (
     SessionNotReady,
 )
 from session_manager.log import request_id_from
-from session_manager.proxy import Forwarder, bridge_websockets, websocket_close_code
+from session_manager.proxy import READS, Forwarder, bridge_websockets, websocket_close_code
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -62,9 +62,6 @@ if TYPE_CHECKING:
 __all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_request", "proxy_websocket")
 
 log = logging.getLogger(__name__)
-
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
-"""Methods that change nothing: always safe to send again."""
 
 _MOVE_PAUSE_S = 0.05
 """Pause before resending when the session still resolves to the processor that refused."""
@@ -136,7 +133,7 @@ async def proxy_request(
     static = sessions.is_static(session_id)
     journaled = not static
     method: str = scope["method"]
-    unsafe_to_resend = settings.processor_storage == "mongodb" and method not in _READS
+    unsafe_to_resend = settings.processor_storage == "mongodb" and method not in READS
     # Only now (token checked) does the request take one of the session's in-flight slots.
     with forwarder.admitted(session_id):
         while True:

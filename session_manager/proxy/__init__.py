@@ -11,7 +11,7 @@ The request id the proxy passes on comes from ``session_manager.log.request_id_f
 """
 
 from session_manager.proxy.activity import ActivityTracker, Touch
-from session_manager.proxy.http import Forwarder, ProxyResponse
+from session_manager.proxy.http import READS, Forwarder, ProxyResponse
 from session_manager.proxy.http1 import Http1Pool
 from session_manager.proxy.websocket import (
     Closed,
@@ -21,6 +21,7 @@ from session_manager.proxy.websocket import (
 )
 
 __all__ = (
+    "READS",
     "ActivityTracker",
     "Closed",
     "Forwarder",

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from session_manager.metrics import Metrics
     from session_manager.settings import Settings
 
-__all__ = ("Forwarder", "ProxyResponse")
+__all__ = ("READS", "Forwarder", "ProxyResponse")
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ _WRITES = frozenset(
 )
 """Paths whose success changes a processor's state (an older processor does not number them)."""
 
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
-"""Methods that change nothing: never journaled."""
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: never journaled, always safe to send again."""
 
 _STREAM_ABOVE_BYTES = 256 * 1024
 """Responses bigger than this (or of unknown size) are streamed instead of buffered."""
@@ -389,7 +389,7 @@ class Forwarder:
             if processor_id is not None and self._secrets is not None:
                 secret = self._secrets.for_processor(processor_id)
                 lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
-            if journal is not None and session_id is not None and method not in _READS:
+            if journal is not None and session_id is not None and method not in READS:
                 write = journal.begin(session_id, endpoint, method, path, query, body)
             try:
                 if write is not None and write.unique_id:
