@@ -423,13 +423,14 @@ class Forwarder:
     ) -> None:
         """Journal (or void) a write by the processor's answer; the reply waits for Redis."""
         seq = None
-        honoured = False
+        used_id = b""
         for name, value in response.headers:
             lowered = name.lower()
             if lowered == SEQ_HEADER:
                 seq = value
             elif lowered == UNIQUE_ID_HEADER:
-                honoured = True
+                used_id = value
+        honoured = bool(used_id)
         applied = None
         unnumbered = False
         try:
@@ -447,7 +448,10 @@ class Forwarder:
             if write.confirmed_by(applied, honoured):
                 await journal.confirm(write)
                 return
-            if write.unique_id and not honoured:
+            if write.unique_id and honoured:  # the id it got is known: no reply to parse
+                await journal.record(write, applied, write.body, used_id.decode("latin-1"))
+                return
+            if write.unique_id:
                 journal.ids_ignored(write)
             if response.stream is not None:  # a big reply (a long sequence): the ids are in it
                 response.body = await response.stream.read()

@@ -47,9 +47,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -152,13 +152,22 @@ _ORDERS_MAX = 10_000
 
 def offered_unique_id() -> str:
     """An id for an observation journaled ahead (the processor's own format, spec §2.1)."""
-    return f"obs-{uuid.uuid4().hex}-{int(time.time() * 1_000_000)}"
+    return f"obs-{os.urandom(16).hex()}-{int(time.time() * 1_000_000)}"
 
 
 class _Order:
     """What this manager knows of one session's writes: the last number, what is in flight."""
 
-    __slots__ = ("endpoint", "ids_ignored", "in_flight", "pending", "replaced", "seq", "started")
+    __slots__ = (
+        "contended",
+        "endpoint",
+        "ids_ignored",
+        "in_flight",
+        "pending",
+        "replaced",
+        "seq",
+        "started",
+    )
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -174,6 +183,11 @@ class _Order:
         self.ids_ignored = False
         """The processor did not take an offered id (an image older than the offer): its
         observes are journaled after the answer, which names the id it chose."""
+        self.contended = False
+        """A reply contradicted an entry written ahead: another writer (a client that reaches
+        the processor some other way) moves the numbers. Writes are journaled after until one
+        gets the number right after the last, so they stop paying for an entry ahead that is
+        replaced each time (one Redis call more, and Redis's work for it)."""
 
 
 class JournaledWrite:
@@ -271,10 +285,12 @@ class RequestJournal:
             order = self._orders[session_id] = _Order(endpoint)
         elif order.endpoint != endpoint:  # restored or recovered elsewhere: learn it again
             order.endpoint, order.seq, order.ids_ignored = endpoint, None, False
+            order.contended = False
         write = JournaledWrite(order, session_id, method, path, query, body)
         if (
             write.alone
             and order.seq is not None
+            and not order.contended
             and method == "POST"
             and path in _AHEAD_PATHS
             and not (order.ids_ignored and path == "/observe")
@@ -315,12 +331,21 @@ class RequestJournal:
             length = await self.journal.append(write.session_id, entry)
         self._check_length(write.session_id, length)
 
-    async def record(self, write: JournaledWrite, seq: int, body: bytes) -> None:
-        """Journal a request the processor applied as ``seq`` (replacing an entry ahead)."""
+    async def record(
+        self, write: JournaledWrite, seq: int, body: bytes, unique_id: str = ""
+    ) -> None:
+        """Journal a request the processor applied as ``seq`` (replacing an entry ahead).
+
+        ``unique_id``: the id offered with it that the processor took (replay offers it again).
+        """
         if write.ahead:
+            if seq != write.expected:
+                write.order.contended = True
             with contextlib.suppress(KatoError):
                 await self._ahead_reply(write)
-        entry = JournalEntry(seq, write.method, write.path, write.query.decode("latin-1"), body)
+        entry = JournalEntry(
+            seq, write.method, write.path, write.query.decode("latin-1"), body, unique_id
+        )
         length = await self.journal.append(write.session_id, entry, replacing=write.member)
         self._check_length(write.session_id, length)
 
@@ -369,6 +394,8 @@ class RequestJournal:
         if not (write.alone and order.started == write.ticket):
             order.seq = None
         elif seq is not None:
+            if order.contended and order.seq is not None and seq == order.seq + 1:
+                order.contended = False  # no other writer in between: write ahead again
             order.seq = seq
         elif not unnumbered:
             order.seq = None
