@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -367,6 +368,7 @@ class Forwarder:
         status = "error"
         journal = self.journal
         write = None
+        sent: Callable[[], None] | None = None
         try:
             target = self._endpoint(endpoint)
             rid = request_id.encode()
@@ -391,12 +393,18 @@ class Forwarder:
                 lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
             if journal is not None and session_id is not None and method not in READS:
                 write = journal.begin(session_id, endpoint, method, path, query, body)
+                sent = functools.partial(journal.sent, write)
             try:
                 if write is not None and write.unique_id:
                     lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
                 lines.append(b"x-request-id: %s\r\n\r\n" % rid)
                 lines.append(body)
-                exchange = await self._pool.request(target.key, b"".join(lines), method=method)
+                exchange = await self._pool.request(
+                    target.key,
+                    b"".join(lines),
+                    method=method,
+                    sent=sent,
+                )
                 status = str(exchange.status)
                 response = await self._response(method, exchange, rid)
             except BaseException as exc:

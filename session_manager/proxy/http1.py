@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -135,8 +135,15 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def exchange(self, data: bytes, *, head_only: bool, read_timeout_s: float) -> None:
-        """Write one request and wait for the status line and headers."""
+    async def exchange(
+        self,
+        data: bytes,
+        *,
+        head_only: bool,
+        read_timeout_s: float,
+        sent: Callable[[], None] | None = None,
+    ) -> None:
+        """Write one request (then call ``sent``) and wait for the status line and headers."""
         if self.transport is None or self.closed:
             raise ProcessorUnreachable("processor closed the connection")
         self._parser = httptools.HttpResponseParser(self)
@@ -150,6 +157,8 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         self._head = asyncio.get_running_loop().create_future()
         self.transport.write(data)
+        if sent is not None:
+            sent()
         try:
             async with asyncio.timeout(read_timeout_s):
                 await self._head
@@ -251,17 +260,20 @@ class Http1Pool:
         self.slots = FairSlots(max_in_flight, max_in_flight_per_processor or max_in_flight)
         self._ssl: ssl.SSLContext | None = None
 
-    async def request(self, key: Key, data: bytes, *, method: str) -> Exchange:
+    async def request(
+        self, key: Key, data: bytes, *, method: str, sent: Callable[[], None] | None = None
+    ) -> Exchange:
         """Send one request, framed by the caller, to the processor at ``key``.
 
-        Returns once the response headers are in; the caller must read or release it.
+        ``sent`` is called as soon as the request is written (not if it never is). Returns
+        once the response headers are in; the caller must read or release it.
         """
         await self.slots.acquire(key, self.read_timeout_s)
         conn = None
         try:
             conn = self._reuse(key) or await self._connect(key)
             await conn.exchange(
-                data, head_only=method == "HEAD", read_timeout_s=self.read_timeout_s
+                data, head_only=method == "HEAD", read_timeout_s=self.read_timeout_s, sent=sent
             )
         except BaseException:  # also cancellation: a half-done exchange must not be reused
             self.slots.release(key)

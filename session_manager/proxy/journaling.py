@@ -12,8 +12,9 @@ Two ways to journal a request, chosen per request (``RequestJournal.begin``):
 * **Ahead** (the common case: one client writing to its session). The manager knows the
   session's last sequence number (from the previous answer) and no other write of the session
   is in flight, no WebSocket open: the processor will number this request ``last + 1``. The
-  entry is written under that number *before* the request is forwarded, on ``JournalPipe``'s
-  connection and without waiting; the Redis round trip runs while the processor works. An
+  entry is written under that number as the request is forwarded (right after its bytes, so
+  the processor starts first), on ``JournalPipe``'s connection and without waiting; the Redis
+  round trip runs while the processor works. An
   ``/observe`` is offered an id (``X-Kato-Unique-Id``) which the processor uses when the body
   names none and confirms in its reply; the entry carries it, a replay offers it again. The
   client's answer waits for both: the processor's reply confirming the number (and the id),
@@ -274,9 +275,11 @@ class RequestJournal:
     def begin(
         self, session_id: str, endpoint: str, method: str, path: str, query: bytes, body: bytes
     ) -> JournaledWrite:
-        """Note a mutating request about to be forwarded; write its entry ahead if it can be.
+        """Note a mutating request about to be forwarded; offer it an entry ahead if it can be.
 
-        Every ``begin`` is matched by ``end`` once the request's outcome is journaled.
+        The entry itself is written by ``sent``, once the request is on its way to the
+        processor: the processor, the longer of the two, starts first, and Redis answers while
+        it works. Every ``begin`` is matched by ``end`` once the request's outcome is journaled.
         """
         order = self._orders.get(session_id)
         if order is None:
@@ -297,13 +300,33 @@ class RequestJournal:
             and endpoint != order.replaced
             and not (self._sockets_open is not None and self._sockets_open(session_id))
         ):
-            self._write_ahead(write, order.seq + 1)
+            write.expected = order.seq + 1
+            write.unique_id = offered_unique_id() if path == "/observe" else ""
         return write
 
-    def _write_ahead(self, write: JournaledWrite, seq: int) -> None:
-        unique_id = offered_unique_id() if write.path == "/observe" else ""
+    def sent(self, write: JournaledWrite) -> None:
+        """The request was just written to the processor: write the entry ahead offered to it.
+
+        Not when a restart began meanwhile (``settled``: the processor is being replaced) or
+        the numbers moved: the request is then journaled after its answer, as it would be
+        without an offer (an offered id the processor took is journaled with it).
+        """
+        order = write.order
+        if (
+            not write.expected
+            or write.member
+            or order.seq is None
+            or order.seq + 1 != write.expected
+            or order.endpoint == order.replaced
+        ):
+            return
         entry = JournalEntry(
-            seq, write.method, write.path, write.query.decode("latin-1"), write.body, unique_id
+            write.expected,
+            write.method,
+            write.path,
+            write.query.decode("latin-1"),
+            write.body,
+            write.unique_id,
         )
         try:
             written = self.journal.ahead(write.session_id, entry)
@@ -312,9 +335,8 @@ class RequestJournal:
         if written is None:
             return
         write.member, write.reply = written
-        write.expected, write.unique_id = seq, unique_id
         write.settled = asyncio.get_running_loop().create_future()
-        write.order.pending.add(write.settled)
+        order.pending.add(write.settled)
 
     async def confirm(self, write: JournaledWrite) -> None:
         """The processor applied the request as expected: its reply waits for Redis's ack."""

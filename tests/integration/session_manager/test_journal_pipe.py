@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from session_manager.errors import StoreUnavailable
-from session_manager.proxy.journaling import RequestJournal
+from session_manager.proxy.journaling import JournaledWrite, RequestJournal
 from session_manager.store import SessionStore
 from session_manager.store.journal import JournalEntry
 from session_manager.store.journal_pipe import JournalPipe
@@ -93,11 +94,18 @@ async def test_a_redis_that_stops_answering_is_store_unavailable_in_time(tmp_pat
         await pipe.aclose()
 
 
+def _forwarded(journal: RequestJournal, *request: Any) -> JournaledWrite:
+    """``begin``, then the request's bytes go to the processor (``sent``, as the pool calls it)."""
+    write = journal.begin("s", *request)
+    journal.sent(write)
+    return write
+
+
 async def _connected(piped: SessionStore) -> RequestJournal:
     """A proxy journal over ``piped`` whose pipe is connected (writes ahead need it open)."""
     await piped.journal.append("s", JournalEntry(1, "POST", "/learn", "", b""))
     journal = RequestJournal(piped.journal, max_entries=1000)
-    first = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    first = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert not first.ahead  # the session's number is not known yet: journaled after
     await journal.record(first, 1, b"")
     journal.end(first, 1)
@@ -108,11 +116,11 @@ async def test_a_lone_write_is_journaled_ahead_and_a_concurrent_one_after(
     piped: SessionStore,
 ) -> None:
     journal = await _connected(piped)
-    lone = journal.begin("s", "http://p", "POST", "/observe", b"", b'{"strings":["a"]}')
+    lone = _forwarded(journal, "http://p", "POST", "/observe", b"", b'{"strings":["a"]}')
     assert lone.ahead
     assert lone.expected == 2
     assert lone.unique_id
-    other = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    other = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert not other.ahead  # another write is in flight: the number is not certain
     await journal.confirm(lone)
     journal.end(lone, 2)
@@ -124,14 +132,14 @@ async def test_a_lone_write_is_journaled_ahead_and_a_concurrent_one_after(
         (3, "/learn"),
     ]
     # Two writes overlapped: the next one learns the number again.
-    assert not journal.begin("s", "http://p", "POST", "/learn", b"", b"").ahead
+    assert not _forwarded(journal, "http://p", "POST", "/learn", b"", b"").ahead
 
 
 async def test_an_entry_ahead_under_another_number_is_replaced_by_the_one_it_got(
     piped: SessionStore,
 ) -> None:
     journal = await _connected(piped)
-    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    write = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert write.ahead
     assert write.expected == 2
     await journal.record(write, 5, b"")  # another writer took 2..4 meanwhile
@@ -143,7 +151,7 @@ async def test_an_entry_ahead_is_never_written_over_an_existing_one(piped: Sessi
     journal = await _connected(piped)
     taken = JournalEntry(2, "POST", "/message", "", b"frame")
     await piped.journal.append("s", taken)  # e.g. a WebSocket frame numbered 2 meanwhile
-    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    write = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert write.ahead
     assert write.expected == 2
     await journal.record(write, 3, b"")  # the processor says 3: it was stale
@@ -157,7 +165,7 @@ async def test_an_entry_ahead_is_never_written_over_an_existing_one(piped: Sessi
 
 async def test_a_void_removes_the_entry_ahead_and_settles_it(piped: SessionStore) -> None:
     journal = await _connected(piped)
-    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    write = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert write.ahead
     settled = asyncio.ensure_future(journal.settled("s", timeout_s=5))
     await asyncio.sleep(0.05)
@@ -181,12 +189,12 @@ async def test_a_processor_that_ignores_offered_ids_gets_its_observes_journaled_
     piped: SessionStore,
 ) -> None:
     journal = await _connected(piped)
-    write = journal.begin("s", "http://p", "POST", "/observe", b"", b"{}")
+    write = _forwarded(journal, "http://p", "POST", "/observe", b"", b"{}")
     assert write.unique_id  # offered; an older processor answers without taking it
     journal.ids_ignored(write)
     await journal.record(write, 2, b'{"unique_id":"its-own"}')
     journal.end(write, 2)
-    assert not journal.begin("s", "http://p", "POST", "/observe", b"", b"{}").ahead
+    assert not _forwarded(journal, "http://p", "POST", "/observe", b"", b"{}").ahead
 
 
 async def test_nothing_is_written_ahead_for_a_processor_a_restart_replaces(
@@ -194,11 +202,42 @@ async def test_nothing_is_written_ahead_for_a_processor_a_restart_replaces(
 ) -> None:
     journal = await _connected(piped)
     await journal.settled("s", timeout_s=1)  # a restart is about to read the journal
-    late = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    late = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
     assert not late.ahead  # resolved to the old processor before the restart: not ahead
     journal.end(late, None, unnumbered=True)
-    first = journal.begin("s", "http://new", "POST", "/learn", b"", b"")
+    first = _forwarded(journal, "http://new", "POST", "/learn", b"", b"")
     assert not first.ahead  # the new processor's number is learned first
     await journal.record(first, 2, b"")
     journal.end(first, 2)
-    assert journal.begin("s", "http://new", "POST", "/learn", b"", b"").ahead
+    assert _forwarded(journal, "http://new", "POST", "/learn", b"", b"").ahead
+
+
+async def test_a_restart_between_offer_and_send_gets_no_entry_ahead(piped: SessionStore) -> None:
+    journal = await _connected(piped)
+    write = journal.begin("s", "http://p", "POST", "/learn", b"", b"")
+    await journal.settled("s", timeout_s=1)  # e.g. while the request waited for a connection
+    journal.sent(write)
+    assert not write.ahead  # journaled after its answer instead
+    await journal.record(write, 2, b"")
+    journal.end(write, 2)
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1, 2]
+
+
+async def test_writes_are_journaled_after_while_another_writer_moves_the_numbers(
+    piped: SessionStore,
+) -> None:
+    journal = await _connected(piped)
+    write = _forwarded(journal, "http://p", "POST", "/observe", b"", b"{}")
+    assert write.ahead
+    await journal.record(write, 4, b"{}", write.unique_id)  # two writes came some other way
+    journal.end(write, 4)
+    after = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
+    assert not after.ahead  # the next entry ahead would most likely be replaced too
+    await journal.record(after, 5, b"")  # and no one else wrote in between
+    journal.end(after, 5)
+    again = _forwarded(journal, "http://p", "POST", "/learn", b"", b"")
+    assert again.ahead
+    await journal.void(again)
+    journal.end(again, None)
+    entries = await piped.journal.entries_after("s", 0)
+    assert [(e.seq, e.unique_id) for e in entries] == [(1, ""), (4, write.unique_id), (5, "")]
