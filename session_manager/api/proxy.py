@@ -105,11 +105,12 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 async def proxy_request(
-    state: State, scope: HTTPScope, chunks: AsyncIterator[bytes], session_id: str
+    state: State, scope: HTTPScope, chunks: AsyncIterator[bytes] | bytes, session_id: str
 ) -> ProxyResponse:
     """The processor's answer to one request for ``session_id``: status, headers, body as-is.
 
-    ``chunks`` is the request body as it arrives. Raises the ``KatoError`` the client gets.
+    ``chunks`` is the request body as it arrives (or all of it, when it is already in).
+    Raises the ``KatoError`` the client gets.
     """
     sessions: Sessions = state.sessions
     forwarder: Forwarder = state.forwarder

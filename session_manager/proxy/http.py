@@ -493,12 +493,19 @@ class Forwarder:
             headers.append((b"content-length", length))
         return ProxyResponse(exchange.status, headers, stream=exchange)
 
-    async def read_body(self, chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
+    async def read_body(
+        self, chunks: AsyncIterator[bytes] | bytes, declared_length: str | None
+    ) -> bytes:
         """The whole request body, refused with 413 once it is over ``MAX_PROXY_BODY_BYTES``.
 
         It must arrive within ``BODY_READ_TIMEOUT_S`` (408): partial bodies trickled in by
-        the thousand would otherwise hold memory without end.
+        the thousand would otherwise hold memory without end. A body already in (``bytes``)
+        is only measured.
         """
+        if isinstance(chunks, bytes):
+            if len(chunks) > self.max_body_bytes:
+                raise PayloadTooLarge("request body too large", limit_bytes=self.max_body_bytes)
+            return chunks
         try:
             async with asyncio.timeout(self.body_timeout_s):
                 return await self._read_body(chunks, declared_length)
