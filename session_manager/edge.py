@@ -12,6 +12,10 @@ three limits, checked as bytes arrive:
   headers; over it, ``408`` and closed. Idle keep-alive connections keep uvicorn's own
   ``timeout_keep_alive``.
 
+For the proxy's hot path, ``arrived_body`` and ``sent_whole`` do what a request cycle's
+``receive`` and two ``send`` calls would, directly on it, when the request body is already in
+and the answer is whole (see their docstrings); anything else goes through ASGI as usual.
+
 And one limit on what a client must take: ``CLIENT_WRITE_TIMEOUT_S``. uvicorn applies
 backpressure (an app's ``send`` waits while the socket's write buffer is above its high-water
 mark) but waits forever, so a client that never reads its response held the proxy's upstream
@@ -26,11 +30,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ("EdgeLimits", "WriteDeadline", "edge_protocol", "edge_websocket_protocol")
+__all__ = (
+    "EdgeLimits",
+    "WriteDeadline",
+    "arrived_body",
+    "edge_protocol",
+    "edge_websocket_protocol",
+    "sent_whole",
+)
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +316,80 @@ def edge_websocket_protocol(limits: EdgeLimits) -> type[WebSocketsSansIOProtocol
         write_timeout_s = limits.write_timeout_s
 
     return EdgeWebSocketProtocol
+
+
+def _cycle(receive: Any) -> RequestResponseCycle | None:
+    """The httptools request cycle behind an ASGI ``receive``, when it is one."""
+    cycle = getattr(receive, "__self__", None)
+    return cycle if type(cycle) is RequestResponseCycle else None
+
+
+def arrived_body(receive: Any) -> bytes | None:
+    """The whole request body when uvicorn already has all of it, else ``None``.
+
+    A small request arrives in one read, parsed before the app runs: its body is taken from
+    the request cycle as its ``receive`` would hand it over (reading resumed, the event
+    cleared), without a body generator and the timer a body still on its way needs. A body
+    that waits for ``100 Continue``, or any other server, goes through ``receive``.
+    """
+    cycle = _cycle(receive)
+    if (
+        cycle is None
+        or cycle.more_body
+        or cycle.disconnected
+        or cycle.waiting_for_100_continue
+        or cycle.response_complete
+        or not cycle.message_event.is_set()
+    ):
+        return None
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body = bytes(cycle.body)
+    cycle.body = bytearray()
+    return body
+
+
+def sent_whole(receive: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Send a whole answer in one write, as uvicorn's two ``send`` calls would; whether it did.
+
+    Only on the edge's own httptools cycle, for an answer not yet started to a client that is
+    keeping up (``send`` would wait for it to drain), not to ``HEAD`` (no body) and without
+    an access log: then it is uvicorn's own sequence without its per-header checks (the
+    headers are the processor's, already parsed, and the manager's own) and the ASGI
+    messages. ``content-length`` is the body's. Otherwise ``False``: the caller sends.
+    """
+    cycle = _cycle(receive)
+    if (
+        cycle is None
+        or cycle.response_started
+        or cycle.disconnected
+        or cycle.flow.write_paused
+        or cycle.access_log
+        or cycle.scope["method"] == "HEAD"
+        or status in (204, 304)
+        or status not in STATUS_LINE
+    ):
+        return False
+    content = [STATUS_LINE[status]]
+    for name, value in cycle.default_headers:
+        content.append(b"%s: %s\r\n" % (name, value))
+    for name, value in headers:
+        lowered = name.lower()  # as uvicorn writes them
+        if lowered != b"content-length":
+            content.append(b"%s: %s\r\n" % (lowered, value))
+    content.append(b"content-length: %d\r\n" % len(body))
+    if not cycle.keep_alive:
+        content.append(b"connection: close\r\n")
+    content.append(b"\r\n")
+    content.append(body)
+    cycle.transport.write(b"".join(content))  # before ``response_started``: never held back
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True

@@ -20,10 +20,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from litestar.serialization import encode_json
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from session_manager import log as log_context
 from session_manager.api.proxy import proxy_request
+from session_manager.edge import arrived_body, sent_whole
 from session_manager.errors import KatoError, error_body
 
 if TYPE_CHECKING:
@@ -42,32 +42,6 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 class _ClientGone(Exception):
     """The client disconnected before its body was in: there is no one to answer."""
-
-
-def _arrived_body(receive: Receive) -> bytes | None:
-    """The whole request body when uvicorn already has all of it, else ``None``.
-
-    A small request arrives in one read, parsed before the app runs: its body is taken from
-    uvicorn's request cycle as its ``receive`` would hand it over (the event cleared, reading
-    resumed), without the generator and the body timer ``Forwarder.read_body`` needs for a
-    body still on its way. A body that waits for ``100 Continue``, or any other server,
-    takes the general path.
-    """
-    cycle = getattr(receive, "__self__", None)
-    if (
-        type(cycle) is not RequestResponseCycle
-        or cycle.more_body
-        or cycle.disconnected
-        or cycle.waiting_for_100_continue
-        or cycle.response_complete
-        or not cycle.message_event.is_set()
-    ):
-        return None
-    cycle.flow.resume_reading()
-    cycle.message_event.clear()
-    body = bytes(cycle.body)
-    cycle.body = bytearray()
-    return body
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
@@ -132,7 +106,7 @@ class SessionProxyFront:
         sid_token = log_context.session_id.set(session_id)
         try:
             try:
-                body = _arrived_body(receive)
+                body = arrived_body(receive)
                 response = await proxy_request(
                     self._app.state, http, _body(receive) if body is None else body, session_id
                 )
@@ -146,6 +120,10 @@ class SessionProxyFront:
                 await _error(
                     send, request_id, 500, KatoError.code, "An unexpected error occurred", {}
                 )
+                return
+            if response.stream is None and sent_whole(
+                receive, response.status, response.headers, response.body
+            ):
                 return
             await response(scope, receive, send)
         finally:
