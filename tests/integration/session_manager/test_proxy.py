@@ -525,3 +525,40 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(
         assert b'"body":"hello"' in (await reader.readexactly(length)).replace(b" ", b"")
     finally:
         writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order_and_connection_close_is_kept(
+    harness: ProxyHarness, session: ProxySession
+) -> None:
+    """Answers are written straight on the server's request cycle (``edge.sent_whole``):
+    pipelined requests on one socket still get their answers in order, and a client's
+    ``Connection: close`` still ends the connection after its answer."""
+    host, port = harness.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    token = session.auth["Authorization"]
+
+    def request(body: str, extra: str = "") -> bytes:
+        return (
+            f"POST /session/{session.id}/observe HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: {token}\r\ncontent-length: {len(body)}\r\n{extra}\r\n{body}"
+        ).encode()
+
+    async def answer() -> tuple[bytes, bytes]:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        return head, (await reader.readexactly(length)).replace(b" ", b"")
+
+    try:
+        writer.write(request("one") + request("two") + request("three", "connection: close\r\n"))
+        for body in (b"one", b"two", b"three"):
+            head, content = await answer()
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert b'"body":"%s"' % body in content
+        assert b"connection: close" in head.lower()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the manager
+    finally:
+        writer.close()
