@@ -3,11 +3,13 @@
 Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend, the
 journal on as by default) on loopback, creates sessions (timing create→ready), and a bare
 asyncio byte relay (``bench/_relay.py``, the floor any proxy is measured against) in front of
-the first session's processor. One keep-alive client then drives that processor three ways —
-directly, through the relay, through ``/session/{id}/`` — in turn, for two
-workloads: a simple one (the same two-symbol observe) and a dense one (2-4 symbols per event
-from a 50-symbol vocabulary, learn every 10 observes, predictions every 5: up to 200 patterns
-that most observations match). Then the simple observe over ``/ws`` (one message, one reply),
+the third session's processor. One keep-alive client then drives three processors of the same
+kind, each with one writer as in a deployment — the second session's directly, the third's
+through the relay, the first's through ``/session/{id}/`` — in turn, with the same requests,
+for two workloads: a simple one (the same two-symbol observe) and a dense one (2-4 symbols per
+event from a 50-symbol vocabulary, learn every 10 observes, predictions every 5: up to 200
+patterns that most observations match). Then the simple observe over ``/ws`` (one message, one
+reply),
 then 8 concurrent keep-alive HTTP clients for a fixed time (requests/s). Counts and durations
 are bounded by the arguments. Targets (issue 14): the manager adds ≤ 0.3 ms p50 to a dense
 observe, and ≤ 2.5 times what the relay adds.
@@ -193,14 +195,16 @@ def simple_rounds(routes: list[Route], requests: int) -> dict[str, list[float]]:
 
 
 def dense_rounds(routes: list[Route], observes: int) -> dict[tuple[str, str], list[float]]:
-    """The dense workload, one stream whose steps take the routes in turn.
+    """The dense workload: one stream of steps, each sent on every route in turn.
 
     2-4 symbols per event from 50, ``POST /learn`` after every 10th observe, ``GET
     /predictions`` after every 5th; the knowledge base is cleared every 2,000 observes (so up
-    to 200 patterns of ~10 events). Every route drives the same processor, and consecutive
-    steps go to different routes (3 routes: a step's position among the 10 between learns
-    cycles through all of them), so each route sees the same mix of cheap and costly observes
-    while the knowledge grows. Samples per (route, request kind).
+    to 200 patterns of ~10 events). Each route drives a processor of its own (``main``), and
+    every processor gets the same stream, step by step, so each route sees the same mix of
+    cheap and costly requests on the same knowledge; which route goes first rotates. The
+    manager is its session's only writer, as in a deployment (a processor answers only its
+    manager): writes sent to its processor some other way would move the numbers its journal
+    expects, and cost it a Redis round trip no deployment pays. Samples per (route, kind).
     """
     rng = random.Random(14)
     samples: dict[tuple[str, str], list[float]] = {}
@@ -212,18 +216,21 @@ def dense_rounds(routes: list[Route], observes: int) -> dict[tuple[str, str], li
         if status != 200:
             raise RuntimeError(f"{name} {kind} -> {status}: {data[:200]!r}")
 
-    for count in range(observes * len(routes)):
-        name, conn, prefix, headers = routes[count % len(routes)]
-        if count % DENSE_RESET_EVERY == 0:
-            conn.call("POST", f"{prefix}/clear-all", b"", headers)
+    for step in range(observes):
+        turn = routes[step % len(routes) :] + routes[: step % len(routes)]
         symbols = rng.sample(VOCABULARY, rng.randint(2, 4))
         body = json.dumps({"strings": symbols, "vectors": [], "emotives": {}}).encode()
-        timed(name, "observe", conn, "POST", f"{prefix}/observe", body, headers)
-        if (count + 1) % 5 == 0:
-            timed(name, "predictions", conn, "GET", f"{prefix}/predictions", None, headers)
-        if (count + 1) % 10 == 0:
-            timed(name, "learn", conn, "POST", f"{prefix}/learn", b"", headers)
-    conn.call("POST", f"{prefix}/clear-all", b"", headers)  # what follows starts afresh
+        for name, conn, prefix, headers in turn:
+            if step % DENSE_RESET_EVERY == 0:
+                conn.call("POST", f"{prefix}/clear-all", b"", headers)
+            timed(name, "observe", conn, "POST", f"{prefix}/observe", body, headers)
+        for name, conn, prefix, headers in turn:
+            if (step + 1) % 5 == 0:
+                timed(name, "predictions", conn, "GET", f"{prefix}/predictions", None, headers)
+            if (step + 1) % 10 == 0:
+                timed(name, "learn", conn, "POST", f"{prefix}/learn", b"", headers)
+    for _, conn, prefix, headers in routes:  # what follows starts afresh
+        conn.call("POST", f"{prefix}/clear-all", b"", headers)
     return samples
 
 
@@ -337,8 +344,11 @@ def main() -> None:
     parser.add_argument("--dense", type=int, default=1500, help="dense observes per path")
     parser.add_argument("--seconds", type=float, default=4.0, help="per path, 8 clients")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--sessions", type=int, default=8, help="sessions created (create→ready)")
+    parser.add_argument(
+        "--sessions", type=int, default=8, help="sessions created (create→ready), at least 3"
+    )
     args = parser.parse_args()
+    args.sessions = max(args.sessions, 3)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     port, admin_token, api_key = free_port(), secrets.token_hex(16), secrets.token_hex(16)
@@ -360,20 +370,31 @@ def main() -> None:
             )
             create_s.append(time.perf_counter() - started)
         session = sessions[0]
-        record = api.json(
-            "GET", f"/admin/sessions/{session['session_id']}", Authorization=f"Bearer {admin_token}"
-        )
-        endpoint = find_endpoint(record)
-        if endpoint is None:
-            raise RuntimeError(f"no processor endpoint in the admin record: {record}")
+        # The manager's session, and two more whose processors are reached directly and
+        # through the relay: three processors of the same kind, each with one writer.
+        endpoints = []
+        for created in sessions[:3]:
+            record = api.json(
+                "GET",
+                f"/admin/sessions/{created['session_id']}",
+                Authorization=f"Bearer {admin_token}",
+            )
+            found = find_endpoint(record)
+            if found is None:
+                raise RuntimeError(f"no processor endpoint in the admin record: {record}")
+            endpoints.append(found)
+        endpoint = endpoints[0]
+
+        def secret(index: int) -> dict[str, str]:
+            return {**JSON, **ProcessorSecrets(SECRET_KEY).headers(sessions[index]["session_id"])}
 
         auth = {"Authorization": f"Bearer {session['token']}", **JSON}
-        with byte_relay(endpoint) as (relay_url, relay_pid):
-            conns = [Connection(endpoint), Connection(relay_url), Connection(base)]
-            own = {**JSON, **ProcessorSecrets(SECRET_KEY).headers(session["session_id"])}
+        own = secret(0)
+        with byte_relay(endpoints[2]) as (relay_url, relay_pid):
+            conns = [Connection(endpoints[1]), Connection(relay_url), Connection(base)]
             routes: list[Route] = [
-                ("direct", conns[0], "", own),
-                ("relay", conns[1], "", own),
+                ("direct", conns[0], "", secret(1)),
+                ("relay", conns[1], "", secret(2)),
                 ("manager", conns[2], f"/session/{session['session_id']}", auth),
             ]
             cpu_before = {"relay": cpu_s([relay_pid]), "manager": cpu_s(manager_pids(manager.pid))}
