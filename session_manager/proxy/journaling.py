@@ -332,6 +332,9 @@ class RequestJournal:
             written = self.journal.ahead(write.session_id, entry)
         except OSError:  # the connection went as it was written to: journal after instead
             return
+        except Exception:  # the request is on its way already: never fail it from here
+            log.exception("entry ahead not written", extra={"session_id": write.session_id})
+            return
         if written is None:
             return
         write.member, write.reply = written

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -300,7 +299,7 @@ class V3Sessions:
             "raw_path": f"/session/{session_id}{path}".encode(),
         }
         try:
-            response = await proxy_request(self._state, scope, _once(content), session_id)
+            response = await proxy_request(self._state, scope, content, session_id)
         except (SessionNotFound, SessionExpired) as exc:
             await self._store.v3.forget(session_id)
             raise GateNotFound(session_id) from exc
@@ -386,10 +385,6 @@ class V3Sessions:
         if len(self._seen) >= _SEEN_MAX:
             self._seen.clear()
         self._seen[session_id] = (endpoint, value)
-
-
-async def _once(content: bytes) -> AsyncIterator[bytes]:
-    yield content
 
 
 def _processor_message(reply: Reply) -> str:
