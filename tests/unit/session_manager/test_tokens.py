@@ -47,3 +47,21 @@ def test_session_auth_none_issues_and_checks_nothing() -> None:
     tokens = SessionTokens("none")
     assert tokens.issue() == (None, "")
     tokens.check("", None)
+
+
+def test_an_accepted_header_is_remembered_only_for_its_own_token() -> None:
+    """``check`` skips the hash for the header it last accepted for a token, and only for it."""
+    tokens = SessionTokens("token")
+    token, stored = tokens.issue()
+    rotated, rotated_hash = tokens.issue()
+    assert token is not None
+    assert rotated is not None
+    tokens.check(stored, f"Bearer {token}")
+    tokens.check(stored, f"Bearer {token}")  # remembered
+    with pytest.raises(Unauthorized):
+        tokens.check(stored, f"Bearer {token}x")
+    with pytest.raises(Unauthorized):
+        tokens.check(stored, None)
+    with pytest.raises(Unauthorized):  # after a rotation the stored hash is another one
+        tokens.check(rotated_hash, f"Bearer {token}")
+    tokens.check(rotated_hash, f"bearer {rotated}")
