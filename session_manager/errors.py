@@ -8,6 +8,7 @@
     ├── Unauthorized (401 UNAUTHORIZED)
     ├── Forbidden (403 FORBIDDEN)
     ├── SessionNotFound (404 SESSION_NOT_FOUND)
+    ├── ManagerOnlyRoute (404 NOT_FOUND, a processor route a client may not call)
     ├── SessionExpired (410 SESSION_EXPIRED)
     ├── SessionConflict (409 SESSION_CONFLICT)
     ├── PayloadTooLarge (413 BODY_TOO_LARGE)
@@ -43,6 +44,7 @@ __all__ = (
     "InvalidGene",
     "InvalidJson",
     "KatoError",
+    "ManagerOnlyRoute",
     "PayloadTooLarge",
     "ProcessorOutOfMemory",
     "ProcessorTimeout",
@@ -120,6 +122,15 @@ class SessionNotFound(KatoError):
     """No session has this id."""
 
     status, code = 404, "SESSION_NOT_FOUND"
+
+
+class ManagerOnlyRoute(KatoError):
+    """A proxied path naming a processor route only the manager calls (``/fence``, ``/claim`` …).
+
+    Answered as the processor answers a route it does not have: a client has no such route.
+    """
+
+    status, code = 404, "NOT_FOUND"
 
 
 class SessionConflict(KatoError):

@@ -38,12 +38,14 @@ from litestar.types import ASGIApp
 
 from session_manager.errors import (
     KatoError,
+    ManagerOnlyRoute,
     ProcessorUnavailable,
     ProcessorUnreachable,
     SessionNotReady,
 )
 from session_manager.log import request_id_from
 from session_manager.proxy import READS, Forwarder, bridge_websockets, websocket_close_code
+from session_manager.proxy.manager_only import is_manager_only
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -105,12 +107,22 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 async def proxy_request(
-    state: State, scope: HTTPScope, chunks: AsyncIterator[bytes], session_id: str
+    state: State,
+    scope: HTTPScope,
+    chunks: AsyncIterator[bytes],
+    session_id: str,
+    *,
+    manager: bool = False,
 ) -> ProxyResponse:
     """The processor's answer to one request for ``session_id``: status, headers, body as-is.
 
-    ``chunks`` is the request body as it arrives. Raises the ``KatoError`` the client gets.
+    ``chunks`` is the request body as it arrives. Raises the ``KatoError`` the client gets:
+    ``ManagerOnlyRoute`` (404) for a processor route only the manager calls, unless the
+    manager itself (``manager``: the v3 API's calls) is asking.
     """
+    path = _processor_path(scope)
+    if not manager and is_manager_only(path):
+        raise ManagerOnlyRoute("no such route", path=path)
     sessions: Sessions = state.sessions
     forwarder: Forwarder = state.forwarder
     settings: Settings = state.settings
@@ -123,7 +135,7 @@ async def proxy_request(
             content_length = value.decode("latin-1")
     # The route is resolved once the body is in: a hibernation that begins meanwhile is seen.
     body = await forwarder.read_body(chunks, content_length)
-    path, query = _processor_path(scope), scope["query_string"]
+    query = scope["query_string"]
     request_id = request_id_from(headers)
     deadline = _move_deadline(settings)
     processor = await sessions.resolve(session_id, authorization)
