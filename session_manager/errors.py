@@ -21,6 +21,7 @@
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     ├── StartsBusy (503 STARTS_BUSY, Retry-After)
     ├── SessionNotReady (503 SESSION_NOT_READY, Retry-After)
+    │   └── RouteStale (the proxy resends it: a route older than the session's processor)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
 Foreign errors (Redis, httpx, Docker) are translated where those libraries are called. A
@@ -51,6 +52,7 @@ __all__ = (
     "ProcessorUnavailable",
     "ProcessorUnhealthy",
     "ProcessorUnreachable",
+    "RouteStale",
     "SessionConflict",
     "SessionExpired",
     "SessionNotFound",
@@ -249,6 +251,16 @@ class SessionNotReady(KatoError):
 
 SESSION_NOT_READY_RETRY_S = 2
 """``Retry-After`` of ``SessionNotReady``."""
+
+
+class RouteStale(SessionNotReady):
+    """A write was answered through a route read before the session's processor was replaced.
+
+    The journal refused it (the session's epoch moved on: ``store.journal.STALE``), so it is
+    not acknowledged; the proxy resends it to the session's current processor. Should the
+    resend run out of time the client gets ``SESSION_NOT_READY``: nothing was applied where
+    the session now lives.
+    """
 
 
 class BackendUnavailable(KatoError):

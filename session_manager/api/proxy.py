@@ -41,6 +41,7 @@ from session_manager.errors import (
     ManagerOnlyRoute,
     ProcessorUnavailable,
     ProcessorUnreachable,
+    RouteStale,
     SessionNotReady,
 )
 from session_manager.log import request_id_from
@@ -161,7 +162,18 @@ async def proxy_request(
                     request_id,
                     session_id=session_id if journaled else None,
                     processor_id=None if static else session_id,
+                    epoch=processor.epoch,
                 )
+            except RouteStale:
+                # Answered by a processor the session replaced since the route was read
+                # (another replica recovered it): fenced, not acknowledged. Sent again where
+                # the session lives now, unless it may have reached a knowledge base that
+                # outlives the processor (MongoDB).
+                if unsafe_to_resend:
+                    raise ProcessorUnavailable(
+                        "the session's processor was replaced while the request was applied",
+                        session_id=session_id,
+                    ) from None
             except ProcessorUnavailable as exc:
                 # Refused or reset. Not acknowledged, so not in the journal: resending it after
                 # the session moved (hibernation) or was recovered (checkpoint plus journal)
@@ -291,14 +303,18 @@ async def _open_upstream(
         while True:
             sent_ms = socket.app.state.clock.now_ms()
             try:
-                return await forwarder.websockets.connect(
+                upstream = await forwarder.websockets.connect(
                     processor.endpoint,
                     query,
                     socket.scope.get("subprotocols", []),
                     request_id,
                     journaled=journal is not None,
                     processor_id=None if sessions.is_static(session_id) else session_id,
+                    epoch=processor.epoch,
                 )
+                if journal is not None:
+                    journal.epoch = processor.epoch  # its frames are journaled only while current
+                return upstream
             except ProcessorUnavailable:
                 if not await _lost_or_moved(
                     sessions, session_id, processor, journal is not None, sent_ms
