@@ -10,10 +10,10 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from session_manager.errors import StoreUnavailable
+from session_manager.errors import RouteStale, StoreUnavailable
 from session_manager.proxy.journaling import RequestJournal
 from session_manager.store import SessionStore
-from session_manager.store.journal import JournalEntry
+from session_manager.store.journal import STALE, JournalEntry
 from session_manager.store.journal_pipe import JournalPipe
 
 
@@ -202,3 +202,44 @@ async def test_nothing_is_written_ahead_for_a_processor_a_restart_replaces(
     await journal.record(first, 2, b"")
     journal.end(first, 2)
     assert journal.begin("s", "http://new", 0, "POST", "/learn", b"", b"").ahead
+
+
+async def test_an_older_epoch_gets_nothing_journaled_ahead_or_after(piped: SessionStore) -> None:
+    """The fence: once a restart bumped the session's epoch, a write answered through a route of
+    the older epoch (its processor replaced) is refused by both scripts and not acknowledged."""
+    journal = await _connected(piped)
+    ahead = journal.begin("s", "http://p", 0, "POST", "/learn", b"", b"")
+    assert ahead.ahead
+    await piped.journal.redis.hset(piped.keys.session("s"), "epoch", 1)  # recovered meanwhile
+    await journal.confirm(ahead)  # written before the epoch moved: the recovery replays it
+    journal.end(ahead, 2)
+    stale = journal.begin("s", "http://p", 0, "POST", "/learn", b"", b"")
+    assert stale.ahead  # the expectation is this manager's; Redis checks the epoch
+    with pytest.raises(RouteStale):
+        await journal.confirm(stale)
+    journal.end(stale, None)
+    late = journal.begin("s", "http://p", 0, "POST", "/learn", b"", b"")
+    assert not late.ahead
+    with pytest.raises(RouteStale):
+        await journal.record(late, 3, b"")
+    journal.end(late, None)
+    with pytest.raises(RouteStale):
+        await journal.append("s", 0, 3, "POST", "/message", "", b"frame")
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1, 2]
+    current = journal.begin("s", "http://new", 1, "POST", "/learn", b"", b"")
+    await journal.record(current, 3, b"")
+    journal.end(current, 3)
+    assert [e.seq for e in await piped.journal.entries_after("s", 0)] == [1, 2, 3]
+
+
+async def test_the_epoch_is_checked_without_the_pipe_too(store: SessionStore) -> None:
+    await store.journal.redis.hset(store.keys.session("s"), mapping={"status": "ready"})
+    entry = JournalEntry(1, "POST", "/learn", "", b"")
+    assert await store.journal.append("s", entry, epoch=0) == 1  # no field yet: epoch 0
+    await store.journal.redis.hset(store.keys.session("s"), "epoch", 2)
+    assert (
+        await store.journal.append("s", JournalEntry(2, "POST", "/learn", "", b""), epoch=1)
+        == STALE
+    )
+    assert await store.journal.append("s", JournalEntry(2, "POST", "/learn", "", b""), epoch=2) == 2
+    assert await store.journal.append("s", JournalEntry(3, "POST", "/learn", "", b"")) == 3
