@@ -144,7 +144,8 @@ class Hibernation:
         """Snapshot a ``ready`` session's running processor and trim its journal.
 
         Returns the checkpoint's sequence number, or ``None`` when another checkpoint or a
-        hibernation of the session is under way (the next pass tries again).
+        hibernation of the session is under way (the next pass tries again), or when the
+        session's epoch moved on meanwhile (``record``'s processor was replaced: nothing saved).
         """
         if record.status != SessionStatus.READY or not record.endpoint:
             return None
@@ -154,6 +155,11 @@ class Hibernation:
             state = await self._processors.get_state(
                 record.endpoint, processor_id=record.processor_id, epoch=record.epoch
             )
+            # A recovery may have replaced the processor while it answered (one that came back
+            # after its node was cut off): its state is not the session's any more.
+            route = await self._store.route(record.session_id)
+            if route is None or route.epoch != record.epoch:
+                return None
             seq = await self._save_checkpoint(record.session_id, state)
         self._metrics.checkpoints.inc()
         return seq

@@ -25,6 +25,7 @@ from session_manager.backends.base import ProcessorHandle
 from session_manager.models import SessionRecord
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.sessions import Sessions
+from session_manager.sessions.hibernation import snapshot_seq
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth
 from tests.support.pids import pid_running
 
@@ -153,6 +154,12 @@ async def test_a_lost_processor_that_comes_back_answers_nothing_and_takes_no_wri
             assert stm.json()["stm"] == [["a"], ["b"]]
             status = await direct.get("/status", headers=own)
             assert status.json()["time"] == 2
+        # A checkpoint pass that read the record before the recovery saves nothing of it.
+        assert await sessions.checkpoint(await _record(manager, sid)) == 4
+        assert await sessions.checkpoint(old) is None
+        snapshot = await manager.app.state.store.load_snapshot(sid)
+        assert snapshot is not None
+        assert snapshot_seq(snapshot) == 4
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
