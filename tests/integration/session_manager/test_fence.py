@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from session_manager.backends.base import ProcessorHandle
 from session_manager.models import SessionRecord
@@ -210,6 +213,45 @@ async def test_a_write_routed_to_the_old_processor_by_another_replica_lands_in_t
         again = await b_sessions.recover(current)
         assert again is not None
         assert await _stm(replica_b, session) == [*expected, ["d"]]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+async def test_a_websocket_bridged_to_a_replaced_processor_is_closed_1012_unacknowledged(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame the old processor answers after the recovery is not passed on (nor journaled):
+    the socket closes with 1012, and the client resends on a new socket, to the new one."""
+    session = await manager.create()
+    sid = session["session_id"]
+    assert (await _observe(manager, session, "a")).status_code == 200
+    old = await _record(manager, sid)
+    pid = int(old.ref)
+    _keep_alive_when_lost(manager, monkeypatch, old.ref)
+    sessions: Sessions = manager.app.state.sessions
+    url = f"{manager.ws_url}/session/{sid}/ws?token={session['token']}"
+    frame = json.dumps(
+        {"type": "observe", "payload": {"strings": ["b"], "vectors": [], "emotives": {}}}
+    )
+    try:
+        async with connect(url, proxy=None, open_timeout=10) as ws:
+            with _stopped(pid):
+                await ws.send(frame)  # reaches the old processor, which hangs
+                await asyncio.sleep(0.3)
+                assert await sessions.recover(old) is not None
+            os.killpg(pid, signal.SIGCONT)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)  # its answer is not passed on
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1012
+        async with connect(url, proxy=None, open_timeout=10) as ws:
+            await ws.send(frame)
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert reply["type"] == "observation_result", reply
+        assert await _stm(manager, session) == [["a"], ["b"]]
+        entries = await manager.app.state.store.journal.entries_after(sid, 0)
+        assert [e.path for e in entries].count("/message") == 1  # the resent frame only
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
