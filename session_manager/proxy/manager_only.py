@@ -17,8 +17,6 @@ __all__ = ("MANAGER_ONLY_PATHS", "is_manager_only")
 MANAGER_ONLY_PATHS = frozenset({"/fence", "/claim", "/knowledge/sync", "/knowledge/reload"})
 """Every route of ``processor_image/service`` that the manager calls and a client may not."""
 
-_FRAGMENTS = ("fence", "claim", "knowledge")
-
 
 def is_manager_only(path: str) -> bool:
     """Whether a proxied path (still percent-encoded) reaches a manager-only route.
@@ -28,7 +26,8 @@ def is_manager_only(path: str) -> bool:
     """
     if "%" in path:
         path = unquote(path)
-    if not any(fragment in path for fragment in _FRAGMENTS):  # the hot path: one scan
+    # The hot path: three substring scans, no generator (every proxied request comes here).
+    if "fence" not in path and "claim" not in path and "knowledge" not in path:
         return False
     normal = "/" + posixpath.normpath("/" + path).lstrip("/")
     return any(normal == route or normal.startswith(route + "/") for route in MANAGER_ONLY_PATHS)
