@@ -40,6 +40,11 @@ With two replicas writing one session (issue 18) the numbers still decide: a rep
 expectation is refused by Redis or contradicted by the reply and the entry corrected; what is
 not covered is a replica's restart reading the journal while another replica's entry written
 ahead is still unsettled.
+
+The fence: every write carries the session's epoch its route was read at, and both scripts
+(ahead and after) write nothing when the session's epoch moved on since (a restore or recovery
+replaced the processor). That answer came from a replaced processor: ``RouteStale``, not
+acknowledged, and the proxy resends the request to the current one.
 """
 
 from __future__ import annotations
