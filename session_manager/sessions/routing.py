@@ -157,7 +157,10 @@ class RouteCache:
         return cached
 
     def remember(self, session_id: str, route: Route, epoch: int) -> None:
-        """Cache a route read at ``epoch``, unless a change arrived since or the feed is off."""
+        """Cache a route read at ``epoch``, unless a change arrived since or the feed is off.
+
+        ``epoch`` is this cache's change counter; the session's own epoch is ``route.epoch``.
+        """
         if not self._live or epoch != self._epoch:
             return
         if len(self._routes) >= _ROUTES_MAX:
