@@ -12,18 +12,22 @@ from typing import Any
 
 import msgspec
 
+from processor_image.engine.compiled import EMPTY
 from processor_image.engine.core import CoreName, hasher, make_index, resolve
 from processor_image.engine.emotives import average
 from processor_image.engine.errors import GeneNotFound, ObservationError
 from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, validate_genes
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, vector_symbol
-from processor_image.engine.predictions import Prediction, predict
+from processor_image.engine.predictions import Prediction, predict_json
 from processor_image.engine.sharing import KnowledgeOp, KnowledgeShare
 from processor_image.engine.state import ProcessorState
 from processor_image.engine.stm import ShortTermMemory
 
 __all__ = ("ObserveResult", "Processor")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 class ObserveResult(msgspec.Struct, kw_only=True):
@@ -89,7 +93,9 @@ class Processor:
         self._current_emotives: dict[str, float] = {}
         self._symbols: list[str] = []
         self._percept: dict[str, Any] = {}
-        self._predictions: list[Prediction] = []
+        # The latest predictions as the knowledge base stores them (JSON, bare names): most
+        # are never read, so they are decoded only when asked for.
+        self._predictions = EMPTY
 
     # -- observing and learning -------------------------------------------------------------
 
@@ -128,10 +134,10 @@ class Processor:
             unique_id=unique_id, auto_learned_pattern=self._auto_learn(), time=self.time
         )
 
-    def _compute_predictions(self, unique_id: str) -> list[Prediction]:
+    def _compute_predictions(self, unique_id: str) -> bytes:
         if len(self._stm.state) < 2:
-            return []
-        result = predict(
+            return EMPTY
+        result = predict_json(
             self._stm.state,
             self._index,
             self.kb,
@@ -139,7 +145,7 @@ class Processor:
             max_predictions=self.genes.max_predictions,
             counts=self._stm.counts,
         )
-        if result:
+        if result != EMPTY:
             self.kb.store_predictions(unique_id, result)
         return result
 
@@ -240,7 +246,7 @@ class Processor:
     def predictions(self, unique_id: str | None = None) -> list[Prediction]:
         """The cached predictions, or the first stored record for ``unique_id``; names prefixed."""
         if unique_id is None:
-            found: list[Prediction] | None = self._predictions
+            found: list[Prediction] | None = _decode(self._predictions)
         else:
             found = self.kb.find_predictions(unique_id)
         return [_prefixed(prediction) for prediction in found or ()]
@@ -310,7 +316,7 @@ class Processor:
             current_emotives=dict(self._current_emotives),
             symbols=list(self._symbols),
             percept_data=copy.deepcopy(self._percept),
-            predictions=copy.deepcopy(self._predictions),
+            predictions=_decode(self._predictions),
             knowledge=None if self.kb.persistent else self.kb.dump(),
             share=msgspec.structs.replace(self.share) if self.share is not None else None,
         )
@@ -338,7 +344,7 @@ class Processor:
         self._current_emotives = dict(state.current_emotives)
         self._symbols = list(state.symbols)
         self._percept = copy.deepcopy(state.percept_data)
-        self._predictions = copy.deepcopy(state.predictions)
+        self._predictions = _encode(state.predictions) if state.predictions else EMPTY
         if self.share is not None and state.share is not None:
             self.share = KnowledgeShare(offset=state.share.offset, outbox=list(state.share.outbox))
 
