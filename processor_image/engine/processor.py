@@ -28,6 +28,9 @@ __all__ = ("ObserveResult", "Processor")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_START = b'{"type":"prototypical","name":"'
+"""How every prediction the engine writes starts: its name is prefixed by inserting after it."""
+_START_PREFIXED = _START + PATTERN_PREFIX.encode()
 
 
 class ObserveResult(msgspec.Struct, kw_only=True):
@@ -94,8 +97,10 @@ class Processor:
         self._symbols: list[str] = []
         self._percept: dict[str, Any] = {}
         # The latest predictions as the knowledge base stores them (JSON, bare names): most
-        # are never read, so they are decoded only when asked for.
+        # are never read, so they are decoded only when asked for. ``_written`` says they are
+        # laid out as the engine writes them (restored ones may not be): see predictions_json.
         self._predictions = EMPTY
+        self._written = True
 
     # -- observing and learning -------------------------------------------------------------
 
@@ -130,6 +135,7 @@ class Processor:
             self._stm.append(self._symbols)
         if strings or vectors:
             self._predictions = self._compute_predictions(unique_id)
+            self._written = True
         return ObserveResult(
             unique_id=unique_id, auto_learned_pattern=self._auto_learn(), time=self.time
         )
@@ -251,6 +257,18 @@ class Processor:
             found = self.kb.find_predictions(unique_id)
         return [_prefixed(prediction) for prediction in found or ()]
 
+    def predictions_json(self, unique_id: str | None = None) -> bytes:
+        """``predictions(unique_id)`` as JSON; the latest ones without decoding them.
+
+        Decoding a dense record (~100 KB) costs several times encoding it. Every prediction the
+        engine writes starts with ``_START`` (its keys in spec order, ``name`` second and bare),
+        which cannot occur inside a JSON string, where quotes are escaped: inserting the prefix
+        there prefixes exactly the names.
+        """
+        if unique_id is None and self._written:
+            return self._predictions.replace(_START, _START_PREFIXED)
+        return _encode(self.predictions(unique_id))
+
     def get_pattern(self, pattern_id: str) -> dict[str, Any] | None:
         """The stored pattern document with a prefixed name, or None (spec §6)."""
         record = self.kb.get_pattern(bare_name(pattern_id))
@@ -345,8 +363,24 @@ class Processor:
         self._symbols = list(state.symbols)
         self._percept = copy.deepcopy(state.percept_data)
         self._predictions = _encode(state.predictions) if state.predictions else EMPTY
+        self._written = _as_written(state.predictions, self._predictions)
         if self.share is not None and state.share is not None:
             self.share = KnowledgeShare(offset=state.share.offset, outbox=list(state.share.outbox))
+
+
+def _as_written(predictions: list[Prediction], encoded: bytes) -> bool:
+    """Whether ``encoded`` (of ``predictions``) is laid out as the engine writes predictions.
+
+    A snapshot's may be hand-made: other key order, prefixed names, an emotives dict that
+    looks like a prediction; then ``_START`` is not found once per prediction.
+    """
+    for prediction in predictions:
+        name = prediction.get("name")
+        if list(prediction)[:2] != ["type", "name"] or prediction["type"] != "prototypical":
+            return False
+        if not isinstance(name, str) or name.startswith(PATTERN_PREFIX):
+            return False
+    return encoded.count(_START) == len(predictions)
 
 
 def _prefixed(prediction: Prediction) -> Prediction:

@@ -174,7 +174,8 @@ class MessageResponse(msgspec.Struct, kw_only=True):
 class PredictionsResponse(msgspec.Struct, kw_only=True):
     """Predictions with ``PTRN|``-prefixed names (spec §4.8, §4.10)."""
 
-    predictions: list[dict[str, Any]]
+    predictions: msgspec.Raw
+    """A JSON list of prediction objects, as the engine keeps them (not decoded to send)."""
     processor_id: str
 
 
