@@ -10,6 +10,9 @@
  * authority on frequencies and symbol statistics: a prediction is a two-step call, `match`
  * (candidates, alignment, recall threshold) and `Run.predictions` (given what the knowledge
  * base says about the survivors), so the Python glue is a constant number of calls.
+ * `Run.predictions` writes the ranked predictions straight to the JSON msgspec would write for
+ * the pure-Python path's dicts: no Python object per prediction, symbol or event list (most
+ * records are stored and never read).
  *
  * Compiled with -ffp-contract=off and without -ffast-math: no fused or reordered arithmetic.
  */

@@ -328,6 +328,8 @@ def test_memory_store_learns_identically_with_the_compiled_tally(
         st.floats(),
         st.floats(min_value=-1e-3, max_value=1e-3),
         st.integers(-(2**53), 2**53).map(lambda k: k * 1e-12),
+        st.integers(-(2**52), 2**52).map(lambda k: k / 1e12),  # round(x, 12)'s results
+        st.integers(-(10**8), 10**8).map(lambda k: k / 1e12),  # around 1e-5
         st.integers(-60, 60).map(lambda e: 1.2345 * 10.0**e),
         st.integers(-(2**63), 2**63 - 1),
         st.text(),
