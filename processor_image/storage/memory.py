@@ -192,7 +192,7 @@ class MemoryKnowledgeBase:
     def store_predictions(self, unique_id: str, predictions: bytes) -> None:
         """Append a record (evicting the oldest past the bound); the first per id is found."""
         # Copied: zstandard's result keeps an allocation the size of its input (~100 KB for a
-        # dense record, ~5x what it holds); 1,000 kept records would pin ~100 MB instead of ~20.
+        # dense record, ~4x what it holds); 1,000 kept records would pin ~100 MB instead of ~25.
         encoded = memoryview(self._compress(predictions)).tobytes()
         self._first.setdefault(unique_id, encoded)
         self._records[unique_id] += 1
