@@ -148,6 +148,7 @@ def observe_stream(processor: Processor, seed: int, symbols: list[str], steps: i
         emotives = {"e": rng.uniform(-1, 1)} if rng.random() < 0.2 else None
         processor.observe(event, emotives=emotives, unique_id=f"u{n}")
         out.append(encode(processor.predictions()))
+        assert processor.predictions_json() == out[-1]  # as GET /predictions sends them
         roll = rng.random()
         if roll < 0.12:
             out.append(processor.learn().encode())
