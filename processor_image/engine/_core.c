@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CORE_ABI 3
+#define CORE_ABI 4
 
 /* ------------------------------------------------------------------------------------------
  * Small growable arrays.
