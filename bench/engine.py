@@ -5,7 +5,8 @@ Workloads (every figure is one ``observe`` call, which computes and stores the p
 * dense: events of 2-4 symbols from a 50-symbol vocabulary; 200 patterns of 10 such events
   (what learning every 10 observations gives); then observations of the same kind, short-term
   memory cleared every 10 (so it holds 1-10 events and the knowledge stays at 200 patterns),
-  predictions read every 5 (inside the timing). recall_threshold 0.1, max_predictions 100.
+  predictions read every 5 (inside the timing; as ``GET /predictions`` reads them: the JSON).
+  recall_threshold 0.1, max_predictions 100.
 * sparse: patterns of 3-8 events of 1-4 symbols from a 1,000-symbol vocabulary; each sample
   clears STM, observes a pattern's first event, then times the observe of its second event
   plus one unknown symbol.
@@ -64,7 +65,7 @@ def dense(core: str, patterns: int, samples: int, seed: int) -> list[float]:
         started = time.perf_counter()
         processor.observe(event, unique_id=f"u{n}")
         if n % 5 == 0:
-            processor.predictions()
+            processor.predictions_json()  # what GET /predictions asks of the engine
         timings.append(time.perf_counter() - started)
         if n % 10 == 0:
             processor.clear_stm()

@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import msgspec
 from _report import percentiles, table, write
 from pymongo import MongoClient
 
@@ -53,7 +54,9 @@ def measure(kb: KnowledgeBase, preload: int, samples: int, seed: int) -> list[di
         kb.learn(pattern_hash(pattern), pattern, {"joy": 0.5}, 5)
     fresh = [ten_symbol_pattern(rng) for _ in range(samples)]
     names = [pattern_hash(p) for p in known]
-    prediction = [{"name": names[0], "matches": ["a", "b"], "potential": 1.25, "emotives": {}}]
+    prediction = msgspec.json.encode(  # a record as the engine stores it: JSON
+        [{"name": names[0], "matches": ["a", "b"], "potential": 1.25, "emotives": {}}]
+    )
     operations: dict[str, Callable[[int], object]] = {
         "learn new (10 symbols)": lambda n: kb.learn(
             pattern_hash(fresh[n]), fresh[n], {"joy": 0.5}, 5

@@ -8,6 +8,7 @@
     ├── Unauthorized (401 UNAUTHORIZED)
     ├── Forbidden (403 FORBIDDEN)
     ├── SessionNotFound (404 SESSION_NOT_FOUND)
+    ├── ManagerOnlyRoute (404 NOT_FOUND, a processor route a client may not call)
     ├── SessionExpired (410 SESSION_EXPIRED)
     ├── SessionConflict (409 SESSION_CONFLICT)
     ├── PayloadTooLarge (413 BODY_TOO_LARGE)
@@ -20,6 +21,7 @@
     ├── StoreUnavailable (503 STORE_UNAVAILABLE, Retry-After)
     ├── StartsBusy (503 STARTS_BUSY, Retry-After)
     ├── SessionNotReady (503 SESSION_NOT_READY, Retry-After)
+    │   └── RouteStale (the proxy resends it: a route older than the session's processor)
     └── BackendUnavailable (503 BACKEND_UNAVAILABLE)
 
 Foreign errors (Redis, httpx, Docker) are translated where those libraries are called. A
@@ -43,12 +45,14 @@ __all__ = (
     "InvalidGene",
     "InvalidJson",
     "KatoError",
+    "ManagerOnlyRoute",
     "PayloadTooLarge",
     "ProcessorOutOfMemory",
     "ProcessorTimeout",
     "ProcessorUnavailable",
     "ProcessorUnhealthy",
     "ProcessorUnreachable",
+    "RouteStale",
     "SessionConflict",
     "SessionExpired",
     "SessionNotFound",
@@ -120,6 +124,15 @@ class SessionNotFound(KatoError):
     """No session has this id."""
 
     status, code = 404, "SESSION_NOT_FOUND"
+
+
+class ManagerOnlyRoute(KatoError):
+    """A proxied path naming a processor route only the manager calls (``/fence``, ``/claim`` …).
+
+    Answered as the processor answers a route it does not have: a client has no such route.
+    """
+
+    status, code = 404, "NOT_FOUND"
 
 
 class SessionConflict(KatoError):
@@ -238,6 +251,16 @@ class SessionNotReady(KatoError):
 
 SESSION_NOT_READY_RETRY_S = 2
 """``Retry-After`` of ``SessionNotReady``."""
+
+
+class RouteStale(SessionNotReady):
+    """A write was answered through a route read before the session's processor was replaced.
+
+    The journal refused it (the session's epoch moved on: ``store.journal.STALE``), so it is
+    not acknowledged; the proxy resends it to the session's current processor. Should the
+    resend run out of time the client gets ``SESSION_NOT_READY``: nothing was applied where
+    the session now lives.
+    """
 
 
 class BackendUnavailable(KatoError):

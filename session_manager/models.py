@@ -134,6 +134,11 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     last_event_at: int = 0
     out_of_memory_count: int = 0
     """How many of the session's processors exited at their memory limit."""
+    epoch: int = 0
+    """Which start of the session's processor serves it: bumped, in the same script, by the
+    transition that claims every restart (restore, recovery), so a processor of an older
+    epoch is fenced: its secret is not the one the manager sends, and the journal refuses a
+    write acknowledged through a route of an older epoch. 0 for records older than the field."""
 
     @property
     def handle(self) -> ProcessorHandle | None:

@@ -11,9 +11,10 @@ manager's errors in one place (``_translated``):
 
 Proxied client traffic does not come through here: it takes the proxy's own HTTP/1.1 pool.
 
-Calls about a session's processor name its ``processor_id``: with ``secrets`` (the manager's
-``ProcessorSecrets``) they carry that processor's secret. ``/health`` never needs one, and the
-gateway's static processors are called without (they were not started with one).
+Calls about a session's processor name its ``processor_id`` and ``epoch`` (the record's):
+with ``secrets`` (the manager's ``ProcessorSecrets``) they carry that processor's secret.
+``/health`` never needs one, and the gateway's static processors are called without (they
+were not started with one).
 """
 
 from __future__ import annotations
@@ -118,11 +119,11 @@ class ProcessorClient:
             trust_env=False,
         )
 
-    def _auth(self, processor_id: str | None) -> dict[str, str]:
+    def _auth(self, processor_id: str | None, epoch: int) -> dict[str, str]:
         """The processor's secret header; none without a processor id or without secrets."""
         if processor_id is None or self._secrets is None:
             return {}
-        return self._secrets.headers(processor_id)
+        return self._secrets.headers(processor_id, epoch)
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -202,7 +203,9 @@ class ProcessorClient:
         except (ProcessorUnavailable, ProcessorTimeout):
             return False
 
-    async def get_state(self, endpoint: str, *, processor_id: str | None = None) -> bytes:
+    async def get_state(
+        self, endpoint: str, *, processor_id: str | None = None, epoch: int = 0
+    ) -> bytes:
         """``GET /state``, asked for zstd: the snapshot as opaque bytes, never decompressed here.
 
         The body is read raw (httpx would otherwise decode ``Content-Encoding``), so the manager
@@ -214,7 +217,7 @@ class ProcessorClient:
             async with self._http.stream(
                 "GET",
                 url,
-                headers={"accept-encoding": SNAPSHOT_ENCODING, **self._auth(processor_id)},
+                headers={"accept-encoding": SNAPSHOT_ENCODING, **self._auth(processor_id, epoch)},
             ) as response:
                 chunks = [chunk async for chunk in response.aiter_raw()]
         body = b"".join(chunks)
@@ -235,6 +238,7 @@ class ProcessorClient:
         *,
         seq: int | None = None,
         processor_id: str | None = None,
+        epoch: int = 0,
     ) -> None:
         """``PUT /state``: load a snapshot taken by ``get_state``, sent as stored.
 
@@ -243,7 +247,7 @@ class ProcessorClient:
         sequence number, is sent as ``X-Kato-Replay-Seq`` so that the processor's numbering
         resumes there (a checkpoint before a journal replay).
         """
-        headers = {"content-type": "application/json", **self._auth(processor_id)}
+        headers = {"content-type": "application/json", **self._auth(processor_id, epoch)}
         if snapshot.startswith(_ZSTD_MAGIC):
             headers["content-encoding"] = SNAPSHOT_ENCODING
         if seq is not None:
@@ -269,6 +273,7 @@ class ProcessorClient:
         body: bytes,
         *,
         processor_id: str | None = None,
+        epoch: int = 0,
         unique_id: str = "",
     ) -> None:
         """Apply a journaled request again, as request number ``seq``; it must be applied.
@@ -284,7 +289,7 @@ class ProcessorClient:
         headers = {
             "content-type": "application/json",
             REPLAY_SEQ_HEADER: str(seq),
-            **self._auth(processor_id),
+            **self._auth(processor_id, epoch),
         }
         if body.startswith(_ZSTD_MAGIC):  # a PUT /state sent compressed (headers are not kept)
             headers["content-encoding"] = SNAPSHOT_ENCODING
@@ -303,7 +308,9 @@ class ProcessorClient:
             body=response.content[:_BODY_EXCERPT].decode("utf-8", "replace"),
         )
 
-    async def fence(self, endpoint: str, *, processor_id: str | None = None) -> bool:
+    async def fence(
+        self, endpoint: str, *, processor_id: str | None = None, epoch: int = 0
+    ) -> bool:
         """``POST /fence``: answers once the processor's state is final (hibernation barrier).
 
         Requests admitted before it have finished; later ones answer 503 ``PROCESSOR_FENCED``
@@ -311,19 +318,26 @@ class ProcessorClient:
         (404: an image older than the fence, during an upgrade).
         """
         try:
-            await self.call("POST", endpoint, "/fence", headers=self._auth(processor_id))
+            await self.call("POST", endpoint, "/fence", headers=self._auth(processor_id, epoch))
         except ProcessorUnavailable as exc:
             if exc.details.get("status") == 404:
                 return False
             raise
         return True
 
-    async def unfence(self, endpoint: str, *, processor_id: str | None = None) -> None:
+    async def unfence(
+        self, endpoint: str, *, processor_id: str | None = None, epoch: int = 0
+    ) -> None:
         """``DELETE /fence``: the hibernation failed; the processor serves requests again."""
-        await self.call("DELETE", endpoint, "/fence", headers=self._auth(processor_id))
+        await self.call("DELETE", endpoint, "/fence", headers=self._auth(processor_id, epoch))
 
     async def genes(
-        self, endpoint: str, names: Iterable[str], *, processor_id: str | None = None
+        self,
+        endpoint: str,
+        names: Iterable[str],
+        *,
+        processor_id: str | None = None,
+        epoch: int = 0,
     ) -> dict[str, Any]:
         """The live value of each named gene (``GET /gene/{name}``, all at once).
 
@@ -331,7 +345,7 @@ class ProcessorClient:
         store's whole knowledge base; a handful of small concurrent reads costs less.
         """
         wanted = list(names)
-        auth = self._auth(processor_id)
+        auth = self._auth(processor_id, epoch)
         bodies = await asyncio.gather(
             *(self.call("GET", endpoint, f"/gene/{name}", headers=auth) for name in wanted)
         )

@@ -41,7 +41,15 @@ from kato_sessions.models import (
     Stm,
 )
 
-__all__ = ("DEFAULT_URL", "ENV_TOKEN", "ENV_URL", "Call", "Retry", "retry_delay")
+__all__ = (
+    "DEFAULT_URL",
+    "ENV_TOKEN",
+    "ENV_URL",
+    "Call",
+    "Retry",
+    "resend_delay",
+    "retry_delay",
+)
 
 T = TypeVar("T")
 
@@ -65,7 +73,9 @@ class Retry:
     restoring or recovering, Redis briefly away: nothing was applied) is sent again after the
     time it names, as long as the waits add up to at most ``timeout_s``; ``Retry(0)`` turns
     retries off. A session created without waiting (``202``, ``starting``) is polled until
-    ready within the same budget.
+    ready within the same budget. A create, which carries an ``Idempotency-Key``, is also sent
+    again after a network failure (the manager may have made the session and lost the reply:
+    the key makes the retry answer with that same session), pausing ``poll_s`` doubling to 1 s.
     """
 
     timeout_s: float = 60.0
@@ -81,6 +91,12 @@ def retry_delay(error: KatoError, waited_s: float, retry: Retry) -> float | None
     if waited_s + delay > retry.timeout_s:
         return None
     return delay
+
+
+def resend_delay(pause_s: float, waited_s: float, retry: Retry) -> float | None:
+    """The pause before resending an idempotent call after a network failure, or None."""
+    delay = min(max(pause_s, 0.01), 1.0)
+    return None if waited_s + delay > retry.timeout_s else delay
 
 
 def still_starting(session_id: str, waited_s: float) -> KatoError:
@@ -113,6 +129,8 @@ class Call(Generic[T]):
     params: Mapping[str, str] | None = None
     body: bytes | None = None
     headers: Mapping[str, str] | None = None
+    idempotent: bool = False
+    """Safe to send again when the connection failed before a reply came (``resend_delay``)."""
 
     def decode(self, content: bytes) -> T:
         """The reply body as ``reply``."""
@@ -161,8 +179,9 @@ def create(
     max_age_s: int | None,
     labels: Mapping[str, str] | None,
     wait: bool,
+    idempotency_key: str,
 ) -> Call[CreatedSession]:
-    """``POST /session/create``."""
+    """``POST /session/create``; every try of it carries ``idempotency_key``."""
     body: dict[str, Any] = {"user_id": user_id}
     optional = {
         "kb_id": kb_id,
@@ -173,7 +192,10 @@ def create(
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     params = None if wait else {"wait": "false"}
-    return Call("POST", "/session/create", CreatedSession, params, _json(body), _JSON)
+    headers = {**_JSON, "Idempotency-Key": idempotency_key}
+    return Call(
+        "POST", "/session/create", CreatedSession, params, _json(body), headers, idempotent=True
+    )
 
 
 def _session_path(session_id: str, rest: str = "") -> str:

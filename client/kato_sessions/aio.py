@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -91,13 +92,19 @@ class AsyncClient:
         """Send ``call`` with ``token``, retrying what ``Retry-After`` says may be retried."""
         waited = 0.0
         headers = {**(call.headers or {}), **bearer(token)}
+        pause = self.retry.poll_s
         while True:
             try:
                 response = await self._http.request(
                     call.method, call.path, params=call.params, content=call.body, headers=headers
                 )
             except httpx.TransportError as exc:
-                raise ConnectionFailed(0, "CONNECTION_FAILED", f"{self.url}: {exc!r}") from exc
+                resend = _calls.resend_delay(pause, waited, self.retry) if call.idempotent else None
+                if resend is None:
+                    raise ConnectionFailed(0, "CONNECTION_FAILED", f"{self.url}: {exc!r}") from exc
+                await asyncio.sleep(resend)
+                waited, pause = waited + resend, pause * 2
+                continue
             if response.is_success:
                 return call.decode(response.content)
             error = error_for(
@@ -121,8 +128,14 @@ class AsyncClient:
         max_age_s: int | None = None,
         labels: Mapping[str, str] | None = None,
         wait: bool = True,
+        idempotency_key: str | None = None,
     ) -> AsyncSession:
-        """A new session (``wait=False``: at once, still ``starting``; see ``wait_ready``)."""
+        """A new session (``wait=False``: at once, still ``starting``; see ``wait_ready``).
+
+        ``idempotency_key`` (default: a new random one per call) is sent with every try, so a
+        create resent after a lost reply, or repeated by you with the same key (on any manager
+        replica), makes one session: the answer names it, with a fresh token.
+        """
         created = await self.send(
             _calls.create(
                 user_id=user_id,
@@ -132,6 +145,7 @@ class AsyncClient:
                 max_age_s=max_age_s,
                 labels=labels,
                 wait=wait,
+                idempotency_key=idempotency_key or uuid.uuid4().hex,
             ),
             self.api_key,
         )

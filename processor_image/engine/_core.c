@@ -10,6 +10,9 @@
  * authority on frequencies and symbol statistics: a prediction is a two-step call, `match`
  * (candidates, alignment, recall threshold) and `Run.predictions` (given what the knowledge
  * base says about the survivors), so the Python glue is a constant number of calls.
+ * `Run.predictions` writes the ranked predictions straight to the JSON msgspec would write for
+ * the pure-Python path's dicts: no Python object per prediction, symbol or event list (most
+ * records are stored and never read).
  *
  * Compiled with -ffp-contract=off and without -ffast-math: no fused or reordered arithmetic.
  */
@@ -20,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CORE_ABI 2
+#define CORE_ABI 4
 
 /* ------------------------------------------------------------------------------------------
  * Small growable arrays.
@@ -660,6 +663,316 @@ core_get_opcodes(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Compact JSON, byte for byte what msgspec.json encodes for the same Python values: strings
+ * as UTF-8 with only '"', '\\' and control characters escaped (\b \t \n \f \r, else \u00xx),
+ * floats as the shortest repr that round-trips (msgspec's layout: fixed from 1e-5 up to 1e16,
+ * else "1.5e-7" / "1e16"), non-finite floats as null.
+ */
+
+typedef struct {
+    char *v;
+    Py_ssize_t n, cap;
+} Buf;
+
+static int
+buf_reserve(Buf *b, Py_ssize_t extra)
+{
+    if (b->n + extra <= b->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + extra) {
+        cap *= 2;
+    }
+    char *v = PyMem_Realloc(b->v, (size_t)cap);
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->v = v;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int
+buf_put(Buf *b, const char *s, Py_ssize_t len)
+{
+    if (buf_reserve(b, len) < 0) {
+        return -1;
+    }
+    memcpy(b->v + b->n, s, (size_t)len);
+    b->n += len;
+    return 0;
+}
+
+#define BUF_LIT(b, s) buf_put((b), (s), (Py_ssize_t)(sizeof(s) - 1))
+
+static inline int
+buf_ch(Buf *b, char c)
+{
+    if (b->n == b->cap && buf_reserve(b, 1) < 0) {
+        return -1;
+    }
+    b->v[b->n++] = c;
+    return 0;
+}
+
+static void
+buf_free(Buf *b)
+{
+    PyMem_Free(b->v);
+    b->v = NULL;
+    b->n = b->cap = 0;
+}
+
+/* A JSON string of `len` UTF-8 bytes. */
+static int
+json_utf8(Buf *b, const char *s, Py_ssize_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(b, 6 * len + 2) < 0) {
+        return -1;
+    }
+    char *o = b->v + b->n;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *o++ = (char)c;
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->n = o - b->v;
+    return 0;
+}
+
+/* A str as a JSON string (UnicodeEncodeError for lone surrogates, as msgspec raises). */
+static int
+json_str(Buf *b, PyObject *s)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "expected a str, got %.100s", Py_TYPE(s)->tp_name);
+        return -1;
+    }
+    Py_ssize_t len;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &len);
+    return u == NULL ? -1 : json_utf8(b, u, len);
+}
+
+/* x = r / 1e12 (|x| < 4096, r an integer): r·10^-12 is then x's shortest repr. Any other
+ * decimal that reads back as x lies within an ulp (< 10^-12 here) of it, so has more than 12
+ * places and more digits. Most floats of a prediction are round(.., 12)s: no dtoa for them. */
+static int
+json_decimal12(Buf *b, double x, double r)
+{
+    char tmp[40], *o = tmp;
+    if (signbit(x)) {
+        *o++ = '-';
+    }
+    uint64_t u = (uint64_t)fabs(r);
+    if (u >= 10000000u || u == 0) { /* |x| >= 1e-5: fixed, as msgspec */
+        uint64_t ip = u / 1000000000000u, fp = u % 1000000000000u;
+        char digits[24];
+        int n = 0;
+        do {
+            digits[n++] = (char)('0' + ip % 10);
+            ip /= 10;
+        } while (ip);
+        while (n) {
+            *o++ = digits[--n];
+        }
+        *o++ = '.';
+        if (fp == 0) {
+            *o++ = '0';
+        }
+        else {
+            char f[12];
+            for (int i = 11; i >= 0; i--) {
+                f[i] = (char)('0' + fp % 10);
+                fp /= 10;
+            }
+            int k = 12;
+            while (f[k - 1] == '0') {
+                k--;
+            }
+            memcpy(o, f, (size_t)k);
+            o += k;
+        }
+    }
+    else { /* 1e-12 <= |x| < 1e-5: d.ddde-N */
+        char digits[8];
+        int n = 0;
+        while (u) {
+            digits[n++] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int exponent = n - 1 - 12, first = 0;
+        while (digits[first] == '0') { /* trailing zeros (digits are reversed) */
+            first++;
+        }
+        *o++ = digits[n - 1];
+        if (n - 1 > first) {
+            *o++ = '.';
+            for (int i = n - 2; i >= first; i--) {
+                *o++ = digits[i];
+            }
+        }
+        o += PyOS_snprintf(o, 8, "e%d", exponent);
+    }
+    return buf_put(b, tmp, o - tmp);
+}
+
+/* dtoa's shortest repr is exact but slow (~1 us); the other floats of a prediction (ratios of
+ * small counts) repeat, so their text is remembered (the GIL serialises every caller). */
+#define FLOAT_CACHE 1024
+static struct {
+    uint64_t bits;
+    uint8_t len; /* 0: empty */
+    char text[31];
+} float_cache[FLOAT_CACHE];
+
+static int
+json_float(Buf *b, double x)
+{
+    if (!isfinite(x)) {
+        return BUF_LIT(b, "null");
+    }
+    if (fabs(x) < 4096.0) {
+        double r = nearbyint(x * 1e12);
+        if (r / 1e12 == x) {
+            return json_decimal12(b, x, r);
+        }
+    }
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof(bits));
+    size_t slot = (size_t)((bits * 0x9E3779B97F4A7C15u) >> 54);
+    if (float_cache[slot].len && float_cache[slot].bits == bits) {
+        return buf_put(b, float_cache[slot].text, float_cache[slot].len);
+    }
+    char *r = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    char text[40], *o = text;
+    char *e = strchr(r, 'e');
+    if (e == NULL) { /* repr's fixed layout (1e-4 <= |x| < 1e16) is msgspec's */
+        size_t n = strlen(r);
+        memcpy(o, r, n < 39 ? n : 39);
+        o += n < 39 ? n : 39;
+    }
+    else {
+        int exponent = atoi(e + 1);
+        const char *m = r;
+        if (*m == '-') {
+            *o++ = *m++;
+        }
+        if (exponent == -5) { /* 1.25e-05 -> 0.0000125 */
+            memcpy(o, "0.0000", 6);
+            o += 6;
+            for (; m < e && o < text + 38; m++) {
+                if (*m != '.') {
+                    *o++ = *m;
+                }
+            }
+        }
+        else { /* 1.5e-07 -> 1.5e-7, 1e+16 -> 1e16 */
+            for (; m < e && o < text + 30; m++) {
+                *o++ = *m;
+            }
+            o += PyOS_snprintf(o, 8, "e%d", exponent);
+        }
+    }
+    PyMem_Free(r);
+    Py_ssize_t len = o - text;
+    if (len < (Py_ssize_t)sizeof(float_cache[slot].text)) {
+        float_cache[slot].bits = bits;
+        float_cache[slot].len = (uint8_t)len;
+        memcpy(float_cache[slot].text, text, (size_t)len);
+    }
+    return buf_put(b, text, len);
+}
+
+static int
+json_int(Buf *b, long long x)
+{
+    char s[32];
+    int n = PyOS_snprintf(s, sizeof(s), "%lld", x);
+    return buf_put(b, s, n);
+}
+
+PyDoc_STRVAR(core_json_doc,
+             "json(value) -> bytes\n\n"
+             "A str, float or int (or a list of them) as the prediction writer writes it,\n"
+             "which is what msgspec.json encodes; for the tests.");
+
+static int
+json_value(Buf *b, PyObject *value)
+{
+    if (PyUnicode_Check(value)) {
+        return json_str(b, value);
+    }
+    if (PyFloat_Check(value)) {
+        return json_float(b, PyFloat_AS_DOUBLE(value));
+    }
+    if (PyLong_CheckExact(value)) {
+        long long x = PyLong_AsLongLong(value);
+        return (x == -1 && PyErr_Occurred()) ? -1 : json_int(b, x);
+    }
+    if (PyList_Check(value)) {
+        if (buf_ch(b, '[') < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); i++) {
+            if ((i && buf_ch(b, ',') < 0) || json_value(b, PyList_GET_ITEM(value, i)) < 0) {
+                return -1;
+            }
+        }
+        return buf_ch(b, ']');
+    }
+    PyErr_Format(PyExc_TypeError, "json() takes str, float, int or list, not %.100s",
+                 Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+static PyObject *
+core_json(PyObject *Py_UNUSED(module), PyObject *value)
+{
+    Buf b = {0};
+    PyObject *out = json_value(&b, value) < 0 ? NULL : PyBytes_FromStringAndSize(b.v, b.n);
+    buf_free(&b);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------
  * Core: the learned patterns, interned, and the inverted index.
  */
 
@@ -678,7 +991,6 @@ typedef struct {
     /* patterns: names, flat symbols, cumulative event ends (relative to the pattern) */
     PyObject *by_name; /* dict: name -> int index (a known name is not added twice) */
     PyObject **names;
-    PyObject **events; /* the pattern's events as lists, made when first predicted (or NULL) */
     Py_ssize_t npat, pat_cap;
     IntVec flat_off, flat; /* pattern p: flat[flat_off[p] : flat_off[p+1]] */
     IntVec ev_off, ev_end; /* pattern p: event ends ev_end[ev_off[p] : ev_off[p+1]] */
@@ -692,6 +1004,17 @@ typedef struct {
     Py_ssize_t p_cap;
     Matcher matcher;
     Py_ssize_t m_cap; /* matcher.b2j_start/b2j_len capacity */
+    /* JSON: every symbol's escaped string, written once (sj_off: offset + 1, 0: not yet) */
+    Buf sj;
+    Py_ssize_t *sj_off, *sj_len;
+    Py_ssize_t sj_cap[2];
+    /* JSON: every predicted pattern's events "[..],[..]" written once (pj_off: offset + 1, 0:
+     * not yet) and where each event starts in it (pattern p's at pj_pos[ev_off[p] + p]...) */
+    Buf pj;
+    Py_ssize_t *pj_off;
+    int32_t *pj_pos;
+    Py_ssize_t pj_cap[2];
+    Buf out; /* the predictions being written (kept: no regrowth per call) */
 } Core;
 
 static PyTypeObject CoreType;
@@ -726,8 +1049,15 @@ core_forget(Core *self)
     }
     for (Py_ssize_t p = 0; p < self->npat; p++) {
         Py_CLEAR(self->names[p]);
-        Py_CLEAR(self->events[p]);
     }
+    if (self->sj_off != NULL) {
+        memset(self->sj_off, 0, (size_t)self->sj_cap[0] * sizeof(Py_ssize_t));
+    }
+    if (self->pj_off != NULL) {
+        memset(self->pj_off, 0, (size_t)self->pj_cap[0] * sizeof(Py_ssize_t));
+    }
+    self->sj.n = 0;
+    self->pj.n = 0;
     self->nsym = 0;
     self->npat = 0;
     self->flat.n = 0;
@@ -746,7 +1076,13 @@ Core_dealloc(Core *self)
     PyMem_Free(self->symbols);
     PyMem_Free(self->postings);
     PyMem_Free(self->names);
-    PyMem_Free(self->events);
+    PyMem_Free(self->sj_off);
+    PyMem_Free(self->sj_len);
+    buf_free(&self->sj);
+    PyMem_Free(self->pj_off);
+    PyMem_Free(self->pj_pos);
+    buf_free(&self->pj);
+    buf_free(&self->out);
     iv_free(&self->flat_off);
     iv_free(&self->flat);
     iv_free(&self->ev_off);
@@ -919,12 +1255,6 @@ Core_add(Core *self, PyObject *args)
             goto fail;
         }
         self->names = names;
-        PyObject **cached = PyMem_Realloc(self->events, (size_t)cap * sizeof(PyObject *));
-        if (cached == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        self->events = cached;
         self->pat_cap = cap;
     }
     if (grow_zeroed((void **)&self->p_bound, &self->p_cap, self->npat + 1, sizeof(int32_t)) <
@@ -943,7 +1273,6 @@ Core_add(Core *self, PyObject *args)
     }
     Py_DECREF(index);
     Py_INCREF(name);
-    self->events[self->npat] = NULL;
     self->names[self->npat++] = name;
     /* postings: occurrences of each distinct symbol, in first-seen order */
     int32_t *count = self->s_count;
@@ -1351,19 +1680,84 @@ Run_len(Run *self)
     return self->n;
 }
 
-/* Interned strings: attribute names and the prediction's keys, in the reference's order. */
-enum {
-    K_TYPE, K_NAME, K_FREQUENCY, K_EMOTIVES, K_MATCHES, K_PAST, K_PRESENT, K_MISSING, K_EXTRAS,
-    K_POTENTIAL, K_EVIDENCE, K_SIMILARITY, K_FRAGMENTATION, K_SNR, K_ENTROPY, K_HAMILTONIAN,
-    K_GRAND_HAMILTONIAN, K_CONFLUENCE, K_SEQUENCE, K_FUTURE, K_CONFIDENCE, K_ITFDF, N_KEYS
-};
-static const char *KEY_NAMES[N_KEYS] = {
-    "type", "name", "frequency", "emotives", "matches", "past", "present", "missing", "extras",
-    "potential", "evidence", "similarity", "fragmentation", "snr", "entropy", "hamiltonian",
-    "grand_hamiltonian", "confluence", "sequence", "future", "confidence", "itfdf_similarity"};
-static PyObject *keys[N_KEYS];
-static PyObject *template_prediction; /* dict with every key (None), copied per prediction */
-static PyObject *str_prototypical, *str_frequency_attr, *str_emotives_attr;
+/* The JSON string of the core's symbol s, escaped once and kept in the core's arena. */
+static int
+json_symbol(Core *core, Buf *b, int32_t s)
+{
+    if (core->sj_off[s] == 0) {
+        Py_ssize_t at = core->sj.n;
+        if (json_str(&core->sj, core->symbols[s]) < 0) {
+            return -1;
+        }
+        core->sj_off[s] = at + 1;
+        core->sj_len[s] = core->sj.n - at;
+    }
+    return buf_put(b, core->sj.v + core->sj_off[s] - 1, core->sj_len[s]);
+}
+
+/* Events from..to of pattern p as [["x","y"],...]: a slice of the pattern's JSON, which is
+ * written the first time the pattern is predicted. */
+static int
+json_events(Core *core, Buf *b, int32_t p, int32_t from, int32_t to)
+{
+    if (from >= to) {
+        return BUF_LIT(b, "[]");
+    }
+    int32_t *pos = core->pj_pos + core->ev_off.v[p] + p;
+    if (core->pj_off[p] == 0) {
+        const int32_t *a = core->flat.v + core->flat_off.v[p];
+        const int32_t *ends = core->ev_end.v + core->ev_off.v[p];
+        int32_t nev = core->ev_off.v[p + 1] - core->ev_off.v[p];
+        Buf *pj = &core->pj;
+        Py_ssize_t at = pj->n;
+        for (int32_t e = 0; e < nev; e++) {
+            if (pj->n - at > INT32_MAX - 2) {
+                PyErr_SetString(PyExc_OverflowError, "pattern too large");
+                return -1;
+            }
+            pos[e] = (int32_t)(pj->n - at);
+            if ((e > 0 && buf_ch(pj, ',') < 0) || buf_ch(pj, '[') < 0) {
+                return -1;
+            }
+            pos[e] += e > 0; /* after the comma */
+            for (int32_t x = e > 0 ? ends[e - 1] : 0; x < ends[e]; x++) {
+                if ((x > (e > 0 ? ends[e - 1] : 0) && buf_ch(pj, ',') < 0) ||
+                    json_symbol(core, pj, a[x]) < 0) {
+                    return -1;
+                }
+            }
+            if (buf_ch(pj, ']') < 0) {
+                return -1;
+            }
+        }
+        pos[nev] = (int32_t)(pj->n - at + 1);
+        core->pj_off[p] = at + 1;
+    }
+    const char *text = core->pj.v + core->pj_off[p] - 1;
+    Py_ssize_t len = pos[to] - 1 - pos[from];
+    if (buf_reserve(b, len + 2) < 0) {
+        return -1;
+    }
+    b->v[b->n++] = '[';
+    memcpy(b->v + b->n, text + pos[from], (size_t)len);
+    b->n += len;
+    b->v[b->n++] = ']';
+    return 0;
+}
+
+/* State symbol j: from the arena when the core knows it, else escaped from the str. */
+static inline int
+json_state_symbol(Run *self, Buf *b, Py_ssize_t j)
+{
+    int32_t s = self->state_ids[j];
+    return s >= 0 ? json_symbol(self->core, b, s) : json_str(b, PyList_GET_ITEM(self->state, j));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Run.predictions: the ensemble step and the ranked predictions, written as JSON.
+ */
+
+static PyObject *str_frequency_attr, *str_emotives_attr;
 
 /* Per-survivor numbers of the ensemble step. */
 typedef struct {
@@ -1420,44 +1814,49 @@ merge_sort(const SortContext *ctx, int32_t *v, int32_t *tmp, Py_ssize_t n, int *
     memcpy(v, tmp, (size_t)n * sizeof(int32_t));
 }
 
-static PyObject *
-float_or_null(double x)
+/* The emotives of a prediction: the record's window averaged, {} without a record. */
+static int
+json_emotives(Buf *b, PyObject *record, PyObject *average, PyObject *encode)
 {
-    return PyFloat_FromDouble(x);
-}
-
-/* A new list of the core's symbols ids[from:to]. */
-static PyObject *
-symbol_list(Core *core, const int32_t *ids, Py_ssize_t from, Py_ssize_t to)
-{
-    PyObject *list = PyList_New(to - from);
-    if (list == NULL) {
-        return NULL;
+    if (record == NULL) {
+        return BUF_LIT(b, "{}");
     }
-    for (Py_ssize_t x = from; x < to; x++) {
-        PyObject *symbol = core->symbols[ids[x]];
-        Py_INCREF(symbol);
-        PyList_SET_ITEM(list, x - from, symbol);
-    }
-    return list;
-}
-
-/* Set a prediction key, stealing `value`; -1 when value is NULL or the set fails. */
-static inline int
-put(PyObject *dict, int key, PyObject *value)
-{
-    if (value == NULL) {
+    PyObject *window = PyObject_GetAttr(record, str_emotives_attr);
+    if (window == NULL) {
         return -1;
     }
-    int rc = PyDict_SetItem(dict, keys[key], value);
-    Py_DECREF(value);
+    if (PyList_CheckExact(window) && PyList_GET_SIZE(window) == 0) {
+        Py_DECREF(window);
+        return BUF_LIT(b, "{}");
+    }
+    PyObject *averaged = PyObject_CallOneArg(average, window);
+    Py_DECREF(window);
+    if (averaged == NULL) {
+        return -1;
+    }
+    int rc;
+    if (PyDict_CheckExact(averaged) && PyDict_GET_SIZE(averaged) == 0) {
+        rc = BUF_LIT(b, "{}");
+    }
+    else { /* rare (learned with emotives): the caller's encoder writes the dict */
+        PyObject *encoded = PyObject_CallOneArg(encode, averaged);
+        if (encoded != NULL && !PyBytes_Check(encoded)) {
+            PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+            Py_CLEAR(encoded);
+        }
+        rc = encoded == NULL
+                 ? -1
+                 : buf_put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+        Py_XDECREF(encoded);
+    }
+    Py_DECREF(averaged);
     return rc;
 }
 
-/* The prediction object of survivor r (spec §4.8), its ensemble numbers known. */
-static PyObject *
-build_prediction(Run *self, Py_ssize_t r, const Scored *sc, long long n_symbols, double log_n,
-                 PyObject *average)
+/* The prediction object of survivor r (spec §4.8) as JSON, its ensemble numbers known. */
+static int
+write_prediction(Run *self, Buf *b, Py_ssize_t r, const Scored *sc, long long n_symbols,
+                 double log_n, PyObject *average, PyObject *encode)
 {
     Core *core = self->core;
     int32_t p = self->pattern[r];
@@ -1469,11 +1868,6 @@ build_prediction(Run *self, Py_ssize_t r, const Scored *sc, long long n_symbols,
     int32_t ps = e1 > 0 ? ends[e1 - 1] : 0, pe = e2 > 0 ? ends[e2 - 1] : 0;
     Py_ssize_t size = pe - ps;
     int32_t *count = core->s_count, *seen = core->s_seen;
-    PyObject *d = PyDict_Copy(template_prediction);
-    PyObject *sequence = NULL;
-    if (d == NULL) {
-        return NULL;
-    }
     /* the present's terms, summed in the reference's order */
     for (Py_ssize_t x = ps; x < pe; x++) {
         count[a[x]]++;
@@ -1498,129 +1892,92 @@ build_prediction(Run *self, Py_ssize_t r, const Scored *sc, long long n_symbols,
         }
     }
     double product = size ? pow(10.0, ps_result(&log_sum)) : 0.0;
-    double confluence;
-    PyObject *entropy_v, *hamiltonian_v, *grand_v;
-    if (size) {
-        double e, h, g;
-        if (round12(ps_result(&entropy), &e) < 0 || round12(ps_result(&hamiltonian), &h) < 0 ||
-            round12(ps_result(&grand), &g) < 0) {
-            goto fail;
-        }
-        entropy_v = PyFloat_FromDouble(e);
-        hamiltonian_v = PyFloat_FromDouble(h);
-        grand_v = PyFloat_FromDouble(g);
-    }
-    else { /* sum([]) is the int 0 */
-        entropy_v = PyLong_FromLong(0);
-        hamiltonian_v = PyLong_FromLong(0);
-        grand_v = PyLong_FromLong(0);
+    double e = 0.0, h = 0.0, g = 0.0, confluence;
+    if (size && (round12(ps_result(&entropy), &e) < 0 ||
+                 round12(ps_result(&hamiltonian), &h) < 0 ||
+                 round12(ps_result(&grand), &g) < 0)) {
+        return -1;
     }
     if (round12(sc->p_h * (1.0 - product), &confluence) < 0) {
-        Py_XDECREF(entropy_v);
-        Py_XDECREF(hamiltonian_v);
-        Py_XDECREF(grand_v);
-        goto fail;
+        return -1;
     }
-    /* emotives: the record's window averaged, {} without a record */
-    PyObject *emotives;
-    if (sc->record == NULL) {
-        emotives = PyDict_New();
+    if (BUF_LIT(b, "{\"type\":\"prototypical\",\"name\":") < 0 ||
+        json_str(b, core->names[p]) < 0 || BUF_LIT(b, ",\"frequency\":") < 0 ||
+        json_int(b, sc->frequency) < 0 || BUF_LIT(b, ",\"emotives\":") < 0 ||
+        json_emotives(b, sc->record, average, encode) < 0) {
+        return -1;
     }
-    else {
-        PyObject *window = PyObject_GetAttr(sc->record, str_emotives_attr);
-        if (window != NULL && PyList_CheckExact(window) && PyList_GET_SIZE(window) == 0) {
-            emotives = PyDict_New();
-        }
-        else {
-            emotives = window ? PyObject_CallOneArg(average, window) : NULL;
-        }
-        Py_XDECREF(window);
+    /* matches (state symbols of the blocks) and extras (the rest of the state), in order */
+    if (BUF_LIT(b, ",\"matches\":[") < 0) {
+        return -1;
     }
-    /* matches (state symbols of the blocks), the matched set, extras (the rest of the state) */
-    Py_ssize_t matched = self->matched[r];
-    PyObject *matches = PyList_New(matched);
-    PyObject *extras = PyList_New(self->lb - matched);
-    if (matches != NULL && extras != NULL) {
-        Py_ssize_t mi = 0, xi = 0, j = 0;
-        for (int32_t x = 0; x <= nb; x++) {
-            Py_ssize_t bj = x < nb ? blocks[3 * x + 1] : self->lb;
-            Py_ssize_t bk = x < nb ? blocks[3 * x + 2] : 0;
-            for (; j < bj; j++) {
-                PyObject *symbol = PyList_GET_ITEM(self->state, j);
-                Py_INCREF(symbol);
-                PyList_SET_ITEM(extras, xi++, symbol);
-            }
-            for (; j < bj + bk; j++) {
-                PyObject *symbol = PyList_GET_ITEM(self->state, j);
-                Py_INCREF(symbol);
-                PyList_SET_ITEM(matches, mi++, symbol);
-                seen[self->state_ids[j]] = 1;
+    Py_ssize_t written = 0;
+    for (int32_t x = 0; x < nb; x++) {
+        for (int32_t j = blocks[3 * x + 1]; j < blocks[3 * x + 1] + blocks[3 * x + 2]; j++) {
+            if ((written++ && buf_ch(b, ',') < 0) || json_state_symbol(self, b, j) < 0) {
+                return -1;
             }
         }
+    }
+    if (BUF_LIT(b, "],\"past\":") < 0 || json_events(core, b, p, 0, e1) < 0 ||
+        BUF_LIT(b, ",\"present\":") < 0 || json_events(core, b, p, e1, e2) < 0 ||
+        BUF_LIT(b, ",\"missing\":[") < 0) {
+        return -1;
     }
     /* missing: the present's symbols not among the matches, in pattern order */
-    PyObject *missing = PyList_New(0);
-    for (Py_ssize_t x = ps; missing != NULL && x < pe; x++) {
-        if (!seen[a[x]] && PyList_Append(missing, core->symbols[a[x]]) < 0) {
-            Py_CLEAR(missing);
+    for (int32_t x = 0; x < nb; x++) {
+        for (int32_t j = blocks[3 * x + 1]; j < blocks[3 * x + 1] + blocks[3 * x + 2]; j++) {
+            seen[self->state_ids[j]] = 1;
         }
     }
-    for (Py_ssize_t x = 0; x < nb; x++) {
+    written = 0;
+    int rc = 0;
+    for (Py_ssize_t x = ps; rc == 0 && x < pe; x++) {
+        if (!seen[a[x]]) {
+            rc = ((written++ && buf_ch(b, ',') < 0) || json_symbol(core, b, a[x]) < 0) ? -1 : 0;
+        }
+    }
+    for (int32_t x = 0; x < nb; x++) {
         for (int32_t j = blocks[3 * x + 1]; j < blocks[3 * x + 1] + blocks[3 * x + 2]; j++) {
             seen[self->state_ids[j]] = 0;
         }
     }
-    /* the events: the pattern's (shared, as the reference shares them), and slices of it */
-    sequence = core->events[p];
-    if (sequence == NULL) {
-        sequence = PyList_New(nev);
-        for (int32_t e = 0; sequence != NULL && e < nev; e++) {
-            PyObject *event = symbol_list(core, a, e > 0 ? ends[e - 1] : 0, ends[e]);
-            if (event == NULL) {
-                Py_CLEAR(sequence);
-                break;
+    if (rc < 0 || BUF_LIT(b, "],\"extras\":[") < 0) {
+        return -1;
+    }
+    written = 0;
+    Py_ssize_t j = 0;
+    for (int32_t x = 0; x <= nb; x++) {
+        Py_ssize_t bj = x < nb ? blocks[3 * x + 1] : self->lb;
+        for (; j < bj; j++) {
+            if ((written++ && buf_ch(b, ',') < 0) || json_state_symbol(self, b, j) < 0) {
+                return -1;
             }
-            PyList_SET_ITEM(sequence, e, event);
         }
-        core->events[p] = sequence;
+        j += x < nb ? blocks[3 * x + 2] : 0;
     }
-    Py_XINCREF(sequence);
-    PyObject *name = core->names[p];
-    Py_INCREF(name);
-    Py_INCREF(str_prototypical);
-    int failed = put(d, K_TYPE, str_prototypical) < 0;
-    failed |= put(d, K_NAME, name) < 0;
-    failed |= put(d, K_FREQUENCY, PyLong_FromLongLong(sc->frequency)) < 0;
-    failed |= put(d, K_EMOTIVES, emotives) < 0;
-    failed |= put(d, K_MATCHES, matches) < 0;
-    failed |= put(d, K_PAST, sequence ? PyList_GetSlice(sequence, 0, e1) : NULL) < 0;
-    failed |= put(d, K_PRESENT, sequence ? PyList_GetSlice(sequence, e1, e2) : NULL) < 0;
-    failed |= put(d, K_MISSING, missing) < 0;
-    failed |= put(d, K_EXTRAS, extras) < 0;
-    failed |= put(d, K_POTENTIAL, float_or_null(sc->potential)) < 0;
-    failed |= put(d, K_EVIDENCE, float_or_null(sc->evidence)) < 0;
-    failed |= put(d, K_SIMILARITY, float_or_null(self->similarity[r])) < 0;
-    failed |= put(d, K_FRAGMENTATION, float_or_null(sc->fragmentation)) < 0;
-    failed |= put(d, K_SNR, float_or_null(sc->snr)) < 0;
-    failed |= put(d, K_ENTROPY, entropy_v) < 0;
-    failed |= put(d, K_HAMILTONIAN, hamiltonian_v) < 0;
-    failed |= put(d, K_GRAND_HAMILTONIAN, grand_v) < 0;
-    failed |= put(d, K_CONFLUENCE, float_or_null(confluence)) < 0;
-    failed |= put(d, K_FUTURE, sequence ? PyList_GetSlice(sequence, e2, nev) : NULL) < 0;
-    failed |= put(d, K_SEQUENCE, sequence) < 0;
-    failed |= put(d, K_CONFIDENCE, float_or_null(sc->confidence)) < 0;
-    failed |= put(d, K_ITFDF, float_or_null(sc->itfdf)) < 0;
-    if (failed) {
-        Py_DECREF(d);
-        return NULL;
+    if (BUF_LIT(b, "],\"potential\":") < 0 || json_float(b, sc->potential) < 0 ||
+        BUF_LIT(b, ",\"evidence\":") < 0 || json_float(b, sc->evidence) < 0 ||
+        BUF_LIT(b, ",\"similarity\":") < 0 || json_float(b, self->similarity[r]) < 0 ||
+        BUF_LIT(b, ",\"fragmentation\":") < 0 || json_float(b, sc->fragmentation) < 0 ||
+        BUF_LIT(b, ",\"snr\":") < 0 || json_float(b, sc->snr) < 0) {
+        return -1;
     }
-    return d;
-fail:
-    for (Py_ssize_t x = ps; x < pe; x++) {
-        count[a[x]] = 0;
+    /* sum([]) is the int 0, and round(0, 12) too */
+    if (BUF_LIT(b, ",\"entropy\":") < 0 || (size ? json_float(b, e) : buf_ch(b, '0')) < 0 ||
+        BUF_LIT(b, ",\"hamiltonian\":") < 0 || (size ? json_float(b, h) : buf_ch(b, '0')) < 0 ||
+        BUF_LIT(b, ",\"grand_hamiltonian\":") < 0 ||
+        (size ? json_float(b, g) : buf_ch(b, '0')) < 0 || BUF_LIT(b, ",\"confluence\":") < 0 ||
+        json_float(b, confluence) < 0) {
+        return -1;
     }
-    Py_DECREF(d);
-    return NULL;
+    if (BUF_LIT(b, ",\"sequence\":") < 0 || json_events(core, b, p, 0, nev) < 0 ||
+        BUF_LIT(b, ",\"future\":") < 0 || json_events(core, b, p, e2, nev) < 0 ||
+        BUF_LIT(b, ",\"confidence\":") < 0 || json_float(b, sc->confidence) < 0 ||
+        BUF_LIT(b, ",\"itfdf_similarity\":") < 0 || json_float(b, sc->itfdf) < 0) {
+        return -1;
+    }
+    return buf_ch(b, '}');
 }
 
 /* A Python int argument as a long long (TypeError for anything else). */
@@ -1659,16 +2016,17 @@ lookup(PyObject *mapping, PyObject *key, PyObject **out, PyObject **owned)
 PyDoc_STRVAR(Run_predictions_doc,
              "predictions(records, member_frequencies, total_pattern_frequencies,\n"
              "            total_symbols_in_patterns_frequencies, symbol_count, max_predictions,\n"
-             "            average) -> list[dict]\n\n"
-             "The ranked prediction objects, given the knowledge base's numbers (spec §4.7).");
+             "            average, encode) -> bytes\n\n"
+             "The ranked prediction objects as compact JSON, given the knowledge base's numbers\n"
+             "(spec §4.7); encode (msgspec's) writes the rare non-empty emotives.");
 
 static PyObject *
 Run_predictions(Run *self, PyObject *args)
 {
-    PyObject *records, *stats, *t_pf_obj, *t_sip_obj, *n_obj, *average;
+    PyObject *records, *stats, *t_pf_obj, *t_sip_obj, *n_obj, *average, *encode;
     Py_ssize_t max_predictions;
-    if (!PyArg_ParseTuple(args, "OOOOOnO:predictions", &records, &stats, &t_pf_obj, &t_sip_obj,
-                          &n_obj, &max_predictions, &average)) {
+    if (!PyArg_ParseTuple(args, "OOOOOnOO:predictions", &records, &stats, &t_pf_obj,
+                          &t_sip_obj, &n_obj, &max_predictions, &average, &encode)) {
         return NULL;
     }
     if (run_check(self) < 0) {
@@ -1690,6 +2048,16 @@ Run_predictions(Run *self, PyObject *args)
     int32_t *count = core->s_count, *seen = core->s_seen;
     if (!scored || !order || !tmp || !owned) {
         PyErr_NoMemory();
+        goto done;
+    }
+    if (grow_zeroed((void **)&core->sj_off, &core->sj_cap[0], core->nsym, sizeof(Py_ssize_t)) <
+            0 ||
+        grow_zeroed((void **)&core->sj_len, &core->sj_cap[1], core->nsym, sizeof(Py_ssize_t)) <
+            0 ||
+        grow_zeroed((void **)&core->pj_off, &core->pj_cap[0], core->npat, sizeof(Py_ssize_t)) <
+            0 ||
+        grow_zeroed((void **)&core->pj_pos, &core->pj_cap[1], core->ev_end.n + core->npat,
+                    sizeof(int32_t)) < 0) {
         goto done;
     }
     /* frequencies, F_ens */
@@ -1822,7 +2190,7 @@ Run_predictions(Run *self, PyObject *args)
         seen[state_terms.v[x]] = 0;
     }
     state_terms.n = 0; /* seen is clean again */
-    /* rank, keep the best, build their objects */
+    /* rank, keep the best, write them */
     SortContext ctx = {scored, core->names, self->pattern};
     int error = 0;
     merge_sort(&ctx, order, tmp, n, &error);
@@ -1830,18 +2198,24 @@ Run_predictions(Run *self, PyObject *args)
         goto done;
     }
     Py_ssize_t keep = max_predictions < n ? max_predictions : n;
-    if (keep < 0) {
-        keep = 0;
+    Buf *out = &core->out;
+    out->n = 0;
+    if (buf_ch(out, '[') < 0) {
+        goto done;
     }
-    result = PyList_New(keep);
-    for (Py_ssize_t x = 0; result != NULL && x < keep; x++) {
-        PyObject *prediction =
-            build_prediction(self, order[x], &scored[order[x]], n_symbols, log_n, average);
-        if (prediction == NULL) {
-            Py_CLEAR(result);
-            break;
+    for (Py_ssize_t x = 0; x < keep; x++) {
+        if ((x && buf_ch(out, ',') < 0) ||
+            write_prediction(self, out, order[x], &scored[order[x]], n_symbols, log_n, average,
+                             encode) < 0) {
+            goto done;
         }
-        PyList_SET_ITEM(result, x, prediction);
+    }
+    if (buf_ch(out, ']') < 0) {
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(out->v, out->n);
+    if (out->cap > 4 * out->n && out->cap > (1 << 20)) { /* one huge record: give it back */
+        buf_free(out);
     }
 done:
     for (Py_ssize_t x = 0; x < state_terms.n; x++) {
@@ -2200,6 +2574,7 @@ static PyMethodDef module_methods[] = {
     {"get_opcodes", (PyCFunction)(void (*)(void))core_get_opcodes, METH_VARARGS | METH_KEYWORDS,
      "get_opcodes(a, b, autojunk=True)\n\nSequenceMatcher(None, a, b, autojunk).get_opcodes()."},
     {"round12", core_round12, METH_O, "round12(x)\n\nround(x, 12), as the core computes it."},
+    {"json", core_json, METH_O, core_json_doc},
     {"pattern_hash", core_pattern_hash, METH_O, core_pattern_hash_doc},
     {"tally", core_tally, METH_VARARGS, core_tally_doc},
     {NULL, NULL, 0, NULL},
@@ -2228,20 +2603,9 @@ PyInit__core(void)
     if (py_round == NULL) {
         return NULL;
     }
-    template_prediction = PyDict_New();
-    if (template_prediction == NULL) {
-        return NULL;
-    }
-    for (int k = 0; k < N_KEYS; k++) {
-        keys[k] = PyUnicode_InternFromString(KEY_NAMES[k]);
-        if (keys[k] == NULL || PyDict_SetItem(template_prediction, keys[k], Py_None) < 0) {
-            return NULL;
-        }
-    }
-    str_prototypical = PyUnicode_InternFromString("prototypical");
     str_frequency_attr = PyUnicode_InternFromString("frequency");
     str_emotives_attr = PyUnicode_InternFromString("emotives");
-    if (!str_prototypical || !str_frequency_attr || !str_emotives_attr) {
+    if (!str_frequency_attr || !str_emotives_attr) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&core_module);

@@ -1,14 +1,17 @@
 """The learned patterns inside the compiled core, and predictions computed there (spec §4).
 
-Same contract as ``PatternIndex`` + ``predictions.predict``: the knowledge base stays the
+Same contract as ``PatternIndex`` + ``predictions.predict_json``: the knowledge base stays the
 authority on frequencies and symbol statistics, and is asked the same questions in the same
-order; the core does the matching and the arithmetic, the glue is a constant number of calls.
+order; the core does the matching and the arithmetic and writes the JSON, the glue is a
+constant number of calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from processor_image.engine.emotives import average
 from processor_image.engine.knowledge import KnowledgeBase
@@ -16,7 +19,11 @@ from processor_image.engine.knowledge import KnowledgeBase
 if TYPE_CHECKING:
     from processor_image.engine import _core
 
-__all__ = ("CompiledIndex",)
+__all__ = ("EMPTY", "CompiledIndex")
+
+EMPTY = b"[]"
+"""No predictions, encoded."""
+_encode = msgspec.json.Encoder().encode
 
 
 class CompiledIndex:
@@ -36,7 +43,7 @@ class CompiledIndex:
         """Forget every pattern (``clear-all``)."""
         self._core.clear()
 
-    def predict(
+    def predict_json(
         self,
         state: Sequence[str],
         kb: KnowledgeBase,
@@ -44,13 +51,13 @@ class CompiledIndex:
         recall_threshold: float,
         max_predictions: int,
         exhaustive: bool = False,
-    ) -> list[dict[str, Any]]:
-        """What ``predictions.predict`` returns for the same arguments, bit for bit."""
+    ) -> bytes:
+        """What ``predictions.predict_json`` returns for the same arguments, byte for byte."""
         if max_predictions <= 0:
-            return []
+            return EMPTY
         run = self._core.match(state, recall_threshold, exhaustive)
         if run is None:
-            return []
+            return EMPTY
         records = kb.pattern_records(run.names())
         members = kb.member_frequencies(run.universe())
         totals = kb.totals()
@@ -62,4 +69,5 @@ class CompiledIndex:
             kb.symbol_count(),
             max_predictions,
             average,
+            _encode,
         )

@@ -139,8 +139,12 @@ class KnowledgeBase(Protocol):
         """The totals document (zeros when nothing was learned)."""
         ...
 
-    def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
-        """Append a predictions record (bare names); records are never replaced."""
+    def store_predictions(self, unique_id: str, predictions: bytes) -> None:
+        """Append a predictions record; records are never replaced.
+
+        ``predictions`` is the record as JSON (a list of prediction objects, bare names), as the
+        engine writes it: a store may keep the bytes, or decode them into documents.
+        """
         ...
 
     def find_predictions(self, unique_id: str) -> list[dict[str, Any]] | None:

@@ -7,21 +7,59 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from processor_image.engine.compiled import CompiledIndex
+import msgspec
+
+from processor_image.engine.compiled import EMPTY, CompiledIndex
 from processor_image.engine.emotives import average
 from processor_image.engine.index import PatternIndex
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.matching import Match, Matcher
 
-__all__ = ("Prediction", "predict")
+__all__ = ("Prediction", "predict", "predict_json")
 
 Prediction = dict[str, Any]
 """A prediction object (the 22 keys of spec §4.8); inside the engine ``name`` is bare."""
+_encode = msgspec.json.Encoder().encode
+
+
+def predict_json(
+    state: Sequence[str],
+    index: PatternIndex | CompiledIndex,
+    kb: KnowledgeBase,
+    *,
+    recall_threshold: float,
+    max_predictions: int,
+    exhaustive: bool = False,
+    counts: Counter[str] | None = None,
+) -> bytes:
+    """``predict``'s list as compact JSON (bare names), as the knowledge base stores it.
+
+    A ``CompiledIndex`` computes and writes it in the compiled core, byte for byte what
+    msgspec writes for ``predict``'s list: the predictions stay bytes until someone reads them.
+    """
+    if isinstance(index, CompiledIndex):
+        return index.predict_json(
+            state,
+            kb,
+            recall_threshold=recall_threshold,
+            max_predictions=max_predictions,
+            exhaustive=exhaustive,
+        )
+    found = predict(
+        state,
+        index,
+        kb,
+        recall_threshold=recall_threshold,
+        max_predictions=max_predictions,
+        exhaustive=exhaustive,
+        counts=counts,
+    )
+    return _encode(found) if found else EMPTY
 
 
 def predict(
     state: Sequence[str],
-    index: PatternIndex | CompiledIndex,
+    index: PatternIndex,
     kb: KnowledgeBase,
     *,
     recall_threshold: float,
@@ -33,17 +71,9 @@ def predict(
 
     ``exhaustive=True`` matches every pattern without the index; it exists so tests can
     show that the index changes nothing. ``counts`` (symbol occurrences in ``state``) may be
-    passed when the caller keeps them already. A ``CompiledIndex`` computes the same in the
-    compiled core; this module is the reference it is tested against.
+    passed when the caller keeps them already. This is the reference the compiled core
+    (``predict_json`` on a ``CompiledIndex``) is tested against.
     """
-    if isinstance(index, CompiledIndex):
-        return index.predict(
-            state,
-            kb,
-            recall_threshold=recall_threshold,
-            max_predictions=max_predictions,
-            exhaustive=exhaustive,
-        )
     if max_predictions <= 0:
         return []
     if exhaustive:

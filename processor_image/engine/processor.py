@@ -12,18 +12,25 @@ from typing import Any
 
 import msgspec
 
+from processor_image.engine.compiled import EMPTY
 from processor_image.engine.core import CoreName, hasher, make_index, resolve
 from processor_image.engine.emotives import average
 from processor_image.engine.errors import GeneNotFound, ObservationError
 from processor_image.engine.genes import GENE_ALIASES, GENE_RULES, Genes, validate_genes
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import PATTERN_PREFIX, bare_name, vector_symbol
-from processor_image.engine.predictions import Prediction, predict
+from processor_image.engine.predictions import Prediction, predict_json
 from processor_image.engine.sharing import KnowledgeOp, KnowledgeShare
 from processor_image.engine.state import ProcessorState
 from processor_image.engine.stm import ShortTermMemory
 
 __all__ = ("ObserveResult", "Processor")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_START = b'{"type":"prototypical","name":"'
+"""How every prediction the engine writes starts: its name is prefixed by inserting after it."""
+_START_PREFIXED = _START + PATTERN_PREFIX.encode()
 
 
 class ObserveResult(msgspec.Struct, kw_only=True):
@@ -89,7 +96,11 @@ class Processor:
         self._current_emotives: dict[str, float] = {}
         self._symbols: list[str] = []
         self._percept: dict[str, Any] = {}
-        self._predictions: list[Prediction] = []
+        # The latest predictions as the knowledge base stores them (JSON, bare names): most
+        # are never read, so they are decoded only when asked for. ``_written`` says they are
+        # laid out as the engine writes them (restored ones may not be): see predictions_json.
+        self._predictions = EMPTY
+        self._written = True
 
     # -- observing and learning -------------------------------------------------------------
 
@@ -124,14 +135,15 @@ class Processor:
             self._stm.append(self._symbols)
         if strings or vectors:
             self._predictions = self._compute_predictions(unique_id)
+            self._written = True
         return ObserveResult(
             unique_id=unique_id, auto_learned_pattern=self._auto_learn(), time=self.time
         )
 
-    def _compute_predictions(self, unique_id: str) -> list[Prediction]:
+    def _compute_predictions(self, unique_id: str) -> bytes:
         if len(self._stm.state) < 2:
-            return []
-        result = predict(
+            return EMPTY
+        result = predict_json(
             self._stm.state,
             self._index,
             self.kb,
@@ -139,7 +151,7 @@ class Processor:
             max_predictions=self.genes.max_predictions,
             counts=self._stm.counts,
         )
-        if result:
+        if result != EMPTY:
             self.kb.store_predictions(unique_id, result)
         return result
 
@@ -240,10 +252,22 @@ class Processor:
     def predictions(self, unique_id: str | None = None) -> list[Prediction]:
         """The cached predictions, or the first stored record for ``unique_id``; names prefixed."""
         if unique_id is None:
-            found: list[Prediction] | None = self._predictions
+            found: list[Prediction] | None = _decode(self._predictions)
         else:
             found = self.kb.find_predictions(unique_id)
         return [_prefixed(prediction) for prediction in found or ()]
+
+    def predictions_json(self, unique_id: str | None = None) -> bytes:
+        """``predictions(unique_id)`` as JSON; the latest ones without decoding them.
+
+        Decoding a dense record (~100 KB) costs several times encoding it. Every prediction the
+        engine writes starts with ``_START`` (its keys in spec order, ``name`` second and bare),
+        which cannot occur inside a JSON string, where quotes are escaped: inserting the prefix
+        there prefixes exactly the names.
+        """
+        if unique_id is None and self._written:
+            return self._predictions.replace(_START, _START_PREFIXED)
+        return _encode(self.predictions(unique_id))
 
     def get_pattern(self, pattern_id: str) -> dict[str, Any] | None:
         """The stored pattern document with a prefixed name, or None (spec §6)."""
@@ -310,7 +334,7 @@ class Processor:
             current_emotives=dict(self._current_emotives),
             symbols=list(self._symbols),
             percept_data=copy.deepcopy(self._percept),
-            predictions=copy.deepcopy(self._predictions),
+            predictions=_decode(self._predictions),
             knowledge=None if self.kb.persistent else self.kb.dump(),
             share=msgspec.structs.replace(self.share) if self.share is not None else None,
         )
@@ -338,9 +362,25 @@ class Processor:
         self._current_emotives = dict(state.current_emotives)
         self._symbols = list(state.symbols)
         self._percept = copy.deepcopy(state.percept_data)
-        self._predictions = copy.deepcopy(state.predictions)
+        self._predictions = _encode(state.predictions) if state.predictions else EMPTY
+        self._written = _as_written(state.predictions, self._predictions)
         if self.share is not None and state.share is not None:
             self.share = KnowledgeShare(offset=state.share.offset, outbox=list(state.share.outbox))
+
+
+def _as_written(predictions: list[Prediction], encoded: bytes) -> bool:
+    """Whether ``encoded`` (of ``predictions``) is laid out as the engine writes predictions.
+
+    A snapshot's may be hand-made: other key order, prefixed names, an emotives dict that
+    looks like a prediction; then ``_START`` is not found once per prediction.
+    """
+    for prediction in predictions:
+        name = prediction.get("name")
+        if list(prediction)[:2] != ["type", "name"] or prediction["type"] != "prototypical":
+            return False
+        if not isinstance(name, str) or name.startswith(PATTERN_PREFIX):
+            return False
+    return encoded.count(_START) == len(predictions)
 
 
 def _prefixed(prediction: Prediction) -> Prediction:

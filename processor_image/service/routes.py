@@ -298,8 +298,8 @@ async def predictions(
     """The latest predictions, or those stored for ``?unique_id=``."""
     runtime = _runtime(request)
     async with runtime.lock:
-        found = await runtime.run(runtime.processor.predictions, unique_id or None)
-    return PredictionsResponse(predictions=found, processor_id=runtime.processor_id)
+        found = await runtime.run(runtime.processor.predictions_json, unique_id or None)
+    return PredictionsResponse(predictions=msgspec.Raw(found), processor_id=runtime.processor_id)
 
 
 @post("/predictions", status_code=200)

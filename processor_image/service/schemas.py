@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from litestar.params import KwargDefinition
 
 from processor_image.engine import ProcessorState
 from processor_image.engine.sharing import KnowledgeOp
@@ -174,7 +175,14 @@ class MessageResponse(msgspec.Struct, kw_only=True):
 class PredictionsResponse(msgspec.Struct, kw_only=True):
     """Predictions with ``PTRN|``-prefixed names (spec §4.8, §4.10)."""
 
-    predictions: list[dict[str, Any]]
+    predictions: Annotated[
+        msgspec.Raw,
+        KwargDefinition(
+            description="The prediction objects (spec §4.8)",
+            schema_extra={"type": "array", "items": {"type": "object"}},
+        ),
+    ]
+    """A JSON list, sent as the engine keeps it (not decoded and encoded again)."""
     processor_id: str
 
 

@@ -98,7 +98,10 @@ def _handle(runtime: Runtime, kind: str, payload: dict[str, Any]) -> dict[str, A
                 raise _BadMessage(f"get_predictions needs payload.unique_id: {_UNIQUE_ID}")
             return {
                 "type": "predictions",
-                "data": {"predictions": p.predictions(unique_id or None), "processor_id": pid},
+                "data": {
+                    "predictions": msgspec.Raw(p.predictions_json(unique_id or None)),
+                    "processor_id": pid,
+                },
             }
         if kind == "learn":
             return {

@@ -65,6 +65,8 @@ _ZERO_TOTALS = {name: 0 for name in Totals.__struct_fields__}
 _UNSAFE_KEY_CHARS = re.compile(r"[%.$\x00]")
 _KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"})
 _DUPLICATE_KEY = 11000
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+"""A stored record arrives as the engine's JSON; MongoDB keeps it as documents."""
 PREDICTIONS_LOOKUP_INDEX = "unique_id_first"
 """``(unique_id, _id)`` on ``predictions_kb``: a lookup by id, first stored first."""
 PREDICTIONS_TTL_INDEX = "stored_at_ttl"
@@ -381,8 +383,8 @@ class MongoKnowledgeBase:
             return Totals()
         return Totals(**{name: document.get(name, 0) for name in _ZERO_TOTALS})
 
-    def store_predictions(self, unique_id: str, predictions: list[dict[str, Any]]) -> None:
-        """Append a record; the first one per id is the one found later.
+    def store_predictions(self, unique_id: str, predictions: bytes) -> None:
+        """Append a record (decoded into documents); the first one per id is found later.
 
         A replayed observe stores nothing when ``unique_id`` has a record already (the first
         time round stored it).
@@ -397,7 +399,7 @@ class MongoKnowledgeBase:
             self._predictions.insert_one(
                 {
                     "unique_id": unique_id,
-                    "predictions": list(map(_escaped_prediction, predictions)),
+                    "predictions": list(map(_escaped_prediction, _decode(predictions))),
                     "stored_at": datetime.now(UTC),
                 }
             )

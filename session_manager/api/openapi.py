@@ -25,6 +25,7 @@ from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from processor_image import contract
+from session_manager.proxy.manager_only import MANAGER_ONLY_PATHS
 
 __all__ = ("openapi_config",)
 
@@ -41,8 +42,6 @@ _SERVED = frozenset(
     }
 )
 _PROCESSOR_PREFIX = "/session/{session_id}"
-_MANAGER_ONLY = frozenset({"/fence"})
-"""Processor routes only the manager calls (hibernation): not a client's."""
 _COMPLETED = "x-kato-completed"
 _SESSION_ID = {
     "name": "session_id",
@@ -95,7 +94,7 @@ def _with_processor_routes(document: dict[str, Any]) -> None:
     error = {"$ref": "#/components/schemas/ProcessorErrorResponse"}
     paths: dict[str, Any] = document.setdefault("paths", {})
     for path, item in processor.get("paths", {}).items():
-        if path in _MANAGER_ONLY:
+        if path in MANAGER_ONLY_PATHS:  # the proxy refuses them (404)
             continue
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:

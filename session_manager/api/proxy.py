@@ -38,12 +38,15 @@ from litestar.types import ASGIApp
 
 from session_manager.errors import (
     KatoError,
+    ManagerOnlyRoute,
     ProcessorUnavailable,
     ProcessorUnreachable,
+    RouteStale,
     SessionNotReady,
 )
 from session_manager.log import request_id_from
 from session_manager.proxy import READS, Forwarder, bridge_websockets, websocket_close_code
+from session_manager.proxy.manager_only import is_manager_only
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -105,13 +108,23 @@ async def proxy_http(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 async def proxy_request(
-    state: State, scope: HTTPScope, chunks: AsyncIterator[bytes] | bytes, session_id: str
+    state: State,
+    scope: HTTPScope,
+    chunks: AsyncIterator[bytes] | bytes,
+    session_id: str,
+    *,
+    manager: bool = False,
 ) -> ProxyResponse:
     """The processor's answer to one request for ``session_id``: status, headers, body as-is.
 
     ``chunks`` is the request body as it arrives (or all of it, when it is already in).
-    Raises the ``KatoError`` the client gets.
+    Raises the ``KatoError`` the client gets: ``ManagerOnlyRoute`` (404) for a processor
+    route only the manager calls, unless the manager itself (``manager``: the v3 API's calls)
+    is asking.
     """
+    path = _processor_path(scope)
+    if not manager and is_manager_only(path):
+        raise ManagerOnlyRoute("no such route", path=path)
     sessions: Sessions = state.sessions
     forwarder: Forwarder = state.forwarder
     settings: Settings = state.settings
@@ -124,7 +137,7 @@ async def proxy_request(
             content_length = value.decode("latin-1")
     # The route is resolved once the body is in: a hibernation that begins meanwhile is seen.
     body = await forwarder.read_body(chunks, content_length)
-    path, query = _processor_path(scope), scope["query_string"]
+    query = scope["query_string"]
     request_id = request_id_from(headers)
     deadline = _move_deadline(settings)
     processor = await sessions.resolve(session_id, authorization)
@@ -150,7 +163,18 @@ async def proxy_request(
                     request_id,
                     session_id=session_id if journaled else None,
                     processor_id=None if static else session_id,
+                    epoch=processor.epoch,
                 )
+            except RouteStale:
+                # Answered by a processor the session replaced since the route was read
+                # (another replica recovered it): fenced, not acknowledged. Sent again where
+                # the session lives now, unless it may have reached a knowledge base that
+                # outlives the processor (MongoDB).
+                if unsafe_to_resend:
+                    raise ProcessorUnavailable(
+                        "the session's processor was replaced while the request was applied",
+                        session_id=session_id,
+                    ) from None
             except ProcessorUnavailable as exc:
                 # Refused or reset. Not acknowledged, so not in the journal: resending it after
                 # the session moved (hibernation) or was recovered (checkpoint plus journal)
@@ -280,14 +304,18 @@ async def _open_upstream(
         while True:
             sent_ms = socket.app.state.clock.now_ms()
             try:
-                return await forwarder.websockets.connect(
+                upstream = await forwarder.websockets.connect(
                     processor.endpoint,
                     query,
                     socket.scope.get("subprotocols", []),
                     request_id,
                     journaled=journal is not None,
                     processor_id=None if sessions.is_static(session_id) else session_id,
+                    epoch=processor.epoch,
                 )
+                if journal is not None:
+                    journal.epoch = processor.epoch  # its frames are journaled only while current
+                return upstream
             except ProcessorUnavailable:
                 if not await _lost_or_moved(
                     sessions, session_id, processor, journal is not None, sent_ms

@@ -1,6 +1,6 @@
 """The ``docker`` backend: one container per session, through the Docker SDK.
 
-Every blocking SDK call goes through ``docker_call`` (one ``asyncio.to_thread`` wrapper that
+Every blocking SDK call goes through ``docker_call`` (run on threads of its own, which
 also turns an unreachable engine into ``BackendUnavailable``). Containers carry two labels,
 ``io.kato.session`` and ``io.kato.manager``; ``list_owned`` selects by the latter.
 

@@ -11,6 +11,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
@@ -38,11 +39,17 @@ T = TypeVar("T")
 
 PROCESSOR_PORT = 8000
 
+_ENGINE_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker-sdk")
+"""Threads of their own for SDK calls. On asyncio's default pool (6 threads on 2 cores), calls
+stuck on an unreachable node held every thread, and the name lookups of the proxy and Redis,
+which use that pool too, waited behind them: a node loss stalled traffic to healthy nodes."""
+
 
 async def docker_call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking SDK call off the event loop; a dead engine is ``BackendUnavailable``."""
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.to_thread(functools.partial(call, *args, **kwargs))
+        return await loop.run_in_executor(_ENGINE_THREADS, functools.partial(call, *args, **kwargs))
     except (NotFound, APIError):
         raise
     except DockerException as exc:

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from session_manager.errors import CapacityExceeded, KatoError, PayloadTooLarge, RequestTimeout
+from session_manager.errors import (
+    CapacityExceeded,
+    KatoError,
+    PayloadTooLarge,
+    RequestTimeout,
+    RouteStale,
+)
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
 from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
@@ -345,6 +351,7 @@ class Forwarder:
         *,
         session_id: str | None = None,
         processor_id: str | None = None,
+        epoch: int = 0,
     ) -> ProxyResponse:
         """Send one request to ``endpoint + path`` and return the processor's response.
 
@@ -359,10 +366,14 @@ class Forwarder:
             session_id: the session the request is for; with a ``journal``, a request the
                 processor applied (``X-Kato-Seq``) is journaled before the reply is returned.
             processor_id: the processor's id, for its secret (``None``: a static processor).
+            epoch: the session's epoch the route was read at: the secret's, and checked
+                against the record's by the journal (``RouteStale`` when it moved on).
 
         Raises:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
             ProcessorTimeout: the processor did not answer within ``PROXY_READ_TIMEOUT_S``.
+            RouteStale: the journal refused a write answered through a route of an older
+                epoch than the session's (its processor was replaced): not acknowledged.
         """
         started = time.perf_counter()
         status = "error"
@@ -389,10 +400,10 @@ class Forwarder:
             if body or method in ("POST", "PUT", "PATCH"):
                 lines.append(b"content-length: %d\r\n" % len(body))
             if processor_id is not None and self._secrets is not None:
-                secret = self._secrets.for_processor(processor_id)
+                secret = self._secrets.for_processor(processor_id, epoch)
                 lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
             if journal is not None and session_id is not None and method not in READS:
-                write = journal.begin(session_id, endpoint, method, path, query, body)
+                write = journal.begin(session_id, endpoint, epoch, method, path, query, body)
                 sent = functools.partial(journal.sent, write)
             try:
                 if write is not None and write.unique_id:
@@ -414,7 +425,12 @@ class Forwarder:
                 raise
             if write is not None:
                 assert journal is not None  # noqa: S101
-                await self._journal(journal, write, response)
+                try:
+                    await self._journal(journal, write, response)
+                except RouteStale:  # a replaced processor answered: the caller resends
+                    if response.stream is not None:
+                        response.stream.release()
+                    raise
         except KatoError as exc:
             status = str(exc.status)
             raise

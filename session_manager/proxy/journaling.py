@@ -41,6 +41,11 @@ With two replicas writing one session (issue 18) the numbers still decide: a rep
 expectation is refused by Redis or contradicted by the reply and the entry corrected; what is
 not covered is a replica's restart reading the journal while another replica's entry written
 ahead is still unsettled.
+
+The fence: every write carries the session's epoch its route was read at, and both scripts
+(ahead and after) write nothing when the session's epoch moved on since (a restore or recovery
+replaced the processor). That answer came from a replaced processor: ``RouteStale``, not
+acknowledged, and the proxy resends the request to the current one.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ from typing import Any
 
 import msgspec
 
-from session_manager.errors import KatoError, StoreUnavailable
-from session_manager.store.journal import Journal, JournalEntry
+from session_manager.errors import KatoError, RouteStale, StoreUnavailable
+from session_manager.store.journal import STALE, Journal, JournalEntry
 
 __all__ = (
     "JOURNAL_HEADER",
@@ -191,12 +196,19 @@ class _Order:
         replaced each time (one Redis call more, and Redis's work for it)."""
 
 
+def _stale(write: JournaledWrite) -> RouteStale:
+    return RouteStale(
+        "the session's processor was replaced: not acknowledged", session_id=write.session_id
+    )
+
+
 class JournaledWrite:
     """One mutating request on its way to the processor, and its entry if written ahead."""
 
     __slots__ = (
         "alone",
         "body",
+        "epoch",
         "expected",
         "member",
         "method",
@@ -215,6 +227,7 @@ class JournaledWrite:
         self,
         order: _Order,
         session_id: str,
+        epoch: int,
         method: str,
         path: str,
         query: bytes,
@@ -222,6 +235,8 @@ class JournaledWrite:
     ) -> None:
         self.order = order
         self.session_id = session_id
+        self.epoch = epoch
+        """The session's epoch the request's route was read at: the journal checks it."""
         self.method = method
         self.path = path
         self.query = query
@@ -273,13 +288,22 @@ class RequestJournal:
         self._background: set[asyncio.Task[None]] = set()
 
     def begin(
-        self, session_id: str, endpoint: str, method: str, path: str, query: bytes, body: bytes
+        self,
+        session_id: str,
+        endpoint: str,
+        epoch: int,
+        method: str,
+        path: str,
+        query: bytes,
+        body: bytes,
     ) -> JournaledWrite:
         """Note a mutating request about to be forwarded; offer it an entry ahead if it can be.
 
         The entry itself is written by ``sent``, once the request is on its way to the
         processor: the processor, the longer of the two, starts first, and Redis answers while
         it works. Every ``begin`` is matched by ``end`` once the request's outcome is journaled.
+        The journal takes nothing for a route whose ``epoch`` is no longer the session's
+        (``RouteStale``: the fence).
         """
         order = self._orders.get(session_id)
         if order is None:
@@ -289,7 +313,7 @@ class RequestJournal:
         elif order.endpoint != endpoint:  # restored or recovered elsewhere: learn it again
             order.endpoint, order.seq, order.ids_ignored = endpoint, None, False
             order.contended = False
-        write = JournaledWrite(order, session_id, method, path, query, body)
+        write = JournaledWrite(order, session_id, epoch, method, path, query, body)
         if (
             write.alone
             and order.seq is not None
@@ -329,7 +353,7 @@ class RequestJournal:
             write.unique_id,
         )
         try:
-            written = self.journal.ahead(write.session_id, entry)
+            written = self.journal.ahead(write.session_id, entry, write.epoch)
         except OSError:  # the connection went as it was written to: journal after instead
             return
         except Exception:  # the request is on its way already: never fail it from here
@@ -342,8 +366,14 @@ class RequestJournal:
         order.pending.add(write.settled)
 
     async def confirm(self, write: JournaledWrite) -> None:
-        """The processor applied the request as expected: its reply waits for Redis's ack."""
+        """The processor applied the request as expected: its reply waits for Redis's ack.
+
+        Raises ``RouteStale`` when the session's processor was replaced since the route was
+        read: nothing was written, and the answer is not the session's.
+        """
         length = await self._ahead_reply(write)
+        if length == STALE:
+            raise _stale(write)
         if length < 0:  # Redis found the number taken (a stale entry): it is this request's
             entry = JournalEntry(
                 write.expected,
@@ -353,7 +383,9 @@ class RequestJournal:
                 write.body,
                 write.unique_id,
             )
-            length = await self.journal.append(write.session_id, entry)
+            length = await self.journal.append(write.session_id, entry, epoch=write.epoch)
+            if length == STALE:
+                raise _stale(write)
         self._check_length(write.session_id, length)
 
     async def record(
@@ -362,6 +394,7 @@ class RequestJournal:
         """Journal a request the processor applied as ``seq`` (replacing an entry ahead).
 
         ``unique_id``: the id offered with it that the processor took (replay offers it again).
+        Raises ``RouteStale`` as ``confirm`` does (nothing written ahead either, then).
         """
         if write.ahead:
             if seq != write.expected:
@@ -371,7 +404,14 @@ class RequestJournal:
         entry = JournalEntry(
             seq, write.method, write.path, write.query.decode("latin-1"), body, unique_id
         )
-        length = await self.journal.append(write.session_id, entry, replacing=write.member)
+        length = await self.journal.append(
+            write.session_id, entry, replacing=write.member, epoch=write.epoch
+        )
+        if length == STALE:
+            if write.ahead:  # written ahead before the epoch moved: not this session's now
+                with contextlib.suppress(KatoError):
+                    await self.journal.void(write.session_id, write.member)
+            raise _stale(write)
         self._check_length(write.session_id, length)
 
     async def void(self, write: JournaledWrite) -> None:
@@ -471,11 +511,25 @@ class RequestJournal:
         return int(reply)
 
     async def append(
-        self, session_id: str, seq: int, method: str, path: str, query: str, body: bytes
+        self,
+        session_id: str,
+        epoch: int,
+        seq: int,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
     ) -> None:
-        """Append one applied request; ``StoreUnavailable`` when Redis cannot keep it."""
+        """Append one applied request; ``StoreUnavailable`` when Redis cannot keep it.
+
+        ``RouteStale`` when the session's epoch is no longer ``epoch`` (nothing written).
+        """
         entry = JournalEntry(seq, method, path, query, body)
-        length = await self.journal.append(session_id, entry)
+        length = await self.journal.append(session_id, entry, epoch=epoch)
+        if length == STALE:
+            raise RouteStale(
+                "the session's processor was replaced: not acknowledged", session_id=session_id
+            )
         self._check_length(session_id, length)
 
     def _check_length(self, session_id: str, length: int) -> None:
@@ -483,7 +537,7 @@ class RequestJournal:
             self.on_long(session_id)
 
     def for_socket(self, session_id: str) -> SocketJournal:
-        """The journal of one proxied WebSocket of the session."""
+        """The journal of one proxied WebSocket of the session (``epoch``: once it is open)."""
         return SocketJournal(self, session_id)
 
 
@@ -506,6 +560,8 @@ class SocketJournal:
     def __init__(self, journal: RequestJournal, session_id: str) -> None:
         self._journal = journal
         self._session_id = session_id
+        self.epoch = 0
+        """The session's epoch the socket's route was read at (set once it is open)."""
         self._in_flight: deque[bytes] = deque()
         self._unnumbered = False
 
@@ -531,5 +587,7 @@ class SocketJournal:
             except msgspec.DecodeError:
                 body = frame
         self._journal.forget(self._session_id)
-        await self._journal.append(self._session_id, int(tail[1]), "POST", "/message", "", body)
+        await self._journal.append(
+            self._session_id, self.epoch, int(tail[1]), "POST", "/message", "", body
+        )
         return stripped.decode() if isinstance(message, str) else stripped

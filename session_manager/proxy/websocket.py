@@ -30,6 +30,7 @@ from session_manager.errors import (
     CapacityExceeded,
     ProcessorTimeout,
     ProcessorUnavailable,
+    RouteStale,
     StoreUnavailable,
 )
 from session_manager.processor_secrets import ProcessorSecrets
@@ -117,11 +118,13 @@ class WebSocketConnector:
         *,
         journaled: bool = False,
         processor_id: str | None = None,
+        epoch: int = 0,
     ) -> ClientConnection:
         """An open WebSocket to the processor's ``/ws``; failures map like HTTP ones.
 
         ``journaled`` asks the processor for the sequence numbers ``SocketJournal`` needs;
-        ``processor_id`` (``None`` for a static processor) adds that processor's secret.
+        ``processor_id`` (``None`` for a static processor) adds that processor's secret at
+        the route's ``epoch``.
         The caller closes it (``bridge_websockets`` does, whichever side ends first).
         """
         scheme = "wss" if endpoint.startswith("https:") else "ws"
@@ -130,7 +133,7 @@ class WebSocketConnector:
         if journaled:
             headers[JOURNAL_HEADER] = "1"
         if processor_id is not None and self._secrets is not None:
-            headers |= self._secrets.headers(processor_id)
+            headers |= self._secrets.headers(processor_id, epoch)
         try:
             return await connect(
                 url,
@@ -240,6 +243,8 @@ async def _processor_to_client(
         if journal is not None:
             try:
                 data = await journal.reply(data)
+            except RouteStale:  # a processor the session replaced: reconnect to the new one
+                return Closed("processor", _SERVICE_RESTART, RouteStale.code)
             except StoreUnavailable:  # not journaled, so not acknowledged: the client must know
                 return Closed("processor", 1013, StoreUnavailable.code)
         try:

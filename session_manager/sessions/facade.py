@@ -157,7 +157,7 @@ class Sessions:
             return None
         try:
             return await self._processors.genes(
-                record.endpoint, names, processor_id=record.processor_id
+                record.endpoint, names, processor_id=record.processor_id, epoch=record.epoch
             )
         except (ProcessorUnavailable, ProcessorTimeout) as exc:
             log.info(

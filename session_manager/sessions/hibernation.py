@@ -97,17 +97,19 @@ class Hibernation:
                 if not taken:
                     raise ProcessorUnavailable("a checkpoint of the session is still running")
                 # The fence is the barrier: after it the state is final, so one read is exact.
-                pid = record.processor_id
-                if not await self._processors.fence(handle.endpoint, processor_id=pid):
+                pid, epoch = record.processor_id, record.epoch
+                if not await self._processors.fence(handle.endpoint, processor_id=pid, epoch=epoch):
                     log.warning(
                         "processor has no fence (image older than the manager): hibernating"
                         " without the barrier; the journal still holds what races it",
                         extra={"session_id": session_id},
                     )
-                state = await self._processors.get_state(handle.endpoint, processor_id=pid)
+                state = await self._processors.get_state(
+                    handle.endpoint, processor_id=pid, epoch=epoch
+                )
                 await self._save_checkpoint(session_id, state)
         except KatoError:
-            await self._back_to_ready(session_id, handle, record.processor_id)
+            await self._back_to_ready(session_id, handle, record)
             raise
         await self._lifecycle.stop(handle)
         done = await transition(
@@ -142,7 +144,8 @@ class Hibernation:
         """Snapshot a ``ready`` session's running processor and trim its journal.
 
         Returns the checkpoint's sequence number, or ``None`` when another checkpoint or a
-        hibernation of the session is under way (the next pass tries again).
+        hibernation of the session is under way (the next pass tries again), or when the
+        session's epoch moved on meanwhile (``record``'s processor was replaced: nothing saved).
         """
         if record.status != SessionStatus.READY or not record.endpoint:
             return None
@@ -150,18 +153,25 @@ class Hibernation:
             if not taken:
                 return None
             state = await self._processors.get_state(
-                record.endpoint, processor_id=record.processor_id
+                record.endpoint, processor_id=record.processor_id, epoch=record.epoch
             )
+            # A recovery may have replaced the processor while it answered (one that came back
+            # after its node was cut off): its state is not the session's any more.
+            route = await self._store.route(record.session_id)
+            if route is None or route.epoch != record.epoch:
+                return None
             seq = await self._save_checkpoint(record.session_id, state)
         self._metrics.checkpoints.inc()
         return seq
 
     async def _back_to_ready(
-        self, session_id: str, handle: ProcessorHandle, processor_id: str
+        self, session_id: str, handle: ProcessorHandle, record: SessionRecord
     ) -> None:
         """A hibernation that failed: lift the fence (if it went up) and serve again."""
         try:
-            await self._processors.unfence(handle.endpoint, processor_id=processor_id)
+            await self._processors.unfence(
+                handle.endpoint, processor_id=record.processor_id, epoch=record.epoch
+            )
         except KatoError:
             log.warning(
                 "could not lift the fence after a failed hibernation",
@@ -180,15 +190,15 @@ class Hibernation:
         On failure the session goes back to ``hibernated`` (snapshot kept) and the error is
         raised; ``StartsBusy`` (503) when no slot came within the start timeout.
         """
-        claimed = await self._claim_start(
+        epoch = await self._claim_start(
             record.session_id,
             kind="restore",
             slot_s=self._settings.start_timeout_s + self._settings.stop_timeout_s,
             allowed=[SessionStatus.HIBERNATED],
         )
-        if not claimed:
+        if epoch is None:
             return None
-        return await self._restart(record, time.perf_counter())
+        return await self._restart(record, epoch, time.perf_counter())
 
     async def recover(
         self, record: SessionRecord, *, event: str | None = None
@@ -201,7 +211,7 @@ class Hibernation:
         """
         if event is None:
             event = await self.exits.event(record)
-        claimed = await self._claim_start(
+        epoch = await self._claim_start(
             record.session_id,
             kind="recover",
             slot_s=self._settings.start_timeout_s,
@@ -216,7 +226,7 @@ class Hibernation:
             },
             idle_deadline="remove",
         )
-        if not claimed:
+        if epoch is None:
             return None
         self.exits.noted(record, event)
         old = record.handle
@@ -228,31 +238,35 @@ class Hibernation:
                 await self._lifecycle.stop(old)
             except Exception:  # the node may be unreachable: never block the recovery
                 log.info("lost processor not removed yet", extra={"session_id": record.session_id})
-        return await self._restart(record, time.perf_counter())
+        return await self._restart(record, epoch, time.perf_counter())
 
     async def _claim_start(
         self, session_id: str, *, kind: str, slot_s: float, **change: Any
-    ) -> bool:
+    ) -> int | None:
         """Wait in line for a start slot (``StartGate``), then CAS the session to ``starting``.
 
-        False when the session left ``change["allowed"]`` or another task is starting it.
+        The same script bumps the session's epoch: from then on no processor it had is
+        trusted (``SessionRecord.epoch``). Returns the new epoch, the new processor's; ``None``
+        when the session left ``change["allowed"]`` or another task is starting it.
         Raises ``StartsBusy`` (503) when no slot came within the start timeout.
         """
         slot = await self._starts.wait_for_slot(
             session_id, kind=kind, allowed=change["allowed"], slot_s=slot_s
         )
         if slot is None:
-            return False
+            return None
         claimed = await self._lifecycle.transition(
-            session_id, to=SessionStatus.STARTING, start_slot=slot, **change
+            session_id, to=SessionStatus.STARTING, start_slot=slot, bump_epoch=True, **change
         )
         if not claimed.ok:
             await self._starts.release(session_id)
-        return claimed.ok
+            return None
+        return claimed.epoch
 
-    async def _restart(self, record: SessionRecord, began: float) -> SessionRecord:
+    async def _restart(self, record: SessionRecord, epoch: int, began: float) -> SessionRecord:
         lifecycle = self._lifecycle
         handle: ProcessorHandle | None = None
+        record = msgspec.structs.replace(record, epoch=epoch)  # the secret the new one gets
         try:
             handle = await lifecycle.launch(record)
             replayed = await self._load(record, handle.endpoint)
@@ -283,7 +297,9 @@ class Hibernation:
         seq = 0
         if snapshot is not None:
             seq = snapshot_seq(snapshot)
-            await self._processors.put_state(endpoint, snapshot, seq=seq, processor_id=pid)
+            await self._processors.put_state(
+                endpoint, snapshot, seq=seq, processor_id=pid, epoch=record.epoch
+            )
         if self._settings.journal != "on":
             return 0
         if self.before_replay is not None:
@@ -298,6 +314,7 @@ class Hibernation:
                 entry.query,
                 entry.body,
                 processor_id=pid,
+                epoch=record.epoch,
                 unique_id=entry.unique_id,
             )
         return len(entries)

@@ -27,6 +27,7 @@ from session_manager.models import SessionRecord, SessionStatus
 from session_manager.sessions.records import gone, live_record
 from session_manager.sessions.tokens import SessionTokens
 from session_manager.store import SessionStore
+from session_manager.store.records import Route
 
 __all__ = ("ProcessorRoute", "RouteCache", "Router", "StaticRoutes")
 
@@ -43,10 +44,15 @@ _RESUBSCRIBE_S = 1.0
 
 
 class ProcessorRoute(msgspec.Struct, frozen=True):
-    """Where the proxy sends a session's requests."""
+    """Where the proxy sends a session's requests, and the session's epoch it was read at.
+
+    The epoch picks the secret the processor is sent and is checked by the journal, so a
+    route gone stale (the session restarted elsewhere since) gets no write acknowledged.
+    """
 
     session_id: str
     endpoint: str
+    epoch: int = 0
 
 
 class StaticRoutes(Protocol):
@@ -68,6 +74,7 @@ class _CachedRoute(msgspec.Struct, frozen=True):
     endpoint: str
     token_hash: str
     at: float
+    epoch: int
 
 
 class RouteCache:
@@ -149,13 +156,18 @@ class RouteCache:
             return None
         return cached
 
-    def remember(self, session_id: str, endpoint: str, token_hash: str, epoch: int) -> None:
-        """Cache a route read at ``epoch``, unless a change arrived since or the feed is off."""
+    def remember(self, session_id: str, route: Route, epoch: int) -> None:
+        """Cache a route read at ``epoch``, unless a change arrived since or the feed is off.
+
+        ``epoch`` is this cache's change counter; the session's own epoch is ``route.epoch``.
+        """
         if not self._live or epoch != self._epoch:
             return
         if len(self._routes) >= _ROUTES_MAX:
             self._routes.clear()
-        self._routes[session_id] = _CachedRoute(endpoint, token_hash, time.monotonic())
+        self._routes[session_id] = _CachedRoute(
+            route.endpoint, route.token_hash, time.monotonic(), route.epoch
+        )
 
 
 Restore = Callable[[SessionRecord], Awaitable[SessionRecord | None]]
@@ -200,16 +212,16 @@ class Router:
         cached = self._cache.get(session_id)
         if cached is not None:
             self._tokens.check(cached.token_hash, authorization)
-            return ProcessorRoute(session_id=session_id, endpoint=cached.endpoint)
+            return ProcessorRoute(session_id, cached.endpoint, cached.epoch)
         epoch = self._cache.epoch
         route = await self._store.route(session_id)
         if route is None:
             raise gone(session_id, await self._store.tombstone(session_id))
         self._tokens.check(route.token_hash, authorization)
         if route.status == SessionStatus.READY:
-            self._cache.remember(session_id, route.endpoint, route.token_hash, epoch)
-            return ProcessorRoute(session_id=session_id, endpoint=route.endpoint)
-        return ProcessorRoute(session_id=session_id, endpoint=await self._settle(session_id))
+            self._cache.remember(session_id, route, epoch)
+            return ProcessorRoute(session_id, route.endpoint, route.epoch)
+        return await self._settle(session_id)
 
     def forget(self, session_id: str) -> None:
         """Drop the session's cached route: the proxy found its processor moving."""
@@ -227,18 +239,18 @@ class Router:
             return False
         return route.status != SessionStatus.READY or route.endpoint != endpoint
 
-    async def _settle(self, session_id: str) -> str:
-        """The endpoint once the session is ``ready``: wait out a start, restore a hibernation."""
+    async def _settle(self, session_id: str) -> ProcessorRoute:
+        """The route once the session is ``ready``: wait out a start, restore a hibernation."""
         epoch = self._cache.epoch
         record = await live_record(self._store, session_id)
         deadline = time.monotonic() + self._settle_timeout_s
         while True:
             if record.status == SessionStatus.READY:
-                return record.endpoint
+                return ProcessorRoute(session_id, record.endpoint, record.epoch)
             if record.status == SessionStatus.HIBERNATED:
                 restored = await self._restore(record)
                 if restored is not None:
-                    return restored.endpoint
+                    return ProcessorRoute(session_id, restored.endpoint, restored.epoch)
                 # Another task started it: its start gets the whole timeout, however long
                 # this request waited in line for a start slot.
                 deadline = time.monotonic() + self._settle_timeout_s

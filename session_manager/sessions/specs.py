@@ -38,7 +38,7 @@ def processor_spec(settings: Settings, record: SessionRecord) -> ProcessorSpec:
     env.update({name.upper(): _env_value(value) for name, value in record.genes.items()})
     secrets = ProcessorSecrets.from_key(settings.processor_secret_key)
     if secrets is not None:  # the processor then answers only requests carrying it
-        env[SECRET_ENV] = secrets.for_processor(record.processor_id)
+        env[SECRET_ENV] = secrets.for_processor(record.processor_id, record.epoch)
     return ProcessorSpec(
         session_id=record.session_id,
         processor_id=record.processor_id,

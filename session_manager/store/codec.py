@@ -41,6 +41,7 @@ _INT_FIELDS = (
     "max_age_s",
     "last_event_at",
     "out_of_memory_count",
+    "epoch",
 )
 _STR_FIELDS = (
     "session_id",

@@ -33,7 +33,11 @@ from session_manager.store.keys import Keys
 from session_manager.store.lease import LeaderLease
 from session_manager.store.scripts import register_script
 
-__all__ = ("Journal", "JournalEntry")
+__all__ = ("STALE", "Journal", "JournalEntry")
+
+STALE = -2
+"""The journal scripts' answer to a request whose route's epoch is not the session's any more:
+its processor was replaced since (restore, recovery), so nothing is written for it."""
 
 
 _LOCK_POLL_S = 0.05
@@ -83,35 +87,46 @@ class Journal:
         return self.keys.session(session_id).encode(), self.keys.journal(session_id).encode()
 
     @translate_redis_errors
-    async def append(self, session_id: str, entry: JournalEntry, *, replacing: bytes = b"") -> int:
+    async def append(
+        self,
+        session_id: str,
+        entry: JournalEntry,
+        *,
+        replacing: bytes = b"",
+        epoch: int | None = None,
+    ) -> int:
         """Record an applied request; the journal's length, 0 when the session ended.
 
         The entry replaces any other under its seq (one written ahead for a request that did
         not get it), and ``replacing`` (this request's own entry written ahead, ``ahead``).
+        With ``epoch`` (the session's epoch the request's route was read at), ``STALE`` and
+        nothing written when the session's processor was replaced since (the fence).
         """
+        fence = b"" if epoch is None else b"%d" % epoch
         if self._pipe is not None:
             return await self._pipe.append(
-                self._keys(session_id), entry.seq, _encode(entry), replacing
+                self._keys(session_id), entry.seq, _encode(entry), replacing, fence
             )
         length = await self._append(
             keys=[self.keys.session(session_id), self.keys.journal(session_id)],
-            args=[entry.seq, _encode(entry), *((replacing,) if replacing else ())],
+            args=[entry.seq, _encode(entry), fence, *((replacing,) if replacing else ())],
         )
         return int(length)
 
     def ahead(
-        self, session_id: str, entry: JournalEntry
+        self, session_id: str, entry: JournalEntry, epoch: int
     ) -> tuple[bytes, asyncio.Future[Any]] | None:
         """Write ``entry`` now under the seq it is expected to get, without waiting for Redis.
 
         Returns the stored member (to ``void`` it) and the future of Redis's reply (see
-        ``JournalPipe.ahead``), or ``None`` when it cannot be written at once (no pipe, or
-        its connection not open yet): the caller appends once the processor answered.
+        ``JournalPipe.ahead``; ``STALE`` when the session's epoch is no longer ``epoch``), or
+        ``None`` when it cannot be written at once (no pipe, or its connection not open yet):
+        the caller appends once the processor answered.
         """
         if self._pipe is None:
             return None
         member = _encode(entry)
-        reply = self._pipe.ahead(self._keys(session_id), entry.seq, member)
+        reply = self._pipe.ahead(self._keys(session_id), entry.seq, member, b"%d" % epoch)
         return None if reply is None else (member, reply)
 
     @translate_redis_errors
@@ -127,7 +142,7 @@ class Journal:
         """Note that the processor applies writes the journal cannot keep (no ``X-Kato-Seq``)."""
         await self._append(
             keys=[self.keys.session(session_id), self.keys.journal(session_id)],
-            args=[-1, _UNNUMBERED],
+            args=[-1, _UNNUMBERED, ""],
         )
 
     @translate_redis_errors

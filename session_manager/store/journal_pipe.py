@@ -155,10 +155,10 @@ class JournalPipe:
         self._open = open_connection
         self._script = script.encode()
         self._sha = _sha(self._script)
-        # Pre-framed: two keys, seq, entry (and, for an append, the entry it replaces).
-        self._appending = {n: _evalsha_prefix(self._sha, n) for n in (4, 5)}
+        # Pre-framed: two keys, seq, entry, epoch (and, for an append, the entry it replaces).
+        self._appending = {n: _evalsha_prefix(self._sha, n) for n in (5, 6)}
         self._ahead = ahead_script.encode()
-        self._writing_ahead = _evalsha_prefix(_sha(self._ahead), 4)
+        self._writing_ahead = _evalsha_prefix(_sha(self._ahead), 5)
         self._timeout_s = timeout_s
         self._setup = tuple(setup)
         self._conn: _RespProtocol | None = None
@@ -202,13 +202,19 @@ class JournalPipe:
         return cls(loop_open, script, timeout_s=timeout_s, setup=setup, ahead_script=ahead_script)
 
     async def append(
-        self, keys: tuple[bytes, bytes], seq: int, entry: bytes, replacing: bytes = b""
+        self,
+        keys: tuple[bytes, bytes],
+        seq: int,
+        entry: bytes,
+        replacing: bytes = b"",
+        epoch: bytes = b"",
     ) -> int:
         """Run the append; its reply (the journal's length, 0 when the session ended).
 
-        ``replacing``: this request's entry written ahead (``ahead``) under another seq.
+        ``replacing``: this request's entry written ahead (``ahead``) under another seq;
+        ``epoch``: the route's, checked against the session's (-2: it moved on).
         """
-        args = (*keys, b"%d" % seq, entry, *((replacing,) if replacing else ()))
+        args = (*keys, b"%d" % seq, entry, epoch, *((replacing,) if replacing else ()))
         command = _framed(self._appending[len(args)], args)
         try:
             reply = await self._call(command)
@@ -224,19 +230,19 @@ class JournalPipe:
         return int(reply)
 
     def ahead(
-        self, keys: tuple[bytes, bytes], seq: int, entry: bytes
+        self, keys: tuple[bytes, bytes], seq: int, entry: bytes, epoch: bytes = b""
     ) -> asyncio.Future[Any] | None:
         """Write ``journal_ahead.lua``'s call now, without waiting; the future gets its reply.
 
         ``None`` when it cannot be written at once (no connection open yet, or no script):
-        the caller journals the slow way. The reply is the script's (length, 0 or -1), an
+        the caller journals the slow way. The reply is the script's (length, 0, -1 or -2), an
         error reply (``NOSCRIPT`` included) as an exception instance, or the future fails
         with ``OSError``/``TimeoutError`` when the connection is lost.
         """
         conn = self._conn
         if not self._ahead or conn is None or conn.closed:
             return None
-        return conn.call(_framed(self._writing_ahead, (*keys, b"%d" % seq, entry)))
+        return conn.call(_framed(self._writing_ahead, (*keys, b"%d" % seq, entry, epoch)))
 
     async def void(self, journal_key: bytes, entry: bytes) -> None:
         """Remove one entry (``ZREM``, idempotent: retried once on a fresh connection)."""

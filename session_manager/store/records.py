@@ -16,11 +16,12 @@ __all__ = ("RecordReads", "Route", "read_records")
 
 
 class Route(msgspec.Struct, frozen=True):
-    """The three fields a proxied request needs from a session's record."""
+    """The fields a proxied request needs from a session's record."""
 
     status: SessionStatus
     endpoint: str
     token_hash: str
+    epoch: int = 0
 
 
 async def read_records(
@@ -75,13 +76,18 @@ class RecordReads:
 
     @translate_redis_errors
     async def route(self, session_id: str) -> Route | None:
-        """Status, endpoint and token hash in one ``HMGET``: the request hot path."""
-        status, endpoint, token_hash = await self.redis.hmget(
-            self.keys.session(session_id), ["status", "endpoint", "token_hash"]
+        """Status, endpoint, token hash and epoch in one ``HMGET``: the request hot path."""
+        status, endpoint, token_hash, epoch = await self.redis.hmget(
+            self.keys.session(session_id), ["status", "endpoint", "token_hash", "epoch"]
         )
         if status is None:
             return None
-        return Route(SessionStatus(text(status)), text(endpoint or b""), text(token_hash or b""))
+        return Route(
+            SessionStatus(text(status)),
+            text(endpoint or b""),
+            text(token_hash or b""),
+            int(epoch or 0),
+        )
 
     @translate_redis_errors
     async def tombstone(self, session_id: str) -> Tombstone | None:

@@ -49,15 +49,19 @@ class Capacity(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TransitionResult(msgspec.Struct, frozen=True):
-    """Outcome of a compare-and-set: ``ok``, and the status the session had (``None``: gone)."""
+    """Outcome of a compare-and-set: ``ok``, and the status the session had (``None``: gone).
+
+    ``epoch``: the session's epoch once it succeeded (the new one when it bumped it).
+    """
 
     ok: bool
     previous: SessionStatus | None
+    epoch: int = 0
 
     @classmethod
-    def from_reply(cls, ok: int, previous: bytes) -> TransitionResult:
-        """The ``{ok, previous status or ''}`` a script answers."""
-        return cls(bool(ok), SessionStatus(previous.decode()) if previous else None)
+    def from_reply(cls, ok: int, previous: bytes, epoch: int = 0) -> TransitionResult:
+        """The ``{ok, previous status or '', epoch}`` a script answers."""
+        return cls(bool(ok), SessionStatus(previous.decode()) if previous else None, int(epoch))
 
 
 class SessionWrites:
@@ -139,6 +143,7 @@ class SessionWrites:
         start_slot: Deadline = None,
         only_if_idle_due_at: int | None = None,
         only_if_ref: str | None = None,
+        bump_epoch: bool = False,
     ) -> TransitionResult:
         """Compare-and-set the status (and deadlines, start slot, fields) in one script.
 
@@ -146,7 +151,8 @@ class SessionWrites:
         ``only_if_idle_due_at``, while the idle deadline is still at or before that time (so a
         request that moved it after the reaper looked wins over the reap); with
         ``only_if_ref``, while the session's processor is still that one (two recoveries of
-        one lost processor: the second finds it replaced and starts nothing).
+        one lost processor: the second finds it replaced and starts nothing). ``bump_epoch``
+        (a restart's claim) fences every processor the session had, in the same script.
         """
         keys = [
             self.keys.session(session_id),
@@ -167,6 +173,7 @@ class SessionWrites:
             deadline_arg(start_slot),
             "" if only_if_idle_due_at is None else only_if_idle_due_at,
             only_if_ref or "",
+            "1" if bump_epoch else "",
         ]
         for name, value in (fields or {}).items():
             args += [name, value]

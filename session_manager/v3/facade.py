@@ -299,7 +299,7 @@ class V3Sessions:
             "raw_path": f"/session/{session_id}{path}".encode(),
         }
         try:
-            response = await proxy_request(self._state, scope, content, session_id)
+            response = await proxy_request(self._state, scope, content, session_id, manager=True)
         except (SessionNotFound, SessionExpired) as exc:
             await self._store.v3.forget(session_id)
             raise GateNotFound(session_id) from exc

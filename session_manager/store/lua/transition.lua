@@ -5,8 +5,10 @@
 --       5 idle deadline, 6 hard deadline, 7 start slot deadline
 --       (each: '' keep, '-' remove, a number sets it), 8 '' or ms: only when the idle
 --       deadline is due at that time, 9 '' or a ref: only while the session's processor is that
---       one (a recovery replaces only the processor it found lost), 10.. hash field/value pairs
--- Returns {1, previous status} on success, {0, current status or ''} when refused.
+--       one (a recovery replaces only the processor it found lost), 10 '1': bump the epoch
+--       (a new processor is about to start: older ones are fenced from now on),
+--       11.. hash field/value pairs
+-- Returns {1, previous status, epoch} on success, {0, current status or ''} when refused.
 -- A success publishes the session id on the changes channel (replicas drop cached routes).
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then
@@ -36,8 +38,14 @@ for i = 7, #KEYS do
 end
 redis.call('ZADD', KEYS[6], 0, member)
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'status_changed_at', ARGV[4])
-if #ARGV >= 10 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+if #ARGV >= 11 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+end
+local epoch
+if ARGV[10] == '1' then
+  epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+else
+  epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 end
 local function apply(key, value)
   if value == '-' then
@@ -50,4 +58,4 @@ apply(KEYS[2], ARGV[5])
 apply(KEYS[3], ARGV[6])
 apply(KEYS[4], ARGV[7])
 redis.call('PUBLISH', KEYS[5], ARGV[1])
-return {1, current}
+return {1, current, epoch}

@@ -387,3 +387,80 @@ async def test_the_readme_quick_start_runs_as_written(
     assert printed.getvalue().split("\n")[0] == "[['world']]"
     assert printed.getvalue().split("\n")[1:4] == ["1", "2", "3"]
     assert (await manager.client.get("/admin/stats", headers=manager.admin)).json()["total"] == 0
+
+
+class _ReplyDroppingRelay:
+    """A loopback relay to the manager that loses the first reply (a replica dying mid-answer).
+
+    The first connection's request reaches the manager; once the manager starts answering,
+    both sockets are closed and the client hears nothing. Later connections are relayed whole.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, port = httpx.URL(upstream).host, httpx.URL(upstream).port
+        assert port is not None
+        self._upstream = (host, port)
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> _ReplyDroppingRelay:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        drop = self.connections == 1
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, lose: bool) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    if lose:
+                        return
+                    dst.write(data)
+                    await dst.drain()
+
+        tasks = [
+            asyncio.create_task(pump(reader, up_writer, False)),
+            asyncio.create_task(pump(up_reader, writer, drop)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        for w in (writer, up_writer):
+            w.close()
+
+
+async def test_a_create_whose_reply_was_lost_is_resent_and_makes_one_session(
+    manager: Manager,
+) -> None:
+    async with _ReplyDroppingRelay(manager.base_url) as relay:
+        client = AsyncClient(relay.url, api_key=API_KEY, admin_token=ADMIN_TOKEN)
+        async with client:
+            session = await client.create("carol")
+            assert relay.connections >= 2, "the first reply was dropped, the create resent"
+            assert (await session.observe(["x"])).time == 1  # the token of the answer works
+            listed = await client.list_sessions(user_id="carol")
+            assert [s.session_id for s in listed.sessions] == [session.session_id]
+            await session.delete()
+
+
+async def test_the_same_idempotency_key_names_one_session(manager: Manager) -> None:
+    async with _client(manager) as client:
+        first = await client.create("dave", idempotency_key="order-42")
+        again = await client.create("dave", idempotency_key="order-42")
+        other = await client.create("dave")
+        assert again.session_id == first.session_id
+        assert other.session_id != first.session_id
+        await again.delete()
+        await other.delete()

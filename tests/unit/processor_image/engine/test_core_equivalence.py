@@ -2,8 +2,8 @@
 
 Byte-identical predictions JSON on random knowledge bases and observation streams, dense
 (a handful of symbols) and sparse, long sequences (200+ symbols, where difflib's auto-junk
-heuristic would apply if it were on) and edge cases; plus the core's difflib and round()
-against the standard library's own.
+heuristic would apply if it were on), symbols JSON must escape, and edge cases; plus the
+core's difflib, round() and JSON writer against the standard library's and msgspec's own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from processor_image.engine.compiled import CompiledIndex
 from processor_image.engine.core import compiled_module
 from processor_image.engine.index import PatternIndex
 from processor_image.engine.naming import pattern_hash
-from processor_image.engine.predictions import predict
+from processor_image.engine.predictions import predict_json
 from processor_image.storage.memory import MemoryKnowledgeBase
 from processor_image.storage.memory import _tally as memory_tally
 
@@ -34,10 +34,23 @@ encode = msgspec.json.Encoder().encode
 THRESHOLDS = [-0.2, 0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.2]
 DENSE = [f"d{i}" for i in range(4)]
 SPARSE = [f"sym{i:03d}" for i in range(200)]
+ESCAPED = [
+    'say "hi"',
+    "back\\slash",
+    "tab\there",
+    "\x00\x01\x1f\x7f",
+    "é",
+    "€",
+    "😀",
+    "\u2028",
+    "a",
+]
+"""Symbols the JSON writer must escape (or must not): quotes, backslashes, control and
+non-ASCII characters, a character outside the BMP."""
 
 
 def alphabet(draw: st.DrawFn) -> list[str]:
-    return draw(st.sampled_from([DENSE, DENSE[:1], SPARSE[:12], SPARSE]))
+    return draw(st.sampled_from([DENSE, DENSE[:1], SPARSE[:12], SPARSE, ESCAPED]))
 
 
 @st.composite
@@ -74,6 +87,8 @@ def both_indexes(
         name = pattern_hash(pattern)
         if rng.random() >= unknown_share:
             emotives = {"joy": rng.uniform(-1, 1)} if rng.random() < 0.3 else None
+            if emotives is not None and rng.random() < 0.3:  # huge, tiny, odd names
+                emotives = {'a "b"\\': rng.choice([1e300, -3e-300, 1e-5, 5e-324]), "é": 0.0}
             for _ in range(rng.randint(1, 3)):
                 kb.learn(name, pattern, emotives, 3)
         python.add(name, pattern)
@@ -84,7 +99,7 @@ def both_indexes(
 def predictions_json(
     state: list[str], index: PatternIndex | CompiledIndex, kb: MemoryKnowledgeBase, **args: Any
 ) -> bytes:
-    return encode(predict(state, index, kb, **args))
+    return predict_json(state, index, kb, **args)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,9 +134,9 @@ def test_predictions_json_identical_on_random_knowledge(
         "max_predictions": max_predictions,
         "exhaustive": exhaustive,
     }
-    assert predictions_json(state, compiled, kb, **args) == predictions_json(
-        state, python, kb, **args
-    )
+    written = predictions_json(state, compiled, kb, **args)
+    assert written == predictions_json(state, python, kb, **args)
+    assert encode(msgspec.json.decode(written)) == written  # compact, as msgspec writes it
 
 
 def observe_stream(processor: Processor, seed: int, symbols: list[str], steps: int) -> list[bytes]:
@@ -133,6 +148,7 @@ def observe_stream(processor: Processor, seed: int, symbols: list[str], steps: i
         emotives = {"e": rng.uniform(-1, 1)} if rng.random() < 0.2 else None
         processor.observe(event, emotives=emotives, unique_id=f"u{n}")
         out.append(encode(processor.predictions()))
+        assert processor.predictions_json() == out[-1]  # as GET /predictions sends them
         roll = rng.random()
         if roll < 0.12:
             out.append(processor.learn().encode())
@@ -305,3 +321,50 @@ def test_memory_store_learns_identically_with_the_compiled_tally(
     for events, _ in patterns:
         assert core.tally(events, *counts[:2]) == memory_tally(events, *counts[2:])
     assert [list(c.items()) for c in counts[:2]] == [list(c.items()) for c in counts[2:]]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    value=st.one_of(
+        st.floats(),
+        st.floats(min_value=-1e-3, max_value=1e-3),
+        st.integers(-(2**53), 2**53).map(lambda k: k * 1e-12),
+        st.integers(-(2**52), 2**52).map(lambda k: k / 1e12),  # round(x, 12)'s results
+        st.integers(-(10**8), 10**8).map(lambda k: k / 1e12),  # around 1e-5
+        st.integers(-60, 60).map(lambda e: 1.2345 * 10.0**e),
+        st.integers(-(2**63), 2**63 - 1),
+        st.text(),
+        st.lists(st.one_of(st.floats(), st.text(max_size=4)), max_size=4),
+    )
+)
+@example(value=[1e-5, 9.999999999999999e-6, 1e-4, 1e16, 9999999999999998.0, -0.0, 5e-324])
+@example(value=[float("nan"), float("inf"), -float("inf"), 1.7976931348623157e308])
+@example(value="".join(map(chr, range(0x80))) + "é€😀\u2028\ufeff")
+def test_json_writer_writes_what_msgspec_writes(value: Any) -> None:
+    """Floats (shortest repr, msgspec's layout, null when not finite), ints, strings."""
+    assert core is not None
+    assert core.json(value) == encode(value)
+
+
+def test_json_writer_refuses_lone_surrogates_as_msgspec_does() -> None:
+    assert core is not None
+    with pytest.raises(UnicodeEncodeError):
+        encode("\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        core.json("\ud800")
+
+
+def test_json_writer_escapes_symbols_in_predictions() -> None:
+    """Escaped symbols in every list of a prediction (matches, past, missing, extras...),
+    pattern and state symbols both, read back as the same strings."""
+    assert core is not None
+    pattern = [['"q"'], ["\\", "\n"], ["é", "\x01"], ["😀"]]
+    state = ['"q"', "\\", "not\tlearned", "😀"]
+    kb, python, compiled = both_indexes([pattern], random.Random(0))
+    args: dict[str, Any] = {"recall_threshold": 0.1, "max_predictions": 5}
+    written = predictions_json(state, compiled, kb, **args)
+    assert written == predictions_json(state, python, kb, **args)
+    (prediction,) = msgspec.json.decode(written)
+    assert prediction["sequence"] == pattern
+    assert prediction["extras"] == ["not\tlearned"]
+    assert prediction["missing"] == ["\n", "é", "\x01"]

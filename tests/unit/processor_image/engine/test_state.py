@@ -44,3 +44,26 @@ def test_restore_into_a_fresh_processor_is_indistinguishable() -> None:
         p.observe(["a"], unique_id="n2")
         p.observe(["b"], unique_id="n3")
     assert observable(target) == observable(source)
+
+
+def test_predictions_json_is_the_encoded_predictions_after_any_restore() -> None:
+    """The latest predictions are served as JSON without decoding them (names prefixed in the
+    bytes); a restored snapshot whose cached predictions are laid out otherwise (hand-made: a
+    prefixed name, keys in another order, an emotives dict that looks like a prediction) reads
+    back exactly as ``predictions()`` says too."""
+    source = busy_processor()
+    assert source.predictions()
+    assert source.predictions_json() == msgspec.json.encode(source.predictions())
+    assert source.predictions_json("s2") == msgspec.json.encode(source.predictions("s2"))
+    state = source.snapshot()
+    first, *rest = state.predictions
+    odd = [
+        {**first, "name": "PTRN|" + first["name"]},
+        {"name": first["name"], **{k: v for k, v in first.items() if k != "name"}},
+        {**first, "emotives": {"type": "prototypical", "name": "x"}},
+    ]
+    for cached in ([first], rest, [*odd[:1], *rest], [odd[1]], [odd[2]], [first, odd[2]]):
+        target = Processor(processor_id="p1", kb=MemoryKnowledgeBase())
+        target.restore(msgspec.structs.replace(state, predictions=cached))
+        assert target.predictions_json() == msgspec.json.encode(target.predictions())
+        assert all(p["name"].startswith("PTRN|") for p in target.predictions())

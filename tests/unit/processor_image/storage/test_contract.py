@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from msgspec.json import encode
 
 from processor_image.engine.knowledge import KnowledgeBase, KnowledgeDump, Totals
 from processor_image.engine.naming import pattern_hash
@@ -227,9 +228,9 @@ def test_symbol_stats_leave_out_unknown_names_and_symbol_count_is_distinct(
 
 def test_find_predictions_returns_the_first_record_for_an_id(kb: KnowledgeBase) -> None:
     first = [{"name": "aa", "potential": 1.5, "matches": ["a"], "emotives": {"joy": 0.5}}]
-    kb.store_predictions("u1", first)
-    kb.store_predictions("u1", [{"name": "bb"}])
-    kb.store_predictions("u2", [{"name": "cc", "present": [["a", "b"], ["c"]]}])
+    kb.store_predictions("u1", encode(first))
+    kb.store_predictions("u1", encode([{"name": "bb"}]))
+    kb.store_predictions("u2", encode([{"name": "cc", "present": [["a", "b"], ["c"]]}]))
     assert kb.find_predictions("u1") == first
     assert kb.find_predictions("u2") == [{"name": "cc", "present": [["a", "b"], ["c"]]}]
     assert kb.find_predictions("unknown") is None
@@ -243,13 +244,13 @@ def test_emotive_names_with_dots_dollars_and_percents_round_trip(kb: KnowledgeBa
     assert record is not None
     assert record.emotives == [emotives, emotives]
     assert kb.symbol_stats(["freq"])["freq"].emotives == {k: 2 * v for k, v in emotives.items()}
-    kb.store_predictions("u", [{"name": "aa", "emotives": emotives}])
+    kb.store_predictions("u", encode([{"name": "aa", "emotives": emotives}]))
     assert kb.find_predictions("u") == [{"name": "aa", "emotives": emotives}]
 
 
 def test_clear_wipes_everything_and_recreates_zero_totals(kb: KnowledgeBase) -> None:
     learn(kb, FREQ_TEST, {"joy": 1.0})
-    kb.store_predictions("u1", [{"name": "aa"}])
+    kb.store_predictions("u1", encode([{"name": "aa"}]))
     kb.clear()
     assert kb.totals() == Totals()
     assert kb.pattern_count() == 0
@@ -265,8 +266,8 @@ def test_dump_then_load_into_a_fresh_store_reproduces_everything(make_kb: MakeKb
     for i in range(4):
         learn(source, [["a"], [f"b{i}"]], {"joy": float(i + 1)}, persistence=2)
         learn(source, [["a"], ["b0"]], {"joy.x": 0.5}, persistence=2)
-    source.store_predictions("u1", [{"name": "first", "emotives": {"$j": 1.0}}])
-    source.store_predictions("u1", [{"name": "second"}])
+    source.store_predictions("u1", encode([{"name": "first", "emotives": {"$j": 1.0}}]))
+    source.store_predictions("u1", encode([{"name": "second"}]))
     target = make_kb()
     learn(target, [["old"], ["stuff"]])
     target.load(source.dump())
@@ -297,7 +298,7 @@ def test_empty_dump_loads_into_an_empty_store(make_kb: MakeKb) -> None:
 def test_different_kb_ids_never_see_each_other(make_kb: MakeKb) -> None:
     first, second = make_kb(), make_kb()
     learn(first, FREQ_TEST, {"joy": 1.0})
-    first.store_predictions("u1", [{"name": "aa"}])
+    first.store_predictions("u1", encode([{"name": "aa"}]))
     assert second.get_pattern(pattern_hash(FREQ_TEST)) is None
     assert second.pattern_count() == 0
     assert second.symbol_stats(["freq"]) == {}

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from msgspec.json import encode
 
 from processor_image.engine.knowledge import SymbolStats, Totals
 from processor_image.engine.naming import pattern_hash
@@ -71,7 +72,7 @@ def test_documents_have_the_spec_shapes_with_emotives_always_a_list(
 ) -> None:
     mongo_kb.learn(pattern_hash([["a"], ["b"]]), [["a"], ["b"]], None, 5)
     mongo_kb.learn(pattern_hash([["a"], ["c"]]), [["a"], ["c"]], {"joy": 0.5}, 5)
-    mongo_kb.store_predictions("u1", [{"name": "aa"}])
+    mongo_kb.store_predictions("u1", encode([{"name": "aa"}]))
     patterns = sorted(raw(mongo_client, mongo_kb, "patterns_kb"), key=lambda d: d["pattern_data"])
     assert patterns == [
         {

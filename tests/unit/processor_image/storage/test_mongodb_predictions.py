@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from msgspec.json import encode
 from pymongo.errors import OperationFailure
 
 from processor_image.storage.mongodb import (
@@ -50,7 +51,7 @@ def test_lookups_have_an_index_on_the_id_then_the_storing_order(
 def test_every_record_is_kept_without_a_ttl(mongo_client: Client, kb_id: str) -> None:
     kb = open_kb(mongo_client, kb_id)
     for n in range(1500):  # past the memory store's default bound: MongoDB keeps them all
-        kb.store_predictions(f"u{n}", [{"name": f"p{n}"}])
+        kb.store_predictions(f"u{n}", encode([{"name": f"p{n}"}]))
     assert kb.find_predictions("u0") == [{"name": "p0"}]
     assert len(kb.dump().predictions) == 1500
 
@@ -66,8 +67,8 @@ def test_the_ttl_index_follows_the_setting(mongo_client: Client, kb_id: str) -> 
 
 def test_records_older_than_the_ttl_expire(mongo_client: Client, kb_id: str) -> None:
     kb = open_kb(mongo_client, kb_id, ttl=3600)
-    kb.store_predictions("old", [{"name": "a"}])
-    kb.store_predictions("new", [{"name": "b"}])
+    kb.store_predictions("old", encode([{"name": "a"}]))
+    kb.store_predictions("new", encode([{"name": "b"}]))
     collection = mongo_client[database_name(kb_id)]["predictions_kb"]
     collection.update_one(
         {"unique_id": "old"}, {"$set": {"stored_at": datetime(2000, 1, 1, tzinfo=UTC)}}

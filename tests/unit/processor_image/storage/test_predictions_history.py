@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from msgspec.json import encode
 
 from processor_image.engine import Processor
 from processor_image.storage import UNBOUNDED, MemoryKnowledgeBase
@@ -19,7 +20,7 @@ def record(n: int) -> list[dict[str, Any]]:
 
 def store(kb: MemoryKnowledgeBase, *ids: str) -> None:
     for n, unique_id in enumerate(ids):
-        kb.store_predictions(unique_id, record(n))
+        kb.store_predictions(unique_id, encode(record(n)))
 
 
 def retained(kb: MemoryKnowledgeBase) -> list[str]:
@@ -125,7 +126,7 @@ def test_a_kept_record_costs_its_compressed_size_not_its_json_size() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for n in range(50):
-            kb.store_predictions(f"u{n}", predictions)
+            kb.store_predictions(f"u{n}", encode(predictions))
         per_record = (tracemalloc.get_traced_memory()[0] - before) / 50
     finally:
         tracemalloc.stop()

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.json import encode
 
 from processor_image.engine.knowledge import KnowledgeBase
 from processor_image.engine.naming import pattern_hash
@@ -48,7 +49,9 @@ def test_memory_and_mongodb_agree_after_any_learns_and_swap_dumps(
                 name, pattern, emotive, persistence
             )
             for kb in (memory, mongo):
-                kb.store_predictions(f"u{n % 3}", [{"name": name, "emotives": emotive or {}}])
+                kb.store_predictions(
+                    f"u{n % 3}", encode([{"name": name, "emotives": emotive or {}}])
+                )
         assert contents(mongo) == contents(memory)
         assert mongo.pattern_count() == memory.pattern_count()
         assert mongo.symbol_count() == memory.symbol_count()

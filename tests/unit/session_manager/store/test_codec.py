@@ -30,9 +30,13 @@ def test_a_record_round_trips_through_its_hash() -> None:
         labels={"team": "a"},
         idle_deadline=10,
         hard_deadline=20,
+        epoch=3,
     )
     fields = {k.encode(): str(v).encode() for k, v in to_hash(record).items()}
     assert from_hash(fields, 10.0, 20.0) == record
+    # A record written before the epoch existed reads as epoch 0 (its processor's secret).
+    del fields[b"epoch"]
+    assert from_hash(fields, 10.0, 20.0).epoch == 0
 
 
 def test_index_members_sort_by_creation_time_and_name_their_session() -> None:
