@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CORE_ABI 4
+#define CORE_ABI 5
 
 /* ------------------------------------------------------------------------------------------
  * Small growable arrays.
@@ -1205,10 +1205,16 @@ PyDoc_STRVAR(Core_add_doc, "add(name, events) -> bool\n\n"
                            "Index a pattern; False (and nothing changes) when the name is known.");
 
 static PyObject *
-Core_add(Core *self, PyObject *args)
+Core_add(Core *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *name, *events;
-    if (!PyArg_ParseTuple(args, "UO:add", &name, &events)) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "add() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *name = args[0], *events = args[1];
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "add() name must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
         return NULL;
     }
     int known = PyDict_Contains(self->by_name, name);
@@ -2240,21 +2246,24 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * Learning: the pattern's name (naming.pattern_hash) and the memory store's symbol counts.
+ * Learning: the pattern's name (naming.pattern_hash) and the memory store's learn.
  */
 
 /* SHA-1 (FIPS 180-4), for pattern names: no libcrypto to link, a few dozen lines. */
-typedef struct {
-    uint32_t h[5];
-    uint64_t length; /* bytes */
-    unsigned char block[64];
-    size_t used;
-} Sha1;
-
 #define ROL32(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+#define SHA1_ROUND(f, k, t)                                                                   \
+    do {                                                                                      \
+        uint32_t temp = ROL32(a, 5) + (f) + e + (k) + w[t];                                   \
+        e = d;                                                                                \
+        d = c;                                                                                \
+        c = ROL32(b, 30);                                                                     \
+        b = a;                                                                                \
+        a = temp;                                                                             \
+    } while (0)
 
+/* Fold one 64-byte block into h; the four kinds of round in loops of their own (no branch). */
 static void
-sha1_block(Sha1 *c, const unsigned char *p)
+sha1_block(uint32_t h[5], const unsigned char *p)
 {
     uint32_t w[80];
     for (int t = 0; t < 16; t++) {
@@ -2264,94 +2273,220 @@ sha1_block(Sha1 *c, const unsigned char *p)
     for (int t = 16; t < 80; t++) {
         w[t] = ROL32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
     }
-    uint32_t a = c->h[0], b = c->h[1], d = c->h[3], e = c->h[4], cc = c->h[2];
-    for (int t = 0; t < 80; t++) {
-        uint32_t f, k;
-        if (t < 20) {
-            f = (b & cc) | (~b & d);
-            k = 0x5A827999u;
-        }
-        else if (t < 40) {
-            f = b ^ cc ^ d;
-            k = 0x6ED9EBA1u;
-        }
-        else if (t < 60) {
-            f = (b & cc) | (b & d) | (cc & d);
-            k = 0x8F1BBCDCu;
-        }
-        else {
-            f = b ^ cc ^ d;
-            k = 0xCA62C1D6u;
-        }
-        uint32_t temp = ROL32(a, 5) + f + e + k + w[t];
-        e = d;
-        d = cc;
-        cc = ROL32(b, 30);
-        b = a;
-        a = temp;
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int t = 0; t < 20; t++) {
+        SHA1_ROUND((b & c) | (~b & d), 0x5A827999u, t);
     }
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
+    for (int t = 20; t < 40; t++) {
+        SHA1_ROUND(b ^ c ^ d, 0x6ED9EBA1u, t);
+    }
+    for (int t = 40; t < 60; t++) {
+        SHA1_ROUND((b & c) | (b & d) | (c & d), 0x8F1BBCDCu, t);
+    }
+    for (int t = 60; t < 80; t++) {
+        SHA1_ROUND(b ^ c ^ d, 0xCA62C1D6u, t);
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
 }
 
-static void
-sha1_init(Sha1 *c)
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same blocks with the x86 SHA extensions (most x86-64 CPUs since 2017): ~10x faster here.
+ * Rounds four at a time; the message schedule runs three groups ahead of them. */
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define SHA1_NI_LOAD(at) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + (at))), mask)
+#define SHA1_NI_ROUNDS(f, E, Eother, M0, M1, M2, M3)                                          \
+    do {                                                                                      \
+        E = _mm_sha1nexte_epu32(E, M0);                                                       \
+        Eother = abcd;                                                                        \
+        M1 = _mm_sha1msg2_epu32(M1, M0);                                                      \
+        abcd = _mm_sha1rnds4_epu32(abcd, E, f);                                               \
+        M3 = _mm_sha1msg1_epu32(M3, M0);                                                      \
+        M2 = _mm_xor_si128(M2, M0);                                                           \
+    } while (0)
+
+__attribute__((target("sha,sse4.1"))) static void
+sha1_blocks_ni(uint32_t h[5], const unsigned char *p, size_t blocks)
 {
-    c->h[0] = 0x67452301u;
-    c->h[1] = 0xEFCDAB89u;
-    c->h[2] = 0x98BADCFEu;
-    c->h[3] = 0x10325476u;
-    c->h[4] = 0xC3D2E1F0u;
-    c->length = 0;
-    c->used = 0;
+    const __m128i mask = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0), e1, m0, m1, m2, m3;
+    for (; blocks > 0; blocks--, p += 64) {
+        __m128i abcd_saved = abcd, e0_saved = e0;
+        /* rounds 0-15: the block's 16 words */
+        m0 = SHA1_NI_LOAD(0);
+        e0 = _mm_add_epi32(e0, m0);
+        e1 = abcd;
+        abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+        m1 = SHA1_NI_LOAD(16);
+        e1 = _mm_sha1nexte_epu32(e1, m1);
+        e0 = abcd;
+        abcd = _mm_sha1rnds4_epu32(abcd, e1, 0);
+        m0 = _mm_sha1msg1_epu32(m0, m1);
+        m2 = SHA1_NI_LOAD(32);
+        e0 = _mm_sha1nexte_epu32(e0, m2);
+        e1 = abcd;
+        abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+        m1 = _mm_sha1msg1_epu32(m1, m2);
+        m0 = _mm_xor_si128(m0, m2);
+        m3 = SHA1_NI_LOAD(48);
+        e1 = _mm_sha1nexte_epu32(e1, m3);
+        e0 = abcd;
+        m0 = _mm_sha1msg2_epu32(m0, m3);
+        abcd = _mm_sha1rnds4_epu32(abcd, e1, 0);
+        m2 = _mm_sha1msg1_epu32(m2, m3);
+        m1 = _mm_xor_si128(m1, m3);
+        /* rounds 16-79: m0..m3 rotate; e0/e1 alternate */
+        SHA1_NI_ROUNDS(0, e0, e1, m0, m1, m2, m3); /* 16-19 */
+        SHA1_NI_ROUNDS(1, e1, e0, m1, m2, m3, m0); /* 20-23 */
+        SHA1_NI_ROUNDS(1, e0, e1, m2, m3, m0, m1); /* 24-27 */
+        SHA1_NI_ROUNDS(1, e1, e0, m3, m0, m1, m2); /* 28-31 */
+        SHA1_NI_ROUNDS(1, e0, e1, m0, m1, m2, m3); /* 32-35 */
+        SHA1_NI_ROUNDS(1, e1, e0, m1, m2, m3, m0); /* 36-39 */
+        SHA1_NI_ROUNDS(2, e0, e1, m2, m3, m0, m1); /* 40-43 */
+        SHA1_NI_ROUNDS(2, e1, e0, m3, m0, m1, m2); /* 44-47 */
+        SHA1_NI_ROUNDS(2, e0, e1, m0, m1, m2, m3); /* 48-51 */
+        SHA1_NI_ROUNDS(2, e1, e0, m1, m2, m3, m0); /* 52-55 */
+        SHA1_NI_ROUNDS(2, e0, e1, m2, m3, m0, m1); /* 56-59 */
+        SHA1_NI_ROUNDS(3, e1, e0, m3, m0, m1, m2); /* 60-63 */
+        SHA1_NI_ROUNDS(3, e0, e1, m0, m1, m2, m3); /* 64-67 */
+        SHA1_NI_ROUNDS(3, e1, e0, m1, m2, m3, m0); /* 68-71 */
+        SHA1_NI_ROUNDS(3, e0, e1, m2, m3, m0, m1); /* 72-75 */
+        /* 76-79 */
+        e1 = _mm_sha1nexte_epu32(e1, m3);
+        e0 = abcd;
+        abcd = _mm_sha1rnds4_epu32(abcd, e1, 3);
+        e0 = _mm_sha1nexte_epu32(e0, e0_saved);
+        abcd = _mm_add_epi32(abcd, abcd_saved);
+    }
+    _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t)_mm_extract_epi32(e0, 3);
 }
 
-static void
-sha1_update(Sha1 *c, const void *data, size_t n)
+static int
+sha1_has_ni(void)
 {
-    const unsigned char *p = data;
-    c->length += n;
-    while (n > 0) {
-        size_t take = 64 - c->used < n ? 64 - c->used : n;
-        memcpy(c->block + c->used, p, take);
-        c->used += take;
-        p += take;
-        n -= take;
-        if (c->used == 64) {
-            sha1_block(c, c->block);
-            c->used = 0;
-        }
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) {
+        return 0;
+    }
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) != 0;
+}
+#else
+static int
+sha1_has_ni(void)
+{
+    return 0;
+}
+#endif
+
+static int sha1_ni; /* set at import: the CPU has the SHA extensions */
+
+static void
+sha1_blocks(uint32_t h[5], const unsigned char *p, size_t blocks, int ni)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (ni) {
+        sha1_blocks_ni(h, p, blocks);
+        return;
+    }
+#endif
+    for (; blocks > 0; blocks--, p += 64) {
+        sha1_block(h, p);
     }
 }
 
+/* The SHA-1 of n bytes as 40 lower-case hex digits (and a NUL); ni: with sha1_blocks_ni. */
 static void
-sha1_hex(Sha1 *c, char out[41])
+sha1_hex(const unsigned char *data, size_t n, char out[41], int ni)
 {
-    uint64_t bits = c->length * 8;
-    unsigned char pad = 0x80, zero = 0, len[8];
-    sha1_update(c, &pad, 1);
-    while (c->used != 56) {
-        sha1_update(c, &zero, 1);
-    }
+    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+    size_t full = n - n % 64;
+    sha1_blocks(h, data, full / 64, ni);
+    /* the tail, 0x80, zeros and the bit length: one block, or two when the tail is >= 56 */
+    unsigned char last[128] = {0};
+    size_t tail = n - full, blocks = tail < 56 ? 1 : 2;
+    memcpy(last, data + full, tail);
+    last[tail] = 0x80;
+    uint64_t bits = (uint64_t)n * 8;
     for (int x = 0; x < 8; x++) {
-        len[x] = (unsigned char)(bits >> (56 - 8 * x));
+        last[64 * blocks - 1 - x] = (unsigned char)(bits >> (8 * x));
     }
-    sha1_update(c, len, 8);
+    sha1_blocks(h, last, blocks, ni);
     static const char hex[] = "0123456789abcdef";
     for (int x = 0; x < 20; x++) {
-        unsigned char byte = (unsigned char)(c->h[x / 4] >> (24 - 8 * (x % 4)));
+        unsigned char byte = (unsigned char)(h[x / 4] >> (24 - 8 * (x % 4)));
         out[2 * x] = hex[byte >> 4];
         out[2 * x + 1] = hex[byte & 15];
     }
     out[40] = '\0';
 }
 
-/* Feed repr(symbol) as UTF-8; printable ASCII without quote or backslash is written as is. */
+/* A byte buffer on the stack while it fits (a pattern's text usually does), else on the heap. */
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    unsigned char small[1024];
+} Text;
+
+static void
+text_init(Text *t)
+{
+    t->p = t->small;
+    t->n = 0;
+    t->cap = sizeof(t->small);
+}
+
+static void
+text_free(Text *t)
+{
+    if (t->p != t->small) {
+        PyMem_Free(t->p);
+    }
+}
+
+/* Room for `extra` more bytes. */
 static int
-sha1_repr(Sha1 *c, PyObject *symbol)
+text_reserve(Text *t, size_t extra)
+{
+    if (t->n + extra <= t->cap) {
+        return 0;
+    }
+    size_t cap = 2 * t->cap;
+    while (cap < t->n + extra) {
+        cap *= 2;
+    }
+    unsigned char *p = PyMem_Malloc(cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(p, t->p, t->n);
+    text_free(t);
+    t->p = p;
+    t->cap = cap;
+    return 0;
+}
+
+static inline int
+text_put(Text *t, const void *data, size_t n)
+{
+    if (text_reserve(t, n) < 0) {
+        return -1;
+    }
+    memcpy(t->p + t->n, data, n);
+    t->n += n;
+    return 0;
+}
+
+/* Append repr(symbol) as UTF-8; printable ASCII without quote or backslash is written as is. */
+static int
+text_repr(Text *t, PyObject *symbol)
 {
     if (PyUnicode_CheckExact(symbol) && PyUnicode_IS_ASCII(symbol)) {
         const unsigned char *s = PyUnicode_1BYTE_DATA(symbol);
@@ -2360,9 +2495,14 @@ sha1_repr(Sha1 *c, PyObject *symbol)
             x++;
         }
         if (x == n) {
-            sha1_update(c, "'", 1);
-            sha1_update(c, s, (size_t)n);
-            sha1_update(c, "'", 1);
+            if (text_reserve(t, (size_t)n + 2) < 0) {
+                return -1;
+            }
+            unsigned char *out = t->p + t->n;
+            out[0] = '\'';
+            memcpy(out + 1, s, (size_t)n);
+            out[n + 1] = '\'';
+            t->n += (size_t)n + 2;
             return 0;
         }
     }
@@ -2372,11 +2512,61 @@ sha1_repr(Sha1 *c, PyObject *symbol)
     }
     Py_ssize_t n;
     const char *utf8 = PyUnicode_AsUTF8AndSize(repr, &n);
-    if (utf8 != NULL) {
-        sha1_update(c, utf8, (size_t)n);
-    }
+    int rc = utf8 == NULL ? -1 : text_put(t, utf8, (size_t)n);
     Py_DECREF(repr);
-    return utf8 == NULL ? -1 : 0;
+    return rc;
+}
+
+/* The text str([list(event) for event in events]) is made of, appended to t. */
+static int
+pattern_text(Text *t, PyObject *events)
+{
+    PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
+    if (seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq);
+    int rc = text_put(t, "[", 1);
+    for (Py_ssize_t e = 0; e < nev && rc == 0; e++) {
+        PyObject *event = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, e),
+                                          "events must be a sequence of sequences");
+        if (event == NULL || text_put(t, e ? ", [" : "[", e ? 3 : 1) < 0) {
+            Py_XDECREF(event);
+            rc = -1;
+            break;
+        }
+        for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(event) && rc == 0; x++) {
+            if ((x && text_put(t, ", ", 2) < 0) ||
+                text_repr(t, PySequence_Fast_GET_ITEM(event, x)) < 0) {
+                rc = -1;
+            }
+        }
+        Py_DECREF(event);
+        if (rc == 0) {
+            rc = text_put(t, "]", 1);
+        }
+    }
+    Py_DECREF(seq);
+    return rc < 0 ? -1 : text_put(t, "]", 1);
+}
+
+PyDoc_STRVAR(core_sha1_doc,
+             "sha1(data, portable=False) -> str\n\n"
+             "SHA-1 hex of bytes, by the CPU's SHA instructions when it has them, or by the\n"
+             "portable code (always with portable=True): the tests check both against hashlib.");
+
+static PyObject *
+core_sha1(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer data;
+    int portable = 0;
+    if (!PyArg_ParseTuple(args, "y*|p:sha1", &data, &portable)) {
+        return NULL;
+    }
+    char hex[41];
+    sha1_hex(data.buf, (size_t)data.len, hex, sha1_ni && !portable);
+    PyBuffer_Release(&data);
+    return PyUnicode_FromStringAndSize(hex, 40);
 }
 
 PyDoc_STRVAR(core_pattern_hash_doc,
@@ -2386,45 +2576,108 @@ PyDoc_STRVAR(core_pattern_hash_doc,
 static PyObject *
 core_pattern_hash(PyObject *Py_UNUSED(module), PyObject *events)
 {
-    PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
-    if (seq == NULL) {
+    Text text;
+    text_init(&text);
+    if (pattern_text(&text, events) < 0) {
+        text_free(&text);
         return NULL;
     }
-    Sha1 c;
-    sha1_init(&c);
-    sha1_update(&c, "[", 1);
-    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t e = 0; e < nev; e++) {
-        PyObject *event = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, e),
-                                          "events must be a sequence of sequences");
-        if (event == NULL) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        sha1_update(&c, e ? ", [" : "[", e ? 3 : 1);
-        for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(event); x++) {
-            if (x) {
-                sha1_update(&c, ", ", 2);
-            }
-            if (sha1_repr(&c, PySequence_Fast_GET_ITEM(event, x)) < 0) {
-                Py_DECREF(event);
-                Py_DECREF(seq);
-                return NULL;
-            }
-        }
-        Py_DECREF(event);
-        sha1_update(&c, "]", 1);
-    }
-    Py_DECREF(seq);
-    sha1_update(&c, "]", 1);
     char hex[41];
-    sha1_hex(&c, hex);
+    sha1_hex(text.p, text.n, hex, sha1_ni);
+    text_free(&text);
     return PyUnicode_FromStringAndSize(hex, 40);
 }
 
-/* counts[key] += 1 for a dict of ints; -1 on error. */
+/* A pattern's distinct symbols in first-seen order with their occurrences: the equality of a
+ * dict (identity, then hash and ==) in an open-addressing table, on the stack when small. */
+typedef struct {
+    PyObject *symbol; /* borrowed */
+    Py_hash_t hash;
+    Py_ssize_t count;
+} Distinct;
+
+typedef struct {
+    Distinct *v;
+    Py_ssize_t n;
+    int32_t *slots; /* index + 1 into v, 0 when free */
+    size_t mask;
+    Distinct small_v[64];
+    int32_t small_slots[128];
+} DistinctSet;
+
+/* Room for `capacity` distinct symbols. */
 static int
-count_one(PyObject *counts, PyObject *key)
+distinct_init(DistinctSet *d, Py_ssize_t capacity)
+{
+    size_t size = 128;
+    while (size < 2 * (size_t)capacity) {
+        size *= 2;
+    }
+    d->n = 0;
+    d->mask = size - 1;
+    if (size == 128) {
+        d->v = d->small_v;
+        d->slots = d->small_slots;
+    }
+    else {
+        d->v = PyMem_Malloc((size_t)capacity * sizeof(Distinct));
+        d->slots = PyMem_Malloc(size * sizeof(int32_t));
+        if (d->v == NULL || d->slots == NULL) {
+            PyMem_Free(d->v);
+            PyMem_Free(d->slots);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    memset(d->slots, 0, size * sizeof(int32_t));
+    return 0;
+}
+
+static void
+distinct_free(DistinctSet *d)
+{
+    if (d->v != d->small_v) {
+        PyMem_Free(d->v);
+        PyMem_Free(d->slots);
+    }
+}
+
+/* Count one occurrence of symbol; -1 with an exception when it cannot be hashed or compared. */
+static int
+distinct_add(DistinctSet *d, PyObject *symbol)
+{
+    Py_hash_t hash = PyObject_Hash(symbol);
+    if (hash == -1) {
+        return -1;
+    }
+    for (size_t at = (size_t)hash & d->mask;; at = (at + 1) & d->mask) {
+        int32_t slot = d->slots[at];
+        if (slot == 0) {
+            d->slots[at] = (int32_t)(d->n + 1);
+            d->v[d->n++] = (Distinct){symbol, hash, 1};
+            return 0;
+        }
+        Distinct *seen = &d->v[slot - 1];
+        if (seen->symbol == symbol) {
+            seen->count++;
+            return 0;
+        }
+        if (seen->hash == hash) {
+            int equal = PyObject_RichCompareBool(seen->symbol, symbol, Py_EQ);
+            if (equal < 0) {
+                return -1;
+            }
+            if (equal) {
+                seen->count++;
+                return 0;
+            }
+        }
+    }
+}
+
+/* counts[key] += delta for a dict of ints; -1 on error. */
+static int
+count_add(PyObject *counts, PyObject *key, Py_ssize_t delta)
 {
     PyObject *old = PyDict_GetItemWithError(counts, key);
     if (old == NULL && PyErr_Occurred()) {
@@ -2437,7 +2690,7 @@ count_one(PyObject *counts, PyObject *key)
             return -1;
         }
     }
-    PyObject *new = PyLong_FromLongLong(value + 1);
+    PyObject *new = PyLong_FromLongLong(value + delta);
     if (new == NULL) {
         return -1;
     }
@@ -2446,29 +2699,67 @@ count_one(PyObject *counts, PyObject *key)
     return rc;
 }
 
-PyDoc_STRVAR(core_tally_doc,
-             "tally(events, frequency, members) -> (list[list[str]], int, int)\n\n"
-             "A copy of the events as lists; adds each symbol's occurrences to frequency[symbol]\n"
-             "and 1 to members[symbol] per distinct symbol (both in first-seen order); returns\n"
-             "the copy (lists the garbage collector does not track), the symbol count and the\n"
-             "distinct symbol count. The memory store's learn.");
+/* obj.<name> += delta for an int attribute; -1 on error. */
+static int
+attr_add(PyObject *obj, PyObject *name, Py_ssize_t delta)
+{
+    PyObject *old = PyObject_GetAttr(obj, name);
+    if (old == NULL) {
+        return -1;
+    }
+    PyObject *by = PyLong_FromSsize_t(delta);
+    PyObject *new = by == NULL ? NULL : PyNumber_Add(old, by);
+    Py_DECREF(old);
+    Py_XDECREF(by);
+    if (new == NULL) {
+        return -1;
+    }
+    int rc = PyObject_SetAttr(obj, name, new);
+    Py_DECREF(new);
+    return rc;
+}
+
+static PyObject *str_total_patterns, *str_total_symbols, *str_total_distinct, *record_kwnames;
+
+PyDoc_STRVAR(core_learn_doc,
+             "learn(patterns, frequency, members, totals, record_type, name, events) -> bool\n\n"
+             "The memory store's learn of one pattern but its emotives (storage/memory.py,\n"
+             "_learn, is the reference): patterns[name] = record_type(name=, pattern_data=a\n"
+             "copy of the events as lists, length=, frequency=1, emotives=[]) when new, else\n"
+             "its frequency + 1; each symbol's occurrences added to frequency[symbol] and 1 to\n"
+             "members[symbol] per distinct symbol (both in first-seen order); the three totals\n"
+             "increased. True when the pattern is new. The copied lists are not tracked by the\n"
+             "garbage collector (strings only: no cycle), nor walked by it then.");
 
 static PyObject *
-core_tally(PyObject *Py_UNUSED(module), PyObject *args)
+core_learn(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *events, *frequency, *members;
-    if (!PyArg_ParseTuple(args, "OO!O!:tally", &events, &PyDict_Type, &frequency, &PyDict_Type,
-                          &members)) {
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "learn() takes 7 arguments (%zd given)", nargs);
         return NULL;
     }
+    PyObject *patterns = args[0], *frequency = args[1], *members = args[2], *totals = args[3],
+             *record_type = args[4], *name = args[5], *events = args[6];
+    if (!PyDict_Check(patterns) || !PyDict_Check(frequency) || !PyDict_Check(members)) {
+        PyErr_SetString(PyExc_TypeError, "learn(): patterns, frequency and members are dicts");
+        return NULL;
+    }
+    PyObject *record = PyDict_GetItemWithError(patterns, name);
+    if (record == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_XINCREF(record);
     PyObject *seq = PySequence_Fast(events, "events must be a sequence of sequences");
     if (seq == NULL) {
+        Py_XDECREF(record);
         return NULL;
     }
-    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq), flat = 0;
+    /* The events copied as lists (kept by a new record): what is counted cannot change. */
+    Py_ssize_t nev = PySequence_Fast_GET_SIZE(seq), length = 0;
     PyObject *copy = PyList_New(nev);
-    PyObject *seen = PySet_New(NULL);
-    if (copy == NULL || seen == NULL) {
+    DistinctSet distinct;
+    distinct.v = distinct.small_v; /* distinct_free is a no-op until distinct_init */
+    if (copy == NULL) {
         goto fail;
     }
     for (Py_ssize_t e = 0; e < nev; e++) {
@@ -2477,32 +2768,62 @@ core_tally(PyObject *Py_UNUSED(module), PyObject *args)
             goto fail;
         }
         PyList_SET_ITEM(copy, e, event);
+        length += PyList_GET_SIZE(event);
+    }
+    if (distinct_init(&distinct, length) < 0) {
+        goto fail;
+    }
+    for (Py_ssize_t e = 0; e < nev; e++) {
+        PyObject *event = PyList_GET_ITEM(copy, e);
         for (Py_ssize_t x = 0; x < PyList_GET_SIZE(event); x++) {
-            PyObject *symbol = PyList_GET_ITEM(event, x);
-            if (count_one(frequency, symbol) < 0) {
+            if (distinct_add(&distinct, PyList_GET_ITEM(event, x)) < 0) {
                 goto fail;
             }
-            int known = PySet_Contains(seen, symbol);
-            if (known < 0 || (!known && (PySet_Add(seen, symbol) < 0 ||
-                                         count_one(members, symbol) < 0))) {
-                goto fail;
-            }
-            flat++;
         }
     }
-    /* The store's private copy of strings can be in no reference cycle: untracked, the garbage
-     * collector does not walk a million small lists of a large knowledge base (learn +40%). */
-    for (Py_ssize_t e = 0; e < nev; e++) {
-        PyObject_GC_UnTrack(PyList_GET_ITEM(copy, e));
+    int new = record == NULL;
+    if (new) {
+        for (Py_ssize_t e = 0; e < nev; e++) {
+            PyObject_GC_UnTrack(PyList_GET_ITEM(copy, e));
+        }
+        PyObject_GC_UnTrack(copy);
+        PyObject *values[5] = {name, copy, PyLong_FromSsize_t(length), PyLong_FromLong(1),
+                               PyList_New(0)};
+        if (values[2] != NULL && values[3] != NULL && values[4] != NULL) {
+            PyObject_GC_UnTrack(values[4]); /* for dicts of floats: no cycle either */
+            record = PyObject_Vectorcall(record_type, values, 0, record_kwnames);
+        }
+        Py_XDECREF(values[2]);
+        Py_XDECREF(values[3]);
+        Py_XDECREF(values[4]);
+        if (record == NULL || PyDict_SetItem(patterns, name, record) < 0) {
+            goto fail;
+        }
     }
-    PyObject_GC_UnTrack(copy);
-    Py_ssize_t distinct = PySet_GET_SIZE(seen);
-    Py_DECREF(seen);
+    else if (attr_add(record, str_frequency_attr, 1) < 0) {
+        goto fail;
+    }
+    /* A symbol's occurrences at once: the same counts as one at a time, in the same order. */
+    for (Py_ssize_t s = 0; s < distinct.n; s++) {
+        Distinct *d = &distinct.v[s];
+        if (count_add(frequency, d->symbol, d->count) < 0 || count_add(members, d->symbol, 1) < 0) {
+            goto fail;
+        }
+    }
+    if (attr_add(totals, str_total_patterns, 1) < 0 ||
+        attr_add(totals, str_total_symbols, length) < 0 ||
+        attr_add(totals, str_total_distinct, distinct.n) < 0) {
+        goto fail;
+    }
+    distinct_free(&distinct);
+    Py_DECREF(record);
+    Py_DECREF(copy);
     Py_DECREF(seq);
-    return Py_BuildValue("(Nnn)", copy, flat, distinct);
+    return PyBool_FromLong(new);
 fail:
+    distinct_free(&distinct);
+    Py_XDECREF(record);
     Py_XDECREF(copy);
-    Py_XDECREF(seen);
     Py_DECREF(seq);
     return NULL;
 }
@@ -2512,7 +2833,7 @@ fail:
  */
 
 static PyMethodDef Core_methods[] = {
-    {"add", (PyCFunction)Core_add, METH_VARARGS, Core_add_doc},
+    {"add", (PyCFunction)(void (*)(void))Core_add, METH_FASTCALL, Core_add_doc},
     {"clear", (PyCFunction)Core_clear, METH_NOARGS, "clear() -> None\n\nForget every pattern."},
     {"match", (PyCFunction)(void (*)(void))Core_match, METH_VARARGS | METH_KEYWORDS,
      Core_match_doc},
@@ -2576,7 +2897,8 @@ static PyMethodDef module_methods[] = {
     {"round12", core_round12, METH_O, "round12(x)\n\nround(x, 12), as the core computes it."},
     {"json", core_json, METH_O, core_json_doc},
     {"pattern_hash", core_pattern_hash, METH_O, core_pattern_hash_doc},
-    {"tally", core_tally, METH_VARARGS, core_tally_doc},
+    {"sha1", core_sha1, METH_VARARGS, core_sha1_doc},
+    {"learn", (PyCFunction)(void (*)(void))core_learn, METH_FASTCALL, core_learn_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2608,6 +2930,15 @@ PyInit__core(void)
     if (!str_frequency_attr || !str_emotives_attr) {
         return NULL;
     }
+    sha1_ni = sha1_has_ni();
+    str_total_patterns = PyUnicode_InternFromString("total_pattern_frequencies");
+    str_total_symbols = PyUnicode_InternFromString("total_symbol_frequencies");
+    str_total_distinct = PyUnicode_InternFromString("total_symbols_in_patterns_frequencies");
+    record_kwnames = Py_BuildValue("(sssss)", "name", "pattern_data", "length", "frequency",
+                                   "emotives");
+    if (!str_total_patterns || !str_total_symbols || !str_total_distinct || !record_kwnames) {
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&core_module);
     if (module == NULL) {
         return NULL;
@@ -2616,7 +2947,8 @@ PyInit__core(void)
     Py_INCREF(&RunType);
     if (PyModule_AddObject(module, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObject(module, "Run", (PyObject *)&RunType) < 0 ||
-        PyModule_AddIntConstant(module, "ABI", CORE_ABI) < 0) {
+        PyModule_AddIntConstant(module, "ABI", CORE_ABI) < 0 ||
+        PyModule_AddObjectRef(module, "SHA_NI", sha1_ni ? Py_True : Py_False) < 0) {
         Py_DECREF(module);
         return NULL;
     }

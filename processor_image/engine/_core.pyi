@@ -4,6 +4,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 ABI: int
+SHA_NI: bool
 
 class Run:
     """The candidates of one state that reached the recall threshold."""
@@ -43,6 +44,14 @@ def get_opcodes(
 def round12(x: float, /) -> float: ...
 def json(value: str | float | list[Any], /) -> bytes: ...
 def pattern_hash(events: Sequence[Sequence[str]], /) -> str: ...
-def tally(
-    events: Sequence[Sequence[str]], frequency: dict[str, int], members: dict[str, int], /
-) -> tuple[list[list[str]], int, int]: ...
+def sha1(data: bytes, portable: bool = False, /) -> str: ...
+def learn(
+    patterns: dict[str, Any],
+    frequency: dict[str, int],
+    members: dict[str, int],
+    totals: Any,
+    record_type: Callable[..., Any],
+    name: str,
+    events: Sequence[Sequence[str]],
+    /,
+) -> bool: ...

@@ -37,7 +37,7 @@ CoreName = Literal["python", "compiled"]
 PatternHash = Callable[[Sequence[Sequence[str]]], str]
 """``naming.pattern_hash``'s signature."""
 
-_ABI = 4
+_ABI = 5
 """The ``ABI`` the Python side expects of ``_core``; a stale build is not used."""
 
 

@@ -171,15 +171,17 @@ class Processor:
         """Learn STM as a pattern (spec §3); returns ``PTRN|<hash>`` or ``""``."""
         pattern_data = self._stm.take()
         accumulator, self._accumulator = self._accumulator, []
-        length = sum(len(event) for event in pattern_data)
-        if length < 2:
+        if sum(map(len, pattern_data)) < 2:
             return ""
         name = self._hash(pattern_data)
-        averaged = average(accumulator)
-        pushed = {key: value for key, value in averaged.items() if value != 0} if averaged else None
+        pushed = None
+        averaged = average(accumulator) if accumulator else None
+        if averaged:
+            pushed = {key: value for key, value in averaged.items() if value != 0}
         if self.kb.learn(name, pattern_data, pushed, self._window):
             self._index.add(name, pattern_data)
-        self._shared(KnowledgeOp(op="learn", name=name, pattern=pattern_data, emotives=pushed))
+        if self.share is not None:
+            self._shared(KnowledgeOp(op="learn", name=name, pattern=pattern_data, emotives=pushed))
         return PATTERN_PREFIX + name
 
     def _shared(self, op: KnowledgeOp) -> None:

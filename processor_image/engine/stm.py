@@ -38,8 +38,9 @@ class ShortTermMemory:
         return events
 
     def clear(self) -> None:
-        """Forget every event."""
-        self._events, self._flat, self._counts = [], [], Counter()
+        """Forget every event (the counts emptied in place: a new ``Counter`` costs ~1 us)."""
+        self._events, self._flat = [], []
+        self._counts.clear()
 
     @property
     def events(self) -> list[list[str]]:

@@ -26,33 +26,58 @@ UNBOUNDED = 0
 """``PREDICTIONS_HISTORY=0``: keep every record, as the reference does (spec §4.10)."""
 
 
-Tally = Callable[
-    [Sequence[Sequence[str]], dict[str, int], dict[str, int]], tuple[list[list[str]], int, int]
+Learn = Callable[
+    [
+        dict[str, PatternRecord],
+        dict[str, int],
+        dict[str, int],
+        Totals,
+        type[PatternRecord],
+        str,
+        Sequence[Sequence[str]],
+    ],
+    bool,
 ]
 
 
-def _tally(
-    events: Sequence[Sequence[str]], frequency: dict[str, int], members: dict[str, int]
-) -> tuple[list[list[str]], int, int]:
-    """A learn's symbol counts: ``_core.tally`` in Python (the reference; see its docstring)."""
+def _learn(
+    patterns: dict[str, PatternRecord],
+    frequency: dict[str, int],
+    members: dict[str, int],
+    totals: Totals,
+    record_type: type[PatternRecord],
+    name: str,
+    events: Sequence[Sequence[str]],
+) -> bool:
+    """A learn but its emotives: ``_core.learn`` in Python (the reference; see its docstring)."""
     copied = [list(event) for event in events]
     flat = [symbol for event in copied for symbol in event]
-    distinct = dict.fromkeys(flat)
+    distinct = dict.fromkeys(flat)  # every symbol hashed before anything changes
+    record = patterns.get(name)
+    if record is None:
+        patterns[name] = record_type(
+            name=name, pattern_data=copied, length=len(flat), frequency=1, emotives=[]
+        )
+    else:
+        record.frequency += 1
     for symbol in flat:
         frequency[symbol] = frequency.get(symbol, 0) + 1
     for symbol in distinct:
         members[symbol] = members.get(symbol, 0) + 1
-    return copied, len(flat), len(distinct)
+    totals.total_pattern_frequencies += 1
+    totals.total_symbol_frequencies += len(flat)
+    totals.total_symbols_in_patterns_frequencies += len(distinct)
+    return record is None
 
 
-def _choose_tally(choice: str | None) -> Tally:
-    """The compiled ``tally`` when ``choice`` (None: ``KATO_ENGINE_CORE``) is the compiled core."""
+def _choose_learn(choice: str | None) -> Learn:
+    """The compiled ``learn`` when ``choice`` (None: ``KATO_ENGINE_CORE``) is the compiled core."""
     try:
         core = resolve(choice)
     except CoreUnavailable:  # the processor refuses to start with this setting anyway
-        return _tally
+        return _learn
     module = compiled_module() if core == "compiled" else None
-    return _tally if module is None else cast(Tally, module.tally)
+    return _learn if module is None else cast(Learn, module.learn)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -76,11 +101,11 @@ class MemoryKnowledgeBase:
     def __init__(
         self, predictions_history: int = DEFAULT_PREDICTIONS_HISTORY, *, core: str | None = None
     ) -> None:
-        """``core``: whose ``tally`` learns (None: ``KATO_ENGINE_CORE``); both store the same."""
+        """``core``: whose ``learn`` learns (None: ``KATO_ENGINE_CORE``); both store the same."""
         if predictions_history < 0:
             raise ValueError("predictions_history must be >= 0 (0: unbounded)")
         self.predictions_history = predictions_history
-        self._tally = _choose_tally(core)
+        self._learn = _choose_learn(core)
         # One per store: a zstd context must not be used by two threads at once.
         self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
@@ -115,32 +140,27 @@ class MemoryKnowledgeBase:
         persistence: int,
     ) -> bool:
         """Record one learn; True when the pattern is new."""
-        events, length, distinct = self._tally(
-            pattern_data, self._symbol_frequency, self._member_frequency
+        new = self._learn(
+            self._patterns,
+            self._symbol_frequency,
+            self._member_frequency,
+            self._totals,
+            PatternRecord,
+            name,
+            pattern_data,
         )
-        record = self._patterns.get(name)
-        new = record is None
-        if record is None:
-            record = self._patterns[name] = PatternRecord(
-                name=name, pattern_data=events, length=length, frequency=1, emotives=[]
-            )
-        else:
-            record.frequency += 1
         if emotives is not None:
+            record = self._patterns[name]
             record.emotives.append(dict(emotives))
             if persistence > 0:
                 del record.emotives[:-persistence]
             else:
                 record.emotives.clear()
             if emotives:
-                for symbol in dict.fromkeys(symbol for event in events for symbol in event):
+                for symbol in dict.fromkeys(symbol for event in pattern_data for symbol in event):
                     sums = self._symbol_emotives.setdefault(symbol, {})
                     for key, value in emotives.items():
                         sums[key] = sums.get(key, 0.0) + value
-        totals = self._totals
-        totals.total_pattern_frequencies += 1
-        totals.total_symbol_frequencies += length
-        totals.total_symbols_in_patterns_frequencies += distinct
         return new
 
     def get_pattern(self, name: str) -> PatternRecord | None:

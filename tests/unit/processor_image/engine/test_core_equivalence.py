@@ -9,6 +9,8 @@ core's difflib, round() and JSON writer against the standard library's and msgsp
 from __future__ import annotations
 
 import difflib
+import gc
+import hashlib
 import math
 import random
 from typing import Any
@@ -22,10 +24,11 @@ from processor_image.engine import Genes, Processor
 from processor_image.engine.compiled import CompiledIndex
 from processor_image.engine.core import compiled_module
 from processor_image.engine.index import PatternIndex
+from processor_image.engine.knowledge import PatternRecord, Totals
 from processor_image.engine.naming import pattern_hash
 from processor_image.engine.predictions import predict_json
 from processor_image.storage.memory import MemoryKnowledgeBase
-from processor_image.storage.memory import _tally as memory_tally
+from processor_image.storage.memory import _learn as memory_learn
 
 core = compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the compiled core is not built here")
@@ -295,32 +298,154 @@ def test_pattern_hash_equals_python(events: list[list[str]]) -> None:
     assert core.pattern_hash([tuple(event) for event in events]) == pattern_hash(events)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    patterns=st.lists(
-        st.tuples(
-            st.lists(st.lists(st.sampled_from(SPARSE[:15]), max_size=5), max_size=6),
-            st.one_of(st.none(), st.dictionaries(st.sampled_from("ab"), st.floats(-1, 1))),
-        ),
-        max_size=25,
-    )
-)
-def test_memory_store_learns_identically_with_the_compiled_tally(
-    patterns: list[tuple[list[list[str]], dict[str, float] | None]],
-) -> None:
-    """The memory store's learn on ``_core.tally`` leaves exactly what the Python one leaves."""
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=300), portable=st.booleans())
+@example(data=b"", portable=False)
+def test_sha1_equals_hashlib(data: bytes, portable: bool) -> None:
+    """Both SHA-1 implementations (the CPU's SHA instructions, the portable code)."""
     assert core is not None
-    stores = [MemoryKnowledgeBase(), MemoryKnowledgeBase()]
-    stores[0]._tally = memory_tally
-    stores[1]._tally = core.tally
-    for events, emotives in patterns:
-        learned = [kb.learn(pattern_hash(events), events, emotives, 3) for kb in stores]
-        assert learned[0] == learned[1]
-    assert encode(stores[0].dump()) == encode(stores[1].dump())
-    counts: list[dict[str, int]] = [{}, {}, {}, {}]
-    for events, _ in patterns:
-        assert core.tally(events, *counts[:2]) == memory_tally(events, *counts[2:])
-    assert [list(c.items()) for c in counts[:2]] == [list(c.items()) for c in counts[2:]]
+    assert core.sha1(data, portable) == hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def test_sha1_every_tail_length() -> None:
+    """The padding: every length of a last block (55/56/63/64 bytes are the edges), both ways."""
+    assert core is not None
+    data = bytes(range(256)) * 3
+    for n in range(len(data)):
+        want = hashlib.sha1(data[:n], usedforsecurity=False).hexdigest()
+        assert core.sha1(data[:n]) == want
+        assert core.sha1(data[:n], True) == want
+
+
+def test_pattern_hash_across_block_boundaries() -> None:
+    """Pattern texts of every length up to a few blocks, and one longer than the stack buffer."""
+    assert core is not None
+    for k in range(300):
+        events = [["x" * k], ["y"] * (k % 7)]
+        assert core.pattern_hash(events) == pattern_hash(events)
+    events = [[f"symbol-{i:05d}" for i in range(40)] for _ in range(30)]  # ~17 KB of text
+    assert core.pattern_hash(events) == pattern_hash(events)
+
+
+def distinct_copy(symbol: str) -> str:
+    """An equal symbol that is another object (as two decoded JSON bodies give)."""
+    copy = "".join(list(symbol))
+    assert copy == symbol
+    return copy if len(symbol) > 1 else symbol
+
+
+learns = st.lists(
+    st.tuples(
+        st.lists(st.lists(st.sampled_from(SPARSE[:15]), max_size=5), max_size=6),
+        st.one_of(st.none(), st.dictionaries(st.sampled_from("ab"), st.floats(-1, 1))),
+        st.integers(min_value=1, max_value=3),  # times learned (frequency on re-learn)
+        st.booleans(),  # events as tuples of distinct-but-equal strings
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(patterns=learns, persistence=st.sampled_from([0, 1, 3]))
+@example(patterns=[([["sym000"] * 70 + SPARSE[:70]], None, 2, False)], persistence=3)
+def test_memory_store_learns_identically_with_the_compiled_learn(
+    patterns: list[tuple[list[list[str]], dict[str, float] | None, int, bool]], persistence: int
+) -> None:
+    """The memory store's learn on ``_core.learn`` leaves exactly what the Python one leaves.
+
+    Frequencies on re-learn, emotives (window, symbol sums), symbol frequencies and member
+    frequencies (values and first-seen order), totals, and the records themselves.
+    """
+    assert core is not None
+    stores = [MemoryKnowledgeBase(core="python"), MemoryKnowledgeBase(core="compiled")]
+    for events, emotives, times, as_tuples in patterns:
+        name = pattern_hash(events)
+        for _ in range(times):
+            given: Any = (
+                [tuple(distinct_copy(s) for s in event) for event in events]
+                if as_tuples
+                else events
+            )
+            learned = [kb.learn(name, given, emotives, persistence) for kb in stores]
+            assert learned[0] == learned[1]
+    gc.collect()  # the compiled store's lists are not tracked: still all there after a collection
+    python, compiled = stores
+    assert encode(compiled.dump()) == encode(python.dump())
+    assert encode(compiled.totals()) == encode(python.totals())
+    assert list(compiled.member_frequencies([]).items()) == list(
+        python.member_frequencies([]).items()
+    )
+    symbols = [symbol for events, *_ in patterns for event in events for symbol in event]
+    assert encode(compiled.symbol_stats(symbols)) == encode(python.symbol_stats(symbols))
+    for events, *_ in patterns:
+        name = pattern_hash(events)
+        assert encode(compiled.get_pattern(name)) == encode(python.get_pattern(name))
+
+
+@settings(max_examples=200, deadline=None)
+@given(patterns=learns)
+def test_compiled_learn_equals_the_reference_on_its_own(
+    patterns: list[tuple[list[list[str]], dict[str, float] | None, int, bool]],
+) -> None:
+    """``_core.learn`` and ``memory._learn`` on bare dicts: same result, same dicts in order."""
+    assert core is not None
+    sides: list[tuple[Any, ...]] = [
+        ({}, {}, {}, Totals(), memory_learn),
+        ({}, {}, {}, Totals(), core.learn),
+    ]
+    for events, _, times, _ in patterns:
+        name = pattern_hash(events)
+        for _ in range(times):
+            got = [
+                learn(records, frequency, members, totals, PatternRecord, name, events)
+                for records, frequency, members, totals, learn in sides
+            ]
+            assert got[0] == got[1]
+    for python, compiled in zip(sides[0][:4], sides[1][:4], strict=True):
+        if isinstance(python, dict):
+            assert list(compiled.items()) == list(python.items())
+        assert encode(compiled) == encode(python)
+
+
+def test_compiled_learn_refuses_what_the_reference_refuses() -> None:
+    """An unhashable symbol: TypeError from both, and neither store changed."""
+    assert core is not None
+    for learn in (memory_learn, core.learn):
+        records: dict[str, PatternRecord] = {}
+        counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        events: Any = [["a", ["not", "hashable"]]]
+        with pytest.raises(TypeError):
+            learn(records, *counts, Totals(), PatternRecord, "n", events)
+        assert records == {}
+        assert counts == ({}, {})
+    with pytest.raises(TypeError):
+        core.learn({}, {}, {}, Totals(), PatternRecord, "n")  # type: ignore[call-arg]
+
+
+def test_processor_learn_identical_on_both_cores() -> None:
+    """``Processor.learn`` end to end (STM taken, emotives averaged, auto-learn): same names,
+    same knowledge, same snapshot, on the compiled core and on the pure-Python one."""
+    outputs = []
+    for name in ("python", "compiled"):
+        rng = random.Random(5)
+        processor = Processor(
+            processor_id="p1",
+            kb=MemoryKnowledgeBase(core=name),
+            genes=Genes(max_pattern_length=4, persistence=2),
+            core=name,
+        )
+        out = []
+        for n in range(120):
+            emotives = {"joy": rng.uniform(-1, 1)} if rng.random() < 0.3 else None
+            result = processor.observe(
+                rng.sample(SPARSE[:12], rng.randint(1, 3)), emotives=emotives, unique_id=f"u{n}"
+            )
+            out.append(encode(result))
+            if rng.random() < 0.2:
+                out.append(processor.learn().encode())
+        out.append(encode(processor.snapshot()))
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
 
 
 @settings(max_examples=3000, deadline=None)
