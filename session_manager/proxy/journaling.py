@@ -196,9 +196,9 @@ class _Order:
         replaced each time (one Redis call more, and Redis's work for it)."""
 
 
-def _stale(write: JournaledWrite) -> RouteStale:
+def _stale(session_id: str) -> RouteStale:
     return RouteStale(
-        "the session's processor was replaced: not acknowledged", session_id=write.session_id
+        "the session's processor was replaced: not acknowledged", session_id=session_id
     )
 
 
@@ -258,6 +258,12 @@ class JournaledWrite:
     def ahead(self) -> bool:
         """Whether the entry was written ahead (under ``expected``)."""
         return bool(self.member)
+
+    def entry(self, seq: int, body: bytes, unique_id: str) -> JournalEntry:
+        """This request's journal entry as the processor's ``seq``-th write."""
+        return JournalEntry(
+            seq, self.method, self.path, self.query.decode("latin-1"), body, unique_id
+        )
 
     def confirmed_by(self, seq: int, honoured: bool) -> bool:
         """Whether the reply (``seq``, and the offered id echoed) matches the entry ahead."""
@@ -344,14 +350,7 @@ class RequestJournal:
             or order.endpoint == order.replaced
         ):
             return
-        entry = JournalEntry(
-            write.expected,
-            write.method,
-            write.path,
-            write.query.decode("latin-1"),
-            write.body,
-            write.unique_id,
-        )
+        entry = write.entry(write.expected, write.body, write.unique_id)
         try:
             written = self.journal.ahead(write.session_id, entry, write.epoch)
         except OSError:  # the connection went as it was written to: journal after instead
@@ -373,19 +372,12 @@ class RequestJournal:
         """
         length = await self._ahead_reply(write)
         if length == STALE:
-            raise _stale(write)
+            raise _stale(write.session_id)
         if length < 0:  # Redis found the number taken (a stale entry): it is this request's
-            entry = JournalEntry(
-                write.expected,
-                write.method,
-                write.path,
-                write.query.decode("latin-1"),
-                write.body,
-                write.unique_id,
-            )
+            entry = write.entry(write.expected, write.body, write.unique_id)
             length = await self.journal.append(write.session_id, entry, epoch=write.epoch)
             if length == STALE:
-                raise _stale(write)
+                raise _stale(write.session_id)
         self._check_length(write.session_id, length)
 
     async def record(
@@ -401,9 +393,7 @@ class RequestJournal:
                 write.order.contended = True
             with contextlib.suppress(KatoError):
                 await self._ahead_reply(write)
-        entry = JournalEntry(
-            seq, write.method, write.path, write.query.decode("latin-1"), body, unique_id
-        )
+        entry = write.entry(seq, body, unique_id)
         length = await self.journal.append(
             write.session_id, entry, replacing=write.member, epoch=write.epoch
         )
@@ -411,7 +401,7 @@ class RequestJournal:
             if write.ahead:  # written ahead before the epoch moved: not this session's now
                 with contextlib.suppress(KatoError):
                     await self.journal.void(write.session_id, write.member)
-            raise _stale(write)
+            raise _stale(write.session_id)
         self._check_length(write.session_id, length)
 
     async def void(self, write: JournaledWrite) -> None:
@@ -527,9 +517,7 @@ class RequestJournal:
         entry = JournalEntry(seq, method, path, query, body)
         length = await self.journal.append(session_id, entry, epoch=epoch)
         if length == STALE:
-            raise RouteStale(
-                "the session's processor was replaced: not acknowledged", session_id=session_id
-            )
+            raise _stale(session_id)
         self._check_length(session_id, length)
 
     def _check_length(self, session_id: str, length: int) -> None:
