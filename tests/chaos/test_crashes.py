@@ -84,9 +84,11 @@ async def test_no_acknowledged_write_is_lost_or_applied_twice(
     )
     done, workers = await run_chaos(manager, seed, RUN_S, kill_process_group)
     assert done["kills"] >= 5
-    for worker in workers:
+    # Every final state first: a control takes seconds to build, and a keep-alive connection
+    # idle that long may be closed by the manager just as the client reuses it.
+    finals = [await final_state(manager, worker) for worker in workers]
+    for worker, final in zip(workers, finals, strict=True):
         sid = worker.session["session_id"]
-        final = await final_state(manager, worker)
         expected = await asyncio.to_thread(control_state, sid, worker.acked, mongo_url)
         assert len(worker.acked) > 20
         if mongo_url is None:

@@ -43,9 +43,11 @@ async def test_no_acknowledged_write_is_lost_when_containers_are_removed(
     )
     done, workers = await run_chaos(manager, SEED, RUN_S, remove_container(docker_client))
     assert done["kills"] >= 3
-    for worker in workers:
+    # Every final state first: a control takes seconds to build, and a keep-alive connection
+    # idle that long may be closed by the manager just as the client reuses it.
+    finals = [await final_state(manager, worker) for worker in workers]
+    for worker, final in zip(workers, finals, strict=True):
         sid = worker.session["session_id"]
-        final = await final_state(manager, worker)
         expected = await asyncio.to_thread(control_state, sid, worker.acked)
         assert len(worker.acked) > 20
         assert final == expected, f"session {sid}: {len(worker.acked)} acknowledged"
