@@ -37,17 +37,10 @@ OBSERVE = msgspec.json.encode({"strings": ["w1", "w2", "w3"], "emotives": {}, "u
 
 
 def _record(clock: SystemClock, i: int) -> SessionRecord:
-    now = clock.now_ms()
-    session_id = uuid.uuid4().hex
-    return SessionRecord(
-        session_id=session_id,
-        user_id=f"user{i % 50}",
-        kb_id=session_id,
-        processor_id=session_id,
-        status=SessionStatus.STARTING,
-        created_at=now,
-        last_activity=now,
-        status_changed_at=now,
+    return SessionRecord.starting(
+        uuid.uuid4().hex,
+        f"user{i % 50}",
+        clock.now_ms(),
         idle_timeout_s=900,
         max_age_s=86400,
         token_hash=hash_token(f"token{i}"),

@@ -98,17 +98,8 @@ async def run(total: int, real: int, batch: int, concurrency: int) -> dict[str, 
             now = clock.now_ms()
             for n in range(total - real):
                 shared = shared_processors[n % SHARED]
-                record = SessionRecord(
-                    session_id=f"bench-{n:05d}",
-                    user_id=f"user{n % 10}",
-                    kb_id=f"bench-{n:05d}",
-                    processor_id=f"bench-{n:05d}",
-                    status=SessionStatus.STARTING,
-                    created_at=now,
-                    last_activity=now,
-                    status_changed_at=now,
-                    idle_timeout_s=900,
-                    max_age_s=86400,
+                record = SessionRecord.starting(
+                    f"bench-{n:05d}", f"user{n % 10}", now, idle_timeout_s=900, max_age_s=86400
                 )
                 await store.reserve(record, roomy)
                 await store.transition(

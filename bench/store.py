@@ -35,16 +35,12 @@ ROOMY = Capacity(max_sessions=10**9, max_per_user=10**9, max_starts=10**9, start
 
 
 def record(clock: SystemClock, i: int) -> SessionRecord:
-    now = clock.now_ms()
-    return SessionRecord(
-        session_id=uuid.uuid4().hex,
-        user_id=f"user{i % 50}",
+    return SessionRecord.starting(
+        uuid.uuid4().hex,
+        f"user{i % 50}",
+        clock.now_ms(),
         kb_id="kb",
         processor_id="p",
-        status=SessionStatus.STARTING,
-        created_at=now,
-        last_activity=now,
-        status_changed_at=now,
         idle_timeout_s=900,
         max_age_s=86400,
         token_hash=hash_token("token"),

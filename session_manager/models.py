@@ -140,6 +140,36 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     epoch is fenced: its secret is not the one the manager sends, and the journal refuses a
     write acknowledged through a route of an older epoch. 0 for records older than the field."""
 
+    @classmethod
+    def starting(
+        cls,
+        session_id: str,
+        user_id: str,
+        now_ms: int,
+        *,
+        idle_timeout_s: int,
+        max_age_s: int,
+        **fields: Any,
+    ) -> SessionRecord:
+        """A new session's record as reserved: ``starting`` since ``now_ms``.
+
+        Its knowledge base and processor are named after the session unless ``fields`` say
+        otherwise (a ``kb_id`` of None too); every other field is as given or its default.
+        """
+        return cls(
+            session_id=session_id,
+            user_id=user_id,
+            kb_id=fields.pop("kb_id", None) or session_id,
+            processor_id=fields.pop("processor_id", session_id),
+            status=SessionStatus.STARTING,
+            created_at=now_ms,
+            last_activity=now_ms,
+            status_changed_at=now_ms,
+            idle_timeout_s=idle_timeout_s,
+            max_age_s=max_age_s,
+            **fields,
+        )
+
     @property
     def handle(self) -> ProcessorHandle | None:
         """The processor this session runs on, when it has one."""

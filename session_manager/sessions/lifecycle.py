@@ -244,17 +244,13 @@ class Lifecycle:
             token, token_hash = self._tokens.issue()
         else:
             token, token_hash = None, new.token_hash if self._tokens.required else ""
-        record = SessionRecord(
-            session_id=session_id,
-            user_id=new.user_id,
-            kb_id=new.kb_id or session_id,
-            processor_id=session_id,
-            status=SessionStatus.STARTING,
-            created_at=now,
-            last_activity=now,
-            status_changed_at=now,
+        record = SessionRecord.starting(
+            session_id,
+            new.user_id,
+            now,
             idle_timeout_s=idle,
             max_age_s=max_age,
+            kb_id=new.kb_id,
             token_hash=token_hash,
             tenant=new.tenant.name if new.tenant else DEFAULT_TENANT,
             genes=dict(new.genes),

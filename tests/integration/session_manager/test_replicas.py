@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from session_manager.models import SessionRecord, SessionStatus
+from session_manager.models import SessionRecord
 from session_manager.sessions import NewSession
 from session_manager.store import Capacity
 from tests.support.manager import (
@@ -100,18 +100,8 @@ async def test_a_create_whose_replica_died_mid_start_is_made_anew_by_its_retry(
     lifecycle = manager.app.state.sessions._lifecycle
     session_id = lifecycle._session_id(NewSession(user_id="alice"), "died-mid-start")
     now = manager.app.state.clock.now_ms()
-    abandoned = SessionRecord(
-        session_id=session_id,
-        user_id="alice",
-        kb_id=session_id,
-        processor_id=session_id,
-        status=SessionStatus.STARTING,
-        created_at=now,
-        last_activity=now,
-        status_changed_at=now,
-        idle_timeout_s=900,
-        max_age_s=3600,
-        genes=BODY["genes"],
+    abandoned = SessionRecord.starting(
+        session_id, "alice", now, idle_timeout_s=900, max_age_s=3600, genes=BODY["genes"]
     )
     expired = Capacity(max_sessions=10, max_per_user=10, max_starts=10, start_timeout_ms=-1)
     await manager.app.state.store.reserve(abandoned, expired)

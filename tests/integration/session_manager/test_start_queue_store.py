@@ -20,18 +20,8 @@ CAPACITY = Capacity(max_sessions=99, max_per_user=99, max_starts=LIMIT, start_ti
 
 
 def new_record(session_id: str, clock: ManualClock) -> SessionRecord:
-    now = clock.now_ms()
-    return SessionRecord(
-        session_id=session_id,
-        user_id="alice",
-        kb_id=session_id,
-        processor_id=session_id,
-        status=SessionStatus.STARTING,
-        created_at=now,
-        last_activity=now,
-        status_changed_at=now,
-        idle_timeout_s=60,
-        max_age_s=3600,
+    return SessionRecord.starting(
+        session_id, "alice", clock.now_ms(), idle_timeout_s=60, max_age_s=3600
     )
 
 
