@@ -24,6 +24,7 @@ from session_manager.api.errors import EXCEPTION_HANDLERS
 from session_manager.api.openapi import openapi_config
 from session_manager.api.proxy import PROXY_HANDLERS
 from session_manager.api.proxy_front import SessionProxyFront
+from session_manager.api.proxy_lane import ProxyLane
 from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
@@ -253,5 +254,7 @@ def create_app(
         openapi_config=openapi_config(),
         debug=False,
     )
-    SessionProxyFront.install(app)  # proxied requests skip the router (``api.proxy_front``)
+    front = SessionProxyFront.install(app)  # proxied requests skip the router
+    if settings.proxy_lane == "on":  # and most skip the ASGI task too (``api.proxy_lane``)
+        app.state.proxy_lane = ProxyLane(app, front)
     return app

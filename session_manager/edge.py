@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -41,11 +41,15 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 __all__ = (
     "EdgeLimits",
+    "Lane",
+    "LaneCall",
     "WriteDeadline",
+    "answer_whole",
     "arrived_body",
     "edge_protocol",
     "edge_websocket_protocol",
     "sent_whole",
+    "taken_body",
 )
 
 log = logging.getLogger(__name__)
@@ -182,12 +186,52 @@ class _OneWriteResponse:
         return self.transport.is_closing()
 
 
-def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
-    """The httptools protocol of uvicorn with ``limits`` applied (pass it as ``http=``)."""
+class Lane(Protocol):
+    """Serves some requests without an ASGI task (``api.proxy_lane``): see ``edge_protocol``."""
+
+    def takes(self, method: bytes, url: bytes) -> bool:
+        """Whether a request may be the lane's (asked once its headers are in)."""
+
+    def start(self, call: LaneCall) -> bool:
+        """Take the request, whole, or leave it to the app (``False``: nothing happened)."""
+
+
+class LaneCall:
+    """A request the lane took: its cycle, and the two ways to end it."""
+
+    __slots__ = ("_app", "_protocol", "cycle")
+
+    def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle, app: Any) -> None:
+        self._protocol = protocol
+        self.cycle = cycle
+        self._app = app
+
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """Send the whole answer now (``answer_whole``); ``False``: ``hand_over`` instead."""
+        return answer_whole(self.cycle, status, headers, body)
+
+    def hand_over(self, app: Any) -> None:
+        """Finish the request as an ASGI task running ``app`` (it has the body already)."""
+        HttpToolsProtocol._start_asgi_task(self._protocol, self.cycle, app)
+
+
+def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpToolsProtocol]:
+    """The httptools protocol of uvicorn with ``limits`` applied (pass it as ``http=``).
+
+    With a ``lane``, a request it ``takes`` by its head is offered to it whole once its body is
+    in, before any ASGI task exists: the lane answers on the request cycle (or hands it over).
+    A request whose body is not all in by the end of a read, or that the lane leaves, goes
+    to the app as usual; uvicorn's request cycle, pipelining and keep-alive stay as they are.
+    """
 
     class EdgeProtocol(_CutsOffSlowReaders, HttpToolsProtocol):
         """Counts header bytes and lines, and times the headers out."""
 
+        _lane_cycle: RequestResponseCycle | None = None
+        """A request the lane may take, held back from the app until its body is in."""
+        _lane_app: Any = None
+
+        _lane_wanted = False
         _in_headers = True
         _header_bytes = 0
         _header_count = 0
@@ -206,6 +250,7 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._lane_cycle = self._lane_app = None  # never started: nothing to finish
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -215,6 +260,8 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
                 self._arm()
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
+            if self._lane_cycle is not None:  # its body is still coming: the app's, as usual
+                self._release_lane_cycle()
             if self._refused or self.transport.is_closing():
                 return
             # Still in headers after this read, and no request ended within it (a whole
@@ -250,7 +297,16 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
             ):
                 self._refuse(_TOO_LARGE)
                 return
+            fresh = self.cycle is None or self.cycle.response_complete
+            wanted = (
+                lane is not None
+                and fresh
+                and not self.parser.should_upgrade()
+                and lane.takes(self.parser.get_method(), self.url)
+            )
+            self._lane_wanted = wanted
             super().on_headers_complete()
+            self._lane_wanted = False
             cycle = self.cycle
             # A HEAD answer has no body write to take its head along: it is not held.
             if (
@@ -264,10 +320,32 @@ def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
             if not self._refused:
                 super().on_body(body)
 
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            if self._lane_wanted and not cycle.waiting_for_100_continue and cycle.keep_alive:
+                self._lane_cycle, self._lane_app = cycle, app
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def _release_lane_cycle(self) -> None:
+            cycle, app = self._lane_cycle, self._lane_app
+            self._lane_cycle = self._lane_app = None
+            if cycle is not None:
+                super()._start_asgi_task(cycle, app)
+
         def on_message_complete(self) -> None:
             if self._refused:
                 return
             super().on_message_complete()
+            cycle = self._lane_cycle
+            if cycle is not None and lane is not None:
+                if cycle.response_complete or cycle.disconnected:
+                    self._release_lane_cycle()
+                else:
+                    self._lane_cycle = None
+                    if not lane.start(LaneCall(self, cycle, self._lane_app)):
+                        self._lane_cycle = cycle
+                        self._release_lane_cycle()
+                    self._lane_app = None
             self._messages += 1
             self._in_headers = True  # the next request's headers, if it comes
             self._header_bytes = self._header_count = 0
@@ -324,6 +402,15 @@ def _cycle(receive: Any) -> RequestResponseCycle | None:
     return cycle if type(cycle) is RequestResponseCycle else None
 
 
+def taken_body(cycle: RequestResponseCycle) -> bytes:
+    """The request body the cycle holds, taken as its ``receive`` would hand it over."""
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body = bytes(cycle.body)
+    cycle.body = bytearray()
+    return body
+
+
 def arrived_body(receive: Any) -> bytes | None:
     """The whole request body when uvicorn already has all of it, else ``None``.
 
@@ -342,11 +429,7 @@ def arrived_body(receive: Any) -> bytes | None:
         or not cycle.message_event.is_set()
     ):
         return None
-    cycle.flow.resume_reading()
-    cycle.message_event.clear()
-    body = bytes(cycle.body)
-    cycle.body = bytearray()
-    return body
+    return taken_body(cycle)
 
 
 def sent_whole(receive: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
@@ -359,9 +442,15 @@ def sent_whole(receive: Any, status: int, headers: list[tuple[bytes, bytes]], bo
     messages. ``content-length`` is the body's. Otherwise ``False``: the caller sends.
     """
     cycle = _cycle(receive)
+    return cycle is not None and answer_whole(cycle, status, headers, body)
+
+
+def answer_whole(
+    cycle: RequestResponseCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bool:
+    """``sent_whole`` on the request cycle itself (the lane's, or one behind ``receive``)."""
     if (
-        cycle is None
-        or cycle.response_started
+        cycle.response_started
         or cycle.disconnected
         or cycle.flow.write_paused
         or cycle.access_log

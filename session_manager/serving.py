@@ -43,7 +43,7 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         port=settings.listen_port,
         log_level=settings.log_level.lower(),
         ws=edge_websocket_protocol(limits),
-        http=edge_protocol(limits),
+        http=edge_protocol(limits, getattr(getattr(app, "state", None), "proxy_lane", None)),
         timeout_keep_alive=settings.keepalive_timeout_s,
         lifespan="on",
         access_log=False,

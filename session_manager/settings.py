@@ -197,6 +197,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """An idle keep-alive connection is closed after this long."""
     body_read_timeout_s: PositiveFloat = 60.0
     """A proxied request's whole body must arrive within this; then ``408 REQUEST_TIMEOUT``."""
+    proxy_lane: Literal["on", "off"] = "on"
+    """``on``: a proxied ``GET``/``POST`` that arrived whole, for a session whose route is in
+    memory, is answered from callbacks without an ASGI task (``api.proxy_lane``); the same
+    bytes either way. ``off``: every request takes the ASGI path."""
     proxy_max_in_flight_per_session: PositiveInt = 64
     """Proxied requests one session may have in flight; beyond it ``429`` with ``Retry-After``,
     so one session's clients cannot take the whole pool (``PROXY_MAX_CONNECTIONS``)."""

@@ -49,7 +49,7 @@ from session_manager.proxy import READS, Forwarder, bridge_websockets, websocket
 from session_manager.proxy.manager_only import is_manager_only
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
 
     from litestar.datastructures import State
     from litestar.types import HTTPScope, Scope
@@ -62,7 +62,16 @@ if TYPE_CHECKING:
     from session_manager.sessions.routing import ProcessorRoute
     from session_manager.settings import Settings
 
-__all__ = ("PROXY_HANDLERS", "proxy_http", "proxy_request", "proxy_websocket")
+__all__ = (
+    "PROXY_HANDLERS",
+    "ProxiedRequest",
+    "deliver",
+    "move_deadline",
+    "processor_path",
+    "proxy_http",
+    "proxy_request",
+    "proxy_websocket",
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +94,12 @@ def _processor_path(scope: Scope) -> str:
     raw: bytes | None = scope.get("raw_path")
     if raw is None:
         raw = quote(scope["path"]).encode()
-    _, _, rest = raw.split(b"?", 1)[0].partition(b"/session/")
+    return processor_path(raw)
+
+
+def processor_path(raw_path: bytes) -> str:
+    """``_processor_path`` of a raw request target."""
+    _, _, rest = raw_path.split(b"?", 1)[0].partition(b"/session/")
     _, _, tail = rest.partition(b"/")
     return "/" + tail.decode("latin-1")
 
@@ -139,55 +153,113 @@ async def proxy_request(
     body = await forwarder.read_body(chunks, content_length)
     query = scope["query_string"]
     request_id = request_id_from(headers)
-    deadline = _move_deadline(settings)
+    deadline = move_deadline(settings)
     processor = await sessions.resolve(session_id, authorization)
     forwarder.activity.mark(session_id, sessions.touch, state.clock.now_ms())
-    # A session's processor id is its session id (``Lifecycle.create``); static ones have no
-    # secret.
-    static = sessions.is_static(session_id)
-    journaled = not static
-    method: str = scope["method"]
-    unsafe_to_resend = settings.processor_storage == "mongodb" and method not in READS
+    request = ProxiedRequest(
+        session_id, scope["method"], path, query, headers, body, request_id, authorization
+    )
     # Only now (token checked) does the request take one of the session's in-flight slots.
     with forwarder.admitted(session_id):
-        while True:
-            sent_ms = state.clock.now_ms()
-            try:
+        return await deliver(state, request, processor, deadline)
+
+
+class ProxiedRequest:
+    """One client request for a session's processor, as ``deliver`` sends (and resends) it."""
+
+    __slots__ = (
+        "authorization",
+        "body",
+        "headers",
+        "method",
+        "path",
+        "query",
+        "request_id",
+        "session_id",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        request_id: str,
+        authorization: str | None,
+    ) -> None:
+        self.session_id = session_id
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.request_id = request_id
+        self.authorization = authorization
+
+
+async def deliver(
+    state: State,
+    request: ProxiedRequest,
+    processor: ProcessorRoute,
+    deadline: float,
+    first: Awaitable[ProxyResponse] | None = None,
+) -> ProxyResponse:
+    """Forward ``request`` to ``processor``, following the session while it moves.
+
+    ``first``: the answer of a first attempt already sent (``api.proxy_lane``), taken as
+    ``forward``'s would be. A static processor's session is not journaled and has no secret.
+    """
+    sessions: Sessions = state.sessions
+    forwarder: Forwarder = state.forwarder
+    settings: Settings = state.settings
+    session_id = request.session_id
+    static = sessions.is_static(session_id)
+    journaled = not static
+    unsafe_to_resend = settings.processor_storage == "mongodb" and request.method not in READS
+    while True:
+        sent_ms = state.clock.now_ms()
+        try:
+            if first is not None:
+                attempt, first = first, None
+                response = await attempt
+            else:
                 response = await forwarder.forward(
-                    method,
+                    request.method,
                     processor.endpoint,
-                    path,
-                    query,
-                    headers,
-                    body,
-                    request_id,
+                    request.path,
+                    request.query,
+                    request.headers,
+                    request.body,
+                    request.request_id,
                     session_id=session_id if journaled else None,
                     processor_id=None if static else session_id,
                     epoch=processor.epoch,
                 )
-            except RouteStale:
-                # Answered by a processor the session replaced since the route was read
-                # (another replica recovered it): fenced, not acknowledged. Sent again where
-                # the session lives now, unless it may have reached a knowledge base that
-                # outlives the processor (MongoDB).
-                if unsafe_to_resend:
-                    raise ProcessorUnavailable(
-                        "the session's processor was replaced while the request was applied",
-                        session_id=session_id,
-                    ) from None
-            except ProcessorUnavailable as exc:
-                # Refused or reset. Not acknowledged, so not in the journal: resending it after
-                # the session moved (hibernation) or was recovered (checkpoint plus journal)
-                # applies it exactly once - unless it may have reached a knowledge base that
-                # outlives the processor (MongoDB): a write reset after sending is then
-                # answered 502, not resent.
-                moved = await _lost_or_moved(sessions, session_id, processor, journaled, sent_ms)
-                if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
-                    raise
-            else:
-                if not response.is_fenced():
-                    return response
-            processor = await _follow(sessions, session_id, authorization, processor, deadline)
+        except RouteStale:
+            # Answered by a processor the session replaced since the route was read
+            # (another replica recovered it): fenced, not acknowledged. Sent again where
+            # the session lives now, unless it may have reached a knowledge base that
+            # outlives the processor (MongoDB).
+            if unsafe_to_resend:
+                raise ProcessorUnavailable(
+                    "the session's processor was replaced while the request was applied",
+                    session_id=session_id,
+                ) from None
+        except ProcessorUnavailable as exc:
+            # Refused or reset. Not acknowledged, so not in the journal: resending it after
+            # the session moved (hibernation) or was recovered (checkpoint plus journal)
+            # applies it exactly once - unless it may have reached a knowledge base that
+            # outlives the processor (MongoDB): a write reset after sending is then
+            # answered 502, not resent.
+            moved = await _lost_or_moved(sessions, session_id, processor, journaled, sent_ms)
+            if not moved or (unsafe_to_resend and not isinstance(exc, ProcessorUnreachable)):
+                raise
+        else:
+            if not response.is_fenced():
+                return response
+        processor = await _follow(sessions, session_id, request.authorization, processor, deadline)
 
 
 async def _lost_or_moved(
@@ -205,7 +277,7 @@ async def _lost_or_moved(
     return journaled and await sessions.recover_lost(session_id, left.endpoint)
 
 
-def _move_deadline(settings: Settings) -> float:
+def move_deadline(settings: Settings) -> float:
     """Until when a request follows a moving session (as long as a restore may take)."""
     return time.monotonic() + settings.start_timeout_s + settings.stop_timeout_s
 
@@ -296,7 +368,7 @@ async def _open_upstream(
     """The processor's ``/ws``, following the session if it moves or is recovered meanwhile."""
     session_id: str = socket.path_params["session_id"]
     request_id = request_id_from(socket.scope["headers"])
-    deadline = _move_deadline(socket.app.state.settings)
+    deadline = move_deadline(socket.app.state.settings)
     processor = await sessions.resolve(session_id, authorization)
     # Token checked: the socket counts against PROXY_MAX_WEBSOCKETS_PER_SESSION until it ends.
     forwarder.websockets.admit(session_id)

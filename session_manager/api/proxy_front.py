@@ -27,10 +27,12 @@ from session_manager.edge import arrived_body, sent_whole
 from session_manager.errors import KatoError, error_body
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from litestar import Litestar
     from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+
+    from session_manager.proxy.http import ProxyResponse
 
 __all__ = ("SessionProxyFront",)
 
@@ -77,15 +79,20 @@ class SessionProxyFront:
         self._first, self._after_id = _reserved(app)
 
     @classmethod
-    def install(cls, app: Litestar) -> None:
+    def install(cls, app: Litestar) -> SessionProxyFront:
         """Put the front before ``app``'s router (inside Litestar's own ``__call__``)."""
-        app.asgi_handler = cls(app, app.asgi_handler)
+        front = cls(app, app.asgi_handler)
+        app.asgi_handler = front
+        return front
 
     def _session_id(self, scope: Any) -> str | None:
         """The session id when this request is the proxy route's, else ``None``."""
         if scope["type"] != "http" or scope["method"] not in _METHODS:
             return None
-        path: str = scope["path"]
+        return self.session_id_in(scope["path"])
+
+    def session_id_in(self, path: str) -> str | None:
+        """The session id when ``path`` is the proxy route's, else ``None``."""
         if not path.startswith(_PREFIX):
             return None
         session_id, _, rest = path[len(_PREFIX) :].partition("/")
@@ -101,22 +108,37 @@ class SessionProxyFront:
             await self._inner(scope, receive, send)
             return
         http: HTTPScope = scope  # type: ignore[assignment]
-        request_id = log_context.request_id_from(http["headers"])
+
+        def answer() -> Awaitable[ProxyResponse]:
+            body = arrived_body(receive)
+            return proxy_request(
+                self._app.state, http, _body(receive) if body is None else body, session_id
+            )
+
+        await self.serve(http, receive, send, session_id, answer)
+
+    async def serve(
+        self,
+        scope: HTTPScope,
+        receive: Receive,
+        send: Send,
+        session_id: str,
+        answer: Callable[[], Awaitable[ProxyResponse]],
+    ) -> None:
+        """Send ``answer()``'s response, or the error JSON it raised, with ``X-Request-ID``."""
+        request_id = log_context.request_id_from(scope["headers"])
         rid_token = log_context.request_id.set(request_id)
         sid_token = log_context.session_id.set(session_id)
         try:
             try:
-                body = arrived_body(receive)
-                response = await proxy_request(
-                    self._app.state, http, _body(receive) if body is None else body, session_id
-                )
+                response = await answer()
             except _ClientGone:
                 return
             except KatoError as exc:
                 await _error(send, request_id, exc.status, exc.code, exc.message, exc.details, exc)
                 return
             except Exception:
-                log.exception("unhandled error", extra={"path": http["path"]})
+                log.exception("unhandled error", extra={"path": scope["path"]})
                 await _error(
                     send, request_id, 500, KatoError.code, "An unexpected error occurred", {}
                 )

@@ -34,7 +34,15 @@ from session_manager.errors import (
 )
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.proxy.activity import ActivityTracker
-from session_manager.proxy.http1 import Endpoint, Exchange, Http1Pool, RawHeaders, parse_endpoint
+from session_manager.proxy.http1 import (
+    Connection,
+    Endpoint,
+    Exchange,
+    Http1Pool,
+    Key,
+    RawHeaders,
+    parse_endpoint,
+)
 from session_manager.proxy.journaling import (
     SEQ_HEADER,
     UNIQUE_ID_HEADER,
@@ -50,7 +58,7 @@ if TYPE_CHECKING:
     from session_manager.metrics import Metrics
     from session_manager.settings import Settings
 
-__all__ = ("READS", "Forwarder", "ProxyResponse")
+__all__ = ("READS", "Forwarder", "Outgoing", "ProxyResponse")
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +144,36 @@ def _forwarded_headers(
             if (lower := name.lower()) not in drop and not lower.startswith(_INTERNAL_PREFIX)
         ]
     return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def _numbering(headers: RawHeaders) -> tuple[bytes | None, bytes]:
+    """The processor's ``X-Kato-Seq`` (``None``: not applied) and the unique id it took."""
+    seq = None
+    used_id = b""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == SEQ_HEADER:
+            seq = value
+        elif lowered == UNIQUE_ID_HEADER:
+            used_id = value
+    return seq, used_id
+
+
+class Outgoing:
+    """One request framed for a processor (``Forwarder.prepare``), until it is concluded."""
+
+    __slots__ = ("data", "key", "method", "request_id", "started", "status", "write")
+
+    def __init__(
+        self, key: Key, data: bytes, method: str, request_id: bytes, write: JournaledWrite | None
+    ) -> None:
+        self.key = key
+        self.data = data
+        self.method = method
+        self.request_id = request_id
+        self.write = write
+        self.started = time.perf_counter()
+        self.status = "error"
 
 
 class _ErrorCode(msgspec.Struct):
@@ -317,27 +355,92 @@ class Forwarder:
         Beyond the cap, ``429`` with ``Retry-After``: one session's clients (say, ones that
         never read their replies) cannot take every pooled connection from the others.
         """
-        held = self._in_flight.get(session_id, 0)
-        if held >= self._max_per_session:
+        if not self.admit(session_id):
             raise CapacityExceeded(
                 "too many requests in flight for this session",
                 retry_after_s=1,
                 limit="PROXY_MAX_IN_FLIGHT_PER_SESSION",
             )
-        self._in_flight[session_id] = held + 1
         try:
             yield
         finally:
-            left = self._in_flight[session_id] - 1
-            if left:
-                self._in_flight[session_id] = left
-            else:
-                del self._in_flight[session_id]
+            self.leave(session_id)
+
+    def admit(self, session_id: str) -> bool:
+        """Take one of the session's in-flight slots if one is free (``leave`` gives it back)."""
+        held = self._in_flight.get(session_id, 0)
+        if held >= self._max_per_session:
+            return False
+        self._in_flight[session_id] = held + 1
+        return True
+
+    def leave(self, session_id: str) -> None:
+        """Give back a slot ``admit`` took."""
+        left = self._in_flight[session_id] - 1
+        if left:
+            self._in_flight[session_id] = left
+        else:
+            del self._in_flight[session_id]
 
     async def aclose(self) -> None:
         """Let pending deadline moves finish, then close the pooled connections."""
         await self.activity.drain()
         await self._pool.aclose()
+
+    def prepare(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        query: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        request_id: str,
+        *,
+        session_id: str | None = None,
+        processor_id: str | None = None,
+        epoch: int = 0,
+    ) -> Outgoing:
+        """Frame one request for ``endpoint + path`` (arguments as ``forward``'s).
+
+        A mutating request of a journaled session is noted in the journal here
+        (``RequestJournal.begin``): whoever prepares it must ``conclude`` it.
+        """
+        target = self._endpoint(endpoint)
+        lines = [
+            b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
+            % (
+                method.encode(),
+                target.base_path.encode(),
+                path.encode("latin-1"),
+                b"?" + query if query else b"",
+                target.host,
+            )
+        ]
+        lines.extend(
+            b"%s: %s\r\n" % pair
+            for pair in _forwarded_headers(headers, _NOT_FORWARDED, internal=True)
+        )
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"content-length: %d\r\n" % len(body))
+        if processor_id is not None and self._secrets is not None:
+            secret = self._secrets.for_processor(processor_id, epoch)
+            lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
+        journal = self.journal
+        write = None
+        if journal is not None and session_id is not None and method not in READS:
+            write = journal.begin(session_id, endpoint, epoch, method, path, query, body)
+            if write.unique_id:
+                lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
+        rid = request_id.encode()
+        lines.append(b"x-request-id: %s\r\n\r\n" % rid)
+        lines.append(body)
+        return Outgoing(target.key, b"".join(lines), method, rid, write)
+
+    def sent(self, out: Outgoing) -> None:
+        """``out`` was just written to the processor (its entry ahead may go to Redis now)."""
+        if out.write is not None and self.journal is not None:
+            self.journal.sent(out.write)
 
     async def forward(
         self,
@@ -376,48 +479,50 @@ class Forwarder:
                 epoch than the session's (its processor was replaced): not acknowledged.
         """
         started = time.perf_counter()
-        status = "error"
-        journal = self.journal
-        write = None
-        sent: Callable[[], None] | None = None
         try:
-            target = self._endpoint(endpoint)
-            rid = request_id.encode()
-            lines = [
-                b"%s %s%s%s HTTP/1.1\r\nhost: %s\r\n"
-                % (
-                    method.encode(),
-                    target.base_path.encode(),
-                    path.encode("latin-1"),
-                    b"?" + query if query else b"",
-                    target.host,
-                )
-            ]
-            lines.extend(
-                b"%s: %s\r\n" % pair
-                for pair in _forwarded_headers(headers, _NOT_FORWARDED, internal=True)
+            out = self.prepare(
+                method,
+                endpoint,
+                path,
+                query,
+                headers,
+                body,
+                request_id,
+                session_id=session_id,
+                processor_id=processor_id,
+                epoch=epoch,
             )
-            if body or method in ("POST", "PUT", "PATCH"):
-                lines.append(b"content-length: %d\r\n" % len(body))
-            if processor_id is not None and self._secrets is not None:
-                secret = self._secrets.for_processor(processor_id, epoch)
-                lines.append(b"%s: %s\r\n" % (SECRET_HEADER.encode(), secret.encode()))
-            if journal is not None and session_id is not None and method not in READS:
-                write = journal.begin(session_id, endpoint, epoch, method, path, query, body)
-                sent = functools.partial(journal.sent, write)
+        except KatoError as exc:
+            self._count(str(exc.status), started)
+            raise
+        out.started = started
+        try:
+            exchange = await self._pool.request(
+                out.key,
+                out.data,
+                method=method,
+                sent=None if out.write is None else functools.partial(self.sent, out),
+            )
+        except BaseException as exc:
+            return await self.conclude(out, None, exc)
+        return await self.conclude(out, exchange, None)
+
+    async def conclude(
+        self, out: Outgoing, exchange: Exchange | None, error: BaseException | None
+    ) -> ProxyResponse:
+        """The processor's answer to ``out`` (or ``error``, getting it), journaled and counted.
+
+        A write without a definite answer has its entry ahead voided before the error goes on.
+        """
+        journal = self.journal
+        write = out.write
+        try:
             try:
-                if write is not None and write.unique_id:
-                    lines.append(b"%s: %s\r\n" % (UNIQUE_ID_HEADER, write.unique_id.encode()))
-                lines.append(b"x-request-id: %s\r\n\r\n" % rid)
-                lines.append(body)
-                exchange = await self._pool.request(
-                    target.key,
-                    b"".join(lines),
-                    method=method,
-                    sent=sent,
-                )
-                status = str(exchange.status)
-                response = await self._response(method, exchange, rid)
+                if error is not None:
+                    raise error
+                assert exchange is not None  # noqa: S101
+                out.status = str(exchange.status)
+                response = await self._response(out.method, exchange, out.request_id)
             except BaseException as exc:
                 if write is not None:  # no definite answer: the entry ahead must go first
                     assert journal is not None  # noqa: S101
@@ -432,28 +537,74 @@ class Forwarder:
                         response.stream.release()
                     raise
         except KatoError as exc:
-            status = str(exc.status)
+            out.status = str(exc.status)
             raise
         finally:
-            counter = self._by_status.get(status)
-            if counter is None:
-                counter = self._by_status[status] = self._requests.labels(status=status)
-            counter.inc()
-            self._latency.observe(time.perf_counter() - started)
+            self._count(out.status, out.started)
         return response
+
+    def conclude_now(self, out: Outgoing, conn: Connection) -> ProxyResponse | None:
+        """``conclude`` for a whole answer when nothing in it would wait, else ``None``.
+
+        That is: a small answer all in, and for a write, its entry ahead confirmed by the
+        answer and already acknowledged by Redis (``RequestJournal.confirmed_now``). With
+        ``None`` nothing has changed: the caller goes on with ``conclude``.
+        """
+        if not conn.whole or conn.status in (204, 304):
+            return None
+        body = conn.peek_body()
+        if len(body) > _STREAM_ABOVE_BYTES:
+            return None
+        headers = _forwarded_headers(conn.headers, _NOT_RETURNED)
+        if out.write is not None:
+            assert self.journal is not None  # noqa: S101
+            seq, used_id = _numbering(headers)
+            if not self.journal.confirmed_now(out.write, seq, bool(used_id)):
+                return None
+        headers.append((b"x-request-id", out.request_id))
+        headers.append((b"content-length", b"%d" % len(body)))
+        out.status = str(conn.status)
+        conn.whole_body()  # taken: the socket may carry the next request
+        self._pool.release(conn)
+        self._count(out.status, out.started)
+        return ProxyResponse(conn.status, headers, body)
+
+    def idle_connection(self, endpoint: str) -> Connection | None:
+        """A pooled socket to ``endpoint`` and an in-flight slot, if both are free now.
+
+        For ``send_on`` (or ``give_back``); ``None`` when a request would have to wait.
+        """
+        try:
+            key = self._endpoint(endpoint).key
+        except KatoError:
+            return None
+        return self._pool.take_idle(key)
+
+    def give_back(self, conn: Connection) -> None:
+        """Return an ``idle_connection`` that was not used."""
+        self._pool.release(conn)
+
+    def send_on(self, conn: Connection, out: Outgoing, on_done: Callable[[], None]) -> None:
+        """Write ``out`` on ``conn``; ``on_done`` once its answer is in (``Connection.send``)."""
+        conn.send(out.data, on_done, self._pool.read_timeout_s)
+        self.sent(out)
+
+    def exchange(self, conn: Connection) -> Exchange:
+        """The answer on ``conn`` (from ``send_now``) for ``conclude``."""
+        return Exchange(conn, self._pool.read_timeout_s)
+
+    def _count(self, status: str, started: float) -> None:
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = self._requests.labels(status=status)
+        counter.inc()
+        self._latency.observe(time.perf_counter() - started)
 
     async def _journal(
         self, journal: RequestJournal, write: JournaledWrite, response: ProxyResponse
     ) -> None:
         """Journal (or void) a write by the processor's answer; the reply waits for Redis."""
-        seq = None
-        used_id = b""
-        for name, value in response.headers:
-            lowered = name.lower()
-            if lowered == SEQ_HEADER:
-                seq = value
-            elif lowered == UNIQUE_ID_HEADER:
-                used_id = value
+        seq, used_id = _numbering(response.headers)
         honoured = bool(used_id)
         applied = None
         unnumbered = False

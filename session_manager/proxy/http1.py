@@ -23,7 +23,7 @@ import httptools
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, ProcessorUnreachable
 from session_manager.proxy.slots import FairSlots
 
-__all__ = ("Endpoint", "Exchange", "Http1Pool", "RawHeaders", "parse_endpoint")
+__all__ = ("Connection", "Endpoint", "Exchange", "Http1Pool", "Key", "RawHeaders", "parse_endpoint")
 
 RawHeaders = list[tuple[bytes, bytes]]
 Key = tuple[str, str, int]
@@ -33,7 +33,7 @@ _PAUSE_ABOVE_BYTES = 256 * 1024
 """Stop reading from a processor while this much of its body waits for the client."""
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One socket to a processor and the response being read on it."""
 
     def __init__(self, pool: Http1Pool, key: Key) -> None:
@@ -53,7 +53,10 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._readable = asyncio.Event()
         self._complete = False
-        self._error: ProcessorUnavailable | None = None
+        self._error: ProcessorUnavailable | ProcessorTimeout | None = None
+        self._on_done: Callable[[], None] | None = None
+        """``send``'s callback: the response is whole, failed, or too big to hold."""
+        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
 
@@ -107,6 +110,7 @@ class _Connection(asyncio.Protocol):
         self._readable.set()
         if self._buffered > _PAUSE_ABOVE_BYTES and self.transport is not None:
             self.transport.pause_reading()
+            self._done()  # too big to hold whole: ``send``'s caller streams it
 
     def on_message_complete(self) -> None:
         """The response is whole."""
@@ -114,15 +118,30 @@ class _Connection(asyncio.Protocol):
         self.reusable = not self._head_only and parser.should_keep_alive()
         self._complete = True
         self._readable.set()
+        self._done()
+
+    def _done(self) -> None:
+        on_done = self._on_done
+        if on_done is not None:
+            self._on_done = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            on_done()
 
     # used by Exchange and the pool
 
-    def _fail(self, message: str) -> None:
-        self._error = ProcessorUnavailable(message)
+    def _fail(
+        self,
+        message: str,
+        error: type[ProcessorUnavailable | ProcessorTimeout] = ProcessorUnavailable,
+    ) -> None:
+        self._error = error(message)
         self.reusable = False
         if self._head is not None and not self._head.done():
             self._head.set_exception(self._error)
         self._readable.set()
+        self._done()
 
     def unread(self) -> bool:
         """Whether body bytes wait that nobody read (the reader stopped early)."""
@@ -135,6 +154,50 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _start(self, head_only: bool) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._chunks.clear()
+        self._buffered = 0
+        self.headers = []
+        self._head_only = head_only
+        self._until_close = False
+        self._complete = False
+        self._error = None
+        self.reusable = False
+
+    def send(self, data: bytes, on_done: Callable[[], None], read_timeout_s: float) -> None:
+        """Write one request; ``on_done`` follows once, without a task or a future.
+
+        It is called when the response is whole, failed, or too big to hold (``whole`` tells),
+        or after ``read_timeout_s`` without all of it. The proxy's lane (``api.proxy_lane``)
+        carries on from it.
+        """
+        self._start(head_only=False)
+        self._head = None
+        self._on_done = on_done
+        cast("asyncio.Transport", self.transport).write(data)
+        self._timer = asyncio.get_running_loop().call_later(read_timeout_s, self._overdue)
+
+    def _overdue(self) -> None:
+        self._timer = None
+        if self._on_done is not None:
+            self._fail("processor did not answer in time", ProcessorTimeout)
+            self.close()
+
+    @property
+    def error(self) -> ProcessorUnavailable | ProcessorTimeout | None:
+        """Why the response failed, if it did."""
+        return self._error
+
+    @property
+    def whole(self) -> bool:
+        """Whether the response is whole and in (``send``'s caller may answer from it)."""
+        return self._complete and self._error is None and not self._head_only
+
+    def peek_body(self) -> bytes:
+        """The whole body, left in place (see ``whole``)."""
+        return b"".join(self._chunks)
+
     async def exchange(
         self,
         data: bytes,
@@ -146,15 +209,7 @@ class _Connection(asyncio.Protocol):
         """Write one request (then call ``sent``) and wait for the status line and headers."""
         if self.transport is None or self.closed:
             raise ProcessorUnreachable("processor closed the connection")
-        self._parser = httptools.HttpResponseParser(self)
-        self._chunks.clear()
-        self._buffered = 0
-        self.headers = []
-        self._head_only = head_only
-        self._until_close = False
-        self._complete = False
-        self._error = None
-        self.reusable = False
+        self._start(head_only)
         loop = asyncio.get_running_loop()
         head = self._head = loop.create_future()
         self.transport.write(data)
@@ -218,7 +273,7 @@ class Exchange:
 
     __slots__ = ("_conn", "_read_timeout_s", "_released", "headers", "status")
 
-    def __init__(self, conn: _Connection, read_timeout_s: float) -> None:
+    def __init__(self, conn: Connection, read_timeout_s: float) -> None:
         self._conn = conn
         self._read_timeout_s = read_timeout_s
         self._released = False
@@ -276,7 +331,7 @@ class Http1Pool:
         read_timeout_s: float,
         max_in_flight_per_processor: int | None = None,
     ) -> None:
-        self._idle: dict[Key, list[_Connection]] = {}
+        self._idle: dict[Key, list[Connection]] = {}
         self._idle_count = 0
         self._max_idle = max_idle
         self._expiry_s = keepalive_expiry_s
@@ -307,7 +362,19 @@ class Http1Pool:
             raise
         return Exchange(conn, self.read_timeout_s)
 
-    def _reuse(self, key: Key) -> _Connection | None:
+    def take_idle(self, key: Key) -> Connection | None:
+        """An idle socket to ``key`` and a slot, without waiting for either, else ``None``.
+
+        For ``Connection.send``; given back with ``release`` (directly, or by an ``Exchange``).
+        """
+        if not self.slots.take_now(key):
+            return None
+        conn = self._reuse(key)
+        if conn is None:
+            self.slots.release(key)
+        return conn
+
+    def _reuse(self, key: Key) -> Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -321,7 +388,7 @@ class Http1Pool:
                 return conn
         return None
 
-    async def _connect(self, key: Key) -> _Connection:
+    async def _connect(self, key: Key) -> Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         tls = None
@@ -332,7 +399,7 @@ class Http1Pool:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self, key), host, port, ssl=tls
+                    lambda: Connection(self, key), host, port, ssl=tls
                 )
         except TimeoutError as exc:
             raise ProcessorUnreachable(
@@ -344,7 +411,7 @@ class Http1Pool:
             ) from exc
         return conn
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         """Take a socket back after its response; keep it only if it can carry another."""
         self.slots.release(conn.key)
         if (
@@ -359,7 +426,7 @@ class Http1Pool:
         else:
             conn.close()
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         """Drop a socket that closed while idle."""
         idle = self._idle.get(conn.key)
         if idle is not None and conn in idle:

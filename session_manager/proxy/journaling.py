@@ -380,6 +380,35 @@ class RequestJournal:
                 raise _stale(write.session_id)
         self._check_length(write.session_id, length)
 
+    def confirmed_now(self, write: JournaledWrite, seq: bytes | None, honoured: bool) -> bool:
+        """``confirm`` and ``end`` without waiting, when there is nothing to wait for.
+
+        That is: the answer confirms the entry ahead (``seq`` expected, the offered id taken)
+        and Redis has already acknowledged the entry with the journal's length. Otherwise
+        ``False`` and nothing changed (``confirm``, or ``Forwarder._journal``, takes over).
+        """
+        reply = write.reply
+        if (
+            reply is None
+            or not reply.done()
+            or reply.cancelled()
+            or reply.exception() is not None
+            or seq is None
+            or not seq.isdigit()
+        ):
+            return False
+        applied = int(seq)
+        length = reply.result()
+        if (
+            isinstance(length, Exception)
+            or int(length) < 0
+            or not write.confirmed_by(applied, honoured)
+        ):
+            return False
+        self._check_length(write.session_id, int(length))
+        self.end(write, applied)
+        return True
+
     async def record(
         self, write: JournaledWrite, seq: int, body: bytes, unique_id: str = ""
     ) -> None:

@@ -61,6 +61,14 @@ class FairSlots:
         self.in_use += 1
         self._held[owner] = held + 1
 
+    def take_now(self, owner: Hashable) -> bool:
+        """Take a slot for ``owner`` if one is free for it now (nobody else waiting for one)."""
+        held = self._held.get(owner, 0)
+        if self._waiting or not self._may_take(held):
+            return False
+        self._take(owner, held)
+        return True
+
     async def acquire(self, owner: Hashable, timeout_s: float) -> None:
         """Take a slot for ``owner``, waiting up to ``timeout_s`` for one it may take."""
         held = self._held.get(owner, 0)

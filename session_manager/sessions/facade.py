@@ -95,6 +95,7 @@ class Sessions:
         self.end = self._lifecycle.end
         self.wait_for_starts = self._lifecycle.wait_for_starts
         self.resolve = self._router.resolve
+        self.cached_route = self._router.cached
         self.forget_route = self._router.forget
         self.moved = self._router.moved
         self.hibernate = self._hibernation.hibernate

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import msgspec
 
-from session_manager.errors import SessionNotReady, StoreUnavailable
+from session_manager.errors import KatoError, SessionNotReady, StoreUnavailable
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.sessions.records import gone, live_record
 from session_manager.sessions.tokens import SessionTokens
@@ -222,6 +222,23 @@ class Router:
             self._cache.remember(session_id, route, epoch)
             return ProcessorRoute(session_id, route.endpoint, route.epoch)
         return await self._settle(session_id)
+
+    def cached(self, session_id: str, authorization: str | None) -> ProcessorRoute | None:
+        """The route ``resolve`` would give from memory alone, else ``None`` (never raises).
+
+        For the proxy's lane (``api.proxy_lane``): a session that is static, not cached, or
+        whose token does not check out is left to ``resolve`` and its errors.
+        """
+        if self._static is not None and self._static.endpoint_for(session_id) is not None:
+            return None
+        cached = self._cache.get(session_id)
+        if cached is None:
+            return None
+        try:
+            self._tokens.check(cached.token_hash, authorization)
+        except KatoError:
+            return None
+        return ProcessorRoute(session_id, cached.endpoint, cached.epoch)
 
     def forget(self, session_id: str) -> None:
         """Drop the session's cached route: the proxy found its processor moving."""

@@ -1,0 +1,183 @@
+"""The proxy's lane: a session request served from callbacks, without an ASGI task.
+
+A proxied request costs the manager more than the bytes it moves: a task, ASGI messages,
+futures woken once per step. For the common request (a ``GET`` or ``POST`` that arrived whole,
+for a session whose route and token are in memory, with a pooled socket to its processor
+free) the edge (``edge.edge_protocol``) offers the request to ``ProxyLane.start`` as soon as
+its body is in. The lane frames it as ``Forwarder.prepare`` does (journal entry ahead
+included), writes it, and when the processor's answer is whole (``Connection.send``'s
+callback) and the journal has nothing to wait for but Redis's acknowledgement, answers the
+client on the same request cycle: the same bytes the ASGI path would send.
+
+Everything else is left to the usual path, unchanged: before anything was sent the lane just
+declines (the edge starts the ASGI task as always); after, it hands the request over as an
+ASGI task whose first attempt is the one on its way (``api.proxy.deliver``'s ``first``), so
+fences, moves, journal corrections, streaming and errors are handled by the one code that
+handles them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from session_manager import log as log_context
+from session_manager.api.proxy import ProxiedRequest, deliver, move_deadline, processor_path
+from session_manager.edge import LaneCall, taken_body
+from session_manager.proxy.manager_only import is_manager_only
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar.types import Receive, Scope, Send
+
+    from session_manager.api.proxy_front import SessionProxyFront
+    from session_manager.proxy.http import Forwarder, Outgoing, ProxyResponse
+    from session_manager.proxy.http1 import Connection
+    from session_manager.sessions.routing import ProcessorRoute
+
+__all__ = ("ProxyLane",)
+
+_METHODS = frozenset({b"GET", b"POST"})
+
+
+async def _ready(response: ProxyResponse) -> ProxyResponse:
+    return response
+
+
+class _InFlight:
+    """One request the lane sent: what answering it, or handing it over, needs."""
+
+    __slots__ = ("call", "deadline", "out", "processor", "request")
+
+    def __init__(
+        self,
+        call: LaneCall,
+        request: ProxiedRequest,
+        processor: ProcessorRoute,
+        out: Outgoing,
+        deadline: float,
+    ) -> None:
+        self.call = call
+        self.request = request
+        self.processor = processor
+        self.out = out
+        self.deadline = deadline
+
+
+class ProxyLane:
+    """``edge.Lane`` for ``/session/{id}/…``: the proxy's hot path (see the module)."""
+
+    def __init__(self, app: Litestar, front: SessionProxyFront) -> None:
+        self._app = app
+        self._front = front
+
+    def takes(self, method: bytes, url: bytes) -> bool:
+        """``GET`` or ``POST`` of a proxied path."""
+        if method not in _METHODS or not url.startswith(b"/session/"):
+            return False
+        path = url.partition(b"?")[0]
+        return b"%" not in path and self._front.session_id_in(path.decode("latin-1")) is not None
+
+    def start(self, call: LaneCall) -> bool:
+        """Send the request now, or ``False`` with nothing done (see the module)."""
+        state = self._app.state
+        forwarder: Forwarder = state.forwarder
+        scope = call.cycle.scope
+        session_id = self._front.session_id_in(scope["path"])
+        if session_id is None or len(call.cycle.body) > forwarder.max_body_bytes:
+            return False
+        path = processor_path(scope["raw_path"])
+        if is_manager_only(path):
+            return False
+        headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[assignment]
+        authorization = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        processor = state.sessions.cached_route(session_id, authorization)
+        if processor is None:
+            return False
+        conn = forwarder.idle_connection(processor.endpoint)
+        if conn is None:
+            return False
+        if not forwarder.admit(session_id):
+            forwarder.give_back(conn)
+            return False
+        request = ProxiedRequest(
+            session_id,
+            scope["method"],
+            path,
+            scope["query_string"],
+            headers,
+            taken_body(call.cycle),
+            log_context.request_id_from(headers),
+            authorization,
+        )
+        out = forwarder.prepare(
+            request.method,
+            processor.endpoint,
+            path,
+            request.query,
+            headers,
+            request.body,
+            request.request_id,
+            session_id=session_id,
+            processor_id=session_id,
+            epoch=processor.epoch,
+        )
+        flight = _InFlight(call, request, processor, out, move_deadline(state.settings))
+        forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
+        forwarder.activity.mark(session_id, state.sessions.touch, state.clock.now_ms())
+        return True
+
+    def _answered(self, flight: _InFlight, conn: Connection) -> None:
+        """The processor's answer is in (or failed): answer the client, or hand over."""
+        forwarder: Forwarder = self._app.state.forwarder
+        out = flight.out
+        response = forwarder.conclude_now(out, conn)
+        if response is None:
+            write = out.write
+            reply = None if write is None else write.reply
+            if reply is not None and not reply.done() and conn.whole:
+                reply.add_done_callback(lambda _: self._answered(flight, conn))
+                return  # the answer waits for Redis's acknowledgement of the entry ahead
+            error = conn.error
+            if error is not None:
+                forwarder.give_back(conn)
+            first = forwarder.conclude(
+                out, None if error is not None else forwarder.exchange(conn), error
+            )
+            self._hand_over(flight, first)
+            return
+        if response.is_fenced() or not flight.call.answer(
+            response.status, response.headers, response.body
+        ):
+            self._hand_over(flight, _ready(response))
+            return
+        forwarder.leave(flight.request.session_id)
+
+    def _hand_over(self, flight: _InFlight, first: Any) -> None:
+        """Finish as an ASGI task: ``deliver`` takes ``first`` as its first attempt's answer."""
+        state = self._app.state
+        request = flight.request
+
+        async def answer() -> ProxyResponse:
+            try:
+                return await deliver(state, request, flight.processor, flight.deadline, first)
+            finally:
+                state.forwarder.leave(request.session_id)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._front.serve(
+                scope,  # type: ignore[arg-type]
+                receive,
+                send,
+                request.session_id,
+                answer,
+            )
+
+        token = log_context.request_id.set(request.request_id)  # the task's id: the same one
+        try:
+            flight.call.hand_over(app)
+        finally:
+            log_context.request_id.reset(token)
