@@ -29,6 +29,7 @@ lets go of the processor (``proxy.http.ProxyResponse``, ``proxy.websocket``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any, Protocol
 
@@ -212,7 +213,19 @@ class LaneCall:
 
     def hand_over(self, app: Any) -> None:
         """Finish the request as an ASGI task running ``app`` (it has the body already)."""
-        HttpToolsProtocol._start_asgi_task(self._protocol, self.cycle, app)
+        _start_in_own_context(self._protocol, self.cycle, app)
+
+
+def _start_in_own_context(
+    protocol: HttpToolsProtocol, cycle: RequestResponseCycle, app: Any
+) -> None:
+    """Start uvicorn's ASGI task for ``cycle`` in an empty context.
+
+    A pipelined request's task is started by the previous one's answer, from inside that
+    task: it would inherit its context (the logging context's request id, say, which then
+    named the next request too). Each request starts with nothing set.
+    """
+    contextvars.Context().run(HttpToolsProtocol._start_asgi_task, protocol, cycle, app)
 
 
 def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpToolsProtocol]:
@@ -246,6 +259,9 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
+            # uvicorn logs access lines whenever its logger has a handler, the root's included
+            # (the manager's JSON lines): ``access_log=False`` is meant, so it is honoured.
+            self.access_log = self.access_log and self.config.access_log
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -324,13 +340,13 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             if self._lane_wanted and not cycle.waiting_for_100_continue and cycle.keep_alive:
                 self._lane_cycle, self._lane_app = cycle, app
                 return
-            super()._start_asgi_task(cycle, app)
+            _start_in_own_context(self, cycle, app)
 
         def _release_lane_cycle(self) -> None:
             cycle, app = self._lane_cycle, self._lane_app
             self._lane_cycle = self._lane_app = None
             if cycle is not None:
-                super()._start_asgi_task(cycle, app)
+                _start_in_own_context(self, cycle, app)
 
         def on_message_complete(self) -> None:
             if self._refused:

@@ -69,6 +69,10 @@ class ProxyLane:
     def __init__(self, app: Litestar, front: SessionProxyFront) -> None:
         self._app = app
         self._front = front
+        self.answered = 0
+        """Requests answered from the lane's callbacks."""
+        self.handed_over = 0
+        """Requests the lane sent and then handed over to the ASGI path."""
 
     def takes(self, method: bytes, url: bytes) -> bool:
         """``GET`` or ``POST`` of a proxied path."""
@@ -155,11 +159,13 @@ class ProxyLane:
             self._hand_over(flight, _ready(response))
             return
         forwarder.leave(flight.request.session_id)
+        self.answered += 1
 
     def _hand_over(self, flight: _InFlight, first: Any) -> None:
         """Finish as an ASGI task: ``deliver`` takes ``first`` as its first attempt's answer."""
         state = self._app.state
         request = flight.request
+        self.handed_over += 1
 
         async def answer() -> ProxyResponse:
             try:
@@ -168,6 +174,7 @@ class ProxyLane:
                 state.forwarder.leave(request.session_id)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            log_context.request_id.set(request.request_id)  # the id the processor got
             await self._front.serve(
                 scope,  # type: ignore[arg-type]
                 receive,
@@ -176,8 +183,4 @@ class ProxyLane:
                 answer,
             )
 
-        token = log_context.request_id.set(request.request_id)  # the task's id: the same one
-        try:
-            flight.call.hand_over(app)
-        finally:
-            log_context.request_id.reset(token)
+        flight.call.hand_over(app)

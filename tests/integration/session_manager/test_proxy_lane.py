@@ -1,0 +1,214 @@
+"""The proxy's lane (``api.proxy_lane``): the ASGI path's answers, from callbacks.
+
+Against the echo upstream on loopback and real uvicorn, with raw sockets so the test sees
+exactly the bytes a client gets (and controls how a request arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.integration.session_manager.proxy_fixtures import (
+    ProxyHarness,
+    ProxySession,
+    echo_manager,
+)
+from tests.support.manager import SettingsFactory, StartManager
+
+
+@pytest.fixture(name="harness")
+async def fx_harness(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> AsyncIterator[ProxyHarness]:
+    async with echo_manager(start_manager, make_settings, proxy_read_timeout_s=2.0) as harness:
+        yield harness
+
+
+class Raw:
+    """One keep-alive client connection, bytes in and out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, base_url: str) -> Raw:
+        host, port = base_url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def send(self, *parts: bytes, pause_s: float = 0.0) -> None:
+        for part in parts:
+            self.writer.write(part)
+            await self.writer.drain()
+            if pause_s:
+                await asyncio.sleep(pause_s)
+
+    async def response(self) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+        """Status line, headers (lowercased names), body of the next response."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        status, *lines = head[:-4].split(b"\r\n")
+        headers = [
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(b":") for line in lines)
+        ]
+        length = int(next(v for n, v in headers if n == b"content-length"))
+        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
+        return status, headers, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def opened(harness: ProxyHarness) -> tuple[ProxySession, Raw]:
+    """A session whose route the manager has in memory (its first request put it there: the
+    lane never resolves one), and a connection to it."""
+    session = await harness.open_session()
+    raw = await Raw.open(harness.base_url)
+    await raw.send(request("GET", session.id, "/warm", session.token))
+    assert (await raw.response())[0] == b"HTTP/1.1 200 OK"
+    return session, raw
+
+
+def counts(harness: ProxyHarness) -> tuple[int, int]:
+    lane = harness.app.state.proxy_lane
+    return lane.answered, lane.handed_over
+
+
+def request(
+    method: str, session: str, path: str, token: str, body: bytes = b"", rid: str = "rid-1"
+) -> bytes:
+    return (
+        f"{method} /session/{session}{path} HTTP/1.1\r\nhost: t\r\n"
+        f"authorization: Bearer {token}\r\nx-request-id: {rid}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def comparable(answer: tuple[bytes, list[tuple[bytes, bytes]], bytes]) -> tuple[object, ...]:
+    """An answer without what differs between two sessions (date, secrets, ids)."""
+    status, headers, body = answer
+    seen = json.loads(body)
+    return (
+        status,
+        [(n, v) for n, v in headers if n not in (b"date", b"content-length")],
+        seen["method"],
+        seen["path"],
+        seen["query"],
+        seen["body"],
+        [name for name, _ in seen["headers"]],
+        [(n, v) for n, v in seen["headers"] if not n.startswith(("x-kato-", "host"))],
+    )
+
+
+async def test_lane_and_asgi_path_answer_the_same(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    answers = {}
+    for lane in ("on", "off"):
+        async with echo_manager(start_manager, make_settings, proxy_lane=lane) as harness:
+            proxy_lane = getattr(harness.app.state, "proxy_lane", None)
+            assert (proxy_lane is not None) == (lane == "on")
+            session, raw = await opened(harness)
+            try:
+                got = []
+                for method, body in (("GET", b""), ("POST", b'{"strings": ["a"]}')):
+                    await raw.send(request(method, session.id, "/observe?x=1", session.token, body))
+                    got.append(comparable(await raw.response()))
+                answers[lane] = got
+            finally:
+                raw.close()
+            if lane == "on":
+                # The GET is answered by the lane; the POST (the echo numbers nothing, so it
+                # is journaled after its answer) is sent by the lane, finished by the ASGI path.
+                assert counts(harness) == (1, 1)
+    assert answers["on"] == answers["off"]
+
+
+async def test_pipelined_requests_are_answered_in_order(harness: ProxyHarness) -> None:
+    session, raw = await opened(harness)
+    try:
+        await raw.send(
+            request("GET", session.id, "/first", session.token, rid="one")
+            + request("POST", session.id, "/second", session.token, b"{}", rid="two")
+            + request("GET", session.id, "/third", session.token, rid="three")
+        )
+        paths = []
+        for rid in ("one", "two", "three"):
+            status, headers, body = await raw.response()
+            assert status == b"HTTP/1.1 200 OK"
+            assert (b"x-request-id", rid.encode()) in headers
+            paths.append(json.loads(body)["path"])
+        assert paths == ["/first", "/second", "/third"]
+    finally:
+        raw.close()
+    assert counts(harness)[0] >= 1, counts(harness)  # the first at least: the others wait
+
+
+async def test_a_body_that_comes_later_takes_the_asgi_path(harness: ProxyHarness) -> None:
+    session, raw = await opened(harness)
+    whole = request("POST", session.id, "/observe", session.token, b'{"strings": ["late"]}')
+    head, _, body = whole.partition(b"\r\n\r\n")
+    try:
+        await raw.send(head + b"\r\n\r\n", body, pause_s=0.05)
+        status, _, answer = await raw.response()
+    finally:
+        raw.close()
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(answer)["body"] == '{"strings": ["late"]}'
+    assert counts(harness) == (0, 0)
+
+
+async def test_a_big_answer_is_streamed_whole(harness: ProxyHarness) -> None:
+    session, raw = await opened(harness)
+    try:
+        await raw.send(request("GET", session.id, "/big?n=1000000", session.token))
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        received = 0
+        while received < 1_000_000:
+            chunk = await asyncio.wait_for(raw.reader.read(65536), 10)
+            assert chunk, "connection closed mid-answer"
+            received += chunk.count(b"x")
+        assert received == 1_000_000
+    finally:
+        raw.close()
+    assert counts(harness) == (0, 1)
+
+
+async def test_a_client_gone_mid_request_gives_its_slot_back(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    async with echo_manager(
+        start_manager, make_settings, proxy_max_in_flight_per_session=1
+    ) as harness:
+        session, raw = await opened(harness)
+        await raw.send(request("GET", session.id, "/slow?s=0.3", session.token))
+        await asyncio.sleep(0.05)
+        raw.close()  # gone before the processor answers
+        await asyncio.sleep(0.5)
+        raw = await Raw.open(harness.base_url)
+        try:
+            await raw.send(request("GET", session.id, "/after", session.token))
+            status, _, body = await raw.response()
+        finally:
+            raw.close()
+        assert status == b"HTTP/1.1 200 OK", body
+        assert counts(harness)[0] == 1  # the one after; the first found nobody to answer
+
+
+async def test_a_processor_that_does_not_answer_in_time_gives_504(
+    harness: ProxyHarness,
+) -> None:
+    session, raw = await opened(harness)
+    try:
+        await raw.send(request("GET", session.id, "/slow?s=3", session.token, rid="late-1"))
+        status, headers, body = await raw.response()
+    finally:
+        raw.close()
+    assert status.startswith(b"HTTP/1.1 504")
+    assert (b"x-request-id", b"late-1") in headers
+    assert json.loads(body)["error"]["code"] == "PROCESSOR_TIMEOUT"
+    assert counts(harness) == (0, 1)
