@@ -144,6 +144,10 @@ class _CutsOffSlowReaders(asyncio.Protocol):
         super().resume_writing()
 
 
+_LANE_WAIT_S = 0.05
+"""How long a request the lane may take waits for the rest of its body before it goes to the
+app (whose ``BODY_READ_TIMEOUT_S`` then applies)."""
+
 _LINGER_S = 1.0
 """How long a refused connection's further bytes are read and dropped before it is closed."""
 
@@ -243,6 +247,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
         _lane_cycle: RequestResponseCycle | None = None
         """A request the lane may take, held back from the app until its body is in."""
         _lane_app: Any = None
+        _lane_timer: asyncio.TimerHandle | None = None
 
         _lane_wanted = False
         _in_headers = True
@@ -266,6 +271,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._stop_lane_timer()
             self._lane_cycle = self._lane_app = None  # never started: nothing to finish
             super().connection_lost(exc)
 
@@ -276,8 +282,10 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._arm()
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
-            if self._lane_cycle is not None:  # its body is still coming: the app's, as usual
-                self._release_lane_cycle()
+            if self._lane_cycle is not None and self._lane_timer is None:
+                # Its body is still coming (a client may send it in a packet of its own):
+                # the lane waits a moment for it, then leaves the request to the app.
+                self._lane_timer = self.loop.call_later(_LANE_WAIT_S, self._release_lane_cycle)
             if self._refused or self.transport.is_closing():
                 return
             # Still in headers after this read, and no request ended within it (a whole
@@ -342,7 +350,13 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 return
             _start_in_own_context(self, cycle, app)
 
+        def _stop_lane_timer(self) -> None:
+            if self._lane_timer is not None:
+                self._lane_timer.cancel()
+                self._lane_timer = None
+
         def _release_lane_cycle(self) -> None:
+            self._stop_lane_timer()
             cycle, app = self._lane_cycle, self._lane_app
             self._lane_cycle = self._lane_app = None
             if cycle is not None:
@@ -354,6 +368,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             super().on_message_complete()
             cycle = self._lane_cycle
             if cycle is not None and lane is not None:
+                self._stop_lane_timer()
                 if cycle.response_complete or cycle.disconnected:
                     self._release_lane_cycle()
                 else:

@@ -153,9 +153,11 @@ class ProxyLane:
             )
             self._hand_over(flight, first)
             return
-        if response.is_fenced() or not flight.call.answer(
+        answered = not response.is_fenced() and flight.call.answer(
             response.status, response.headers, response.body
-        ):
+        )
+        forwarder.settle_now(out, conn)
+        if not answered:
             self._hand_over(flight, _ready(response))
             return
         forwarder.leave(flight.request.session_id)

@@ -548,7 +548,9 @@ class Forwarder:
 
         That is: a small answer all in, and for a write, its entry ahead confirmed by the
         answer and already acknowledged by Redis (``RequestJournal.confirmed_now``). With
-        ``None`` nothing has changed: the caller goes on with ``conclude``.
+        ``None`` nothing has changed: the caller goes on with ``conclude``. Otherwise the
+        caller answers first and then calls ``settle_now`` (the client is not kept waiting
+        for the pool and the metrics).
         """
         if not conn.whole or conn.status in (204, 304):
             return None
@@ -564,10 +566,13 @@ class Forwarder:
         headers.append((b"x-request-id", out.request_id))
         headers.append((b"content-length", b"%d" % len(body)))
         out.status = str(conn.status)
+        return ProxyResponse(conn.status, headers, body)
+
+    def settle_now(self, out: Outgoing, conn: Connection) -> None:
+        """After ``conclude_now``'s answer: the socket back to the pool, the request counted."""
         conn.whole_body()  # taken: the socket may carry the next request
         self._pool.release(conn)
         self._count(out.status, out.started)
-        return ProxyResponse(conn.status, headers, body)
 
     def idle_connection(self, endpoint: str) -> Connection | None:
         """A pooled socket to ``endpoint`` and an in-flight slot, if both are free now.

@@ -147,18 +147,23 @@ async def test_pipelined_requests_are_answered_in_order(harness: ProxyHarness) -
     assert counts(harness)[0] >= 1, counts(harness)  # the first at least: the others wait
 
 
-async def test_a_body_that_comes_later_takes_the_asgi_path(harness: ProxyHarness) -> None:
+@pytest.mark.parametrize(("pause_s", "lane_counts"), [(0.005, (0, 1)), (0.3, (0, 0))])
+async def test_a_body_in_a_later_packet(
+    harness: ProxyHarness, pause_s: float, lane_counts: tuple[int, int]
+) -> None:
+    """A moment later, the lane still takes it (this POST it sends, the ASGI path finishes);
+    much later, the ASGI path has it from the start."""
     session, raw = await opened(harness)
     whole = request("POST", session.id, "/observe", session.token, b'{"strings": ["late"]}')
     head, _, body = whole.partition(b"\r\n\r\n")
     try:
-        await raw.send(head + b"\r\n\r\n", body, pause_s=0.05)
+        await raw.send(head + b"\r\n\r\n", body, pause_s=pause_s)
         status, _, answer = await raw.response()
     finally:
         raw.close()
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(answer)["body"] == '{"strings": ["late"]}'
-    assert counts(harness) == (0, 0)
+    assert counts(harness) == lane_counts
 
 
 async def test_a_big_answer_is_streamed_whole(harness: ProxyHarness) -> None:
