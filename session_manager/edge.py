@@ -373,7 +373,12 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                     self._release_lane_cycle()
                 else:
                     self._lane_cycle = None
-                    if not lane.start(LaneCall(self, cycle, self._lane_app)):
+                    try:
+                        taken = lane.start(LaneCall(self, cycle, self._lane_app))
+                    except Exception:  # never the client's fault: the app serves it instead
+                        log.exception("proxy lane failed to start a request")
+                        taken = False
+                    if not taken:
                         self._lane_cycle = cycle
                         self._release_lane_cycle()
                     self._lane_app = None

@@ -10,6 +10,7 @@ import contextvars
 import json
 import logging
 import os
+import random
 import re
 import sys
 import time
@@ -135,6 +136,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(chatty)
 
 
+_ids = random.Random(os.urandom(32))  # noqa: S311 - trace ids, not secrets
+"""Request ids: seeded from the system's randomness, so no two processes share a sequence."""
+
+
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """This request's id, so logs, processor and client see the same one (HTTP and WebSocket).
 
@@ -150,7 +155,8 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return os.urandom(16).hex()  # uuid4's 32 hex digits, at a fifth of its cost
+    # uuid4's 32 hex digits without a system call: a trace id, not a secret.
+    return f"{_ids.getrandbits(128):032x}"
 
 
 class RequestContext:

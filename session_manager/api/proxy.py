@@ -226,16 +226,18 @@ async def deliver(
                 response = await attempt
             else:
                 response = await forwarder.forward(
-                    request.method,
-                    processor.endpoint,
-                    request.path,
-                    request.query,
-                    request.headers,
-                    request.body,
-                    request.request_id,
-                    session_id=session_id if journaled else None,
-                    processor_id=None if static else session_id,
-                    epoch=processor.epoch,
+                    forwarder.prepare(
+                        request.method,
+                        processor.endpoint,
+                        request.path,
+                        request.query,
+                        request.headers,
+                        request.body,
+                        request.request_id,
+                        session_id=session_id if journaled else None,
+                        processor_id=None if static else session_id,
+                        epoch=processor.epoch,
+                    )
                 )
         except RouteStale:
             # Answered by a processor the session replaced since the route was read

@@ -130,8 +130,8 @@ class ProxyLane:
             epoch=processor.epoch,
         )
         flight = _InFlight(call, request, processor, out, move_deadline(state.settings))
-        forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
         forwarder.activity.mark(session_id, state.sessions.touch, state.clock.now_ms())
+        forwarder.send_on(conn, out, lambda: self._answered(flight, conn))  # last: nothing raises
         return True
 
     def _answered(self, flight: _InFlight, conn: Connection) -> None:

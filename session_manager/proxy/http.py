@@ -401,10 +401,27 @@ class Forwarder:
         processor_id: str | None = None,
         epoch: int = 0,
     ) -> Outgoing:
-        """Frame one request for ``endpoint + path`` (arguments as ``forward``'s).
+        """Frame one request for ``endpoint + path``, to send with ``forward`` (or ``send_on``).
 
-        A mutating request of a journaled session is noted in the journal here
-        (``RequestJournal.begin``): whoever prepares it must ``conclude`` it.
+        The lane's ``send_on`` must be followed by ``conclude`` (or ``conclude_now``).
+
+        Args:
+            method: HTTP method, passed through.
+            endpoint: the processor's base URL, e.g. ``http://127.0.0.1:41234``.
+            path: the path on the processor, already percent-encoded, starting with ``/``.
+            query: the raw query string (without ``?``).
+            headers: the client's raw request headers; filtered here.
+            body: the request body.
+            request_id: sent as ``X-Request-ID`` and returned the same way.
+            session_id: the session the request is for; with a ``journal``, a mutating request
+                is noted in it here (``RequestJournal.begin``), and one the processor applied
+                (``X-Kato-Seq``) is journaled before the reply is returned.
+            processor_id: the processor's id, for its secret (``None``: a static processor).
+            epoch: the session's epoch the route was read at: the secret's, and checked
+                against the record's by the journal (``RouteStale`` when it moved on).
+
+        Raises:
+            ProcessorUnavailable: the endpoint is not an http(s) URL.
         """
         target = self._endpoint(endpoint)
         lines = [
@@ -442,35 +459,8 @@ class Forwarder:
         if out.write is not None and self.journal is not None:
             self.journal.sent(out.write)
 
-    async def forward(
-        self,
-        method: str,
-        endpoint: str,
-        path: str,
-        query: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes,
-        request_id: str,
-        *,
-        session_id: str | None = None,
-        processor_id: str | None = None,
-        epoch: int = 0,
-    ) -> ProxyResponse:
-        """Send one request to ``endpoint + path`` and return the processor's response.
-
-        Args:
-            method: HTTP method, passed through.
-            endpoint: the processor's base URL, e.g. ``http://127.0.0.1:41234``.
-            path: the path on the processor, already percent-encoded, starting with ``/``.
-            query: the raw query string (without ``?``).
-            headers: the client's raw request headers; filtered here.
-            body: the request body.
-            request_id: sent as ``X-Request-ID`` and returned the same way.
-            session_id: the session the request is for; with a ``journal``, a request the
-                processor applied (``X-Kato-Seq``) is journaled before the reply is returned.
-            processor_id: the processor's id, for its secret (``None``: a static processor).
-            epoch: the session's epoch the route was read at: the secret's, and checked
-                against the record's by the journal (``RouteStale`` when it moved on).
+    async def forward(self, out: Outgoing) -> ProxyResponse:
+        """Send a prepared request and return the processor's response (``conclude``'s).
 
         Raises:
             ProcessorUnavailable: the processor could not be reached or dropped the connection.
@@ -478,29 +468,11 @@ class Forwarder:
             RouteStale: the journal refused a write answered through a route of an older
                 epoch than the session's (its processor was replaced): not acknowledged.
         """
-        started = time.perf_counter()
-        try:
-            out = self.prepare(
-                method,
-                endpoint,
-                path,
-                query,
-                headers,
-                body,
-                request_id,
-                session_id=session_id,
-                processor_id=processor_id,
-                epoch=epoch,
-            )
-        except KatoError as exc:
-            self._count(str(exc.status), started)
-            raise
-        out.started = started
         try:
             exchange = await self._pool.request(
                 out.key,
                 out.data,
-                method=method,
+                method=out.method,
                 sent=None if out.write is None else functools.partial(self.sent, out),
             )
         except BaseException as exc:

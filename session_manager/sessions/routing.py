@@ -229,7 +229,7 @@ class Router:
         For the proxy's lane (``api.proxy_lane``): a session that is static, not cached, or
         whose token does not check out is left to ``resolve`` and its errors.
         """
-        if self._static is not None and self._static.endpoint_for(session_id) is not None:
+        if self.is_static(session_id):
             return None
         cached = self._cache.get(session_id)
         if cached is None:

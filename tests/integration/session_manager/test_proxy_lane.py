@@ -217,3 +217,22 @@ async def test_a_processor_that_does_not_answer_in_time_gives_504(
     assert (b"x-request-id", b"late-1") in headers
     assert json.loads(body)["error"]["code"] == "PROCESSOR_TIMEOUT"
     assert counts(harness) == (0, 1)
+
+
+async def test_a_lane_that_fails_leaves_the_request_to_the_app(
+    harness: ProxyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the lane is never the client's problem (httptools would answer it 400)."""
+    session, raw = await opened(harness)
+
+    def broken(call: object) -> bool:
+        raise RuntimeError("lane bug")
+
+    monkeypatch.setattr(harness.app.state.proxy_lane, "start", broken)
+    try:
+        await raw.send(request("GET", session.id, "/observe", session.token))
+        status, _, body = await raw.response()
+    finally:
+        raw.close()
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(body)["path"] == "/observe"
