@@ -18,6 +18,7 @@ handles them.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from session_manager import log as log_context
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ("ProxyLane",)
 
+log = logging.getLogger(__name__)
+
 _METHODS = frozenset({b"GET", b"POST"})
 
 
@@ -43,10 +46,14 @@ async def _ready(response: ProxyResponse) -> ProxyResponse:
     return response
 
 
+async def _raise(exc: Exception) -> ProxyResponse:
+    raise exc
+
+
 class _InFlight:
     """One request the lane sent: what answering it, or handing it over, needs."""
 
-    __slots__ = ("call", "deadline", "out", "processor", "request")
+    __slots__ = ("call", "deadline", "ended", "out", "processor", "request")
 
     def __init__(
         self,
@@ -61,6 +68,12 @@ class _InFlight:
         self.processor = processor
         self.out = out
         self.deadline = deadline
+        self.ended = False
+        """The processor connection is settled (given back, or handed over with the answer)."""
+
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
 
 
 class ProxyLane:
@@ -130,12 +143,30 @@ class ProxyLane:
             epoch=processor.epoch,
         )
         flight = _InFlight(call, request, processor, out, move_deadline(state.settings))
-        forwarder.activity.mark(session_id, state.sessions.touch, state.clock.now_ms())
-        forwarder.send_on(conn, out, lambda: self._answered(flight, conn))  # last: nothing raises
+        forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
+        try:  # while the processor works; sent, the request is the lane's whatever happens
+            forwarder.activity.mark(session_id, state.sessions.touch, state.clock.now_ms())
+        except Exception:
+            log.exception("idle deadline not moved", extra={"session_id": session_id})
         return True
 
     def _answered(self, flight: _InFlight, conn: Connection) -> None:
-        """The processor's answer is in (or failed): answer the client, or hand over."""
+        """The processor's answer is in (or failed): answer the client, or hand over.
+
+        Called from the processor connection's parser: nothing may escape from here (the
+        client would wait for an answer that never comes). A lane bug answers 500.
+        """
+        try:
+            self._answer(flight, conn)
+        except Exception as exc:
+            log.exception("proxy lane failed to answer", extra={"session_id": flight.session_id})
+            if not flight.ended:
+                conn.close()
+                flight.ended = True
+                self._app.state.forwarder.give_back(conn)
+                self._hand_over(flight, _raise(exc))
+
+    def _answer(self, flight: _InFlight, conn: Connection) -> None:
         forwarder: Forwarder = self._app.state.forwarder
         out = flight.out
         response = forwarder.conclude_now(out, conn)
@@ -146,6 +177,7 @@ class ProxyLane:
                 reply.add_done_callback(lambda _: self._answered(flight, conn))
                 return  # the answer waits for Redis's acknowledgement of the entry ahead
             error = conn.error
+            flight.ended = True
             if error is not None:
                 forwarder.give_back(conn)
             first = forwarder.conclude(
@@ -153,6 +185,7 @@ class ProxyLane:
             )
             self._hand_over(flight, first)
             return
+        flight.ended = True
         answered = not response.is_fenced() and flight.call.answer(
             response.status, response.headers, response.body
         )

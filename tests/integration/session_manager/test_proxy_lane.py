@@ -236,3 +236,30 @@ async def test_a_lane_that_fails_leaves_the_request_to_the_app(
         raw.close()
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(body)["path"] == "/observe"
+
+
+async def test_a_lane_that_fails_to_answer_gives_500_and_the_session_goes_on(
+    harness: ProxyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the processor's answer a lane bug cannot wait for a fix: the client gets the
+    error JSON, never silence, and the session's next request is served."""
+    session, raw = await opened(harness)
+    forwarder = harness.app.state.forwarder
+
+    def broken(out: object, conn: object) -> None:
+        raise RuntimeError("lane bug")
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(forwarder, "conclude_now", broken)
+            await raw.send(request("GET", session.id, "/observe", session.token, rid="bug-1"))
+            status, headers, body = await raw.response()
+        assert status.startswith(b"HTTP/1.1 500")
+        assert (b"x-request-id", b"bug-1") in headers
+        assert json.loads(body)["error"]["code"] == "INTERNAL_ERROR"
+        await raw.send(request("GET", session.id, "/next", session.token))
+        status, _, body = await raw.response()
+        assert status == b"HTTP/1.1 200 OK"
+        assert json.loads(body)["path"] == "/next"
+    finally:
+        raw.close()
