@@ -46,6 +46,7 @@ from session_manager.proxy.http1 import (
 from session_manager.proxy.journaling import (
     SEQ_HEADER,
     UNIQUE_ID_HEADER,
+    WRITES,
     JournaledWrite,
     RequestJournal,
     journaled_body,
@@ -92,21 +93,6 @@ _INTERNAL_PREFIX = b"x-kato-"
 
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
-
-_WRITES = frozenset(
-    {
-        "/observe",
-        "/observe-sequence",
-        "/learn",
-        "/clear-stm",
-        "/clear-short-term-memory",
-        "/clear-all",
-        "/clear-all-memory",
-        "/genes/update",
-        "/state",
-    }
-)
-"""Paths whose success changes a processor's state (an older processor does not number them)."""
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods that change nothing: never journaled, always safe to send again."""
@@ -592,7 +578,7 @@ class Forwarder:
                 if (
                     200 <= response.status < 300
                     and write.method in ("POST", "PUT")
-                    and write.path in _WRITES
+                    and write.path in WRITES
                 ):
                     await journal.journal.mark_unnumbered(write.session_id)  # an older processor
                 return

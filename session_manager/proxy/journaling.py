@@ -69,6 +69,7 @@ __all__ = (
     "JOURNAL_HEADER",
     "SEQ_HEADER",
     "UNIQUE_ID_HEADER",
+    "WRITES",
     "JournaledWrite",
     "RequestJournal",
     "SocketJournal",
@@ -135,17 +136,22 @@ def journaled_frame(frame: bytes, reply: Any) -> bytes:
     return frame
 
 
-_AHEAD_PATHS = frozenset(
+WRITES = frozenset(
     {
         "/observe",
+        "/observe-sequence",
         "/learn",
         "/clear-stm",
         "/clear-short-term-memory",
         "/clear-all",
         "/clear-all-memory",
         "/genes/update",
+        "/state",
     }
 )
+"""Paths whose success changes a processor's state (an older processor does not number them)."""
+
+_AHEAD_PATHS = WRITES - {"/observe-sequence", "/state"}
 """``POST`` writes journaled ahead: small bodies, one number each, nothing to fill in from the
 reply but an ``/observe``'s id (offered). ``/observe-sequence`` and ``PUT /state`` go after."""
 
