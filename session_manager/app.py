@@ -111,6 +111,9 @@ async def _build_state(
     state.tenants = tenants
     state.clock = clock or SystemClock()
     state.metrics = Metrics()
+    lane = getattr(state, "proxy_lane", None)
+    if lane is not None:
+        state.metrics.watch_lane(lane)
     redis = await connect_redis(settings)
     stack.push_async_callback(redis.aclose)
     state.redis = redis

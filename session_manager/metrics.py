@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ("CONTENT_TYPE", "Metrics")
 
@@ -10,6 +15,30 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _START_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 _PROXY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class LaneCounts(Protocol):
+    """What the proxy's lane counts (``api.proxy_lane.ProxyLane``)."""
+
+    answered: int
+    handed_over: int
+
+
+class _LaneCollector(Collector):
+    """The lane's plain counts, read at scrape: nothing is paid per request for them."""
+
+    def __init__(self, lane: LaneCounts) -> None:
+        self._lane = lane
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "kato_proxy_lane_requests",
+            "Proxied requests sent by the lane, by how they were answered.",
+            labels=["outcome"],
+        )
+        family.add_metric(["answered"], self._lane.answered)
+        family.add_metric(["handed_over"], self._lane.handed_over)
+        yield family
 
 
 class Metrics:
@@ -120,6 +149,10 @@ class Metrics:
             ["node"],
             registry=r,
         )
+
+    def watch_lane(self, lane: LaneCounts) -> None:
+        """Export the proxy lane's counts (``kato_proxy_lane_requests_total``)."""
+        self.registry.register(_LaneCollector(lane))
 
     def set_nodes(self, by_node: dict[str, int]) -> None:
         """``kato_processors{node}`` from ``by_node``; nodes no longer running any disappear."""

@@ -17,7 +17,7 @@ from tests.integration.session_manager.proxy_fixtures import (
     ProxySession,
     echo_manager,
 )
-from tests.support.manager import SettingsFactory, StartManager
+from tests.support.manager import ADMIN, SettingsFactory, StartManager
 
 
 @pytest.fixture(name="harness")
@@ -120,10 +120,15 @@ async def test_lane_and_asgi_path_answer_the_same(
                 answers[lane] = got
             finally:
                 raw.close()
+            metrics = (await harness.manager.client.get("/metrics", headers=ADMIN)).text
             if lane == "on":
                 # The GET is answered by the lane; the POST (the echo numbers nothing, so it
                 # is journaled after its answer) is sent by the lane, finished by the ASGI path.
                 assert counts(harness) == (1, 1)
+                assert 'kato_proxy_lane_requests_total{outcome="answered"} 1.0' in metrics
+                assert 'kato_proxy_lane_requests_total{outcome="handed_over"} 1.0' in metrics
+            else:
+                assert "kato_proxy_lane_requests" not in metrics
     assert answers["on"] == answers["off"]
 
 
