@@ -204,12 +204,11 @@ class Lane(Protocol):
 class LaneCall:
     """A request the lane took: its cycle, and the two ways to end it."""
 
-    __slots__ = ("_app", "_protocol", "cycle")
+    __slots__ = ("_protocol", "cycle")
 
-    def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle, app: Any) -> None:
+    def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self.cycle = cycle
-        self._app = app
 
     def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """Send the whole answer now (``answer_whole``); ``False``: ``hand_over`` instead."""
@@ -366,22 +365,18 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             if self._refused:
                 return
             super().on_message_complete()
-            cycle = self._lane_cycle
+            cycle, app = self._lane_cycle, self._lane_app
             if cycle is not None and lane is not None:
                 self._stop_lane_timer()
-                if cycle.response_complete or cycle.disconnected:
-                    self._release_lane_cycle()
-                else:
-                    self._lane_cycle = None
+                self._lane_cycle = self._lane_app = None
+                taken = False
+                if not (cycle.response_complete or cycle.disconnected):
                     try:
-                        taken = lane.start(LaneCall(self, cycle, self._lane_app))
+                        taken = lane.start(LaneCall(self, cycle))
                     except Exception:  # never the client's fault: the app serves it instead
                         log.exception("proxy lane failed to start a request")
-                        taken = False
-                    if not taken:
-                        self._lane_cycle = cycle
-                        self._release_lane_cycle()
-                    self._lane_app = None
+                if not taken:
+                    _start_in_own_context(self, cycle, app)
             self._messages += 1
             self._in_headers = True  # the next request's headers, if it comes
             self._header_bytes = self._header_count = 0

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
     from session_manager.clock import Clock
-    from session_manager.proxy.http import ProxyResponse
+    from session_manager.proxy.http import Outgoing, ProxyResponse
     from session_manager.proxy.journaling import SocketJournal
     from session_manager.sessions import Sessions
     from session_manager.sessions.routing import ProcessorRoute
@@ -67,6 +67,7 @@ __all__ = (
     "ProxiedRequest",
     "deliver",
     "move_deadline",
+    "prepared",
     "processor_path",
     "proxy_http",
     "proxy_request",
@@ -199,6 +200,33 @@ class ProxiedRequest:
         self.authorization = authorization
 
 
+def prepared(
+    forwarder: Forwarder,
+    request: ProxiedRequest,
+    processor: ProcessorRoute,
+    *,
+    static: bool = False,
+) -> Outgoing:
+    """``request`` framed for ``processor`` (``Forwarder.prepare``).
+
+    A session's processor id is its session id (``Lifecycle.create``); a static processor's
+    request is neither journaled nor given a secret.
+    """
+    session_id = None if static else request.session_id
+    return forwarder.prepare(
+        request.method,
+        processor.endpoint,
+        request.path,
+        request.query,
+        request.headers,
+        request.body,
+        request.request_id,
+        session_id=session_id,
+        processor_id=session_id,
+        epoch=processor.epoch,
+    )
+
+
 async def deliver(
     state: State,
     request: ProxiedRequest,
@@ -226,18 +254,7 @@ async def deliver(
                 response = await attempt
             else:
                 response = await forwarder.forward(
-                    forwarder.prepare(
-                        request.method,
-                        processor.endpoint,
-                        request.path,
-                        request.query,
-                        request.headers,
-                        request.body,
-                        request.request_id,
-                        session_id=session_id if journaled else None,
-                        processor_id=None if static else session_id,
-                        epoch=processor.epoch,
-                    )
+                    prepared(forwarder, request, processor, static=static)
                 )
         except RouteStale:
             # Answered by a processor the session replaced since the route was read

@@ -22,7 +22,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from session_manager import log as log_context
-from session_manager.api.proxy import ProxiedRequest, deliver, move_deadline, processor_path
+from session_manager.api.proxy import (
+    ProxiedRequest,
+    deliver,
+    move_deadline,
+    prepared,
+    processor_path,
+)
 from session_manager.edge import LaneCall, taken_body
 from session_manager.proxy.manager_only import is_manager_only
 
@@ -130,18 +136,7 @@ class ProxyLane:
             log_context.request_id_from(headers),
             authorization,
         )
-        out = forwarder.prepare(
-            request.method,
-            processor.endpoint,
-            path,
-            request.query,
-            headers,
-            request.body,
-            request.request_id,
-            session_id=session_id,
-            processor_id=session_id,
-            epoch=processor.epoch,
-        )
+        out = prepared(forwarder, request, processor)
         flight = _InFlight(call, request, processor, out, move_deadline(state.settings))
         forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
         try:  # while the processor works; sent, the request is the lane's whatever happens

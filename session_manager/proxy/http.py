@@ -510,10 +510,7 @@ class Forwarder:
         caller answers first and then calls ``settle_now`` (the client is not kept waiting
         for the pool and the metrics).
         """
-        if not conn.whole or conn.status in (204, 304):
-            return None
-        body = conn.peek_body()
-        if len(body) > _STREAM_ABOVE_BYTES:
+        if not conn.whole or conn.status in (204, 304) or conn.body_size > _STREAM_ABOVE_BYTES:
             return None
         headers = _forwarded_headers(conn.headers, _NOT_RETURNED)
         if out.write is not None:
@@ -521,6 +518,7 @@ class Forwarder:
             seq, used_id = _numbering(headers)
             if not self.journal.confirmed_now(out.write, seq, bool(used_id)):
                 return None
+        body = conn.whole_body() or b""  # taken: the socket may carry the next request
         headers.append((b"x-request-id", out.request_id))
         headers.append((b"content-length", b"%d" % len(body)))
         out.status = str(conn.status)
@@ -528,7 +526,6 @@ class Forwarder:
 
     def settle_now(self, out: Outgoing, conn: Connection) -> None:
         """After ``conclude_now``'s answer: the socket back to the pool, the request counted."""
-        conn.whole_body()  # taken: the socket may carry the next request
         self._pool.release(conn)
         self._count(out.status, out.started)
 
@@ -553,7 +550,7 @@ class Forwarder:
         self.sent(out)
 
     def exchange(self, conn: Connection) -> Exchange:
-        """The answer on ``conn`` (from ``send_now``) for ``conclude``."""
+        """The answer on ``conn`` (from ``send_on``) for ``conclude``."""
         return Exchange(conn, self._pool.read_timeout_s)
 
     def _count(self, status: str, started: float) -> None:

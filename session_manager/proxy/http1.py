@@ -194,9 +194,10 @@ class Connection(asyncio.Protocol):
         """Whether the response is whole and in (``send``'s caller may answer from it)."""
         return self._complete and self._error is None and not self._head_only
 
-    def peek_body(self) -> bytes:
-        """The whole body, left in place (see ``whole``)."""
-        return b"".join(self._chunks)
+    @property
+    def body_size(self) -> int:
+        """Bytes of body received and not yet taken."""
+        return self._buffered
 
     async def exchange(
         self,

@@ -209,10 +209,9 @@ class Router:
             endpoint = self._static.endpoint_for(session_id)
             if endpoint is not None:
                 return ProcessorRoute(session_id=session_id, endpoint=endpoint)
-        cached = self._cache.get(session_id)
-        if cached is not None:
-            self._tokens.check(cached.token_hash, authorization)
-            return ProcessorRoute(session_id, cached.endpoint, cached.epoch)
+        remembered = self._remembered(session_id, authorization)
+        if remembered is not None:
+            return remembered
         epoch = self._cache.epoch
         route = await self._store.route(session_id)
         if route is None:
@@ -231,13 +230,17 @@ class Router:
         """
         if self.is_static(session_id):
             return None
+        try:
+            return self._remembered(session_id, authorization)
+        except KatoError:
+            return None
+
+    def _remembered(self, session_id: str, authorization: str | None) -> ProcessorRoute | None:
+        """The cached route, its token checked (``Unauthorized``); ``None`` when not cached."""
         cached = self._cache.get(session_id)
         if cached is None:
             return None
-        try:
-            self._tokens.check(cached.token_hash, authorization)
-        except KatoError:
-            return None
+        self._tokens.check(cached.token_hash, authorization)
         return ProcessorRoute(session_id, cached.endpoint, cached.epoch)
 
     def forget(self, session_id: str) -> None:
