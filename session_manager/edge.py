@@ -50,7 +50,6 @@ __all__ = (
     "edge_protocol",
     "edge_websocket_protocol",
     "sent_whole",
-    "taken_body",
 )
 
 log = logging.getLogger(__name__)
@@ -201,22 +200,84 @@ class Lane(Protocol):
         """Take the request, whole, or leave it to the app (``False``: nothing happened)."""
 
 
+class _Intake:
+    """A request as the parser gave it, held back from uvicorn: the lane's, or queued behind it.
+
+    While a request is replayed into uvicorn it also stands in for the parser: uvicorn asks
+    the parser about the message it is handling, which the real one may have left behind.
+    """
+
+    __slots__ = (
+        "body",
+        "complete",
+        "expects",
+        "for_lane",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "method",
+        "size",
+        "upgrade",
+        "url",
+        "version",
+    )
+
+    def __init__(self, for_lane: bool) -> None:
+        self.for_lane = for_lane
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.expects = False
+        self.headers_done = False
+        self.complete = False
+        self.method = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.upgrade = False
+
+    def get_method(self) -> bytes:
+        return self.method
+
+    def get_http_version(self) -> str:
+        return self.version
+
+    def should_keep_alive(self) -> bool:
+        return self.keep_alive
+
+    def should_upgrade(self) -> bool:
+        return self.upgrade
+
+
+class _LaneEdge(Protocol):
+    def lane_answer(
+        self, call: LaneCall, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bool: ...
+
+    def lane_hand_over(self, call: LaneCall, app: Any) -> None: ...
+
+
 class LaneCall:
-    """A request the lane took: its cycle, and the two ways to end it."""
+    """A request the lane took, parsed but never seen by uvicorn, and the two ways to end it."""
 
-    __slots__ = ("_protocol", "cycle")
+    __slots__ = ("_edge", "_intake", "body", "headers", "method", "url")
 
-    def __init__(self, protocol: HttpToolsProtocol, cycle: RequestResponseCycle) -> None:
-        self._protocol = protocol
-        self.cycle = cycle
+    def __init__(self, edge: _LaneEdge, intake: _Intake) -> None:
+        self._edge = edge
+        self._intake = intake
+        self.method = intake.method
+        self.url = intake.url
+        self.headers = intake.headers
+        """Names lowercased, as uvicorn gives them to an app."""
+        self.body = intake.body[0] if len(intake.body) == 1 else b"".join(intake.body)
 
     def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-        """Send the whole answer now (``answer_whole``); ``False``: ``hand_over`` instead."""
-        return answer_whole(self.cycle, status, headers, body)
+        """Send the whole answer now, in one write; ``False``: ``hand_over`` instead."""
+        return self._edge.lane_answer(self, status, headers, body)
 
     def hand_over(self, app: Any) -> None:
         """Finish the request as an ASGI task running ``app`` (it has the body already)."""
-        _start_in_own_context(self._protocol, self.cycle, app)
+        self._edge.lane_hand_over(self, app)
 
 
 def _start_in_own_context(
@@ -231,24 +292,40 @@ def _start_in_own_context(
     contextvars.Context().run(HttpToolsProtocol._start_asgi_task, protocol, cycle, app)
 
 
+_LANE_MAX_BODY = 1 << 20
+"""A body past this goes to the app as it comes (the lane's own limit is the proxy's)."""
+
+
 def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpToolsProtocol]:
     """The httptools protocol of uvicorn with ``limits`` applied (pass it as ``http=``).
 
-    With a ``lane``, a request it ``takes`` by its head is offered to it whole once its body is
-    in, before any ASGI task exists: the lane answers on the request cycle (or hands it over).
-    A request whose body is not all in by the end of a read, or that the lane leaves, goes
-    to the app as usual; uvicorn's request cycle, pipelining and keep-alive stay as they are.
+    With a ``lane``, a request that may be its own (nothing else in progress on the
+    connection) is parsed without uvicorn: its head, then its body, are held (``_Intake``).
+    Whole, it is offered to the lane (``Lane.start``), which writes the answer itself
+    (``LaneCall.answer``) or hands it over as an ASGI task (``LaneCall.hand_over``). A request
+    the lane does not take, or whose body is not all in within ``_LANE_WAIT_S``, is replayed
+    into uvicorn's callbacks as it was parsed, and goes on as any other. While the lane holds
+    a request, what follows on the connection waits (reading paused), so answers keep their
+    order; uvicorn's request cycle, pipelining and keep-alive are otherwise unchanged.
     """
 
     class EdgeProtocol(_CutsOffSlowReaders, HttpToolsProtocol):
-        """Counts header bytes and lines, and times the headers out."""
+        """Counts header bytes and lines, times the headers out, and feeds the lane."""
 
-        _lane_cycle: RequestResponseCycle | None = None
-        """A request the lane may take, held back from the app until its body is in."""
-        _lane_app: Any = None
+        _intake: _Intake | None = None
+        """The request being parsed, held back from uvicorn."""
+        _lane_call: LaneCall | None = None
+        """The request the lane took: sent, not yet answered or handed over."""
+        _queued: list[_Intake]
+        """Requests parsed while the lane holds one, for uvicorn once it is done."""
+        _held = b""
+        """Bytes read while the lane holds a request (reading is paused)."""
+        _handed_app: Any = None
         _lane_timer: asyncio.TimerHandle | None = None
+        _lost = False
+        _closing = False
+        """The server is shutting down: the lane's answer closes the connection."""
 
-        _lane_wanted = False
         _in_headers = True
         _header_bytes = 0
         _header_count = 0
@@ -266,25 +343,42 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             # uvicorn logs access lines whenever its logger has a handler, the root's included
             # (the manager's JSON lines): ``access_log=False`` is meant, so it is honoured.
             self.access_log = self.access_log and self.config.access_log
+            self._queued = []
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._lost = True
             self._disarm()
             self._stop_lane_timer()
-            self._lane_cycle = self._lane_app = None  # never started: nothing to finish
+            self._intake = None  # not taken: nothing to finish
+            self._queued = []
+            self._held = b""
             super().connection_lost(exc)
+
+        def shutdown(self) -> None:
+            if self._lane_call is not None:
+                self._closing = True  # its answer says ``connection: close``, then closes
+                return
+            self._release_intake()
+            super().shutdown()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return  # lingering after a refusal: read and drop (see ``_refuse``)
+            if self._lane_call is not None or self._held or self._queued:
+                # The lane's answer goes first, then what came before these bytes.
+                self._held += data
+                self.flow.pause_reading()
+                return
             if self._in_headers and self._header_timer is None:
                 self._arm()
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
-            if self._lane_cycle is not None and self._lane_timer is None:
+            intake = self._intake
+            if intake is not None and intake.for_lane and self._lane_timer is None:
                 # Its body is still coming (a client may send it in a packet of its own):
                 # the lane waits a moment for it, then leaves the request to the app.
-                self._lane_timer = self.loop.call_later(_LANE_WAIT_S, self._release_lane_cycle)
+                self._lane_timer = self.loop.call_later(_LANE_WAIT_S, self._release_intake)
             if self._refused or self.transport.is_closing():
                 return
             # Still in headers after this read, and no request ended within it (a whole
@@ -297,19 +391,42 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._refuse(_TOO_LARGE)
 
         def on_message_begin(self) -> None:
-            super().on_message_begin()
             self._in_headers = True
             self._header_bytes = self._header_count = self._parsed_bytes = 0
+            if self._lane_call is not None:  # pipelined behind the lane's request
+                self._intake = _Intake(for_lane=False)
+                self._queued.append(self._intake)
+                return
+            if (
+                lane is not None
+                and (self.cycle is None or self.cycle.response_complete)
+                and not self.pipeline
+                and not self._closing
+            ):
+                self._intake = _Intake(for_lane=True)
+                return
+            super().on_message_begin()
 
         def on_url(self, url: bytes) -> None:
             self._parsed_bytes += len(url)
+            if self._intake is not None:
+                self._intake.url += url
+                return
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._header_count += 1
             self._parsed_bytes += len(name) + len(value) + 4  # ": " and CRLF
-            if self._header_count <= limits.max_headers:
+            if self._header_count > limits.max_headers:
+                return
+            intake = self._intake
+            if intake is None:
                 super().on_header(name, value)
+                return
+            name = name.lower()  # as uvicorn keeps them
+            if name == b"expect":
+                intake.expects = True
+            intake.headers.append((name, value.rstrip(b" \t")))
 
         def on_headers_complete(self) -> None:
             self._in_headers = False
@@ -320,16 +437,39 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             ):
                 self._refuse(_TOO_LARGE)
                 return
-            fresh = self.cycle is None or self.cycle.response_complete
-            wanted = (
+            intake = self._intake
+            if intake is None:
+                self._headers_to_uvicorn()
+                return
+            parser = self.parser
+            intake.method = parser.get_method()
+            intake.version = parser.get_http_version()
+            intake.keep_alive = parser.should_keep_alive()
+            intake.upgrade = parser.should_upgrade()
+            intake.headers_done = True
+            if not intake.for_lane:
+                if intake.upgrade:  # an upgrade pipelined behind the lane's request: refused
+                    self.transport.close()
+                return
+            if not self._lane_may_take(intake):
+                self._intake = None
+                self._replay(intake)
+
+        def _lane_may_take(self, intake: _Intake) -> bool:
+            limit = self.limit_concurrency
+            return (
                 lane is not None
-                and fresh
-                and not self.parser.should_upgrade()
-                and lane.takes(self.parser.get_method(), self.url)
+                and intake.version == "1.1"
+                and intake.keep_alive
+                and not intake.upgrade
+                and not intake.expects
+                and not self.root_path
+                and (limit is None or (len(self.connections) < limit and len(self.tasks) < limit))
+                and lane.takes(intake.method, intake.url)
             )
-            self._lane_wanted = wanted
+
+        def _headers_to_uvicorn(self) -> None:
             super().on_headers_complete()
-            self._lane_wanted = False
             cycle = self.cycle
             # A HEAD answer has no body write to take its head along: it is not held.
             if (
@@ -340,46 +480,139 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 cycle.transport = _OneWriteResponse(self.transport, cycle)  # type: ignore[assignment]
 
         def on_body(self, body: bytes) -> None:
-            if not self._refused:
+            if self._refused:
+                return
+            intake = self._intake
+            if intake is None:
                 super().on_body(body)
+                return
+            intake.body.append(body)
+            intake.size += len(body)
+            if intake.for_lane and intake.size > _LANE_MAX_BODY:
+                self._release_intake()
+
+        def on_message_complete(self) -> None:
+            if self._refused:
+                return
+            intake = self._intake
+            if intake is None:
+                super().on_message_complete()
+            else:
+                intake.complete = True
+                self._intake = None
+                if intake.for_lane:
+                    self._stop_lane_timer()
+                    self._start_lane(intake)
+            self._messages += 1
+            self._in_headers = True  # the next request's headers, if it comes
+            self._header_bytes = self._header_count = 0
+
+        def _start_lane(self, intake: _Intake) -> None:
+            assert lane is not None  # noqa: S101
+            call = LaneCall(self, intake)
+            self._lane_call = call
+            taken = False
+            try:
+                taken = lane.start(call)
+            except Exception:  # never the client's fault: the app serves it instead
+                log.exception("proxy lane failed to start a request")
+            if not taken:
+                self._lane_call = None
+                self._replay(intake)
+
+        def _replay(self, intake: _Intake, app: Any = None) -> None:
+            """Give uvicorn the request as the parser gave it (``app``: the one to run)."""
+            parser, self.parser = self.parser, intake  # type: ignore[assignment]
+            self._handed_app = app
+            try:
+                HttpToolsProtocol.on_message_begin(self)
+                HttpToolsProtocol.on_url(self, intake.url)
+                for name, value in intake.headers:
+                    HttpToolsProtocol.on_header(self, name, value)
+                if intake.headers_done:
+                    self._headers_to_uvicorn()
+                    for chunk in intake.body:
+                        HttpToolsProtocol.on_body(self, chunk)
+                    if intake.complete:
+                        HttpToolsProtocol.on_message_complete(self)
+            finally:
+                self.parser, self._handed_app = parser, None
 
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-            if self._lane_wanted and not cycle.waiting_for_100_continue and cycle.keep_alive:
-                self._lane_cycle, self._lane_app = cycle, app
+            _start_in_own_context(self, cycle, self._handed_app or app)
+
+        def _should_upgrade(self) -> bool:
+            return self._lane_call is None and super()._should_upgrade()
+
+        def lane_answer(
+            self, call: LaneCall, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        ) -> bool:
+            if (
+                self._lane_call is not call
+                or self._lost
+                or self.flow.write_paused
+                or self.access_log
+                or status in (204, 304)
+                or status not in STATUS_LINE
+            ):
+                return False
+            self._lane_call = None
+            keep_alive = not self._closing
+            self.transport.write(
+                _whole(self.server_state.default_headers, status, headers, body, keep_alive)
+            )
+            if not keep_alive:
+                self.server_state.total_requests += 1
+                self.transport.close()
+                return True
+            self.on_response_complete()
+            self._after_lane()
+            return True
+
+        def lane_hand_over(self, call: LaneCall, app: Any) -> None:
+            if self._lane_call is call:
+                self._lane_call = None
+            self._replay(call._intake, app)
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                if self._lost:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+                if self._closing:
+                    cycle.keep_alive = False
+            self._after_lane()
+
+        def _after_lane(self) -> None:
+            if (self._queued or self._held) and not self._lost:
+                # Not from inside the processor connection's callback that ended the request,
+                # nor in its context (another request's logging context, say).
+                self.loop.call_soon(self._resume_after_lane, context=contextvars.Context())
+
+        def _resume_after_lane(self) -> None:
+            if self._lost or self._lane_call is not None:
                 return
-            _start_in_own_context(self, cycle, app)
+            queued, self._queued = self._queued, []
+            if queued and self._intake is queued[-1]:
+                self._intake = None  # its rest, still to read, goes to uvicorn
+            for intake in queued:
+                self._replay(intake)
+            held, self._held = self._held, b""
+            if held:
+                self.flow.resume_reading()
+                self.data_received(held)
 
         def _stop_lane_timer(self) -> None:
             if self._lane_timer is not None:
                 self._lane_timer.cancel()
                 self._lane_timer = None
 
-        def _release_lane_cycle(self) -> None:
+        def _release_intake(self) -> None:
+            """The lane's request is not all in: it goes to the app, its rest as it comes."""
             self._stop_lane_timer()
-            cycle, app = self._lane_cycle, self._lane_app
-            self._lane_cycle = self._lane_app = None
-            if cycle is not None:
-                _start_in_own_context(self, cycle, app)
-
-        def on_message_complete(self) -> None:
-            if self._refused:
-                return
-            super().on_message_complete()
-            cycle, app = self._lane_cycle, self._lane_app
-            if cycle is not None and lane is not None:
-                self._stop_lane_timer()
-                self._lane_cycle = self._lane_app = None
-                taken = False
-                if not (cycle.response_complete or cycle.disconnected):
-                    try:
-                        taken = lane.start(LaneCall(self, cycle))
-                    except Exception:  # never the client's fault: the app serves it instead
-                        log.exception("proxy lane failed to start a request")
-                if not taken:
-                    _start_in_own_context(self, cycle, app)
-            self._messages += 1
-            self._in_headers = True  # the next request's headers, if it comes
-            self._header_bytes = self._header_count = 0
+            intake = self._intake
+            if intake is not None and intake.for_lane:
+                self._intake = None
+                self._replay(intake)
 
         def _arm(self) -> None:
             self._header_timer = self.loop.call_later(limits.header_timeout_s, self._too_slow)
@@ -393,7 +626,9 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             self._header_timer = None
             if not self._in_headers or self.transport.is_closing():
                 return
-            if self.cycle is not None and not self.cycle.response_complete:
+            if self._lane_call is not None or (
+                self.cycle is not None and not self.cycle.response_complete
+            ):
                 return  # a response is still on its way: never cut it off
             self._refuse(_TOO_SLOW if self._header_bytes or self.cycle is not None else b"")
 
@@ -433,15 +668,6 @@ def _cycle(receive: Any) -> RequestResponseCycle | None:
     return cycle if type(cycle) is RequestResponseCycle else None
 
 
-def taken_body(cycle: RequestResponseCycle) -> bytes:
-    """The request body the cycle holds, taken as its ``receive`` would hand it over."""
-    cycle.flow.resume_reading()
-    cycle.message_event.clear()
-    body = bytes(cycle.body)
-    cycle.body = bytearray()
-    return body
-
-
 def arrived_body(receive: Any) -> bytes | None:
     """The whole request body when uvicorn already has all of it, else ``None``.
 
@@ -460,7 +686,11 @@ def arrived_body(receive: Any) -> bytes | None:
         or not cycle.message_event.is_set()
     ):
         return None
-    return taken_body(cycle)
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body = bytes(cycle.body)
+    cycle.body = bytearray()
+    return body
 
 
 def sent_whole(receive: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
@@ -479,7 +709,7 @@ def sent_whole(receive: Any, status: int, headers: list[tuple[bytes, bytes]], bo
 def answer_whole(
     cycle: RequestResponseCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> bool:
-    """``sent_whole`` on the request cycle itself (the lane's, or one behind ``receive``)."""
+    """``sent_whole`` on the request cycle itself."""
     if (
         cycle.response_started
         or cycle.disconnected
@@ -490,19 +720,8 @@ def answer_whole(
         or status not in STATUS_LINE
     ):
         return False
-    content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content.append(b"%s: %s\r\n" % (name, value))
-    for name, value in headers:
-        lowered = name.lower()  # as uvicorn writes them
-        if lowered != b"content-length":
-            content.append(b"%s: %s\r\n" % (lowered, value))
-    content.append(b"content-length: %d\r\n" % len(body))
-    if not cycle.keep_alive:
-        content.append(b"connection: close\r\n")
-    content.append(b"\r\n")
-    content.append(body)
-    cycle.transport.write(b"".join(content))  # before ``response_started``: never held back
+    # before ``response_started``: never held back
+    cycle.transport.write(_whole(cycle.default_headers, status, headers, body, cycle.keep_alive))
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
     cycle.chunked_encoding = False
@@ -513,3 +732,26 @@ def answer_whole(
         cycle.transport.close()
     cycle.on_response()
     return True
+
+
+def _whole(
+    default_headers: list[tuple[bytes, bytes]],
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    keep_alive: bool,
+) -> bytes:
+    """A whole answer as uvicorn writes one (its headers first, names lowercased)."""
+    content = [STATUS_LINE[status]]
+    for name, value in default_headers:
+        content.append(b"%s: %s\r\n" % (name, value))
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered != b"content-length":
+            content.append(b"%s: %s\r\n" % (lowered, value))
+    content.append(b"content-length: %d\r\n" % len(body))
+    if not keep_alive:
+        content.append(b"connection: close\r\n")
+    content.append(b"\r\n")
+    content.append(body)
+    return b"".join(content)

@@ -149,6 +149,16 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     current = request_id.get()
     if current is not None and _REQUEST_ID.fullmatch(current):
         return current
+    return client_request_id(headers)
+
+
+def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` when it is a plain token, else a new id.
+
+    For code running in no request's context of its own (the proxy's lane): a callback's
+    context may be another request's (a transport's reader takes the context it is resumed
+    in), and its id is not this request's.
+    """
     for name, value in headers:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")

@@ -29,7 +29,7 @@ from session_manager.api.proxy import (
     prepared,
     processor_path,
 )
-from session_manager.edge import LaneCall, taken_body
+from session_manager.edge import LaneCall
 from session_manager.proxy.manager_only import is_manager_only
 
 if TYPE_CHECKING:
@@ -94,24 +94,28 @@ class ProxyLane:
         """Requests the lane sent and then handed over to the ASGI path."""
 
     def takes(self, method: bytes, url: bytes) -> bool:
-        """``GET`` or ``POST`` of a proxied path."""
+        """``GET`` or ``POST`` of a proxied path, given as a plain path (no ``%``, no ``#``)."""
         if method not in _METHODS or not url.startswith(b"/session/"):
             return False
         path = url.partition(b"?")[0]
-        return b"%" not in path and self._front.session_id_in(path.decode("latin-1")) is not None
+        return (
+            b"%" not in path
+            and b"#" not in url
+            and self._front.session_id_in(path.decode("latin-1")) is not None
+        )
 
     def start(self, call: LaneCall) -> bool:
         """Send the request now, or ``False`` with nothing done (see the module)."""
         state = self._app.state
         forwarder: Forwarder = state.forwarder
-        scope = call.cycle.scope
-        session_id = self._front.session_id_in(scope["path"])
-        if session_id is None or len(call.cycle.body) > forwarder.max_body_bytes:
+        raw_path, _, query = call.url.partition(b"?")
+        session_id = self._front.session_id_in(raw_path.decode("latin-1"))
+        if session_id is None or len(call.body) > forwarder.max_body_bytes:
             return False
-        path = processor_path(scope["raw_path"])
+        path = processor_path(raw_path)
         if is_manager_only(path):
             return False
-        headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[assignment]
+        headers = call.headers
         authorization = None
         for name, value in headers:
             if name == b"authorization":
@@ -128,12 +132,12 @@ class ProxyLane:
             return False
         request = ProxiedRequest(
             session_id,
-            scope["method"],
+            call.method.decode("ascii"),
             path,
-            scope["query_string"],
+            query,
             headers,
-            taken_body(call.cycle),
-            log_context.request_id_from(headers),
+            call.body,
+            log_context.client_request_id(headers),  # never a context's: see there
             authorization,
         )
         out = prepared(forwarder, request, processor)

@@ -152,6 +152,56 @@ async def test_pipelined_requests_are_answered_in_order(harness: ProxyHarness) -
     assert counts(harness)[0] >= 1, counts(harness)  # the first at least: the others wait
 
 
+async def test_requests_sent_while_the_lane_holds_one_wait_their_turn(
+    harness: ProxyHarness,
+) -> None:
+    """Bytes that come while the lane's request is at the processor (reading is paused) are
+    parsed after its answer, a request cut across two packets included."""
+    session, raw = await opened(harness)
+    second = request("POST", session.id, "/second", session.token, b'{"n": 2}', rid="two")
+    try:
+        await raw.send(request("GET", session.id, "/slow?s=0.3", session.token, rid="one"))
+        await asyncio.sleep(0.1)  # the first is at the processor
+        await raw.send(second[:20])
+        await asyncio.sleep(0.05)
+        await raw.send(
+            second[20:] + request("GET", session.id, "/third", session.token, rid="three")
+        )
+        seen = []
+        for rid in ("one", "two", "three"):
+            status, headers, body = await raw.response()
+            assert status == b"HTTP/1.1 200 OK"
+            assert (b"x-request-id", rid.encode()) in headers
+            seen.append((json.loads(body)["path"], json.loads(body)["body"]))
+        assert seen == [("/slow", ""), ("/second", '{"n": 2}'), ("/third", "")]
+        # and the connection goes on as before: the lane takes the next one
+        answered = counts(harness)[0]
+        await raw.send(request("GET", session.id, "/fourth", session.token, rid="four"))
+        assert json.loads((await raw.response())[2])["path"] == "/fourth"
+    finally:
+        raw.close()
+    assert counts(harness)[0] == answered + 1
+
+
+async def test_a_request_that_expects_100_continue_goes_to_the_app(
+    harness: ProxyHarness,
+) -> None:
+    session, raw = await opened(harness)
+    head = request("POST", session.id, "/observe", session.token, b'{"a": 1}')
+    head, _, body = head.partition(b"\r\n\r\n")
+    try:
+        await raw.send(head + b"\r\nexpect: 100-continue\r\n\r\n")
+        interim = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100")
+        await raw.send(body)
+        status, _, answer = await raw.response()
+    finally:
+        raw.close()
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(answer)["body"] == '{"a": 1}'
+    assert counts(harness) == (0, 0)
+
+
 @pytest.mark.parametrize(("pause_s", "lane_counts"), [(0.005, (0, 1)), (0.3, (0, 0))])
 async def test_a_body_in_a_later_packet(
     harness: ProxyHarness, pause_s: float, lane_counts: tuple[int, int]
