@@ -8,9 +8,9 @@ three limits, checked as bytes arrive:
 * ``MAX_HEADER_BYTES``: request line and headers together; over it, ``431`` and the
   connection is closed (at most one read, 256 KiB, more is ever buffered);
 * ``MAX_HEADERS``: header lines per request; over it, ``431`` too;
-* ``HEADER_TIMEOUT_S``: from the connection's first byte (or its opening) to the end of the
-  headers; over it, ``408`` and closed. Idle keep-alive connections keep uvicorn's own
-  ``timeout_keep_alive``.
+* ``HEADER_TIMEOUT_S``: from the connection's opening, or the first read that ends within a
+  request's headers, to the end of them; over it, ``408`` and closed. Idle keep-alive
+  connections keep uvicorn's own ``timeout_keep_alive``.
 
 For the proxy's hot path, ``arrived_body`` and ``sent_whole`` do what a request cycle's
 ``receive`` and two ``send`` calls would, directly on it, when the request body is already in
@@ -193,8 +193,11 @@ class _OneWriteResponse:
 class Lane(Protocol):
     """Serves some requests without an ASGI task (``api.proxy_lane``): see ``edge_protocol``."""
 
-    def takes(self, method: bytes, url: bytes) -> bool:
-        """Whether a request may be the lane's (asked once its headers are in)."""
+    def takes(self, method: bytes, url: bytes) -> Any:
+        """Whether a request may be the lane's, asked once its headers are in.
+
+        ``None`` if not, else what ``start`` will find in ``LaneCall.taken``.
+        """
 
     def start(self, call: LaneCall) -> bool:
         """Take the request, whole, or leave it to the app (``False``: nothing happened)."""
@@ -217,6 +220,7 @@ class _Intake:
         "keep_alive",
         "method",
         "size",
+        "taken",
         "upgrade",
         "url",
         "version",
@@ -235,6 +239,7 @@ class _Intake:
         self.version = "1.1"
         self.keep_alive = True
         self.upgrade = False
+        self.taken: Any = None
 
     def get_method(self) -> bytes:
         return self.method
@@ -260,13 +265,15 @@ class _LaneEdge(Protocol):
 class LaneCall:
     """A request the lane took, parsed but never seen by uvicorn, and the two ways to end it."""
 
-    __slots__ = ("_edge", "_intake", "body", "headers", "method", "url")
+    __slots__ = ("_edge", "_intake", "body", "headers", "method", "taken", "url")
 
     def __init__(self, edge: _LaneEdge, intake: _Intake) -> None:
         self._edge = edge
         self._intake = intake
         self.method = intake.method
         self.url = intake.url
+        self.taken = intake.taken
+        """What ``Lane.takes`` said of it."""
         self.headers = intake.headers
         """Names lowercased, as uvicorn gives them to an app."""
         self.body = intake.body[0] if len(intake.body) == 1 else b"".join(intake.body)
@@ -327,6 +334,8 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
         """The server is shutting down: the lane's answer closes the connection."""
 
         _in_headers = True
+        _header_open = False
+        """A request's head has begun and not ended (its headers are timed)."""
         _header_bytes = 0
         _header_count = 0
         _header_timer: asyncio.TimerHandle | None = None
@@ -370,10 +379,10 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._held += data
                 self.flow.pause_reading()
                 return
-            if self._in_headers and self._header_timer is None:
-                self._arm()
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
+            if self._header_open and self._header_timer is None:
+                self._arm()  # this read ended within a request's headers: they are timed
             intake = self._intake
             if intake is not None and intake.for_lane and self._lane_timer is None:
                 # Its body is still coming (a client may send it in a packet of its own):
@@ -391,7 +400,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._refuse(_TOO_LARGE)
 
         def on_message_begin(self) -> None:
-            self._in_headers = True
+            self._in_headers = self._header_open = True
             self._header_bytes = self._header_count = self._parsed_bytes = 0
             if self._lane_call is not None:  # pipelined behind the lane's request
                 self._intake = _Intake(for_lane=False)
@@ -429,7 +438,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             intake.headers.append((name, value.rstrip(b" \t")))
 
         def on_headers_complete(self) -> None:
-            self._in_headers = False
+            self._in_headers = self._header_open = False
             self._disarm()
             if (
                 self._header_count > limits.max_headers
@@ -457,16 +466,21 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
 
         def _lane_may_take(self, intake: _Intake) -> bool:
             limit = self.limit_concurrency
-            return (
-                lane is not None
-                and intake.version == "1.1"
-                and intake.keep_alive
-                and not intake.upgrade
-                and not intake.expects
-                and not self.root_path
-                and (limit is None or (len(self.connections) < limit and len(self.tasks) < limit))
-                and lane.takes(intake.method, intake.url)
-            )
+            if (
+                lane is None
+                or intake.version != "1.1"
+                or not intake.keep_alive
+                or intake.upgrade
+                or intake.expects
+                or self.root_path
+                or (
+                    limit is not None
+                    and (len(self.connections) >= limit or len(self.tasks) >= limit)
+                )
+            ):
+                return False
+            intake.taken = lane.takes(intake.method, intake.url)
+            return intake.taken is not None
 
         def _headers_to_uvicorn(self) -> None:
             super().on_headers_complete()

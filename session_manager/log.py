@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
-import random
 import re
 import sys
 import time
@@ -18,6 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from session_manager.ids import random_hex
 
 __all__ = (
     "JsonFormatter",
@@ -136,10 +136,6 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(chatty)
 
 
-_ids = random.Random(os.urandom(32))  # noqa: S311 - trace ids, not secrets
-"""Request ids: seeded from the system's randomness, so no two processes share a sequence."""
-
-
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """This request's id, so logs, processor and client see the same one (HTTP and WebSocket).
 
@@ -165,8 +161,7 @@ def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    # uuid4's 32 hex digits without a system call: a trace id, not a secret.
-    return f"{_ids.getrandbits(128):032x}"
+    return random_hex()
 
 
 class RequestContext:

@@ -37,9 +37,12 @@ if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
     from session_manager.api.proxy_front import SessionProxyFront
+    from session_manager.clock import Clock
     from session_manager.proxy.http import Forwarder, Outgoing, ProxyResponse
     from session_manager.proxy.http1 import Connection
+    from session_manager.sessions import Sessions
     from session_manager.sessions.routing import ProcessorRoute
+    from session_manager.settings import Settings
 
 __all__ = ("ProxyLane",)
 
@@ -82,36 +85,50 @@ class _InFlight:
         return self.request.session_id
 
 
+class _Parts:
+    __slots__ = ("clock", "forwarder", "sessions", "settings")
+
+    def __init__(
+        self, forwarder: Forwarder, sessions: Sessions, clock: Clock, settings: Settings
+    ) -> None:
+        self.forwarder = forwarder
+        self.sessions = sessions
+        self.clock = clock
+        self.settings = settings
+
+
 class ProxyLane:
     """``edge.Lane`` for ``/session/{id}/…``: the proxy's hot path (see the module)."""
 
     def __init__(self, app: Litestar, front: SessionProxyFront) -> None:
         self._app = app
         self._front = front
+        self._parts: _Parts | None = None
         self.answered = 0
         """Requests answered from the lane's callbacks."""
         self.handed_over = 0
         """Requests the lane sent and then handed over to the ASGI path."""
 
-    def takes(self, method: bytes, url: bytes) -> bool:
-        """``GET`` or ``POST`` of a proxied path, given as a plain path (no ``%``, no ``#``)."""
-        if method not in _METHODS or not url.startswith(b"/session/"):
-            return False
+    def takes(self, method: bytes, url: bytes) -> str | None:
+        """The session id of a ``GET`` or ``POST`` of a plain proxied path, else ``None``.
+
+        Plain: no ``%`` (the path is the raw one), no ``#``.
+        """
+        if method not in _METHODS or not url.startswith(b"/session/") or b"#" in url:
+            return None
         path = url.partition(b"?")[0]
-        return (
-            b"%" not in path
-            and b"#" not in url
-            and self._front.session_id_in(path.decode("latin-1")) is not None
-        )
+        return None if b"%" in path else self._front.session_id_in(path.decode("latin-1"))
 
     def start(self, call: LaneCall) -> bool:
         """Send the request now, or ``False`` with nothing done (see the module)."""
-        state = self._app.state
-        forwarder: Forwarder = state.forwarder
-        raw_path, _, query = call.url.partition(b"?")
-        session_id = self._front.session_id_in(raw_path.decode("latin-1"))
-        if session_id is None or len(call.body) > forwarder.max_body_bytes:
+        parts = self._parts or self._bind()
+        if parts is None:
             return False
+        forwarder = parts.forwarder
+        session_id: str = call.taken
+        if len(call.body) > forwarder.max_body_bytes:
+            return False
+        raw_path, _, query = call.url.partition(b"?")
         path = processor_path(raw_path)
         if is_manager_only(path):
             return False
@@ -121,7 +138,7 @@ class ProxyLane:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        processor = state.sessions.cached_route(session_id, authorization)
+        processor = parts.sessions.cached_route(session_id, authorization)
         if processor is None:
             return False
         conn = forwarder.idle_connection(processor.endpoint)
@@ -141,13 +158,28 @@ class ProxyLane:
             authorization,
         )
         out = prepared(forwarder, request, processor)
-        flight = _InFlight(call, request, processor, out, move_deadline(state.settings))
+        flight = _InFlight(call, request, processor, out, move_deadline(parts.settings))
         forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
         try:  # while the processor works; sent, the request is the lane's whatever happens
-            forwarder.activity.mark(session_id, state.sessions.touch, state.clock.now_ms())
+            forwarder.activity.mark(session_id, parts.sessions.touch, parts.clock.now_ms())
         except Exception:
             log.exception("idle deadline not moved", extra={"session_id": session_id})
         return True
+
+    @property
+    def _forwarder(self) -> Forwarder:
+        """Once a request was started (``_bind`` then succeeded)."""
+        assert self._parts is not None  # noqa: S101
+        return self._parts.forwarder
+
+    def _bind(self) -> _Parts | None:
+        """The app's parts, read once they exist (Litestar's ``state`` is slow to read)."""
+        state = self._app.state
+        try:
+            self._parts = _Parts(state.forwarder, state.sessions, state.clock, state.settings)
+        except AttributeError:  # still starting: the app answers (its startup is awaited)
+            return None
+        return self._parts
 
     def _answered(self, flight: _InFlight, conn: Connection) -> None:
         """The processor's answer is in (or failed): answer the client, or hand over.
@@ -162,11 +194,11 @@ class ProxyLane:
             if not flight.ended:
                 conn.close()
                 flight.ended = True
-                self._app.state.forwarder.give_back(conn)
+                self._forwarder.give_back(conn)
                 self._hand_over(flight, _raise(exc))
 
     def _answer(self, flight: _InFlight, conn: Connection) -> None:
-        forwarder: Forwarder = self._app.state.forwarder
+        forwarder = self._forwarder
         out = flight.out
         response = forwarder.conclude_now(out, conn)
         if response is None:

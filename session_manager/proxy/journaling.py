@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import time
 from collections import deque
@@ -63,6 +62,7 @@ from typing import Any
 import msgspec
 
 from session_manager.errors import KatoError, RouteStale, StoreUnavailable
+from session_manager.ids import random_hex
 from session_manager.store.journal import STALE, Journal, JournalEntry
 
 __all__ = (
@@ -164,7 +164,7 @@ _ORDERS_MAX = 10_000
 
 def offered_unique_id() -> str:
     """An id for an observation journaled ahead (the processor's own format, spec §2.1)."""
-    return f"obs-{os.urandom(16).hex()}-{int(time.time() * 1_000_000)}"
+    return f"obs-{random_hex()}-{int(time.time() * 1_000_000)}"
 
 
 class _Order:
