@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ("free_port", "serve", "serve_config")
+__all__ = ("free_port", "serve", "serve_config", "serving")
 
 
 def free_port() -> int:
@@ -33,7 +33,14 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def serve_config(config: uvicorn.Config) -> AsyncIterator[str]:
-    """Run a server of ``config`` on a free loopback port (its host and port are ignored).
+    """Run a server of ``config`` on a free loopback port (its host and port are ignored)."""
+    async with serving(config) as (url, _):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """``serve_config``, with the server (a test may shut it down while it serves).
 
     The socket is bound before the server starts, so no other process can take the port.
     """
@@ -48,7 +55,7 @@ async def serve_config(config: uvicorn.Config) -> AsyncIterator[str]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield f"{scheme}://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)

@@ -12,12 +12,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from session_manager.app import create_app
+from session_manager.serving import server_config
 from tests.integration.session_manager.proxy_fixtures import (
+    EchoBackend,
+    EchoUpstream,
     ProxyHarness,
     ProxySession,
     echo_manager,
 )
-from tests.support.manager import ADMIN, SettingsFactory, StartManager
+from tests.support.manager import ADMIN, Manager, SettingsFactory, StartManager
+from tests.support.net import serve, serving
+from tests.support.timing import ManualClock
 
 
 @pytest.fixture(name="harness")
@@ -181,6 +187,36 @@ async def test_requests_sent_while_the_lane_holds_one_wait_their_turn(
     finally:
         raw.close()
     assert counts(harness)[0] == answered + 1
+
+
+async def test_a_shutdown_lets_the_lanes_request_finish_then_closes(
+    make_settings: SettingsFactory,
+) -> None:
+    """uvicorn closes idle connections at once on shutdown; one whose request the lane holds
+    gets its answer first, marked ``connection: close``."""
+    upstream = EchoUpstream()
+    async with serve(upstream) as upstream_url:
+        settings = make_settings()
+        app = create_app(settings, backend=EchoBackend(upstream_url), clock=ManualClock())
+        async with serving(server_config(app, settings)) as (base_url, server):
+            manager = Manager(base_url, app)
+            try:
+                created = await manager.create(user_id="shutdown")
+                session = ProxySession(id=created["session_id"], token=created["token"])
+                raw = await Raw.open(base_url)
+                await raw.send(request("GET", session.id, "/warm", session.token))
+                assert (await raw.response())[0] == b"HTTP/1.1 200 OK"
+                await raw.send(request("GET", session.id, "/slow?s=0.5", session.token))
+                await asyncio.sleep(0.15)  # at the processor
+                server.should_exit = True
+                status, headers, body = await raw.response()
+                assert status == b"HTTP/1.1 200 OK"
+                assert json.loads(body)["path"] == "/slow"
+                assert (b"connection", b"close") in headers
+                assert await asyncio.wait_for(raw.reader.read(), 5) == b""  # closed
+                assert app.state.proxy_lane.answered == 1
+            finally:
+                await manager.aclose()
 
 
 async def test_a_request_that_expects_100_continue_goes_to_the_app(
