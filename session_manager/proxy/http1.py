@@ -31,6 +31,8 @@ Key = tuple[str, str, int]
 
 _PAUSE_ABOVE_BYTES = 256 * 1024
 """Stop reading from a processor while this much of its body waits for the client."""
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+"""Headers that frame a body: without them a response runs until the connection closes."""
 
 
 class Connection(asyncio.Protocol):
@@ -95,8 +97,7 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         """Status and headers are in; a HEAD answer ends here."""
         self.status = cast("httptools.HttpResponseParser", self._parser).get_status_code()
-        names = {name.lower() for name, _ in self.headers}
-        self._until_close = not names & {b"content-length", b"transfer-encoding"}
+        self._until_close = not any(name.lower() in _FRAMING_HEADERS for name, _ in self.headers)
         if self._head_only:
             self._complete = True  # the parser would wait for a body: never reuse this socket
             self._readable.set()
@@ -155,7 +156,9 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def _start(self, head_only: bool) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        if head_only or self._head_only or not self._complete or self._error is not None:
+            # A fresh parser; otherwise the last one, between two whole responses, goes on.
+            self._parser = httptools.HttpResponseParser(self)
         self._chunks.clear()
         self._buffered = 0
         self.headers = []
