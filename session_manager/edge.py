@@ -576,11 +576,10 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 _whole(self.server_state.default_headers, status, headers, body, keep_alive)
             )
             if not keep_alive:
-                self.server_state.total_requests += 1
                 self.transport.close()
-                return True
-            self.on_response_complete()
-            self._after_lane()
+            self.on_response_complete()  # counts it; on a closing connection, nothing more
+            if keep_alive:
+                self._after_lane()
             return True
 
         def lane_hand_over(self, call: LaneCall, app: Any) -> None:
