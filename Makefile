@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 # Create .venv and install the project with every extra (and build the engine's compiled core,
 # optional: without a C compiler the pure-Python path runs); redone when the build inputs change.
 # It says what it does: the first install takes about a minute.
-$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c client/pyproject.toml
+$(STAMP): pyproject.toml setup.py processor_image/engine/_core.c session_manager/proxy/_wire.c \
+		client/pyproject.toml
 	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> upgrading pip"
 	@$(BIN)/python -m pip install -q --upgrade pip

@@ -1,7 +1,8 @@
-"""Build hook for the engine's compiled core; everything else is in pyproject.toml.
+"""Build hook for the compiled parts; everything else is in pyproject.toml.
 
-The extension is optional: where it cannot be compiled (no C compiler, no Python headers) the
-install still succeeds and the engine runs its pure-Python path (processor_image/engine/core.py).
+Both extensions are optional: where they cannot be compiled (no C compiler, no Python headers)
+the install still succeeds, the engine runs its pure-Python path (processor_image/engine/core.py)
+and the proxy parses every message with httptools (session_manager/proxy/wire.py).
 """
 
 from setuptools import Extension, setup
@@ -14,6 +15,11 @@ setup(
             # The core must compute bit for bit what Python computes: no fused multiply-add.
             extra_compile_args=["-ffp-contract=off"],
             optional=True,
-        )
+        ),
+        Extension(
+            "session_manager.proxy._wire",
+            sources=["session_manager/proxy/_wire.c"],
+            optional=True,
+        ),
     ]
 )

@@ -40,6 +40,8 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from session_manager.proxy.wire import parse_request
+
 __all__ = (
     "EdgeLimits",
     "Lane",
@@ -379,6 +381,17 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._held += data
                 self.flow.pause_reading()
                 return
+            if (
+                parse_request is not None
+                and self._in_headers
+                and not self._header_open
+                and self._lane_free()
+            ):
+                whole = parse_request(data, limits.max_headers, limits.max_header_bytes)
+                if whole is not None:  # one plain request, all of this read (``wire``)
+                    self._unset_keepalive_if_required()
+                    self._whole(*whole)
+                    return
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
             if self._header_open and self._header_timer is None:
@@ -406,15 +419,36 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 self._intake = _Intake(for_lane=False)
                 self._queued.append(self._intake)
                 return
-            if (
+            if self._lane_free():
+                self._intake = _Intake(for_lane=True)
+                return
+            super().on_message_begin()
+
+        def _lane_free(self) -> bool:
+            """The next request may be the lane's: nothing else is under way on the connection."""
+            return (
                 lane is not None
                 and (self.cycle is None or self.cycle.response_complete)
                 and not self.pipeline
                 and not self._closing
-            ):
-                self._intake = _Intake(for_lane=True)
-                return
-            super().on_message_begin()
+            )
+
+        def _whole(
+            self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        ) -> None:
+            """A whole request parsed in one call: what the callbacks would have built, at once."""
+            self._disarm()
+            self._messages += 1
+            intake = _Intake(for_lane=True)
+            intake.method, intake.url, intake.headers = method, url, headers
+            if body:
+                intake.body.append(body)
+                intake.size = len(body)
+            intake.headers_done = intake.complete = True
+            if intake.size <= _LANE_MAX_BODY and self._lane_may_take(intake):
+                self._start_lane(intake)
+            else:
+                self._replay(intake)
 
         def on_url(self, url: bytes) -> None:
             self._parsed_bytes += len(url)

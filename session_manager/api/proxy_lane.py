@@ -158,8 +158,9 @@ class ProxyLane:
             authorization,
         )
         out = prepared(forwarder, request, processor)
-        flight = _InFlight(call, request, processor, out, move_deadline(parts.settings))
         forwarder.send_on(conn, out, lambda: self._answered(flight, conn))
+        # Called back once the processor answered: what it needs is made while it works.
+        flight = _InFlight(call, request, processor, out, move_deadline(parts.settings))
         try:  # while the processor works; sent, the request is the lane's whatever happens
             forwarder.activity.mark(session_id, parts.sessions.touch, parts.clock.now_ms())
         except Exception:
@@ -217,10 +218,12 @@ class ProxyLane:
             self._hand_over(flight, first)
             return
         flight.ended = True
-        answered = not response.is_fenced() and flight.call.answer(
-            response.status, response.headers, response.body
-        )
-        forwarder.settle_now(out, conn)
+        try:
+            answered = not response.is_fenced() and flight.call.answer(
+                response.status, response.headers, response.body
+            )
+        finally:  # the journal's bookkeeping of the write, whatever happened
+            forwarder.settle_now(out, conn)
         if not answered:
             self._hand_over(flight, _ready(response))
             return

@@ -148,7 +148,7 @@ def _numbering(headers: RawHeaders) -> tuple[bytes | None, bytes]:
 class Outgoing:
     """One request framed for a processor (``Forwarder.prepare``), until it is concluded."""
 
-    __slots__ = ("data", "key", "method", "request_id", "started", "status", "write")
+    __slots__ = ("applied", "data", "key", "method", "request_id", "started", "status", "write")
 
     def __init__(
         self, key: Key, data: bytes, method: str, request_id: bytes, write: JournaledWrite | None
@@ -160,6 +160,8 @@ class Outgoing:
         self.write = write
         self.started = time.perf_counter()
         self.status = "error"
+        self.applied: int | None = None
+        """The number a write was applied as, confirmed by ``conclude_now``, for ``settle_now``."""
 
 
 class _ErrorCode(msgspec.Struct):
@@ -516,7 +518,8 @@ class Forwarder:
         if out.write is not None:
             assert self.journal is not None  # noqa: S101
             seq, used_id = _numbering(headers)
-            if not self.journal.confirmed_now(out.write, seq, bool(used_id)):
+            out.applied = self.journal.confirmed_now(out.write, seq, bool(used_id))
+            if out.applied is None:
                 return None
         body = conn.whole_body() or b""  # taken: the socket may carry the next request
         headers.append((b"x-request-id", out.request_id))
@@ -525,7 +528,13 @@ class Forwarder:
         return ProxyResponse(conn.status, headers, body)
 
     def settle_now(self, out: Outgoing, conn: Connection) -> None:
-        """After ``conclude_now``'s answer: the socket back to the pool, the request counted."""
+        """After ``conclude_now``'s answer: the write ended, the socket pooled, the request counted.
+
+        Always called once ``conclude_now`` gave an answer, whether it was sent or not.
+        """
+        if out.write is not None and out.applied is not None:
+            assert self.journal is not None  # noqa: S101
+            self.journal.ended_now(out.write, out.applied)
         self._pool.release(conn)
         self._count(out.status, out.started)
 

@@ -4,7 +4,8 @@ Why not httpx here: on this path httpx's client, request and response models cos
 0.23 ms per proxied request and halve the proxy's throughput (measured with bench/proxy.py's
 method against the same upstream). Processors speak plain HTTP/1.1 (TLS works too), and the
 proxy needs exactly one thing: write a request it has already framed, read the response as it
-comes. That is all this does; ``httptools`` (the parser uvicorn uses) does the parsing.
+comes. That is all this does; ``httptools`` (the parser uvicorn uses) does the parsing, but for
+a plain whole answer in one read, which ``wire.parse_response`` takes apart in one call.
 
 Network failures become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (504) here.
 """
@@ -22,6 +23,7 @@ import httptools
 
 from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, ProcessorUnreachable
 from session_manager.proxy.slots import FairSlots
+from session_manager.proxy.wire import parse_response
 
 __all__ = ("Connection", "Endpoint", "Exchange", "Http1Pool", "Key", "RawHeaders", "parse_endpoint")
 
@@ -33,6 +35,8 @@ _PAUSE_ABOVE_BYTES = 256 * 1024
 """Stop reading from a processor while this much of its body waits for the client."""
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 """Headers that frame a body: without them a response runs until the connection closes."""
+_WHOLE_MAX_HEADERS = 256
+"""More header lines than this in an answer go through httptools (``wire``)."""
 
 
 class Connection(asyncio.Protocol):
@@ -55,6 +59,8 @@ class Connection(asyncio.Protocol):
         self._buffered = 0
         self._readable = asyncio.Event()
         self._complete = False
+        self._fed = False
+        """The parser has had bytes of the current response (it is no longer between two)."""
         self._error: ProcessorUnavailable | ProcessorTimeout | None = None
         self._on_done: Callable[[], None] | None = None
         """``send``'s callback: the response is whole, failed, or too big to hold."""
@@ -82,11 +88,31 @@ class Connection(asyncio.Protocol):
         if self._parser is None or self._complete:
             self.close()
             return
+        if not self._fed and not self._head_only and parse_response is not None:
+            whole = parse_response(data, _WHOLE_MAX_HEADERS, _PAUSE_ABOVE_BYTES)
+            if whole is not None:  # what httptools would give, callback by callback
+                self._whole(*whole)
+                return
+        self._fed = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(f"invalid response from processor: {exc}")
             self.close()
+
+    def _whole(self, status: int, headers: RawHeaders, body: bytes) -> None:
+        """A plain answer, all in (``wire``): framed by its length, the socket kept alive."""
+        self.status = status
+        self.headers = headers
+        if body:
+            self._chunks.append(body)
+            self._buffered = len(body)
+        self.reusable = True
+        self._complete = True
+        self._readable.set()
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        self._done()
 
     # httptools callbacks
 
@@ -165,6 +191,7 @@ class Connection(asyncio.Protocol):
         self._head_only = head_only
         self._until_close = False
         self._complete = False
+        self._fed = False
         self._error = None
         self.reusable = False
 

@@ -386,12 +386,13 @@ class RequestJournal:
                 raise _stale(write.session_id)
         self._check_length(write.session_id, length)
 
-    def confirmed_now(self, write: JournaledWrite, seq: bytes | None, honoured: bool) -> bool:
-        """``confirm`` and ``end`` without waiting, when there is nothing to wait for.
+    def confirmed_now(self, write: JournaledWrite, seq: bytes | None, honoured: bool) -> int | None:
+        """``confirm`` without waiting, when there is nothing to wait for: the number applied.
 
         That is: the answer confirms the entry ahead (``seq`` expected, the offered id taken)
-        and Redis has already acknowledged the entry with the journal's length. Otherwise
-        ``False`` and nothing changed (``confirm``, or ``Forwarder._journal``, takes over).
+        and Redis has already acknowledged the entry with the journal's length. The caller
+        answers, then calls ``ended_now`` (the bookkeeping waits, not the client). Otherwise
+        ``None`` and nothing changed (``confirm``, or ``Forwarder._journal``, takes over).
         """
         reply = write.reply
         if (
@@ -402,7 +403,7 @@ class RequestJournal:
             or seq is None
             or not seq.isdigit()
         ):
-            return False
+            return None
         applied = int(seq)
         length = reply.result()
         if (
@@ -410,10 +411,14 @@ class RequestJournal:
             or int(length) < 0
             or not write.confirmed_by(applied, honoured)
         ):
-            return False
-        self._check_length(write.session_id, int(length))
+            return None
+        return applied
+
+    def ended_now(self, write: JournaledWrite, applied: int) -> None:
+        """``end`` of a write ``confirmed_now`` said was applied as ``applied``."""
+        assert write.reply is not None  # noqa: S101
+        self._check_length(write.session_id, int(write.reply.result()))
         self.end(write, applied)
-        return True
 
     async def record(
         self, write: JournaledWrite, seq: int, body: bytes, unique_id: str = ""

@@ -1,0 +1,6 @@
+def parse_request(
+    data: bytes, max_headers: int, max_head_bytes: int, /
+) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes] | None: ...
+def parse_response(
+    data: bytes, max_headers: int, max_body: int, /
+) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None: ...
