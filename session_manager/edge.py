@@ -40,7 +40,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from session_manager.proxy.wire import parse_request
+from session_manager.proxy.wire import parse_request, whole
 
 __all__ = (
     "EdgeLimits",
@@ -387,10 +387,10 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 and not self._header_open
                 and self._lane_free()
             ):
-                whole = parse_request(data, limits.max_headers, limits.max_header_bytes)
-                if whole is not None:  # one plain request, all of this read (``wire``)
+                parts = parse_request(data, limits.max_headers, limits.max_header_bytes)
+                if parts is not None:  # one plain request, all of this read (``wire``)
                     self._unset_keepalive_if_required()
-                    self._whole(*whole)
+                    self._take_whole(*parts)
                     return
             was_in_headers, messages = self._in_headers, self._messages
             super().data_received(data)
@@ -433,7 +433,7 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
                 and not self._closing
             )
 
-        def _whole(
+        def _take_whole(
             self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes
         ) -> None:
             """A whole request parsed in one call: what the callbacks would have built, at once."""
@@ -607,7 +607,13 @@ def edge_protocol(limits: EdgeLimits, lane: Lane | None = None) -> type[HttpTool
             self._lane_call = None
             keep_alive = not self._closing
             self.transport.write(
-                _whole(self.server_state.default_headers, status, headers, body, keep_alive)
+                whole(
+                    STATUS_LINE[status],
+                    self.server_state.default_headers,
+                    headers,
+                    body,
+                    keep_alive,
+                )
             )
             if not keep_alive:
                 self.transport.close()
@@ -768,7 +774,9 @@ def answer_whole(
     ):
         return False
     # before ``response_started``: never held back
-    cycle.transport.write(_whole(cycle.default_headers, status, headers, body, cycle.keep_alive))
+    cycle.transport.write(
+        whole(STATUS_LINE[status], cycle.default_headers, headers, body, cycle.keep_alive)
+    )
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
     cycle.chunked_encoding = False
@@ -779,26 +787,3 @@ def answer_whole(
         cycle.transport.close()
     cycle.on_response()
     return True
-
-
-def _whole(
-    default_headers: list[tuple[bytes, bytes]],
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    keep_alive: bool,
-) -> bytes:
-    """A whole answer as uvicorn writes one (its headers first, names lowercased)."""
-    content = [STATUS_LINE[status]]
-    for name, value in default_headers:
-        content.append(b"%s: %s\r\n" % (name, value))
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered != b"content-length":
-            content.append(b"%s: %s\r\n" % (lowered, value))
-    content.append(b"content-length: %d\r\n" % len(body))
-    if not keep_alive:
-        content.append(b"connection: close\r\n")
-    content.append(b"\r\n")
-    content.append(body)
-    return b"".join(content)

@@ -1,4 +1,6 @@
-/* The proxy's wire parser for the common message: one whole, plain HTTP/1.1 request or
+/* The proxy's per-request wire work at native speed (session_manager/proxy/wire.py).
+ *
+ * The parser for the common message: one whole, plain HTTP/1.1 request or
  * response in one read, taken apart in one call instead of a Python callback per header.
  *
  * It is a strict subset of what httptools (llhttp) accepts, giving the same parts: whatever it
@@ -289,11 +291,346 @@ done:
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------------------
+ * Headers passed on: http.py's _forwarded_headers and edge.py's _whole, in one pass each.
+ */
+
+#define MAX_TOKENS 32
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Span;
+
+static int
+is_space(char c)
+{
+    /* bytes.strip()'s whitespace */
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+/* The 2-tuple of bytes at `item`, else 0 (the caller falls back to Python). */
+static int
+pair_of(PyObject *item, PyObject **name, PyObject **value)
+{
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+        return 0;
+    }
+    *name = PyTuple_GET_ITEM(item, 0);
+    *value = PyTuple_GET_ITEM(item, 1);
+    return PyBytes_CheckExact(*name) && PyBytes_CheckExact(*value);
+}
+
+static int
+span_is(Span a, const char *p, Py_ssize_t n)
+{
+    return a.n == n && memcmp(a.p, p, (size_t)n) == 0;
+}
+
+/* Whether the header called `name` is kept: 1, 0, or -1 with an error set. */
+static int
+kept(PyObject *name, PyObject *drop, int internal, Span *tokens, int ntokens, char *lower)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    const char *s = PyBytes_AS_STRING(name);
+    int upper = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+            upper = 1;
+        }
+        lower[i] = c;
+    }
+    int dropped;
+    if (upper) {
+        PyObject *lowered = PyBytes_FromStringAndSize(lower, n);
+        if (lowered == NULL) {
+            return -1;
+        }
+        dropped = PySet_Contains(drop, lowered);
+        Py_DECREF(lowered);
+    }
+    else {
+        dropped = PySet_Contains(drop, name);
+    }
+    if (dropped != 0) {
+        return dropped < 0 ? -1 : 0;
+    }
+    if (internal && n >= 7 && memcmp(lower, "x-kato-", 7) == 0) {
+        return 0;
+    }
+    for (int t = 0; t < ntokens; t++) {
+        if (span_is(tokens[t], lower, n)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The kept headers of `seq` (a list or tuple of 2-tuples of bytes), as a list of the same
+ * pairs; Py_None when an item is not such a pair (the caller falls back to Python).
+ */
+static PyObject *
+kept_pairs(PyObject *seq, PyObject *drop, int internal)
+{
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Span tokens[MAX_TOKENS];
+    int ntokens = 0;
+    char *lowered_tokens = NULL;
+    Py_ssize_t longest = 0;
+    PyObject *result = NULL;
+    char *lower = NULL;
+
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name, *value;
+        if (!pair_of(items[i], &name, &value)) {
+            return Py_NewRef(Py_None);
+        }
+        if (PyBytes_GET_SIZE(name) > longest) {
+            longest = PyBytes_GET_SIZE(name);
+        }
+    }
+    /* Every header named in Connection goes too (tokens lower-cased, as Python compares). */
+    Py_ssize_t token_bytes = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(items[i], 0);
+        if (ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "connection")) {
+            token_bytes += PyBytes_GET_SIZE(PyTuple_GET_ITEM(items[i], 1));
+        }
+    }
+    if (token_bytes > 0) {
+        lowered_tokens = PyMem_Malloc((size_t)token_bytes);
+        if (lowered_tokens == NULL) {
+            return PyErr_NoMemory();
+        }
+        char *out = lowered_tokens;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *name = PyTuple_GET_ITEM(items[i], 0);
+            if (!ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "connection")) {
+                continue;
+            }
+            PyObject *value = PyTuple_GET_ITEM(items[i], 1);
+            const char *v = PyBytes_AS_STRING(value);
+            Py_ssize_t vn = PyBytes_GET_SIZE(value);
+            Py_ssize_t start = 0;
+            for (Py_ssize_t j = 0; j <= vn; j++) {
+                if (j < vn && v[j] != ',') {
+                    continue;
+                }
+                Py_ssize_t a = start, b = j;
+                while (a < b && is_space(v[a])) {
+                    a++;
+                }
+                while (b > a && is_space(v[b - 1])) {
+                    b--;
+                }
+                if (ntokens == MAX_TOKENS) {
+                    PyMem_Free(lowered_tokens);
+                    return Py_NewRef(Py_None); /* unusual: Python copes */
+                }
+                for (Py_ssize_t k = a; k < b; k++) {
+                    char c = v[k];
+                    out[k - a] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+                }
+                tokens[ntokens].p = out;
+                tokens[ntokens].n = b - a;
+                ntokens++;
+                out += b - a;
+                start = j + 1;
+            }
+        }
+    }
+    lower = PyMem_Malloc((size_t)longest + 1);
+    result = PyList_New(0);
+    if (lower == NULL || result == NULL) {
+        Py_CLEAR(result);
+        if (lower == NULL) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int keep = kept(PyTuple_GET_ITEM(items[i], 0), drop, internal, tokens, ntokens, lower);
+        if (keep < 0 || (keep && PyList_Append(result, items[i]) < 0)) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    PyMem_Free(lower);
+    PyMem_Free(lowered_tokens);
+    return result;
+}
+
+static PyObject *
+forwarded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "forwarded(headers, drop: set, internal: bool)");
+        return NULL;
+    }
+    int internal = PyObject_IsTrue(args[2]);
+    if (internal < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "headers must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *result = kept_pairs(seq, args[1], internal);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* Append "name: value\r\n" (the name lower-cased when `lower`) at `*out`. */
+static void
+put_line(char **out, PyObject *name, PyObject *value, int lower)
+{
+    char *o = *out;
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    const char *s = PyBytes_AS_STRING(name);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        o[i] = (lower && c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    o += n;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value));
+    o += PyBytes_GET_SIZE(value);
+    *o++ = '\r';
+    *o++ = '\n';
+    *out = o;
+}
+
+static PyObject *
+header_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* The headers as b"name: value\r\n" lines, joined; None for items that are not pairs. */
+    (void)module;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "header_lines(headers)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "headers must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t size = 0;
+    PyObject *name = NULL, *value = NULL, *result = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!pair_of(items[i], &name, &value)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        pair_of(items[i], &name, &value);
+        put_line(&out, name, value, 0);
+    }
+done:
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyObject *
+whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* whole(status_line, default_headers, headers, body, keep_alive): edge._whole's bytes. */
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "whole(status_line, defaults, headers, body, keep_alive)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[3])) {
+        return Py_NewRef(Py_None); /* a bytes-like body, say: Python copes */
+    }
+    int keep_alive = PyObject_IsTrue(args[4]);
+    if (keep_alive < 0) {
+        return NULL;
+    }
+    PyObject *defaults = PySequence_Fast(args[1], "default headers must be a sequence");
+    if (defaults == NULL) {
+        return NULL;
+    }
+    PyObject *headers = PySequence_Fast(args[2], "headers must be a sequence");
+    if (headers == NULL) {
+        Py_DECREF(defaults);
+        return NULL;
+    }
+    PyObject *result = NULL, *name = NULL, *value = NULL;
+    Py_ssize_t nd = PySequence_Fast_GET_SIZE(defaults), nh = PySequence_Fast_GET_SIZE(headers);
+    PyObject **d = PySequence_Fast_ITEMS(defaults), **h = PySequence_Fast_ITEMS(headers);
+    Py_ssize_t body_len = PyBytes_GET_SIZE(args[3]);
+    char length[32];
+    int length_len = snprintf(length, sizeof length, "content-length: %zd\r\n", body_len);
+    static const char close_line[] = "connection: close\r\n";
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]) + length_len + 2 + body_len;
+    if (!keep_alive) {
+        size += (Py_ssize_t)sizeof close_line - 1;
+    }
+    for (Py_ssize_t i = 0; i < nd + nh; i++) {
+        if (!pair_of(i < nd ? d[i] : h[i - nd], &name, &value)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (i >= nd && ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "content-length")) {
+            continue;
+        }
+        size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(result);
+    memcpy(out, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]));
+    out += PyBytes_GET_SIZE(args[0]);
+    for (Py_ssize_t i = 0; i < nd + nh; i++) {
+        pair_of(i < nd ? d[i] : h[i - nd], &name, &value);
+        if (i >= nd && ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "content-length")) {
+            continue;
+        }
+        put_line(&out, name, value, i >= nd);
+    }
+    memcpy(out, length, (size_t)length_len);
+    out += length_len;
+    if (!keep_alive) {
+        memcpy(out, close_line, sizeof close_line - 1);
+        out += sizeof close_line - 1;
+    }
+    *out++ = '\r';
+    *out++ = '\n';
+    memcpy(out, PyBytes_AS_STRING(args[3]), (size_t)body_len);
+done:
+    Py_DECREF(defaults);
+    Py_DECREF(headers);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse_request", (PyCFunction)(void (*)(void))parse_request, METH_FASTCALL,
      "(method, target, headers, body) of one whole plain request, else None."},
     {"parse_response", (PyCFunction)(void (*)(void))parse_response, METH_FASTCALL,
      "(status, headers, body) of one whole plain response, else None."},
+    {"forwarded", (PyCFunction)(void (*)(void))forwarded, METH_FASTCALL,
+     "The end-to-end headers of a list of (name, value) (see http._forwarded_headers)."},
+    {"header_lines", (PyCFunction)(void (*)(void))header_lines, METH_FASTCALL,
+     "(name, value) pairs as header lines."},
+    {"whole", (PyCFunction)(void (*)(void))whole, METH_FASTCALL,
+     "A whole answer's bytes (see edge._whole)."},
     {NULL, NULL, 0, NULL},
 };
 

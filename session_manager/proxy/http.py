@@ -52,6 +52,7 @@ from session_manager.proxy.journaling import (
     journaled_body,
 )
 from session_manager.proxy.websocket import WebSocketConnector
+from session_manager.proxy.wire import forwarded, header_lines
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -88,9 +89,6 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
 """Request headers the proxy drops or rewrites: the session token, framing it sets itself, and
 ``Expect`` (the body is read before forwarding, the manager's server answers ``100``)."""
 
-_INTERNAL_PREFIX = b"x-kato-"
-"""Request headers in the manager's own namespace; a client cannot send them on."""
-
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"date", b"server"}
 """Response headers the manager's own server sets (one ``Date``, one ``Server``)."""
 
@@ -104,32 +102,6 @@ _REMEMBERED_ENDPOINTS = 4096
 
 _FENCED = "PROCESSOR_FENCED"
 """The processor's code for a request that came after the hibernation fence (not a client's)."""
-
-
-def _forwarded_headers(
-    headers: Iterable[tuple[bytes, bytes]],
-    drop: frozenset[bytes] | set[bytes],
-    *,
-    internal: bool = False,
-) -> RawHeaders:
-    """End-to-end headers only: ``drop`` and every header named in ``Connection`` are removed.
-
-    With ``internal`` the manager's ``X-Kato-*`` namespace is removed as well.
-    """
-    headers = list(headers)
-    named: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    if named:
-        drop = drop | named
-    if internal:
-        return [
-            (name, value)
-            for name, value in headers
-            if (lower := name.lower()) not in drop and not lower.startswith(_INTERNAL_PREFIX)
-        ]
-    return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
 def _numbering(headers: RawHeaders) -> tuple[bytes | None, bytes]:
@@ -422,10 +394,7 @@ class Forwarder:
                 target.host,
             )
         ]
-        lines.extend(
-            b"%s: %s\r\n" % pair
-            for pair in _forwarded_headers(headers, _NOT_FORWARDED, internal=True)
-        )
+        lines.append(header_lines(forwarded(headers, _NOT_FORWARDED, internal=True)))
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(b"content-length: %d\r\n" % len(body))
         if processor_id is not None and self._secrets is not None:
@@ -514,7 +483,7 @@ class Forwarder:
         """
         if not conn.whole or conn.status in (204, 304) or conn.body_size > _STREAM_ABOVE_BYTES:
             return None
-        headers = _forwarded_headers(conn.headers, _NOT_RETURNED)
+        headers = forwarded(conn.headers, _NOT_RETURNED)
         if out.write is not None:
             assert self.journal is not None  # noqa: S101
             seq, used_id = _numbering(headers)
@@ -613,7 +582,7 @@ class Forwarder:
 
     async def _response(self, method: str, exchange: Exchange, request_id: bytes) -> ProxyResponse:
         """Buffer a small body (the common case), stream a big or open-ended one."""
-        headers = _forwarded_headers(exchange.headers, _NOT_RETURNED)
+        headers = forwarded(exchange.headers, _NOT_RETURNED)
         headers.append((b"x-request-id", request_id))
         length = next((v for n, v in exchange.headers if n.lower() == b"content-length"), None)
         if method == "HEAD" or exchange.status in (204, 304):

@@ -89,9 +89,9 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         if not self._fed and not self._head_only and parse_response is not None:
-            whole = parse_response(data, _WHOLE_MAX_HEADERS, _PAUSE_ABOVE_BYTES)
-            if whole is not None:  # what httptools would give, callback by callback
-                self._whole(*whole)
+            parts = parse_response(data, _WHOLE_MAX_HEADERS, _PAUSE_ABOVE_BYTES)
+            if parts is not None:  # what httptools would give, callback by callback
+                self._take_whole(*parts)
                 return
         self._fed = True
         try:
@@ -100,7 +100,7 @@ class Connection(asyncio.Protocol):
             self._fail(f"invalid response from processor: {exc}")
             self.close()
 
-    def _whole(self, status: int, headers: RawHeaders, body: bytes) -> None:
+    def _take_whole(self, status: int, headers: RawHeaders, body: bytes) -> None:
         """A plain answer, all in (``wire``): framed by its length, the socket kept alive."""
         self.status = status
         self.headers = headers

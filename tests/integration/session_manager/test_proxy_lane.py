@@ -1,7 +1,8 @@
 """The proxy's lane (``api.proxy_lane``): the ASGI path's answers, from callbacks.
 
 Against the echo upstream on loopback and real uvicorn, with raw sockets so the test sees
-exactly the bytes a client gets (and controls how a request arrives).
+exactly the bytes a client gets (and controls how a request arrives). Every test runs twice:
+with the native wire work (``proxy.wire``'s core) and with httptools and Python alone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from session_manager import edge
 from session_manager.app import create_app
+from session_manager.proxy import http1, wire
 from session_manager.serving import server_config
 from tests.integration.session_manager.proxy_fixtures import (
     EchoBackend,
@@ -24,6 +27,18 @@ from tests.integration.session_manager.proxy_fixtures import (
 from tests.support.manager import ADMIN, Manager, SettingsFactory, StartManager
 from tests.support.net import serve, serving
 from tests.support.timing import ManualClock
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def wire_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which wire work serves: the core's (where built) or httptools' and Python's."""
+    if request.param == "native" and wire.parse_request is None:
+        pytest.skip("the wire core is not built here")
+    if request.param == "python":
+        monkeypatch.setattr(edge, "parse_request", None)
+        monkeypatch.setattr(http1, "parse_response", None)
+        monkeypatch.setattr(wire, "_wire", None)
+    return str(request.param)
 
 
 @pytest.fixture(name="harness")

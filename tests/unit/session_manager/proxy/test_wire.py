@@ -296,3 +296,80 @@ def test_the_limits_are_the_edges() -> None:
     assert wire.parse_request(CLIENT_REQUEST, 6, MAX_HEAD) is not None
     assert wire.parse_request(CLIENT_REQUEST, 5, MAX_HEAD) is None
     assert wire.parse_response(PROCESSOR_ANSWER, MAX_HEADERS, 1) is None  # too big to hold
+
+
+# Framing: the core's functions give the bytes the Python reference gives.
+
+names = st.one_of(
+    st.sampled_from(
+        [
+            b"Content-Length",
+            b"content-length",
+            b"Connection",
+            b"connection",
+            b"Keep-Alive",
+            b"X-Kato-Seq",
+            b"x-kato-unique-id",
+            b"Authorization",
+            b"Host",
+            b"Date",
+            b"server",
+            b"X-Custom",
+            b"x-custom",
+        ]
+    ),
+    st.binary(min_size=1, max_size=10),
+)
+header_values = st.one_of(
+    st.sampled_from(
+        [b"keep-alive", b"close", b" X-Custom , upgrade,, ", b"x-custom\t,\x0bdate", b"5"]
+    ),
+    st.binary(max_size=16),
+)
+header_lists = st.lists(st.tuples(names, header_values), max_size=10)
+drops = st.sampled_from(
+    [
+        frozenset(),
+        frozenset({b"content-length", b"date", b"server", b"keep-alive", b"connection"}),
+        {b"authorization", b"host", b"x-request-id"},
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(header_lists, drops, st.booleans())
+def test_forwarded_headers_are_the_references(
+    headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | set[bytes], internal: bool
+) -> None:
+    expected = wire.forwarded_py(headers, drop, internal)
+    assert wire.forwarded(headers, drop, internal=internal) == expected
+    assert wire.header_lines(expected) == wire.header_lines_py(expected)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 503 Service Unavailable\r\n"]),
+    header_lists,
+    header_lists,
+    st.binary(max_size=64),
+    st.booleans(),
+)
+def test_a_whole_answer_is_the_references(
+    status_line: bytes,
+    defaults: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    keep_alive: bool,
+) -> None:
+    expected = wire.whole_py(status_line, defaults, headers, body, keep_alive)
+    assert wire.whole(status_line, defaults, headers, body, keep_alive) == expected
+
+
+def test_what_the_core_does_not_expect_is_framed_by_python() -> None:
+    listed = [[b"X-A", b"1"], (b"Connection", b"x-a"), (b"B", b"2")]
+    kept = wire.forwarded(listed, frozenset(), internal=False)  # type: ignore[arg-type]
+    assert [tuple(pair) for pair in kept] == [(b"Connection", b"x-a"), (b"B", b"2")]
+    assert wire.header_lines([(b"a", bytearray(b"1"))]) == b"a: 1\r\n"  # type: ignore[list-item]
+    answer = wire.whole(b"HTTP/1.1 200 OK\r\n", [], [], memoryview(b"hi"), True)  # type: ignore[arg-type]
+    assert answer.endswith(b"content-length: 2\r\n\r\nhi")
+    assert wire.forwarded(iter([(b"a", b"1")]), frozenset()) == [(b"a", b"1")]
