@@ -149,139 +149,134 @@ parse_headers(const char *data, Py_ssize_t p, Py_ssize_t end, int lower, Py_ssiz
     }
 }
 
-static PyObject *
-parse_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The headers from `p` into `headers`, then exactly the body: its start, or DECLINE / FAILED.
+ *
+ * A request without Content-Length has no body; an answer without one is httptools' (it runs
+ * until the connection closes).
+ */
+static Py_ssize_t
+headers_and_body(const char *data, Py_ssize_t p, Py_ssize_t end, int request,
+                 Py_ssize_t max_headers, PyObject *headers, long long *body_len)
 {
-    (void)module;
-    Py_buffer view;
-    Py_ssize_t max_headers, max_head_bytes;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "parse_request(data, max_headers, max_head_bytes)");
-        return NULL;
+    p = parse_headers(data, p, end, request, max_headers, headers, body_len);
+    if (p < 0) {
+        return p;
     }
-    max_headers = PyLong_AsSsize_t(args[1]);
-    max_head_bytes = PyLong_AsSsize_t(args[2]);
-    if ((max_headers == -1 || max_head_bytes == -1) && PyErr_Occurred()) {
-        return NULL;
+    if (*body_len < 0) {
+        if (!request) {
+            return DECLINE;
+        }
+        *body_len = 0;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    const char *data = view.buf;
-    Py_ssize_t end = view.len;
-    PyObject *result = NULL;
-    PyObject *headers = NULL;
+    return (long long)(end - p) == *body_len ? p : DECLINE;
+}
 
-    Py_ssize_t p = 0;
-    Py_ssize_t method_len;
+/* A request line: the position after it, else DECLINE. */
+static Py_ssize_t
+request_line(const char *data, Py_ssize_t end, Py_ssize_t *method_len, Py_ssize_t *target,
+             Py_ssize_t *target_len)
+{
     if (end >= 4 && memcmp(data, "GET ", 4) == 0) {
-        method_len = 3;
+        *method_len = 3;
     }
     else if (end >= 5 && memcmp(data, "POST ", 5) == 0) {
-        method_len = 4;
+        *method_len = 4;
     }
     else {
-        goto decline;
+        return DECLINE;
     }
-    p = method_len + 1;
-    Py_ssize_t target = p;
+    Py_ssize_t p = *target = *method_len + 1;
     if (p >= end || data[p] != '/') {
-        goto decline;
+        return DECLINE;
     }
     while (p < end && TARGET[(unsigned char)data[p]]) {
         p++;
     }
-    Py_ssize_t target_len = p - target;
+    *target_len = p - *target;
     if (end - p < 11 || memcmp(data + p, " HTTP/1.1\r\n", 11) != 0) {
-        goto decline;
+        return DECLINE;
     }
-    p += 11;
-    headers = PyList_New(0);
-    if (headers == NULL) {
-        goto done;
-    }
-    long long body_len;
-    p = parse_headers(data, p, end, 1, max_headers, headers, &body_len);
-    if (p == FAILED) {
-        goto done;
-    }
-    if (p == DECLINE || p > max_head_bytes) {
-        goto decline;
-    }
-    if (body_len < 0) {
-        body_len = 0;
-    }
-    if ((long long)(end - p) != body_len) {
-        goto decline;
-    }
-    result = Py_BuildValue("(y#y#Oy#)", data, method_len, data + target, target_len, headers,
-                           data + p, (Py_ssize_t)body_len);
-    goto done;
-decline:
-    result = Py_NewRef(Py_None);
-done:
-    Py_XDECREF(headers);
-    PyBuffer_Release(&view);
-    return result;
+    return p + 11;
 }
 
-static PyObject *
-parse_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* A status line: the position after it, else DECLINE. */
+static Py_ssize_t
+status_line(const char *data, Py_ssize_t end, int *status)
 {
-    (void)module;
-    Py_buffer view;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "parse_response(data, max_headers, max_body)");
-        return NULL;
-    }
-    Py_ssize_t max_headers = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t max_body = PyLong_AsSsize_t(args[2]);
-    if ((max_headers == -1 || max_body == -1) && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    const char *data = view.buf;
-    Py_ssize_t end = view.len;
-    PyObject *result = NULL;
-    PyObject *headers = NULL;
-
     if (end < 13 || memcmp(data, "HTTP/1.1 ", 9) != 0) {
-        goto decline;
+        return DECLINE;
     }
-    int status = 0;
+    *status = 0;
     for (int i = 9; i < 12; i++) {
         if (data[i] < '0' || data[i] > '9') {
-            goto decline;
+            return DECLINE;
         }
-        status = status * 10 + (data[i] - '0');
+        *status = *status * 10 + (data[i] - '0');
     }
     /* No body by definition (1xx, 204, 304), or not a status at all: httptools' business. */
-    if (status < 200 || status > 599 || status == 204 || status == 304 || data[12] != ' ') {
-        goto decline;
+    if (*status < 200 || *status > 599 || *status == 204 || *status == 304 || data[12] != ' ') {
+        return DECLINE;
     }
     Py_ssize_t p = 13;
     while (p < end && FIELD[(unsigned char)data[p]]) {
         p++;
     }
     if (p + 1 >= end || data[p] != '\r' || data[p + 1] != '\n') {
+        return DECLINE;
+    }
+    return p + 2;
+}
+
+/* parse_request (`request`) or parse_response: (data, max_headers, limit), where the limit is
+ * the head's size for a request and the body's for an answer.
+ */
+static PyObject *
+parse(PyObject *const *args, Py_ssize_t nargs, int request)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected (data, max_headers, limit)");
+        return NULL;
+    }
+    Py_ssize_t max_headers = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if ((max_headers == -1 || limit == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *data = view.buf;
+    Py_ssize_t end = view.len;
+    PyObject *result = NULL;
+    PyObject *headers = NULL;
+    Py_ssize_t method_len = 0, target = 0, target_len = 0;
+    int status = 0;
+    long long body_len = 0;
+
+    Py_ssize_t p = request ? request_line(data, end, &method_len, &target, &target_len)
+                           : status_line(data, end, &status);
+    if (p == DECLINE) {
         goto decline;
     }
-    p += 2;
     headers = PyList_New(0);
     if (headers == NULL) {
         goto done;
     }
-    long long body_len;
-    p = parse_headers(data, p, end, 0, max_headers, headers, &body_len);
+    p = headers_and_body(data, p, end, request, max_headers, headers, &body_len);
     if (p == FAILED) {
         goto done;
     }
-    if (p == DECLINE || body_len < 0 || body_len > max_body || (long long)(end - p) != body_len) {
+    if (p == DECLINE || (request ? p > limit : body_len > limit)) {
         goto decline;
     }
-    result = Py_BuildValue("(iOy#)", status, headers, data + p, (Py_ssize_t)body_len);
+    if (request) {
+        result = Py_BuildValue("(y#y#Oy#)", data, method_len, data + target, target_len,
+                               headers, data + p, (Py_ssize_t)body_len);
+    }
+    else {
+        result = Py_BuildValue("(iOy#)", status, headers, data + p, (Py_ssize_t)body_len);
+    }
     goto done;
 decline:
     result = Py_NewRef(Py_None);
@@ -291,6 +286,19 @@ done:
     return result;
 }
 
+static PyObject *
+parse_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return parse(args, nargs, 1);
+}
+
+static PyObject *
+parse_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return parse(args, nargs, 0);
+}
 
 /* ------------------------------------------------------------------------------------------
  * Headers passed on: http.py's _forwarded_headers and edge.py's _whole, in one pass each.
@@ -635,7 +643,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_wire", "The proxy's wire parser (see wire.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_wire", "The proxy's wire work (see wire.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
