@@ -10,7 +10,7 @@
  * after the message, a head past the limits) it declines with None and the caller feeds the
  * bytes to httptools as always. So it can only make the common case cheaper, never accept what
  * the edge would refuse. session_manager/proxy/wire.py documents the contract; the property
- * test (tests/unit/session_manager/test_wire.py) holds it against httptools.
+ * test (tests/unit/session_manager/proxy/test_wire.py) holds it against httptools.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,11 +19,10 @@
 
 /* RFC 9110 tchar. */
 static unsigned char TCHAR[256];
-/* field-value bytes: VCHAR, SP, HTAB (obs-text declined). */
+/* field-value and reason-phrase bytes: VCHAR, SP, HTAB (obs-text declined). */
 static unsigned char FIELD[256];
 /* request-target bytes: unreserved, sub-delims, ":@/?%" (nothing to quote or escape). */
 static unsigned char TARGET[256];
-/* reason-phrase bytes: as FIELD. */
 
 static void
 init_tables(void)
@@ -38,6 +37,13 @@ init_tables(void)
     }
 }
 
+/* bytes.lower() of one byte: ASCII only. */
+static inline char
+ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
 static int
 ieq(const char *p, Py_ssize_t n, const char *lower)
 {
@@ -46,11 +52,7 @@ ieq(const char *p, Py_ssize_t n, const char *lower)
         return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = (char)(c - 'A' + 'a');
-        }
-        if (c != lower[i]) {
+        if (ascii_lower(p[i]) != lower[i]) {
             return 0;
         }
     }
@@ -132,9 +134,7 @@ parse_headers(const char *data, Py_ssize_t p, Py_ssize_t end, int lower, Py_ssiz
         if (lower) {
             char *s = PyBytes_AS_STRING(name_obj);
             for (Py_ssize_t i = 0; i < name_len; i++) {
-                if (s[i] >= 'A' && s[i] <= 'Z') {
-                    s[i] = (char)(s[i] - 'A' + 'a');
-                }
+                s[i] = ascii_lower(s[i]);
             }
         }
         PyObject *pair = Py_BuildValue("(Ny#)", name_obj, v, value_len);
@@ -344,12 +344,8 @@ kept(PyObject *name, PyObject *drop, int internal, Span *tokens, int ntokens, ch
     const char *s = PyBytes_AS_STRING(name);
     int upper = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = (char)(c - 'A' + 'a');
-            upper = 1;
-        }
-        lower[i] = c;
+        lower[i] = ascii_lower(s[i]);
+        upper |= lower[i] != s[i];
     }
     int dropped;
     if (upper) {
@@ -392,6 +388,8 @@ kept_pairs(PyObject *seq, PyObject *drop, int internal)
     PyObject *result = NULL;
     char *lower = NULL;
 
+    /* Every header named in Connection goes too (tokens lower-cased, as Python compares). */
+    Py_ssize_t token_bytes = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *name, *value;
         if (!pair_of(items[i], &name, &value)) {
@@ -400,13 +398,8 @@ kept_pairs(PyObject *seq, PyObject *drop, int internal)
         if (PyBytes_GET_SIZE(name) > longest) {
             longest = PyBytes_GET_SIZE(name);
         }
-    }
-    /* Every header named in Connection goes too (tokens lower-cased, as Python compares). */
-    Py_ssize_t token_bytes = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *name = PyTuple_GET_ITEM(items[i], 0);
         if (ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "connection")) {
-            token_bytes += PyBytes_GET_SIZE(PyTuple_GET_ITEM(items[i], 1));
+            token_bytes += PyBytes_GET_SIZE(value);
         }
     }
     if (token_bytes > 0) {
@@ -440,8 +433,7 @@ kept_pairs(PyObject *seq, PyObject *drop, int internal)
                     return Py_NewRef(Py_None); /* unusual: Python copes */
                 }
                 for (Py_ssize_t k = a; k < b; k++) {
-                    char c = v[k];
-                    out[k - a] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+                    out[k - a] = ascii_lower(v[k]);
                 }
                 tokens[ntokens].p = out;
                 tokens[ntokens].n = b - a;
@@ -502,8 +494,7 @@ put_line(char **out, PyObject *name, PyObject *value, int lower)
     Py_ssize_t n = PyBytes_GET_SIZE(name);
     const char *s = PyBytes_AS_STRING(name);
     for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        o[i] = (lower && c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        o[i] = lower ? ascii_lower(s[i]) : s[i];
     }
     o += n;
     *o++ = ':';
@@ -553,10 +544,24 @@ done:
     return result;
 }
 
+/* The i-th header of an answer (defaults first): 1 to write (`*lower`: its name lower-cased),
+ * 0 to leave out (a header's own Content-Length: the body's is written), -1 not a pair.
+ */
+static int
+answer_pair(PyObject **d, Py_ssize_t nd, PyObject **h, Py_ssize_t i, PyObject **name,
+            PyObject **value, int *lower)
+{
+    *lower = i >= nd;
+    if (!pair_of(*lower ? h[i - nd] : d[i], name, value)) {
+        return -1;
+    }
+    return !(*lower && ieq(PyBytes_AS_STRING(*name), PyBytes_GET_SIZE(*name), "content-length"));
+}
+
 static PyObject *
 whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* whole(status_line, default_headers, headers, body, keep_alive): edge._whole's bytes. */
+    /* whole(status_line, default_headers, headers, body, keep_alive): wire.whole_py's bytes. */
     (void)module;
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "whole(status_line, defaults, headers, body, keep_alive)");
@@ -589,15 +594,14 @@ whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!keep_alive) {
         size += (Py_ssize_t)sizeof close_line - 1;
     }
+    int lower;
     for (Py_ssize_t i = 0; i < nd + nh; i++) {
-        if (!pair_of(i < nd ? d[i] : h[i - nd], &name, &value)) {
+        int write = answer_pair(d, nd, h, i, &name, &value, &lower);
+        if (write < 0) {
             result = Py_NewRef(Py_None);
             goto done;
         }
-        if (i >= nd && ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "content-length")) {
-            continue;
-        }
-        size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
+        size += write ? PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4 : 0;
     }
     result = PyBytes_FromStringAndSize(NULL, size);
     if (result == NULL) {
@@ -607,11 +611,9 @@ whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(out, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]));
     out += PyBytes_GET_SIZE(args[0]);
     for (Py_ssize_t i = 0; i < nd + nh; i++) {
-        pair_of(i < nd ? d[i] : h[i - nd], &name, &value);
-        if (i >= nd && ieq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "content-length")) {
-            continue;
+        if (answer_pair(d, nd, h, i, &name, &value, &lower)) {
+            put_line(&out, name, value, lower);
         }
-        put_line(&out, name, value, i >= nd);
     }
     memcpy(out, length, (size_t)length_len);
     out += length_len;
@@ -634,11 +636,11 @@ static PyMethodDef methods[] = {
     {"parse_response", (PyCFunction)(void (*)(void))parse_response, METH_FASTCALL,
      "(status, headers, body) of one whole plain response, else None."},
     {"forwarded", (PyCFunction)(void (*)(void))forwarded, METH_FASTCALL,
-     "The end-to-end headers of a list of (name, value) (see http._forwarded_headers)."},
+     "The end-to-end headers of a list of (name, value) (see wire.forwarded_py)."},
     {"header_lines", (PyCFunction)(void (*)(void))header_lines, METH_FASTCALL,
      "(name, value) pairs as header lines."},
     {"whole", (PyCFunction)(void (*)(void))whole, METH_FASTCALL,
-     "A whole answer's bytes (see edge._whole)."},
+     "A whole answer's bytes (see wire.whole_py)."},
     {NULL, NULL, 0, NULL},
 };
 

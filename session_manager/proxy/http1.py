@@ -101,18 +101,16 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def _take_whole(self, status: int, headers: RawHeaders, body: bytes) -> None:
-        """A plain answer, all in (``wire``): framed by its length, the socket kept alive."""
+        """A plain answer, all in (``wire``): the callbacks' work at once.
+
+        Framed by its length, so the socket is kept alive; never too big to hold (``on_body``).
+        """
         self.status = status
         self.headers = headers
+        self._head_in()
         if body:
-            self._chunks.append(body)
-            self._buffered = len(body)
-        self.reusable = True
-        self._complete = True
-        self._readable.set()
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
-        self._done()
+            self.on_body(body)
+        self._ended(reusable=True)
 
     # httptools callbacks
 
@@ -127,8 +125,7 @@ class Connection(asyncio.Protocol):
         if self._head_only:
             self._complete = True  # the parser would wait for a body: never reuse this socket
             self._readable.set()
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
+        self._head_in()
 
     def on_body(self, body: bytes) -> None:
         """Queue a chunk; stop reading while the client is behind."""
@@ -142,7 +139,14 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         """The response is whole."""
         parser = cast("httptools.HttpResponseParser", self._parser)
-        self.reusable = not self._head_only and parser.should_keep_alive()
+        self._ended(reusable=not self._head_only and parser.should_keep_alive())
+
+    def _head_in(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+
+    def _ended(self, *, reusable: bool) -> None:
+        self.reusable = reusable
         self._complete = True
         self._readable.set()
         self._done()
