@@ -26,7 +26,8 @@ def new_kb_id() -> str:
 
 def knowledge(mongo_url: str, kb_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every counted document of a MongoDB knowledge base, without ids and op marks."""
-    with MongoClient(mongo_url) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
+    with client:
         db = client[database_name(kb_id)]
         return {
             name: sorted(db[name].find({}, {"_id": 0, "ops": 0}), key=repr)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from pymongo import MongoClient
 
 from processor_image.storage.mongodb import database_name
 from tests.mongo_server import mongo_server
-from tests.processes import start_processor
+from tests.support.chaos import Acked, control_state
 from tests.support.manager import SettingsFactory, StartManager, auth, status_of
 
 pytestmark = pytest.mark.mongo
@@ -104,7 +104,7 @@ async def test_a_recovered_clear_all_keeps_what_another_session_learned_after_it
     )
     a = await manager.create(kb_id="cleared-kb")
     b = await manager.create(kb_id="cleared-kb")
-    acked: list[tuple[str, dict[str, Any]]] = []
+    acked: list[Acked] = []
 
     async def send(session: dict[str, Any], path: str, body: dict[str, Any]) -> Any:
         reply = await manager.client.post(
@@ -113,7 +113,8 @@ async def test_a_recovered_clear_all_keeps_what_another_session_learned_after_it
         assert reply.status_code == 200, reply.text
         if session is a:
             unique_id = reply.json().get("unique_id")
-            acked.append((path, {**body, "unique_id": unique_id} if unique_id else body))
+            sent = {**body, "unique_id": unique_id} if unique_id else body
+            acked.append(("POST", path, json.dumps(sent).encode()))
         return reply.json()
 
     for word in ("before", "clear"):
@@ -143,16 +144,6 @@ async def test_a_recovered_clear_all_keeps_what_another_session_learned_after_it
     assert gone not in patterns
     control = await asyncio.to_thread(control_state, a["session_id"], acked)
     assert comparable(recovered.json()) == comparable(control)
-
-
-def control_state(session_id: str, acked: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """``GET /state`` of a processor that never crashed, fed the acknowledged requests."""
-    env = {"PROCESSOR_NAME": f"session-{session_id}", "STORAGE": "memory"}
-    with start_processor(session_id, **env) as control, httpx.Client(base_url=control.url) as c:
-        for path, body in acked:
-            assert c.post(path, json=body).status_code == 200
-        state: dict[str, Any] = c.get("/state").json()
-        return state
 
 
 def comparable(state: dict[str, Any]) -> dict[str, Any]:
