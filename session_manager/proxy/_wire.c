@@ -301,7 +301,7 @@ parse_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Headers passed on: http.py's _forwarded_headers and edge.py's _whole, in one pass each.
+ * Headers passed on: wire.py's forwarded_py and whole_py, in one pass each.
  */
 
 #define MAX_TOKENS 32

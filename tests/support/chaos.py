@@ -198,14 +198,11 @@ def control_state(
 
     With ``mongo_url`` it learns into MongoDB, in the database of ``control-<session id>``.
     """
-    env: dict[str, Any] = {
-        "PROCESSOR_NAME": f"session-{session_id}",
-        "KB_ID": session_id,
-        "STORAGE": "memory",
-    }
+    env = {"PROCESSOR_NAME": f"session-{session_id}", "KB_ID": session_id, "STORAGE": "memory"}
     if mongo_url is not None:
         env |= {"STORAGE": "mongodb", "MONGO_URL": mongo_url, "KB_ID": f"control-{session_id}"}
-    with start_processor(session_id, **env) as control, httpx.Client(base_url=control.url) as c:
+    control_processor = start_processor(session_id, port=None, **env)  # port: a free one
+    with control_processor as control, httpx.Client(base_url=control.url) as c:
         for method, path, body in acked:
             reply = c.request(
                 method, path, content=body, headers={"content-type": "application/json"}
