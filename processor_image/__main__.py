@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import socket
 import sys
 
 import uvicorn
 
 from processor_image.service.app import serving_app
 from processor_image.service.config import ConfigError, ServiceConfig
+from processor_image.unix_socket import listening_unix_socket
+
+_STARTUP_FAILURE = 3
+"""uvicorn's exit status when the server did not start (``uvicorn.run`` exits with it)."""
+
+
+class _Server(uvicorn.Server):
+    remove_on_shutdown = ""
+    """The unix socket to remove: uvicorn re-raises a stopping signal once it has shut down,
+    which ends the process before any code after ``run`` (a ``finally`` included)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self.remove_on_shutdown:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.remove_on_shutdown)
 
 
 def main() -> int:
@@ -24,16 +44,31 @@ def main() -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     fast = importlib.util.find_spec("uvloop") is not None
-    uvicorn.run(
-        serving_app(config, os.environ),
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        access_log=False,
-        loop="uvloop" if fast else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        lifespan="on",
+    server = _Server(
+        uvicorn.Config(
+            serving_app(config, os.environ),
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            access_log=False,
+            loop="uvloop" if fast else "asyncio",
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+            lifespan="on",
+        )
     )
+    if not config.unix_socket:
+        server.run()
+    else:  # the TCP port as always, and the socket a manager on this host prefers
+        sockets = [server.config.bind_socket()]
+        try:
+            sockets.append(listening_unix_socket(config.unix_socket, server.config.backlog))
+        except OSError as exc:  # the manager falls back to the port
+            logging.getLogger(__name__).warning("UNIX_SOCKET not served: %s", exc)
+        else:
+            server.remove_on_shutdown = config.unix_socket
+        server.run(sockets=sockets)
+    if not server.started:
+        return _STARTUP_FAILURE
     return 0
 
 

@@ -30,9 +30,10 @@ import gc
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
+
+from processor_image.unix_socket import listening_unix_socket
 
 __all__ = ("main",)
 
@@ -101,14 +102,7 @@ def _child(request: dict[str, object]) -> None:
 
 
 def _serve(path: str) -> None:
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    partial = path + ".partial"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(partial)
-    server.bind(partial)
-    os.chmod(partial, 0o600)
-    server.listen(64)
-    os.rename(partial, path)  # the path appears once connections are accepted
+    server = listening_unix_socket(path, 64)
     print("ready", flush=True)
     while True:
         connection, _ = server.accept()

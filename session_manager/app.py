@@ -29,6 +29,7 @@ from session_manager.api.sessions import SessionController
 from session_manager.api.system import SYSTEM_HANDLERS
 from session_manager.backends import make_backend
 from session_manager.backends.base import Backend
+from session_manager.backends.process import ProcessBackend
 from session_manager.checkpointer import Checkpointer
 from session_manager.clock import Clock, SystemClock
 from session_manager.console import CONSOLE_HANDLERS
@@ -122,6 +123,7 @@ async def _build_state(
     settings = await _with_processor_key(settings, state.store)
     state.settings = settings
     state.backend = backend or make_backend(settings)
+    sockets = state.backend.sockets if isinstance(state.backend, ProcessBackend) else None
     stack.push_async_callback(state.backend.close)
     if isinstance(state.backend, KeepsBindings):  # docker, swarm: pool bindings in Redis
         state.backend.keep_bindings(state.store.pool_bindings)
@@ -129,7 +131,9 @@ async def _build_state(
     if state.pool is not None:  # every start claims a pooled processor first
         pooled: Backend = PooledBackend(state.backend, state.pool)
         state.backend = pooled
-    state.forwarder = Forwarder.from_settings(settings, state.metrics)
+    state.forwarder = Forwarder.from_settings(
+        settings, state.metrics, None if sockets is None else sockets.for_key
+    )
     stack.push_async_callback(state.forwarder.aclose)
     state.processors = ProcessorClient(
         read_timeout_s=settings.proxy_read_timeout_s,

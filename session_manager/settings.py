@@ -231,6 +231,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     process_spawn: Literal["exec", "fork"] = "fork"
     """``process`` backend: ``exec`` starts each processor as a new interpreter; ``fork`` forks
     it from one parent that imported the processor's code once (faster, shares code pages)."""
+    process_unix_sockets: Literal["on", "off"] = "on"
+    """``process`` backend: ``on`` has each processor listen on a unix socket too (mode 0600,
+    in a directory of the manager's), which the proxy uses instead of loopback TCP."""
 
     # -- issue 16: the KATO v3 session API -----------------------------------------------------
     kato_v3_api: Literal["on", "off"] = "off"

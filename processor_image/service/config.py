@@ -33,6 +33,8 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     genes: Genes = msgspec.field(default_factory=Genes)
     host: str = "0.0.0.0"
     port: int = 8000
+    unix_socket: str = ""
+    """``UNIX_SOCKET``: a path to serve on too (mode 0600), for a manager on the same host."""
     log_level: str = "info"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body, for every route but ``PUT /state`` (client requests)."""
@@ -79,6 +81,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
             genes=genes,
             host=environ.get("HOST", "0.0.0.0"),
             port=_int(environ, "PORT", 8000),
+            unix_socket=environ.get("UNIX_SOCKET", ""),
             log_level=environ.get("LOG_LEVEL", "info").lower(),
             max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_state_bytes=_int(environ, "MAX_STATE_BYTES", DEFAULT_MAX_STATE_BYTES),

@@ -45,7 +45,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -63,6 +62,7 @@ from session_manager.backends.base import (
 from session_manager.backends.exit_watch import ExitWatcher
 from session_manager.backends.process_bindings import Bindings
 from session_manager.backends.process_forks import ForkedChild, ForkServer
+from session_manager.backends.process_sockets import ProcessorSockets
 from session_manager.errors import StartFailed
 from session_manager.pids import pid_running, zombie
 from session_manager.processor_client import ProcessorClient
@@ -119,6 +119,7 @@ class ProcessBackend:
         memory_limit_bytes: int = 0,
         spawn: Literal["exec", "fork"] = "exec",
         body_bytes: int | None = None,
+        sockets: ProcessorSockets | None = None,
     ) -> None:
         self.manager_id = manager_id
         self.log_dir = log_dir
@@ -128,12 +129,13 @@ class ProcessBackend:
         source = os.environ if inherited_env is None else inherited_env
         self._inherited = {k: source[k] for k in _PASSTHROUGH if k in source}
         self.memory_limit_bytes = memory_limit_bytes
+        self.sockets = sockets
+        """Where processors listen on a unix socket too (``None``: TCP only)."""
         self._children: dict[int, Child] = {}
         self._exit_codes: dict[int, int] = {}
         self._forks = (
             ForkServer(
                 python=python,
-                socket_path=Path(tempfile.mkdtemp(prefix="kato-forks-")) / "socket",
                 env=self._inherited
                 if body_bytes is None
                 else {**self._inherited, "MAX_BODY_BYTES": str(body_bytes)},
@@ -164,6 +166,8 @@ class ProcessBackend:
         if child is not None:
             child.poll()  # reap it (no zombie left behind), keeping its status for exit_cause
             self._forget(pid)
+        if handle is not None:
+            self._remove_socket(handle.endpoint)
         if handle is not None and self._on_exit is not None:
             log.warning("processor exited unasked", extra={"pid": pid})
             self._on_exit(handle)
@@ -179,6 +183,9 @@ class ProcessBackend:
             memory_limit_bytes=settings.processor_memory_limit_bytes,
             spawn=settings.process_spawn,
             body_bytes=settings.max_proxy_body_bytes,
+            sockets=ProcessorSockets.for_data_dir(Path(settings.data_dir))
+            if settings.process_unix_sockets == "on"
+            else None,
         )
 
     async def start(self, spec: ProcessorSpec) -> ProcessorHandle:
@@ -250,6 +257,8 @@ class ProcessBackend:
             MANAGER_MARKER: self.manager_id,
             SESSION_MARKER: spec.session_id,
         }
+        if self.sockets is not None:
+            env["UNIX_SOCKET"] = self.sockets.path(port)
         process: Child
         if self._forks is not None:
             process = self._forks.spawn(env, log_path)
@@ -301,6 +310,7 @@ class ProcessBackend:
         env = _environ(pid) or {}
         processor_id = env.get("PROCESSOR_ID")
         await self._kill(pid, grace_s=self.stop_timeout_s)
+        self._remove_socket(handle.endpoint)
         if processor_id:
             (self.log_dir / f"{processor_id}.log").unlink(missing_ok=True)
         if is_pool_id(env.get(SESSION_MARKER)):
@@ -372,6 +382,8 @@ class ProcessBackend:
         await self._probe.aclose()
         if self._forks is not None:
             await asyncio.to_thread(self._forks.close)
+        if self.sockets is not None:
+            self.sockets.close()
 
     # -- processes --------------------------------------------------------------------------
 
@@ -426,6 +438,16 @@ class ProcessBackend:
                 self._forget(pid)
                 return
         log.warning("processor survived SIGKILL", extra={"pid": pid})
+
+    def _remove_socket(self, endpoint: str) -> None:
+        """Remove a killed processor's socket (a later processor on its port would replace it).
+
+        Until then the directory would keep it.
+        """
+        port = endpoint.rpartition(":")[2]
+        if self.sockets is not None and port.isdigit():
+            with contextlib.suppress(OSError):
+                self.sockets.remove(int(port))
 
     def _running(self, pid: int) -> bool:
         return pid_running(pid, self._children.get(pid))

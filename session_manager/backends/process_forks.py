@@ -10,8 +10,10 @@ processor. ``ForkedChild`` is what the backend keeps for such a processor instea
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -47,9 +49,10 @@ class ForkedChild:
 class ForkServer:
     """One fork server per backend; ``spawn`` is blocking (call it off the loop)."""
 
-    def __init__(self, *, python: str, socket_path: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, *, python: str, env: Mapping[str, str]) -> None:
         self.python = python
-        self.socket_path = socket_path
+        self._directory: Path | None = None
+        """The server's private directory (made when it starts, removed by ``close``)."""
         self._env = {**env, ENV_PAD: "x" * PAD_BYTES, "PYTHONUNBUFFERED": "1"}
         self._server: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -59,7 +62,8 @@ class ForkServer:
         with self._lock:
             if self._server is not None and self._server.poll() is None:
                 return
-            self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self._directory is None:
+                self._directory = Path(tempfile.mkdtemp(prefix="kato-forks-"))
             self.socket_path.unlink(missing_ok=True)  # a dead server's: not ready yet
             self._server = subprocess.Popen(  # noqa: S603 - our interpreter, fixed argv
                 [self.python, "-m", "processor_image.forkserver", str(self.socket_path)],
@@ -68,6 +72,13 @@ class ForkServer:
                 stdout=subprocess.PIPE,
                 close_fds=True,
             )
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the server listens, once started."""
+        if self._directory is None:
+            raise RuntimeError("the fork server was not started")
+        return self._directory / "socket"
 
     def _wait_ready(self) -> None:
         server = self._server
@@ -95,16 +106,24 @@ class ForkServer:
         return ForkedChild(int(reply["pid"]))
 
     def close(self) -> None:
-        """Stop the server (its children keep running)."""
+        """Stop the server (its children keep running) and remove its directory."""
         with self._lock:
             server, self._server = self._server, None
-        if server is None:
-            return
-        server.terminate()
+            directory, self._directory = self._directory, None
         try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
-        if server.stdout is not None:
-            server.stdout.close()
+            if server is not None:
+                _stop(server)
+        finally:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(5)
+    if server.stdout is not None:
+        server.stdout.close()

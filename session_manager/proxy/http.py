@@ -280,12 +280,18 @@ class Forwarder:
         return parsed
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics) -> Forwarder:
+    def from_settings(
+        cls,
+        settings: Settings,
+        metrics: Metrics,
+        unix_socket: Callable[[Key], str | None] | None = None,
+    ) -> Forwarder:
         """The forwarder for these settings.
 
         ``MAX_PROXY_BODY_BYTES`` bounds request bodies and WebSocket messages (responses are
         streamed); ``PROXY_MAX_CONNECTIONS`` caps requests in flight to processors, shared
-        fairly, at most ``PROXY_MAX_IN_FLIGHT_PER_SESSION`` to one processor.
+        fairly, at most ``PROXY_MAX_IN_FLIGHT_PER_SESSION`` to one processor. ``unix_socket``:
+        see ``Http1Pool``.
         """
         pool = Http1Pool(
             max_in_flight=settings.proxy_max_connections,
@@ -296,6 +302,7 @@ class Forwarder:
             connect_timeout_s=settings.proxy_connect_timeout_s,
             read_timeout_s=settings.proxy_read_timeout_s,
             max_in_flight_per_processor=settings.proxy_max_in_flight_per_session,
+            unix_socket=unix_socket,
         )
         return cls(
             pool,

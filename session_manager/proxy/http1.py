@@ -13,6 +13,7 @@ Network failures become ``ProcessorUnavailable`` (502) or ``ProcessorTimeout`` (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -354,6 +355,8 @@ class Http1Pool:
             processor's own keep-alive timeout, 5 s for uvicorn).
         connect_timeout_s: to open a socket (and finish TLS).
         read_timeout_s: to the response headers, and between body chunks.
+        unix_socket: the unix socket a processor also listens on, if any (the process
+            backend's ``ProcessorSockets.for_key``); used instead of its port when there.
     """
 
     def __init__(
@@ -365,8 +368,10 @@ class Http1Pool:
         connect_timeout_s: float,
         read_timeout_s: float,
         max_in_flight_per_processor: int | None = None,
+        unix_socket: Callable[[Key], str | None] | None = None,
     ) -> None:
         self._idle: dict[Key, list[Connection]] = {}
+        self._unix_socket = unix_socket
         self._idle_count = 0
         self._max_idle = max_idle
         self._expiry_s = keepalive_expiry_s
@@ -431,8 +436,15 @@ class Http1Pool:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             tls = self._ssl
+        path = None if tls is not None or self._unix_socket is None else self._unix_socket(key)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
+                if path is not None:
+                    with contextlib.suppress(OSError):  # gone meanwhile: the port then
+                        _, conn = await loop.create_unix_connection(
+                            lambda: Connection(self, key), path
+                        )
+                        return conn
                 _, conn = await loop.create_connection(
                     lambda: Connection(self, key), host, port, ssl=tls
                 )

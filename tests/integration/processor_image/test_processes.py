@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from stat import S_IMODE, S_ISSOCK
 
+import httpx
 import pytest
 
 from tests.processes import start_processor
@@ -92,3 +94,20 @@ def test_a_started_processor_is_gone_after_its_fixture_even_when_the_test_fails(
         failing_body()
     assert len(seen) == 1
     assert children() == before
+
+
+def test_a_unix_socket_is_served_private_beside_the_port_and_removed_on_exit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.sock"
+    path.write_text("stale")  # a dead processor's file is replaced
+    with start_processor(UNIX_SOCKET=str(path)) as processor:
+        assert S_ISSOCK(path.lstat().st_mode)
+        assert S_IMODE(path.lstat().st_mode) == 0o600
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport, base_url="http://127.0.0.1") as client:
+            health = client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["processor_id"] == "p1"
+        assert httpx.get(f"{processor.url}/health").status_code == 200  # the port as always
+    assert not path.exists()
