@@ -101,6 +101,7 @@ async def test_a_crashed_processors_socket_is_removed(manager: Manager) -> None:
     path = Path(sockets_of(manager).path(port_of(record)))
     assert path.exists()
     os.killpg(int(record["ref"]), signal.SIGKILL)  # no chance to remove it itself
+
     async def gone() -> bool:
         return not path.exists()
 
@@ -131,7 +132,9 @@ def test_a_data_dir_too_long_for_a_socket_path_uses_a_private_temporary_one(
     try:
         assert len(sockets.path(65535).encode()) < 100
         assert stat.S_IMODE(sockets.directory.stat().st_mode) == 0o700
-        assert ProcessorSockets.for_data_dir(data_dir).directory == sockets.directory  # type: ignore[union-attr]
+        again = ProcessorSockets.for_data_dir(data_dir)  # a restarted manager's
+        assert again is not None
+        assert again.directory == sockets.directory
         assert sockets.for_key(("http", "127.0.0.1", 65535)) is None  # no processor there
     finally:
         sockets.close()
