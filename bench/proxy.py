@@ -1,8 +1,8 @@
 """Proxy overhead: requests direct to a processor, through a bare byte relay, through the manager.
 
 Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend, the
-journal on and processors reached over their unix sockets, as by default) on loopback, creates sessions (timing create→ready), and a bare
-asyncio byte relay (``bench/_relay.py``, the floor any proxy is measured against) in front of
+journal on and processors reached over their unix sockets, as by default) on loopback,
+creates sessions (timing create→ready), and a bare asyncio byte relay (``bench/_relay.py``, the floor any proxy is measured against) in front of
 the third session's processor. One keep-alive client then drives three processors of the same
 kind, each with one writer as in a deployment — the second session's directly, the third's
 through the relay, the first's through ``/session/{id}/`` — in turn, with the same requests,
