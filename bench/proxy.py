@@ -2,8 +2,8 @@
 
 Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend, the
 journal on and processors reached over their unix sockets, as by default) on loopback,
-creates sessions (timing create→ready), and a bare asyncio byte relay (``bench/_relay.py``, the floor any proxy is measured against) in front of
-the third session's processor. One keep-alive client then drives three processors of the same
+creates sessions (timing create→ready), and a bare asyncio byte relay (``bench/_relay.py``,
+the floor any proxy is measured against) in front of the third session's processor. One keep-alive client then drives three processors of the same
 kind, each with one writer as in a deployment — the second session's directly, the third's
 through the relay, the first's through ``/session/{id}/`` — in turn, with the same requests,
 for two workloads: a simple one (the same two-symbol observe) and a dense one (2-4 symbols per
