@@ -1,20 +1,18 @@
 """Proxy overhead: requests direct to a processor, through a bare byte relay, through the manager.
 
 Starts a real manager (``python -m session_manager``: embedded Redis, ``process`` backend, the
-journal on and processors reached over their unix sockets, as by default) on loopback,
-creates sessions (timing create→ready), and a bare asyncio byte relay (``bench/_relay.py``,
-the floor any proxy is measured against) in front of the third session's processor. One keep-alive client then drives three processors of the same
-kind, each with one writer as in a deployment — the second session's directly, the third's
-through the relay, the first's through ``/session/{id}/`` — in turn, with the same requests,
-for two workloads: a simple one (the same two-symbol observe) and a dense one (2-4 symbols per
-event from a 50-symbol vocabulary, learn every 10 observes, predictions every 5: up to 200
-patterns that most observations match). Then the simple observe over ``/ws`` (one message, one
-reply),
-then 8 concurrent keep-alive HTTP clients for a fixed time (requests/s). Counts and durations
-are bounded by the arguments. Targets (issue 14): the manager adds ≤ 0.3 ms p50 to a dense
-observe, and ≤ 2.5 times what the relay adds.
-Run: ``python bench/proxy.py [--requests 2000] [--dense 1500] [--seconds 4] [--sessions 8]``.
-"""
+journal on and processors reached over their unix sockets, as by default) on loopback, creates
+sessions (timing create→ready), and a bare asyncio byte relay (``bench/_relay.py``, the floor any
+proxy is measured against) in front of the third session's processor. One keep-alive client then
+drives three processors of the same kind, each with one writer as in a deployment — the second
+session's directly, the third's through the relay, the first's through ``/session/{id}/`` — in
+turn, with the same requests, for two workloads: a simple one (the same two-symbol observe) and a
+dense one (2-4 symbols per event from a 50-symbol vocabulary, learn every 10 observes, predictions
+every 5: up to 200 patterns that most observations match). Then the simple observe over ``/ws``
+(one message, one reply), then 8 concurrent keep-alive HTTP clients for a fixed time (requests/s).
+Counts and durations are bounded by the arguments. Targets (issue 14): the manager adds ≤ 0.3 ms
+p50 to a dense observe, and ≤ 2.5 times what the relay adds. Run: ``python bench/proxy.py
+[--requests 2000] [--dense 1500] [--seconds 4] [--sessions 8]``. """
 
 from __future__ import annotations
 
