@@ -11,8 +11,9 @@ dense one (2-4 symbols per event from a 50-symbol vocabulary, learn every 10 obs
 every 5: up to 200 patterns that most observations match). Then the simple observe over ``/ws``
 (one message, one reply), then 8 concurrent keep-alive HTTP clients for a fixed time (requests/s).
 Counts and durations are bounded by the arguments. Targets (issue 14): the manager adds ≤ 0.3 ms
-p50 to a dense observe, and ≤ 2.5 times what the relay adds. Run: ``python bench/proxy.py
-[--requests 2000] [--dense 1500] [--seconds 4] [--sessions 8]``. """
+p50 to a dense observe, and ≤ 2.5 times what the relay adds.
+Run: ``python bench/proxy.py [--requests 2000] [--dense 1500] [--seconds 4] [--sessions 8]``.
+"""
 
 from __future__ import annotations
 
