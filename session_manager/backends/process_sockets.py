@@ -1,11 +1,11 @@
 """Unix sockets the ``process`` backend's processors listen on too, named by their port.
 
 A processor on this host is reached faster over a unix socket than over loopback TCP (about
-20-30 µs less per request and answer here), and more privately: the sockets live in a
-directory only the manager's user can enter, so no other local process can connect to a
-processor or stand in for one (an abstract socket name could be taken first by anybody). Each
-processor keeps its TCP port for everything else (health checks, WebSockets, state transfer);
-the proxy's keep-alive connections use the socket when it is there, and the port when not.
+20-30 µs less per request and answer here). The sockets live in a directory only the manager's
+user can enter, so nobody else can connect to them or stand in for a processor (an abstract
+socket name could be taken first by anybody). Each processor keeps its TCP port for everything
+else (health checks, state transfer); the proxy's requests and WebSockets use the socket when
+it is there, and the port when not.
 """
 
 from __future__ import annotations

@@ -248,6 +248,7 @@ class Forwarder:
         max_in_flight_per_session: int = 32,
         body_timeout_s: float = 60.0,
         max_websockets_per_session: int = 16,
+        unix_socket: Callable[[Key], str | None] | None = None,
     ) -> None:
         self.body_timeout_s = body_timeout_s
         self._pool = pool
@@ -264,6 +265,7 @@ class Forwarder:
             max_message_bytes=max_body_bytes,
             secrets=secrets,
             max_per_session=max_websockets_per_session,
+            unix_socket=unix_socket,
         )
         self.activity = ActivityTracker()
         self.journal: RequestJournal | None = None
@@ -291,7 +293,8 @@ class Forwarder:
         ``MAX_PROXY_BODY_BYTES`` bounds request bodies and WebSocket messages (responses are
         streamed); ``PROXY_MAX_CONNECTIONS`` caps requests in flight to processors, shared
         fairly, at most ``PROXY_MAX_IN_FLIGHT_PER_SESSION`` to one processor. ``unix_socket``:
-        see ``Http1Pool``.
+        a processor's unix socket, if it has one (see ``Http1Pool``), for requests and
+        WebSockets alike.
         """
         pool = Http1Pool(
             max_in_flight=settings.proxy_max_connections,
@@ -313,6 +316,7 @@ class Forwarder:
             max_in_flight_per_session=settings.proxy_max_in_flight_per_session,
             body_timeout_s=settings.body_read_timeout_s,
             max_websockets_per_session=settings.proxy_max_websockets_per_session,
+            unix_socket=unix_socket,
         )
 
     @contextlib.contextmanager

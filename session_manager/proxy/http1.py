@@ -26,11 +26,23 @@ from session_manager.errors import ProcessorTimeout, ProcessorUnavailable, Proce
 from session_manager.proxy.slots import FairSlots
 from session_manager.proxy.wire import parse_response
 
-__all__ = ("Connection", "Endpoint", "Exchange", "Http1Pool", "Key", "RawHeaders", "parse_endpoint")
+__all__ = (
+    "SOCKET_GONE",
+    "Connection",
+    "Endpoint",
+    "Exchange",
+    "Http1Pool",
+    "Key",
+    "RawHeaders",
+    "parse_endpoint",
+)
 
 RawHeaders = list[tuple[bytes, bytes]]
 Key = tuple[str, str, int]
 """Scheme, host, port: connections are shared per key."""
+
+SOCKET_GONE = (FileNotFoundError, ConnectionRefusedError)
+"""A processor's unix socket without a processor behind it: its port is tried instead."""
 
 _PAUSE_ABOVE_BYTES = 256 * 1024
 """Stop reading from a processor while this much of its body waits for the client."""
@@ -440,7 +452,7 @@ class Http1Pool:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 if path is not None:
-                    with contextlib.suppress(OSError):  # gone meanwhile: the port then
+                    with contextlib.suppress(*SOCKET_GONE):
                         _, conn = await loop.create_unix_connection(
                             lambda: Connection(self, key), path
                         )

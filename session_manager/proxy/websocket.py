@@ -34,6 +34,7 @@ from session_manager.errors import (
     StoreUnavailable,
 )
 from session_manager.processor_secrets import ProcessorSecrets
+from session_manager.proxy.http1 import SOCKET_GONE, Key, parse_endpoint
 from session_manager.proxy.journaling import JOURNAL_HEADER, SocketJournal
 
 if TYPE_CHECKING:
@@ -76,8 +77,10 @@ class WebSocketConnector:
         max_message_bytes: int,
         secrets: ProcessorSecrets | None = None,
         max_per_session: int = 16,
+        unix_socket: Callable[[Key], str | None] | None = None,
     ) -> None:
         self.open_timeout_s = open_timeout_s
+        self._unix_socket = unix_socket
         self.max_message_bytes = max_message_bytes
         self._secrets = secrets
         self.max_per_session = max_per_session
@@ -134,17 +137,21 @@ class WebSocketConnector:
             headers[JOURNAL_HEADER] = "1"
         if processor_id is not None and self._secrets is not None:
             headers |= self._secrets.headers(processor_id, epoch)
+        options: dict[str, Any] = {
+            "additional_headers": headers,
+            "subprotocols": [Subprotocol(p) for p in subprotocols] or None,
+            "compression": None,
+            "proxy": None,
+            "user_agent_header": None,
+            "open_timeout": self.open_timeout_s,
+            "max_size": self.max_message_bytes,
+        }
         try:
-            return await connect(
-                url,
-                additional_headers=headers,
-                subprotocols=[Subprotocol(p) for p in subprotocols] or None,
-                compression=None,
-                proxy=None,
-                user_agent_header=None,
-                open_timeout=self.open_timeout_s,
-                max_size=self.max_message_bytes,
-            )
+            path = self._socket_of(endpoint)
+            if path is not None:
+                with contextlib.suppress(*SOCKET_GONE):
+                    return await connect(url, unix=True, path=path, **options)
+            return await connect(url, **options)
         except TimeoutError as exc:
             raise ProcessorTimeout("processor did not accept the WebSocket in time") from exc
         except InvalidStatus as exc:
@@ -155,6 +162,15 @@ class WebSocketConnector:
             raise ProcessorUnavailable(
                 "processor cannot be reached", reason=type(exc).__name__
             ) from exc
+
+    def _socket_of(self, endpoint: str) -> str | None:
+        if self._unix_socket is None:
+            return None
+        try:
+            key = parse_endpoint(endpoint).key
+        except ProcessorUnavailable:  # not an http(s) URL: the connect says so
+            return None
+        return self._unix_socket(key)
 
 
 class Closed(msgspec.Struct, frozen=True):

@@ -1,9 +1,9 @@
 """``PROCESS_UNIX_SOCKETS``: the proxy reaches the process backend's processors over a private
-unix socket, falls back to their port, and leaves no socket behind.
-"""
+unix socket, falls back to their port, and leaves no socket behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +15,11 @@ import httpx
 
 from session_manager.backends.process import ProcessBackend
 from session_manager.backends.process_sockets import ProcessorSockets
+from session_manager.proxy.http1 import Http1Pool, parse_endpoint
+from session_manager.proxy.websocket import WebSocketConnector
+from tests.processes import start_processor
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
+from tests.support.net import free_port
 from tests.support.timing import wait_for
 
 OBSERVE = {"strings": ["hello"], "vectors": [], "emotives": {}}
@@ -139,3 +143,42 @@ def test_a_data_dir_too_long_for_a_socket_path_uses_a_private_temporary_one(
     finally:
         sockets.close()
     assert not sockets.directory.exists()
+
+
+async def test_requests_and_websockets_go_over_the_socket_and_fall_back_to_the_port(
+    tmp_path: Path,
+) -> None:
+    """Against a real processor: a dead port is never tried while its socket answers, and a
+    socket with nobody behind it is passed over for the port."""
+    path = str(tmp_path / "p.sock")
+    with start_processor(UNIX_SOCKET=path) as processor:
+        live = processor.url
+        dead = f"http://127.0.0.1:{free_port()}"
+        sockets = {("http", "127.0.0.1", port_of({"endpoint": dead})): path}
+        stale = {("http", "127.0.0.1", port_of({"endpoint": live})): str(tmp_path / "gone.sock")}
+        for table, endpoint in ((sockets, dead), (stale, live)):
+            pool = Http1Pool(
+                max_in_flight=4,
+                max_idle=4,
+                keepalive_expiry_s=4,
+                connect_timeout_s=5,
+                read_timeout_s=5,
+                unix_socket=table.get,
+            )
+            key = parse_endpoint(endpoint).key
+            exchange = await pool.request(
+                key, b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n", method="GET"
+            )
+            assert exchange.status == 200
+            assert json.loads(await exchange.read())["processor_id"] == "p1"
+            await pool.aclose()
+
+            connector = WebSocketConnector(
+                open_timeout_s=5, max_message_bytes=1 << 20, unix_socket=table.get
+            )
+            ws = await connector.connect(endpoint, "", [], "r1")
+            try:
+                await ws.send(json.dumps({"type": "ping", "payload": {}}))
+                assert json.loads(await ws.recv())["type"] == "pong"
+            finally:
+                await ws.close()
