@@ -60,7 +60,11 @@ async def test_forked_processors_are_separate_marked_and_stoppable(
     finally:
         for handle in await backend.list_owned():
             await backend.stop(handle)
+        forks = backend._forks
+        assert forks is not None
+        server_directory = forks.socket_path.parent
         await backend.close()
+    assert not server_directory.exists()  # the fork server's private directory is removed
 
 
 def _uss_mib(pid: int) -> float:
