@@ -32,7 +32,7 @@ def families(manager: Manager) -> set[socket.AddressFamily]:
         conn.transport.get_extra_info("socket").family
         for conns in pool._idle.values()
         for conn in conns
-        if conn.transport is not None
+        if conn.transport is not None and not conn.closed
     }
 
 
