@@ -56,9 +56,8 @@ def main() -> int:
             lifespan="on",
         )
     )
-    if not config.unix_socket:
-        server.run()
-    else:  # the TCP port as always, and the socket a manager on this host prefers
+    sockets = None
+    if config.unix_socket:  # the TCP port as always, and the socket a manager on this host prefers
         sockets = [server.config.bind_socket()]
         try:
             sockets.append(listening_unix_socket(config.unix_socket, server.config.backlog))
@@ -66,6 +65,7 @@ def main() -> int:
             logging.getLogger(__name__).warning("UNIX_SOCKET not served: %s", exc)
         else:
             server.remove_on_shutdown = config.unix_socket
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it quietly, as ``uvicorn.run``
         server.run(sockets=sockets)
     if not server.started:
         return _STARTUP_FAILURE
