@@ -37,6 +37,7 @@ from kato_sessions import (
 from session_manager.models import SessionStatus
 from session_manager.store import SessionStore
 from tests.support.manager import ADMIN_TOKEN, API_KEY, Manager, SettingsFactory, StartManager
+from tests.support.timing import wait_for
 
 
 def _client(manager: Manager, **options: Any) -> AsyncClient:
@@ -298,6 +299,12 @@ async def test_a_session_not_ready_503_is_retried_after_retry_after(
             sid, to=SessionStatus.STARTING, allowed=[SessionStatus.READY], fields={"endpoint": ""}
         )
         assert recovering.ok
+        sessions = manager.app.state.sessions
+
+        async def route_forgotten() -> bool:  # the change feed reached the manager's cache
+            return sessions.cached_route(sid, f"Bearer {session.token}") is None
+
+        assert await wait_for(route_forgotten, timeout_s=5)
 
         started = time.monotonic()
         call = asyncio.create_task(session.stm())
