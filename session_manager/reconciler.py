@@ -9,7 +9,9 @@
 * A ``ready`` record whose processor is gone is restarted from its checkpoint and journal
   (``Sessions.recoverable``: always with ``JOURNAL=on``, else only from a snapshot), else ended
   with reason ``processor_lost``. The proxy usually gets there first (``recover_lost``).
-* A ``starting`` record whose start slot expired (its manager died mid-start) is ended.
+* A ``starting`` record whose start slot expired (its manager died mid-start, or the start
+  outlived its slot) is given up (``Lifecycle.abandon_start``): a first start is ended, a
+  restore's or recovery's session goes back to ``hibernated``, checkpoint and journal kept.
 
 Nothing here runs when Redis cannot be read: an outage never makes processors look orphaned.
 """
@@ -48,6 +50,7 @@ class ReconcileReport(msgspec.Struct, kw_only=True):
     recovered: list[str] = msgspec.field(default_factory=list)
     lost: list[str] = msgspec.field(default_factory=list)
     stale_starts_ended: list[str] = msgspec.field(default_factory=list)
+    stale_restarts_hibernated: list[str] = msgspec.field(default_factory=list)
     failed: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -81,7 +84,7 @@ class Reconciler:
         report.processors = len(owned)
         await self._remove_orphans(owned, now, report)
         await self._replace_vanished({h.ref for h in owned}, report)
-        await self._end_stale_starts(now, report)
+        await self._give_up_stale_starts(now, report)
         report.duration_ms = (time.perf_counter() - began) * 1000
         return report
 
@@ -159,15 +162,17 @@ class Reconciler:
             except KatoError as exc:
                 report.failed[session_id] = f"{exc.code}: {exc.message}"
 
-    async def _end_stale_starts(self, now: int, report: ReconcileReport) -> None:
+    async def _give_up_stale_starts(self, now: int, report: ReconcileReport) -> None:
         for session_id in await self.store.expired_starts(now, _BATCH):
             try:
-                if await self.sessions.end(
-                    session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
-                ):
-                    report.stale_starts_ended.append(session_id)
+                outcome = await self.sessions.abandon_start(session_id)
             except KatoError as exc:
                 report.failed[session_id] = f"{exc.code}: {exc.message}"
+                continue
+            if outcome == "ended":
+                report.stale_starts_ended.append(session_id)
+            elif outcome == "hibernated":
+                report.stale_restarts_hibernated.append(session_id)
 
 
 def _is_orphan(handle: ProcessorHandle, record: SessionRecord | None) -> bool:

@@ -166,13 +166,12 @@ class Scheduler:
         report = await self._leader_pass("reconciler", self.reconciler.reconcile_once)
         if report is None:
             return
-        if report.orphans_removed or report.recovered or report.lost or report.stale_starts_ended:
-            log.info(
-                "reconciler pass",
-                extra={
-                    "orphans_removed": len(report.orphans_removed),
-                    "recovered": len(report.recovered),
-                    "lost": len(report.lost),
-                    "stale_starts_ended": len(report.stale_starts_ended),
-                },
-            )
+        counts = {
+            "orphans_removed": len(report.orphans_removed),
+            "recovered": len(report.recovered),
+            "lost": len(report.lost),
+            "stale_starts_ended": len(report.stale_starts_ended),
+            "stale_restarts_hibernated": len(report.stale_restarts_hibernated),
+        }
+        if any(counts.values()):
+            log.info("reconciler pass", extra=counts)

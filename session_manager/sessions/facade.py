@@ -93,6 +93,7 @@ class Sessions:
         # The parts' own methods: each signature and docstring is written once, there.
         self.create = self._lifecycle.create
         self.end = self._lifecycle.end
+        self.abandon_start = self._lifecycle.abandon_start
         self.wait_for_starts = self._lifecycle.wait_for_starts
         self.resolve = self._router.resolve
         self.cached_route = self._router.cached

@@ -24,7 +24,12 @@ from typing import Any
 
 import msgspec
 
-from session_manager.errors import KatoError, ProcessorUnavailable
+from session_manager.errors import (
+    KatoError,
+    ProcessorUnavailable,
+    SessionConflict,
+    SessionNotReady,
+)
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
 from session_manager.processor_client import ProcessorClient, snapshot_json
 from session_manager.sessions.exits import PROCESSOR_OUT_OF_MEMORY, ProcessorExits
@@ -214,7 +219,7 @@ class Hibernation:
         epoch = await self._claim_start(
             record.session_id,
             kind="recover",
-            slot_s=self._settings.start_timeout_s,
+            slot_s=self._settings.start_timeout_s + self._settings.stop_timeout_s,
             allowed=[SessionStatus.READY],
             only_if_ref=record.ref,
             fields={
@@ -273,16 +278,26 @@ class Hibernation:
         except KatoError:
             if handle is not None:
                 await lifecycle.stop(handle)
-            # Back to hibernated (snapshot kept), on the usual hibernation clock.
+            # Back to hibernated (snapshot kept), on the usual hibernation clock; unless this
+            # start was given up meanwhile (``abandon_start`` did that) and maybe claimed again.
             await lifecycle.transition(
                 record.session_id,
                 allowed=[SessionStatus.STARTING],
+                only_if_epoch=epoch,
                 to=SessionStatus.HIBERNATED,
                 idle_deadline=self._clock.now_ms() + self._settings.hibernate_ttl_s * 1000,
                 start_slot="remove",
             )
             raise
-        ready = await lifecycle.mark_ready(record, handle)
+        try:
+            ready = await lifecycle.mark_ready(record, handle)
+        except SessionConflict as exc:
+            # Given up while it ran (it outlived its slot): the session is hibernated again,
+            # journal and checkpoint intact, and its next request restores it.
+            raise SessionNotReady(
+                "the session's restart outlived its start slot and was given up; retry",
+                session_id=record.session_id,
+            ) from exc
         if replayed and self.on_replayed is not None:
             self.on_replayed(record.session_id)
         self._metrics.restores.inc()

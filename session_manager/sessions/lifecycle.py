@@ -206,13 +206,12 @@ class Lifecycle:
             )
         while wait and record.status == SessionStatus.STARTING:
             # Its start runs on some replica. One that died mid-start leaves the slot to
-            # expire: then this replica ends the session as the reconciler would, and the
-            # caller creates it anew (so the client does not wait for a reconciler pass).
+            # expire: then this replica gives it up as the reconciler would (so the client
+            # does not wait for a reconciler pass): a first start ends and the caller creates
+            # it anew, a restart's session goes back to hibernated and is replayed as is.
             slot = await self.store.start_deadline(session_id)
             if slot is None or slot < self.clock.now_ms():
-                await self.end(
-                    session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
-                )
+                await self.abandon_start(session_id)
             await asyncio.sleep(0.05)
             record, tombstone = await self.store.lookup(session_id)
             if record is None:
@@ -340,11 +339,16 @@ class Lifecycle:
         return handle
 
     async def mark_ready(self, record: SessionRecord, handle: ProcessorHandle) -> SessionRecord:
-        """CAS ``starting -> ready``; a session ended meanwhile gets its processor stopped."""
+        """CAS ``starting -> ready`` at ``record.epoch``; otherwise the processor is stopped.
+
+        The epoch check: a start given up meanwhile (``abandon_start``) and claimed again since
+        is ``starting`` once more, but not this start's any longer.
+        """
         now = self.clock.now_ms()
         result = await self.transition(
             record.session_id,
             allowed=[SessionStatus.STARTING],
+            only_if_epoch=record.epoch,
             to=SessionStatus.READY,
             fields={
                 "backend": handle.backend,
@@ -360,7 +364,7 @@ class Lifecycle:
         if not result.ok:
             await self.stop(handle)
             raise SessionConflict(
-                "the session ended while its processor was starting",
+                "the session ended or its start was given up while its processor was starting",
                 session_id=record.session_id,
                 status=result.previous,
             )
@@ -378,6 +382,44 @@ class Lifecycle:
             self.metrics.backend_errors.labels(backend=self.backend.name, op="stop").inc()
             raise
         self.metrics.stop_duration.observe(time.perf_counter() - began)
+
+    async def abandon_start(self, session_id: str) -> str | None:
+        """Give up a ``starting`` session's start whose slot ran out; what became of it.
+
+        The start's manager died, or the start outlived its slot (a loaded machine). A first
+        start (epoch 0) acknowledged nothing: the session ends as ``start_failed``
+        (``"ended"``). A restart's session (a restore or recovery: epoch 1 and up) holds
+        acknowledged writes in its checkpoint and journal: it goes back to ``hibernated``
+        (``"hibernated"``) with a new epoch, which fences whatever processor the given-up start
+        may still bring up (its ``mark_ready`` fails and stops it), and its next request
+        restores it. ``None``: no longer ``starting``.
+        """
+        record = await self.store.get(session_id)
+        if record is None or record.status != SessionStatus.STARTING:
+            return None
+        if record.epoch == 0:
+            ended = await self.end(
+                session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
+            )
+            return "ended" if ended else None
+        result = await self.transition(
+            session_id,
+            allowed=[SessionStatus.STARTING],
+            only_if_epoch=record.epoch,
+            to=SessionStatus.HIBERNATED,
+            fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
+            idle_deadline=self.clock.now_ms() + self.settings.hibernate_ttl_s * 1000,
+            start_slot="remove",
+            bump_epoch=True,
+        )
+        if not result.ok:
+            return None
+        log.warning(
+            "restart given up: its slot ran out; the session is hibernated and restores "
+            "at its next request",
+            extra={"session_id": session_id, "epoch": record.epoch},
+        )
+        return "hibernated"
 
     # -- end --------------------------------------------------------------------------------
 

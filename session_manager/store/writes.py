@@ -143,6 +143,7 @@ class SessionWrites:
         start_slot: Deadline = None,
         only_if_idle_due_at: int | None = None,
         only_if_ref: str | None = None,
+        only_if_epoch: int | None = None,
         bump_epoch: bool = False,
     ) -> TransitionResult:
         """Compare-and-set the status (and deadlines, start slot, fields) in one script.
@@ -151,7 +152,9 @@ class SessionWrites:
         ``only_if_idle_due_at``, while the idle deadline is still at or before that time (so a
         request that moved it after the reaper looked wins over the reap); with
         ``only_if_ref``, while the session's processor is still that one (two recoveries of
-        one lost processor: the second finds it replaced and starts nothing). ``bump_epoch``
+        one lost processor: the second finds it replaced and starts nothing); with
+        ``only_if_epoch``, while the session's epoch is still that one (a restart given up
+        meanwhile does not mark its processor ready over a newer start). ``bump_epoch``
         (a restart's claim) fences every processor the session had, in the same script.
         """
         keys = [
@@ -174,6 +177,7 @@ class SessionWrites:
             "" if only_if_idle_due_at is None else only_if_idle_due_at,
             only_if_ref or "",
             "1" if bump_epoch else "",
+            "" if only_if_epoch is None else only_if_epoch,
         ]
         for name, value in (fields or {}).items():
             args += [name, value]

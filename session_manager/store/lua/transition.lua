@@ -7,7 +7,9 @@
 --       deadline is due at that time, 9 '' or a ref: only while the session's processor is that
 --       one (a recovery replaces only the processor it found lost), 10 '1': bump the epoch
 --       (a new processor is about to start: older ones are fenced from now on),
---       11.. hash field/value pairs
+--       11 '' or an epoch: only while the session's epoch is that one (a restart that was given
+--       up, and maybe claimed again since, must not mark its own processor ready),
+--       12.. hash field/value pairs
 -- Returns {1, previous status, epoch} on success, {0, current status or ''} when refused.
 -- A success publishes the session id on the changes channel (replicas drop cached routes).
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -32,14 +34,17 @@ end
 if ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'ref') ~= ARGV[9] then
   return {0, current}
 end
+if ARGV[11] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') ~= tonumber(ARGV[11]) then
+  return {0, current}
+end
 local member = redis.call('HGET', KEYS[1], 'ix')
 for i = 7, #KEYS do
   redis.call('ZREM', KEYS[i], member)
 end
 redis.call('ZADD', KEYS[6], 0, member)
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'status_changed_at', ARGV[4])
-if #ARGV >= 11 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+if #ARGV >= 12 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
 end
 local epoch
 if ARGV[10] == '1' then

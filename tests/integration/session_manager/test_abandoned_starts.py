@@ -1,0 +1,157 @@
+"""Starts whose slot ran out: a first start ends, a restart's session keeps every acknowledged write.
+
+A manager that dies (or stalls past its slot) mid-start leaves the session ``starting`` with an
+expired start slot. A first start acknowledged nothing, so ending it (``start_failed``) loses
+nothing; a restore or recovery is a session with acknowledged writes in its checkpoint and
+journal, so the reconciler puts it back to ``hibernated`` and its next request restores them.
+Real processors and Redis; the dying manager is the claim a restart makes, with nothing after it
+(what a SIGKILL right after the claim leaves: ``tests/chaos/test_stalled_restart.py`` does it to a
+whole manager process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from session_manager.errors import SessionNotReady
+from session_manager.models import SessionRecord, SessionStatus
+from session_manager.store import Capacity
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
+from tests.support.pids import processes_of
+
+
+async def _observed(manager: Manager, session: dict[str, Any], *symbols: str) -> None:
+    for symbol in symbols:
+        reply = await manager.client.post(
+            f"/session/{session['session_id']}/observe",
+            json={"strings": [symbol]},
+            headers=auth(session),
+        )
+        assert reply.status_code == 200, reply.text
+
+
+async def _hibernated(manager: Manager, session: dict[str, Any]) -> None:
+    reply = await manager.client.post(
+        f"/admin/sessions/{session['session_id']}/hibernate", headers=manager.admin
+    )
+    assert reply.status_code == 200, reply.text
+
+
+async def _stm(manager: Manager, session: dict[str, Any]) -> Any:
+    reply = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
+    assert reply.status_code == 200, reply.text
+    return reply.json()["stm"]
+
+
+async def _record(manager: Manager, session_id: str) -> SessionRecord:
+    record = await manager.app.state.store.get(session_id)
+    assert record is not None
+    return record
+
+
+def _processors(manager: Manager, session_id: str) -> int:
+    """Running processors of ``session_id`` (a leaked one would show up here)."""
+    return list(processes_of(manager.app.state.settings.manager_id).values()).count(session_id)
+
+
+async def test_a_recovery_whose_manager_died_after_its_claim_is_hibernated_with_every_write(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(make_settings(orphan_grace_s=0, reconcile_interval_s=3600))
+    session = await manager.create()
+    session_id = session["session_id"]
+    await _observed(manager, session, "a")
+    await _hibernated(manager, session)  # the checkpoint holds "a"
+    await _observed(manager, session, "b", "c")  # restored; "b" and "c" are in the journal only
+    record = await _record(manager, session_id)
+    hibernation = manager.app.state.sessions._hibernation
+    # A recovery claimed with a slot that has run out by the time the reconciler looks, and
+    # nothing after the claim: its manager died there.
+    epoch = await hibernation._claim_start(
+        session_id,
+        kind="recover",
+        slot_s=0.001,
+        allowed=[SessionStatus.READY],
+        only_if_ref=record.ref,
+        fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
+        idle_deadline="remove",
+    )
+    assert epoch == record.epoch + 1
+    await asyncio.sleep(0.01)
+
+    report = await manager.app.state.reconciler.reconcile_once()
+
+    assert report.stale_restarts_hibernated == [session_id]
+    assert report.stale_starts_ended == []
+    # The processor the recovery replaced is an orphan now: the next pass removes it.
+    assert (await manager.app.state.reconciler.reconcile_once()).orphans_removed == [record.ref]
+    given_up = await _record(manager, session_id)
+    assert given_up.status == SessionStatus.HIBERNATED
+    assert given_up.epoch == epoch + 1  # whatever the dead start brought up is fenced
+    assert (await manager.app.state.store.start_deadline(session_id)) is None
+    # Its next request restores it: the checkpoint, then the journal's entries after it.
+    assert await _stm(manager, session) == [["a"], ["b"], ["c"]]
+    assert (await status_of(manager, session))["status"] == "ready"
+    assert _processors(manager, session_id) == 1
+
+
+async def test_a_restart_given_up_while_it_ran_cannot_take_the_session_back(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    """The start outlived its slot (a loaded machine) and was given up, then claimed again."""
+    manager = await start_manager(make_settings(reconcile_interval_s=3600))
+    session = await manager.create()
+    session_id = session["session_id"]
+    await _observed(manager, session, "a", "b")
+    await _hibernated(manager, session)
+    record = await _record(manager, session_id)
+    hibernation = manager.app.state.sessions._hibernation
+
+    async def claim(slot_s: float) -> int:
+        epoch = await hibernation._claim_start(
+            session_id, kind="restore", slot_s=slot_s, allowed=[SessionStatus.HIBERNATED]
+        )
+        assert epoch is not None
+        return epoch
+
+    slow = await claim(0.001)
+    await asyncio.sleep(0.01)
+    report = await manager.app.state.reconciler.reconcile_once()
+    assert report.stale_restarts_hibernated == [session_id]
+    again = await claim(30)  # the next request's restore, claimed before the slow one is done
+    assert again == slow + 2
+
+    # The slow start finishes: it may not mark its processor ready over the newer start.
+    with pytest.raises(SessionNotReady):
+        await hibernation._restart(record, slow, time.perf_counter())
+    assert _processors(manager, session_id) == 0  # it stopped what it started
+    claimed = await _record(manager, session_id)
+    assert (claimed.status, claimed.epoch, claimed.ref) == (SessionStatus.STARTING, again, "")
+
+    ready = await hibernation._restart(record, again, time.perf_counter())
+    assert (ready.status, ready.epoch) == (SessionStatus.READY, again)
+    assert await _stm(manager, session) == [["a"], ["b"]]
+    assert _processors(manager, session_id) == 1
+
+
+async def test_a_first_start_whose_manager_died_is_ended_as_start_failed(
+    start_manager: StartManager, make_settings: SettingsFactory
+) -> None:
+    manager = await start_manager(make_settings(reconcile_interval_s=3600))
+    now = manager.app.state.clock.now_ms()
+    abandoned = SessionRecord.starting("f" * 32, "alice", now, idle_timeout_s=900, max_age_s=3600)
+    expired = Capacity(max_sessions=10, max_per_user=10, max_starts=10, start_timeout_ms=-1)
+    await manager.app.state.store.reserve(abandoned, expired)
+
+    report = await manager.app.state.reconciler.reconcile_once()
+
+    assert report.stale_starts_ended == ["f" * 32]
+    assert report.stale_restarts_hibernated == []
+    record, tombstone = await manager.app.state.store.lookup("f" * 32)
+    assert record is None
+    assert tombstone is not None
+    assert tombstone.reason == "start_failed"
