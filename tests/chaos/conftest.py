@@ -3,6 +3,7 @@
 from tests.integration.session_manager.conftest import (
     fx_make_settings,
     fx_manager_id,
+    fx_manager_process,
     fx_no_leaked_processors,
     fx_redis_server,
     fx_redis_url,
@@ -12,6 +13,7 @@ from tests.integration.session_manager.conftest import (
 __all__ = (
     "fx_make_settings",
     "fx_manager_id",
+    "fx_manager_process",
     "fx_no_leaked_processors",
     "fx_redis_server",
     "fx_redis_url",

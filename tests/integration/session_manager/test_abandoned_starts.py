@@ -1,4 +1,4 @@
-"""Starts whose slot ran out: a first start ends, a restart's session keeps every acknowledged write.
+"""Starts whose slot ran out: a first start ends, a restart's session keeps its acknowledged writes.
 
 A manager that dies (or stalls past its slot) mid-start leaves the session ``starting`` with an
 expired start slot. A first start acknowledged nothing, so ending it (``start_failed``) loses
@@ -48,7 +48,7 @@ async def _stm(manager: Manager, session: dict[str, Any]) -> Any:
 
 
 async def _record(manager: Manager, session_id: str) -> SessionRecord:
-    record = await manager.app.state.store.get(session_id)
+    record: SessionRecord | None = await manager.app.state.store.get(session_id)
     assert record is not None
     return record
 
@@ -115,7 +115,7 @@ async def test_a_restart_given_up_while_it_ran_cannot_take_the_session_back(
         epoch = await hibernation._claim_start(
             session_id, kind="restore", slot_s=slot_s, allowed=[SessionStatus.HIBERNATED]
         )
-        assert epoch is not None
+        assert isinstance(epoch, int)
         return epoch
 
     slow = await claim(0.001)
