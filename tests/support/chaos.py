@@ -183,9 +183,18 @@ async def run_chaos(
 
 
 async def final_state(manager: Manager, worker: Worker) -> dict[str, Any]:
-    """The session's ``GET /state`` through the manager, once the chaos is over."""
+    """The session's ``GET /state`` through the manager, once the chaos is over.
+
+    A ``503`` (the session still being restarted when the bounded wait ran out, on a loaded
+    machine) is retried after its ``Retry-After``, as the documented client does, for a minute.
+    """
     sid = worker.session["session_id"]
-    reply = await manager.client.get(f"/session/{sid}/state", headers=auth(worker.session))
+    deadline = time.monotonic() + 60
+    while True:
+        reply = await manager.client.get(f"/session/{sid}/state", headers=auth(worker.session))
+        if reply.status_code != 503 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
     assert reply.status_code == 200, reply.text
     state: dict[str, Any] = reply.json()
     return state
