@@ -19,7 +19,8 @@ children (``gc.freeze`` keeps the collector from touching those pages: the serve
 stay frozen in every child, they are never garbage). Children are not the
 manager's but the server's; it ignores ``SIGCHLD`` so the kernel reaps them at once (a child
 that exited is simply gone from ``/proc``). The server exits with the manager that started
-it (``PR_SET_PDEATHSIG``), or when its socket is closed by ``close``; its children go on.
+it (``PR_SET_PDEATHSIG``; it removes its socket and directory then, which a manager killed
+with SIGKILL cannot), or when its socket is closed by ``close``; its children go on.
 """
 
 from __future__ import annotations
@@ -101,6 +102,26 @@ def _child(request: dict[str, object]) -> None:
         os._exit(code)
 
 
+def _clean_up_on_term(socket_path: Path) -> None:
+    """On SIGTERM (the manager died, ``PR_SET_PDEATHSIG``), remove the socket and its directory.
+
+    A manager killed with SIGKILL runs no code of its own, so its fork server removes what the
+    manager made for it; the directory is the manager's private one and holds only the socket.
+    A fork resets SIGTERM first thing; the pid check covers a signal in between.
+    """
+    server = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() == server:
+            with contextlib.suppress(OSError):
+                socket_path.unlink()
+            with contextlib.suppress(OSError):
+                socket_path.parent.rmdir()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _serve(path: str) -> None:
     server = listening_unix_socket(path, 64)
     print("ready", flush=True)
@@ -129,6 +150,7 @@ def main() -> int:
         print("usage: python -m processor_image.forkserver <socket>", file=sys.stderr)
         return 2
     libc = ctypes.CDLL(None, use_errno=True)
+    _clean_up_on_term(Path(sys.argv[1]))
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps children at once
     _preload()

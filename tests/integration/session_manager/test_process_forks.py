@@ -20,7 +20,9 @@ from session_manager.pool.warm import pool_spec
 from session_manager.processor_secrets import SECRET_ENV, ProcessorSecrets
 from session_manager.settings import Settings
 from tests.processes import processor_spec
+from tests.support.manager import ManagerProcessFactory, SettingsFactory, auth
 from tests.support.pids import pid_running, processes_of
+from tests.support.timing import wait_for
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -123,3 +125,46 @@ async def test_forks_share_the_servers_app_and_keep_their_own_configuration(
         for owned in await backend.list_owned():
             await backend.stop(owned)
         await backend.close()
+
+
+def _fork_server_socket(manager_pid: int) -> Path | None:
+    """The socket the fork server started by ``manager_pid`` listens on, if it runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == manager_pid and b"processor_image.forkserver" in argv:
+            return Path(argv[argv.index(b"processor_image.forkserver") + 1].decode())
+    return None
+
+
+async def test_a_manager_killed_with_sigkill_leaves_no_fork_server_directory(
+    manager_process: ManagerProcessFactory, make_settings: SettingsFactory
+) -> None:
+    """The manager runs no code of its own then: its fork server removes what it made."""
+    settings = make_settings(process_spawn="fork")
+    first = manager_process(settings)
+    manager = await first.start()
+    try:
+        session = await manager.create()
+        assert first.process is not None
+        socket_path = _fork_server_socket(first.process.pid)
+        assert socket_path is not None
+        assert socket_path.exists()
+        first.kill()
+
+        async def removed() -> bool:
+            return not socket_path.parent.exists()
+
+        assert await wait_for(removed, timeout_s=10)
+    finally:
+        await manager.aclose()
+    # Its processors outlive it, as always: the next manager finds and ends them.
+    async with manager_process(settings).running() as again:
+        reply = await again.client.get(f"/session/{session['session_id']}", headers=auth(session))
+        assert reply.status_code == 200, reply.text
