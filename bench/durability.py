@@ -107,10 +107,11 @@ async def checkpoint_cost(patterns: int, repeats: int, workdir: Path) -> dict[st
             for _ in range(repeats):
                 started = time.perf_counter()
                 state = await processors.get_state(processor.url)
-                await store.save_snapshot("s", state)
-                await store.journal.trim("s", snapshot_seq(state))
+                await store.save_snapshot("s", state.snapshot)
+                seq = state.seq if state.seq is not None else snapshot_seq(state.snapshot)
+                await store.journal.trim("s", seq)
                 samples.append(time.perf_counter() - started)
-                size = len(state)
+                size = len(state.snapshot)
     finally:
         await processors.aclose()
         await client.aclose()

@@ -36,6 +36,7 @@ __all__ = (
     "SNAPSHOT_ENCODING",
     "UNIQUE_ID_HEADER",
     "ProcessorClient",
+    "ProcessorState",
     "RawReply",
     "snapshot_json",
 )
@@ -44,6 +45,8 @@ REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
 """On a replayed request: the sequence number it had the first time (the processor takes it)."""
 SEQ_HEADER = "X-Kato-Seq"
 """On a processor's reply to a request that changed its state: the number it got."""
+STATE_SEQ_HEADER = "X-Kato-State-Seq"
+"""On a processor's ``GET /state`` reply: the snapshot's sequence number."""
 UNIQUE_ID_HEADER = "X-Kato-Unique-Id"
 """On an ``/observe``: the id the observation gets when its body names none (the proxy offers
 one when it journals the request before the answer; a replay offers the same again)."""
@@ -61,6 +64,17 @@ def snapshot_json(snapshot: bytes) -> bytes:
     import zstandard
 
     return zstandard.ZstdDecompressor().decompressobj().decompress(snapshot)
+
+
+class ProcessorState(msgspec.Struct, frozen=True):
+    """A ``GET /state`` reply: the snapshot as sent, and its ``seq`` when the processor says it.
+
+    ``seq`` comes from ``X-Kato-State-Seq``; ``None`` from a processor older than that header
+    (then only the snapshot itself tells, see ``sessions.hibernation.snapshot_seq``).
+    """
+
+    snapshot: bytes
+    seq: int | None
 
 
 class RawReply(msgspec.Struct, frozen=True):
@@ -205,7 +219,7 @@ class ProcessorClient:
 
     async def get_state(
         self, endpoint: str, *, processor_id: str | None = None, epoch: int = 0
-    ) -> bytes:
+    ) -> ProcessorState:
         """``GET /state``, asked for zstd: the snapshot as opaque bytes, never decompressed here.
 
         The body is read raw (httpx would otherwise decode ``Content-Encoding``), so the manager
@@ -229,7 +243,8 @@ class ProcessorClient:
                 status=response.status_code,
                 body=body[:_BODY_EXCERPT].decode("utf-8", "replace"),
             )
-        return body
+        seq = response.headers.get(STATE_SEQ_HEADER, "")
+        return ProcessorState(body, int(seq) if seq.isdigit() else None)
 
     async def put_state(
         self,

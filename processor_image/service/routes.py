@@ -23,6 +23,7 @@ from processor_image.service.errors import (
 from processor_image.service.runtime import (
     REPLAY_SEQ_HEADER,
     SEQ_HEADER,
+    STATE_SEQ_HEADER,
     UNIQUE_ID_HEADER,
     Runtime,
 )
@@ -388,7 +389,8 @@ async def metrics(request: AnyRequest) -> MetricsResponse:
 async def get_state(request: AnyRequest) -> Response[bytes]:
     """Snapshot of STM, genes, time, emotives, caches (and a memory store's knowledge).
 
-    ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position).
+    ``seq`` is the number of mutating requests the snapshot holds (a checkpoint's position),
+    also sent as ``X-Kato-State-Seq``.
     zstd-compressed when ``Accept-Encoding`` names ``zstd`` (what the manager asks for).
     Answers while fenced too: that is how the manager reads the final state to hibernate.
     """
@@ -399,7 +401,7 @@ async def get_state(request: AnyRequest) -> Response[bytes]:
         snapshot = msgspec.structs.replace(snapshot, seq=runtime.seq)
     compress = wants_zstd(request.headers.get("accept-encoding"))
     body = await asyncio.to_thread(encode_state, snapshot, compress=compress)
-    headers = {"vary": "accept-encoding"}
+    headers = {"vary": "accept-encoding", STATE_SEQ_HEADER: str(snapshot.seq)}
     if compress:
         headers["content-encoding"] = ZSTD
     return Response(body, media_type=MediaType.JSON, headers=headers)

@@ -28,6 +28,7 @@ from processor_image.storage.ops import OpClock
 __all__ = (
     "REPLAY_SEQ_HEADER",
     "SEQ_HEADER",
+    "STATE_SEQ_HEADER",
     "UNIQUE_ID_HEADER",
     "Runtime",
     "generated_unique_id",
@@ -38,6 +39,10 @@ _T = TypeVar("_T")
 
 SEQ_HEADER = "X-Kato-Seq"
 """On every mutating reply: the sequence number the request got (the manager journals by it)."""
+STATE_SEQ_HEADER = "X-Kato-State-Seq"
+"""On a ``GET /state`` reply: the snapshot's ``seq``, so the manager need not open the snapshot
+(a zstd frame of up to ``MAX_STATE_BYTES``) to learn its checkpoint's position. Not
+``X-Kato-Seq``: a read changes nothing and must not look journaled."""
 REPLAY_SEQ_HEADER = "X-Kato-Replay-Seq"
 """On a request the manager replays after a crash: the sequence number it had the first time."""
 UNIQUE_ID_HEADER = "X-Kato-Unique-Id"

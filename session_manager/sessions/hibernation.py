@@ -16,6 +16,7 @@ and ``recover_lost`` runs then, before any request asks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -31,7 +32,7 @@ from session_manager.errors import (
     SessionNotReady,
 )
 from session_manager.models import ProcessorHandle, SessionRecord, SessionStatus
-from session_manager.processor_client import ProcessorClient, snapshot_json
+from session_manager.processor_client import ProcessorClient, ProcessorState, snapshot_json
 from session_manager.sessions.exits import PROCESSOR_OUT_OF_MEMORY, ProcessorExits
 from session_manager.sessions.lifecycle import Lifecycle
 from session_manager.sessions.start_gate import StartGate
@@ -138,10 +139,16 @@ class Hibernation:
             session_id, int(ttl_s * 1000), wait_s=ttl_s if wait else 0.0
         )
 
-    async def _save_checkpoint(self, session_id: str, state: bytes) -> int:
-        """Save ``state`` as the session's snapshot, then trim what it holds from the journal."""
-        seq = snapshot_seq(state)
-        await self._store.save_snapshot(session_id, state)
+    async def _save_checkpoint(self, session_id: str, state: ProcessorState) -> int:
+        """Save the snapshot, then trim what it holds from the journal; its ``seq``.
+
+        The processor names the ``seq``; an older one's snapshot is opened for it, off the
+        event loop (decompressing and scanning a large state would stall every request).
+        """
+        seq = state.seq
+        if seq is None:
+            seq = await asyncio.to_thread(snapshot_seq, state.snapshot)
+        await self._store.save_snapshot(session_id, state.snapshot)
         await self._store.journal.trim(session_id, seq)
         return seq
 
@@ -311,7 +318,7 @@ class Hibernation:
         snapshot = await self._store.load_snapshot(session_id)
         seq = 0
         if snapshot is not None:
-            seq = snapshot_seq(snapshot)
+            seq = await asyncio.to_thread(snapshot_seq, snapshot)
             await self._processors.put_state(
                 endpoint, snapshot, seq=seq, processor_id=pid, epoch=record.epoch
             )

@@ -108,7 +108,7 @@ async def test_a_dead_container_with_a_snapshot_comes_back_in_a_new_container(
     record = await status_of(manager, session)
     processors = manager.app.state.processors  # a snapshot kept from earlier, as the manager
     state = await processors.get_state(record["endpoint"], processor_id=session["session_id"])
-    await manager.app.state.store.save_snapshot(session["session_id"], state)
+    await manager.app.state.store.save_snapshot(session["session_id"], state.snapshot)
     (old,) = containers_of(docker_client, session["session_id"])
     old.kill()  # exited, not removed: the reconciler must also clear it away
 

@@ -13,6 +13,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from session_manager.models import SessionStatus
+from session_manager.processor_client import ProcessorState
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.sessions import Sessions
 from tests.support.manager import Manager, SettingsFactory, StartManager, auth
@@ -215,3 +216,28 @@ async def test_a_failed_restore_keeps_the_session_hibernated_with_its_snapshot(
     backend.python = real_python  # the next request restores it after all
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))
     assert stm.json()["stm"] == [["hello"], ["world"]]
+
+
+async def test_a_checkpoint_of_a_processor_that_names_no_seq_reads_it_from_the_snapshot(
+    manager: Manager,
+) -> None:
+    """An image older than ``X-Kato-State-Seq``: the snapshot is opened (off the loop) instead."""
+    session = await manager.create()
+    for symbol in ("a", "b"):
+        reply = await manager.client.post(
+            f"/session/{session['session_id']}/observe",
+            json={"strings": [symbol]},
+            headers=auth(session),
+        )
+        assert reply.status_code == 200, reply.text
+    store = manager.app.state.store
+    record = await store.get(session["session_id"])
+    state = await manager.app.state.processors.get_state(
+        record.endpoint, processor_id=record.processor_id, epoch=record.epoch
+    )
+    assert state.seq == 2
+    assert await store.journal.length(session["session_id"]) == 2
+    hibernation = manager.app.state.sessions._hibernation
+    older = ProcessorState(state.snapshot, None)
+    assert await hibernation._save_checkpoint(session["session_id"], older) == 2
+    assert await store.journal.length(session["session_id"]) == 0  # both held by the snapshot
