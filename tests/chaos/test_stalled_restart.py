@@ -26,6 +26,7 @@ from tests.support.manager import (
     ManagerProcessFactory,
     SettingsFactory,
     auth,
+    observed,
     status_of,
 )
 from tests.support.pids import processes_of
@@ -93,11 +94,7 @@ async def test_a_restore_frozen_past_its_slot_keeps_every_acknowledged_write(
         a_pid = replica_a.process.pid
         session = await b.create()
         session_id, headers = session["session_id"], auth(session)
-        for symbol in SYMBOLS:  # acknowledged: each answered 200
-            reply = await b.client.post(
-                f"/session/{session_id}/observe", json={"strings": [symbol]}, headers=headers
-            )
-            assert reply.status_code == 200, reply.text
+        await observed(b, session, *SYMBOLS)  # acknowledged: each answered 200
         await _hibernate(b, session_id)
         pending = None
         for _ in range(10):

@@ -24,7 +24,7 @@ from processor_image.service.config import ServiceConfig
 from processor_image.service.guard import ManagerOnly, host_name
 from session_manager.processor_secrets import SECRET_HEADER, ProcessorSecrets
 from session_manager.sessions import Sessions
-from tests.support.manager import Manager, auth
+from tests.support.manager import Manager, auth, observed
 
 
 async def _endpoint_and_secret(manager: Manager, session: dict[str, Any]) -> tuple[str, str]:
@@ -37,15 +37,6 @@ async def _endpoint_and_secret(manager: Manager, session: dict[str, Any]) -> tup
     return record.endpoint, ProcessorSecrets(key).for_processor(record.processor_id)
 
 
-async def _observe(manager: Manager, session: dict[str, Any], symbol: str) -> None:
-    reply = await manager.client.post(
-        f"/session/{session['session_id']}/observe",
-        json={"strings": [symbol]},
-        headers=auth(session),
-    )
-    assert reply.status_code == 200, reply.text
-
-
 async def _ws_ping(manager: Manager, session: dict[str, Any]) -> str:
     url = f"{manager.ws_url}/session/{session['session_id']}/ws?token={session['token']}"
     async with connect(url, proxy=None, open_timeout=10) as ws:
@@ -56,7 +47,7 @@ async def _ws_ping(manager: Manager, session: dict[str, Any]) -> str:
 
 async def test_a_processor_refuses_every_request_without_its_secret(manager: Manager) -> None:
     session = await manager.create()
-    await _observe(manager, session, "kept")
+    await observed(manager, session, "kept")
     endpoint, secret = await _endpoint_and_secret(manager, session)
     async with httpx.AsyncClient(base_url=endpoint, trust_env=False, timeout=10) as direct:
         assert (await direct.get("/health")).status_code == 200  # probes need no secret
@@ -103,7 +94,7 @@ async def test_the_proxy_still_reaches_the_processor_over_http_and_websocket(
     manager: Manager,
 ) -> None:
     session = await manager.create()
-    await _observe(manager, session, "a")
+    await observed(manager, session, "a")
     stm = await manager.client.get(f"/session/{session['session_id']}/stm", headers=auth(session))
     assert stm.status_code == 200
     assert stm.json()["stm"] == [["a"]]
@@ -119,7 +110,7 @@ async def test_the_proxy_still_reaches_the_processor_over_http_and_websocket(
 async def test_hibernate_and_restore_keep_working_with_the_secret(manager: Manager) -> None:
     session = await manager.create()
     sid = session["session_id"]
-    await _observe(manager, session, "before")
+    await observed(manager, session, "before")
     sessions: Sessions = manager.app.state.sessions
     assert await sessions.hibernate(sid)
     stm = await manager.client.get(f"/session/{sid}/stm", headers=auth(session))  # restores

@@ -185,6 +185,17 @@ def auth(session: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['token']}"}
 
 
+async def observed(manager: Manager, session: dict[str, Any], *symbols: str) -> None:
+    """Observe each symbol through the manager, one request each; every one acknowledged."""
+    for symbol in symbols:
+        reply = await manager.client.post(
+            f"/session/{session['session_id']}/observe",
+            json={"strings": [symbol]},
+            headers=auth(session),
+        )
+        assert reply.status_code == 200, reply.text
+
+
 async def status_of(manager: Manager, session: dict[str, Any]) -> dict[str, Any]:
     """The admin view of ``session`` (status, ref, endpoint, deadlines)."""
     reply = await manager.client.get(

@@ -20,18 +20,15 @@ import pytest
 from session_manager.errors import SessionNotReady
 from session_manager.models import SessionRecord, SessionStatus
 from session_manager.store import Capacity
-from tests.support.manager import Manager, SettingsFactory, StartManager, auth, status_of
+from tests.support.manager import (
+    Manager,
+    SettingsFactory,
+    StartManager,
+    auth,
+    observed,
+    status_of,
+)
 from tests.support.pids import processes_of
-
-
-async def _observed(manager: Manager, session: dict[str, Any], *symbols: str) -> None:
-    for symbol in symbols:
-        reply = await manager.client.post(
-            f"/session/{session['session_id']}/observe",
-            json={"strings": [symbol]},
-            headers=auth(session),
-        )
-        assert reply.status_code == 200, reply.text
 
 
 async def _hibernated(manager: Manager, session: dict[str, Any]) -> None:
@@ -64,9 +61,9 @@ async def test_a_recovery_whose_manager_died_after_its_claim_is_hibernated_with_
     manager = await start_manager(make_settings(orphan_grace_s=0, reconcile_interval_s=3600))
     session = await manager.create()
     session_id = session["session_id"]
-    await _observed(manager, session, "a")
+    await observed(manager, session, "a")
     await _hibernated(manager, session)  # the checkpoint holds "a"
-    await _observed(manager, session, "b", "c")  # restored; "b" and "c" are in the journal only
+    await observed(manager, session, "b", "c")  # restored; "b" and "c" are in the journal only
     record = await _record(manager, session_id)
     hibernation = manager.app.state.sessions._hibernation
     # A recovery claimed with a slot that has run out by the time the reconciler looks, and
@@ -106,7 +103,7 @@ async def test_a_restart_given_up_while_it_ran_cannot_take_the_session_back(
     manager = await start_manager(make_settings(reconcile_interval_s=3600))
     session = await manager.create()
     session_id = session["session_id"]
-    await _observed(manager, session, "a", "b")
+    await observed(manager, session, "a", "b")
     await _hibernated(manager, session)
     record = await _record(manager, session_id)
     hibernation = manager.app.state.sessions._hibernation

@@ -16,7 +16,7 @@ from session_manager.models import SessionStatus
 from session_manager.processor_client import ProcessorState
 from session_manager.processor_secrets import ProcessorSecrets
 from session_manager.sessions import Sessions
-from tests.support.manager import Manager, SettingsFactory, StartManager, auth
+from tests.support.manager import Manager, SettingsFactory, StartManager, auth, observed
 from tests.support.pids import pid_running, processes_of
 
 
@@ -223,13 +223,7 @@ async def test_a_checkpoint_of_a_processor_that_names_no_seq_reads_it_from_the_s
 ) -> None:
     """An image older than ``X-Kato-State-Seq``: the snapshot is opened (off the loop) instead."""
     session = await manager.create()
-    for symbol in ("a", "b"):
-        reply = await manager.client.post(
-            f"/session/{session['session_id']}/observe",
-            json={"strings": [symbol]},
-            headers=auth(session),
-        )
-        assert reply.status_code == 200, reply.text
+    await observed(manager, session, "a", "b")
     store = manager.app.state.store
     record = await store.get(session["session_id"])
     state = await manager.app.state.processors.get_state(
