@@ -9,6 +9,9 @@
 * A ``ready`` record whose processor is gone is restarted from its checkpoint and journal
   (``Sessions.recoverable``: always with ``JOURNAL=on``, else only from a snapshot), else ended
   with reason ``processor_lost``. The proxy usually gets there first (``recover_lost``).
+* A ``hibernating`` record older than a hibernation can last (its manager died mid-way) is
+  served again: its processor unfenced, or, already stopped after its state was saved,
+  recovered from that checkpoint and the journal.
 * A ``starting`` record whose start slot expired (its manager died mid-start, or the start
   outlived its slot) is given up (``Lifecycle.abandon_start``): a first start is ended, a
   restore's or recovery's session goes back to ``hibernated``, checkpoint and journal kept.
@@ -51,6 +54,7 @@ class ReconcileReport(msgspec.Struct, kw_only=True):
     lost: list[str] = msgspec.field(default_factory=list)
     stale_starts_ended: list[str] = msgspec.field(default_factory=list)
     stale_restarts_hibernated: list[str] = msgspec.field(default_factory=list)
+    stale_hibernations_served: list[str] = msgspec.field(default_factory=list)
     failed: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -83,6 +87,7 @@ class Reconciler:
         owned = await self.backend.list_owned()
         report.processors = len(owned)
         await self._remove_orphans(owned, now, report)
+        await self._serve_stale_hibernations(now, report)
         await self._replace_vanished({h.ref for h in owned}, report)
         await self._give_up_stale_starts(now, report)
         report.duration_ms = (time.perf_counter() - began) * 1000
@@ -161,6 +166,24 @@ class Reconciler:
                     log.info("session ended: processor lost", extra={"session_id": session_id})
             except KatoError as exc:
                 report.failed[session_id] = f"{exc.code}: {exc.message}"
+
+    async def _serve_stale_hibernations(self, now: int, report: ReconcileReport) -> None:
+        stale_before = now - self.sessions.hibernation_stale_after_ms
+        batch = [sid async for sid in self.store.iter_status(SessionStatus.HIBERNATING, _BATCH)]
+        for record in await self.store.get_many(batch):
+            if record is None or record.status != SessionStatus.HIBERNATING:
+                continue
+            if record.status_changed_at > stale_before:
+                continue
+            try:
+                if await self.sessions.abandon_hibernation(record):
+                    report.stale_hibernations_served.append(record.session_id)
+                    log.warning(
+                        "hibernation left half done (its manager died): serving again",
+                        extra={"session_id": record.session_id},
+                    )
+            except KatoError as exc:
+                report.failed[record.session_id] = f"{exc.code}: {exc.message}"
 
     async def _give_up_stale_starts(self, now: int, report: ReconcileReport) -> None:
         for session_id in await self.store.expired_starts(now, _BATCH):

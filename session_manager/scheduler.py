@@ -172,6 +172,7 @@ class Scheduler:
             "lost": len(report.lost),
             "stale_starts_ended": len(report.stale_starts_ended),
             "stale_restarts_hibernated": len(report.stale_restarts_hibernated),
+            "stale_hibernations_served": len(report.stale_hibernations_served),
         }
         if any(counts.values()):
             log.info("reconciler pass", extra=counts)

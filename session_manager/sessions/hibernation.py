@@ -130,6 +130,33 @@ class Hibernation:
             log.info("session hibernated", extra={"session_id": session_id})
         return done.ok
 
+    @property
+    def stale_after_ms(self) -> int:
+        """How long a hibernation may last before it counts as abandoned (its manager died).
+
+        A live one is done well within this: the checkpoint lock's wait and the read of the
+        state (each at most ``PROXY_READ_TIMEOUT_S + STOP_TIMEOUT_S``), then the stop.
+        """
+        s = self._settings
+        return int(2 * (s.proxy_read_timeout_s + s.stop_timeout_s) * 1000)
+
+    async def abandon_hibernation(self, record: SessionRecord) -> bool:
+        """Serve a session again whose hibernation was left half done (its manager died).
+
+        Its processor, fenced, is unfenced when it still runs; a processor already stopped
+        (the state was saved first) leaves the session ``ready`` and lost, which the
+        reconciler recovers from that checkpoint and the journal. Both are compare-and-set
+        from ``hibernating``: a hibernation that was only slow either finishes first (this
+        does nothing) or finds the session ``ready`` and leaves it so. Whether it changed.
+        """
+        handle = record.handle
+        if handle is not None and await self._lifecycle.backend.is_alive(handle):
+            return await self._back_to_ready(record.session_id, handle, record)
+        result = await self._lifecycle.transition(
+            record.session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
+        )
+        return result.ok
+
     def _checkpoint_lock(
         self, session_id: str, *, wait: bool
     ) -> contextlib.AbstractAsyncContextManager[bool]:
@@ -178,7 +205,7 @@ class Hibernation:
 
     async def _back_to_ready(
         self, session_id: str, handle: ProcessorHandle, record: SessionRecord
-    ) -> None:
+    ) -> bool:
         """A hibernation that failed: lift the fence (if it went up) and serve again."""
         try:
             await self._processors.unfence(
@@ -190,9 +217,10 @@ class Hibernation:
                 extra={"session_id": session_id},
                 exc_info=True,
             )
-        await self._lifecycle.transition(
+        result = await self._lifecycle.transition(
             session_id, allowed=[SessionStatus.HIBERNATING], to=SessionStatus.READY
         )
+        return result.ok
 
     async def restore(self, record: SessionRecord) -> SessionRecord | None:
         """Start a new processor for a ``hibernated`` session and load its snapshot into it.
