@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -124,20 +125,25 @@ class Reconciler:
                 extra={"ref": handle.ref, "session_id": handle.session_id},
             )
 
-    async def _replace_vanished(self, alive: set[str], report: ReconcileReport) -> None:
+    async def _records(self, status: SessionStatus) -> AsyncIterator[list[SessionRecord | None]]:
+        """The records of every session with ``status``, ``_BATCH`` at a time."""
         batch: list[str] = []
-        async for session_id in self.store.iter_status(SessionStatus.READY, _BATCH):
+        async for session_id in self.store.iter_status(status, _BATCH):
             batch.append(session_id)
             if len(batch) >= _BATCH:
-                await self._check_ready(batch, alive, report)
+                yield await self.store.get_many(batch)
                 batch = []
         if batch:
-            await self._check_ready(batch, alive, report)
+            yield await self.store.get_many(batch)
+
+    async def _replace_vanished(self, alive: set[str], report: ReconcileReport) -> None:
+        async for records in self._records(SessionStatus.READY):
+            await self._check_ready(records, alive, report)
 
     async def _check_ready(
-        self, session_ids: list[str], alive: set[str], report: ReconcileReport
+        self, records: list[SessionRecord | None], alive: set[str], report: ReconcileReport
     ) -> None:
-        for record in await self.store.get_many(session_ids):
+        for record in records:
             handle = record.handle if record is not None else None
             if record is None or handle is None or handle.backend != self.backend.name:
                 continue
@@ -168,22 +174,21 @@ class Reconciler:
                 report.failed[session_id] = f"{exc.code}: {exc.message}"
 
     async def _serve_stale_hibernations(self, now: int, report: ReconcileReport) -> None:
-        stale_before = now - self.sessions.hibernation_stale_after_ms
-        batch = [sid async for sid in self.store.iter_status(SessionStatus.HIBERNATING, _BATCH)]
-        for record in await self.store.get_many(batch):
-            if record is None or record.status != SessionStatus.HIBERNATING:
-                continue
-            if record.status_changed_at > stale_before:
-                continue
-            try:
-                if await self.sessions.abandon_hibernation(record):
+        async for records in self._records(SessionStatus.HIBERNATING):
+            for record in records:
+                if record is None:
+                    continue
+                try:
+                    served = await self.sessions.abandon_hibernation(record, now)
+                except KatoError as exc:
+                    report.failed[record.session_id] = f"{exc.code}: {exc.message}"
+                    continue
+                if served:
                     report.stale_hibernations_served.append(record.session_id)
                     log.warning(
                         "hibernation left half done (its manager died): serving again",
                         extra={"session_id": record.session_id},
                     )
-            except KatoError as exc:
-                report.failed[record.session_id] = f"{exc.code}: {exc.message}"
 
     async def _give_up_stale_starts(self, now: int, report: ReconcileReport) -> None:
         for session_id in await self.store.expired_starts(now, _BATCH):

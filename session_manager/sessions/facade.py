@@ -101,7 +101,6 @@ class Sessions:
         self.moved = self._router.moved
         self.hibernate = self._hibernation.hibernate
         self.abandon_hibernation = self._hibernation.abandon_hibernation
-        self.hibernation_stale_after_ms = self._hibernation.stale_after_ms
         self.restore = self._hibernation.restore
         self.recover = self._hibernation.recover
         self.recover_lost = self._hibernation.recover_lost

@@ -85,8 +85,7 @@ class Hibernation:
         whose state cannot be read or saved is unfenced and left running and ``ready`` (the
         error, e.g. ``ProcessorUnavailable``, is raised).
         """
-        transition = self._lifecycle.transition
-        result = await transition(
+        result = await self._lifecycle.transition(
             session_id,
             allowed=[SessionStatus.READY],
             to=SessionStatus.HIBERNATING,
@@ -118,13 +117,7 @@ class Hibernation:
             await self._back_to_ready(session_id, handle, record)
             raise
         await self._lifecycle.stop(handle)
-        done = await transition(
-            session_id,
-            allowed=[SessionStatus.HIBERNATING],
-            to=SessionStatus.HIBERNATED,
-            fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
-            idle_deadline=self._clock.now_ms() + self._settings.hibernate_ttl_s * 1000,
-        )
+        done = await self._lifecycle.to_hibernated(session_id, allowed=[SessionStatus.HIBERNATING])
         if done.ok:
             self._metrics.hibernations.inc()
             log.info("session hibernated", extra={"session_id": session_id})
@@ -140,8 +133,10 @@ class Hibernation:
         s = self._settings
         return int(2 * (s.proxy_read_timeout_s + s.stop_timeout_s) * 1000)
 
-    async def abandon_hibernation(self, record: SessionRecord) -> bool:
+    async def abandon_hibernation(self, record: SessionRecord, now_ms: int) -> bool:
         """Serve a session again whose hibernation was left half done (its manager died).
+
+        Only one ``hibernating`` for longer than ``stale_after_ms`` at ``now_ms``; else False.
 
         Its processor, fenced, is unfenced when it still runs; a processor already stopped
         (the state was saved first) leaves the session ``ready`` and lost, which the
@@ -149,6 +144,10 @@ class Hibernation:
         from ``hibernating``: a hibernation that was only slow either finishes first (this
         does nothing) or finds the session ``ready`` and leaves it so. Whether it changed.
         """
+        if record.status != SessionStatus.HIBERNATING:
+            return False
+        if record.status_changed_at > now_ms - self.stale_after_ms:
+            return False
         handle = record.handle
         if handle is not None and await self._lifecycle.backend.is_alive(handle):
             return await self._back_to_ready(record.session_id, handle, record)
@@ -315,13 +314,8 @@ class Hibernation:
                 await lifecycle.stop(handle)
             # Back to hibernated (snapshot kept), on the usual hibernation clock; unless this
             # start was given up meanwhile (``abandon_start`` did that) and maybe claimed again.
-            await lifecycle.transition(
-                record.session_id,
-                allowed=[SessionStatus.STARTING],
-                only_if_epoch=epoch,
-                to=SessionStatus.HIBERNATED,
-                idle_deadline=self._clock.now_ms() + self._settings.hibernate_ttl_s * 1000,
-                start_slot="remove",
+            await lifecycle.to_hibernated(
+                record.session_id, allowed=[SessionStatus.STARTING], only_if_epoch=epoch
             )
             raise
         try:

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -126,6 +126,30 @@ class Lifecycle:
         result = await self.store.transition(session_id, **change)
         self._forget(session_id)
         return result
+
+    async def to_hibernated(
+        self,
+        session_id: str,
+        *,
+        allowed: list[SessionStatus],
+        only_if_epoch: int | None = None,
+        bump_epoch: bool = False,
+    ) -> TransitionResult:
+        """CAS to ``hibernated``: no processor, no start slot, ``HIBERNATE_TTL_S`` running.
+
+        The one way to put a session to rest, for a hibernation done and a restart that failed
+        or was given up (``only_if_epoch``, ``bump_epoch``: see ``store.transition``).
+        """
+        return await self.transition(
+            session_id,
+            allowed=allowed,
+            only_if_epoch=only_if_epoch,
+            to=SessionStatus.HIBERNATED,
+            fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
+            idle_deadline=self.clock.now_ms() + self.settings.hibernate_ttl_s * 1000,
+            start_slot="remove",
+            bump_epoch=bump_epoch,
+        )
 
     async def _end_record(self, session_id: str, reason: str, **options: Any) -> TransitionResult:
         """``store.end`` (record removed, tombstone left), and the cached route dropped."""
@@ -383,7 +407,7 @@ class Lifecycle:
             raise
         self.metrics.stop_duration.observe(time.perf_counter() - began)
 
-    async def abandon_start(self, session_id: str) -> str | None:
+    async def abandon_start(self, session_id: str) -> Literal["ended", "hibernated"] | None:
         """Give up a ``starting`` session's start whose slot ran out; what became of it.
 
         The start's manager died, or the start outlived its slot (a loaded machine). A first
@@ -402,14 +426,10 @@ class Lifecycle:
                 session_id, EndReason.START_FAILED, allowed=(SessionStatus.STARTING,)
             )
             return "ended" if ended else None
-        result = await self.transition(
+        result = await self.to_hibernated(
             session_id,
             allowed=[SessionStatus.STARTING],
             only_if_epoch=record.epoch,
-            to=SessionStatus.HIBERNATED,
-            fields={"backend": "", "ref": "", "endpoint": "", "node": ""},
-            idle_deadline=self.clock.now_ms() + self.settings.hibernate_ttl_s * 1000,
-            start_slot="remove",
             bump_epoch=True,
         )
         if not result.ok:

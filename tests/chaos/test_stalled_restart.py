@@ -11,7 +11,6 @@ brought up and answers its client "retry"; the next request restores every ackno
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -89,48 +88,49 @@ async def test_a_restore_frozen_past_its_slot_keeps_every_acknowledged_write(
     replica_a = manager_process(make_settings(data_dir=tmp_path / "a", **quick))
     replica_b = manager_process(make_settings(data_dir=tmp_path / "b", **quick))
     redis = aioredis.Redis.from_url(redis_url)
-    async with replica_a.running() as a, replica_b.running() as b:
-        assert replica_a.process is not None
-        a_pid = replica_a.process.pid
-        session = await b.create()
-        session_id, headers = session["session_id"], auth(session)
-        await observed(b, session, *SYMBOLS)  # acknowledged: each answered 200
-        await _hibernate(b, session_id)
-        pending = None
-        for _ in range(10):
-            pending = await _freeze_mid_restore(a.base_url, a_pid, session, redis)
-            if pending is not None:
-                break
+    try:
+        async with replica_a.running() as a, replica_b.running() as b:
+            assert replica_a.process is not None
+            a_pid = replica_a.process.pid
+            session = await b.create()
+            session_id, headers = session["session_id"], auth(session)
+            await observed(b, session, *SYMBOLS)  # acknowledged: each answered 200
             await _hibernate(b, session_id)
-        assert pending is not None, "never caught A's restore in flight"
-        try:
-            # A is frozen holding the session ``starting``; its slot (3 s) runs out and B,
-            # which takes the reconciler lease over from A if A held it, gives the restart up.
-            async def given_up() -> bool:
-                return await redis.hget(f"kato:session:{session_id}", "status") == b"hibernated"
+            pending = None
+            for _ in range(10):
+                pending = await _freeze_mid_restore(a.base_url, a_pid, session, redis)
+                if pending is not None:
+                    break
+                await _hibernate(b, session_id)
+            assert pending is not None, "never caught A's restore in flight"
+            try:
+                # A is frozen holding the session ``starting``; its slot (3 s) runs out and B,
+                # which takes the reconciler lease over from A if A held it, gives the restart up.
+                async def given_up() -> bool:
+                    return await redis.hget(f"kato:session:{session_id}", "status") == b"hibernated"
 
-            assert await wait_for(given_up, timeout_s=20), await status_of(b, session)
-        finally:
-            os.kill(a_pid, signal.SIGCONT)
-        answered = await pending
-        # A's client is told to retry (its restart was given up) or, had A finished first,
-        # served: never told the session is gone.
-        assert answered.status_code in (200, 503), answered.text
+                assert await wait_for(given_up, timeout_s=20), await status_of(b, session)
+            finally:
+                os.kill(a_pid, signal.SIGCONT)
+            answered = await pending
+            # A's client is told to retry (its restart was given up) or, had A finished first,
+            # served: never told the session is gone.
+            assert answered.status_code in (200, 503), answered.text
 
-        async def served_everything() -> bool:
-            reply = await b.client.get(f"/session/{session_id}/stm", headers=headers)
-            if reply.status_code == 503:
-                return False
-            assert reply.status_code == 200, reply.text
-            return bool(reply.json()["stm"] == [[s] for s in SYMBOLS])
+            async def served_everything() -> bool:
+                reply = await b.client.get(f"/session/{session_id}/stm", headers=headers)
+                if reply.status_code == 503:
+                    return False
+                assert reply.status_code == 200, reply.text
+                return bool(reply.json()["stm"] == [[s] for s in SYMBOLS])
 
-        assert await wait_for(served_everything, timeout_s=20)
-        reply = await a.client.get(f"/session/{session_id}/stm", headers=headers)
-        assert reply.json()["stm"] == [[s] for s in SYMBOLS]
+            assert await wait_for(served_everything, timeout_s=20)
+            reply = await a.client.get(f"/session/{session_id}/stm", headers=headers)
+            assert reply.json()["stm"] == [[s] for s in SYMBOLS]
 
-        async def one_processor() -> bool:  # A stopped the one it brought up for nothing
-            return list(processes_of(manager_id).values()).count(session_id) == 1
+            async def one_processor() -> bool:  # A stopped the one it brought up for nothing
+                return list(processes_of(manager_id).values()).count(session_id) == 1
 
-        assert await wait_for(one_processor, timeout_s=10)
-    with contextlib.suppress(Exception):
+            assert await wait_for(one_processor, timeout_s=10)
+    finally:
         await redis.aclose()
