@@ -290,7 +290,11 @@ class Hibernation:
         Raises ``StartsBusy`` (503) when no slot came within the start timeout.
         """
         slot = await self._starts.wait_for_slot(
-            session_id, kind=kind, allowed=change["allowed"], slot_s=slot_s
+            session_id,
+            kind=kind,
+            allowed=change["allowed"],
+            slot_s=slot_s,
+            only_if_ref=change.get("only_if_ref"),
         )
         if slot is None:
             return None

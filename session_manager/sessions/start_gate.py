@@ -50,13 +50,22 @@ class StartGate:
         self._metrics = metrics
 
     async def wait_for_slot(
-        self, session_id: str, *, kind: str, allowed: Iterable[SessionStatus], slot_s: float
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        allowed: Iterable[SessionStatus],
+        slot_s: float,
+        only_if_ref: str | None = None,
     ) -> int | None:
         """Wait in line, then hold a slot for ``slot_s``; the slot's deadline in ms.
 
-        ``None`` when the session left ``allowed`` meanwhile or another task (here or on
-        another replica) is starting it: the caller does not start it. The caller moves the
-        session to ``starting`` with this deadline as its start slot, or ``release``s it.
+        ``None`` when the session left ``allowed`` (or, with ``only_if_ref``, the processor
+        it had) meanwhile, or another task (here or on another replica) is starting it: the
+        caller does not start it. A recovery passes the lost processor's ref: one that came too
+        late finds the session ready again, on the processor the first one started. The caller
+        moves the session to ``starting`` with this deadline as its start slot, or
+        ``release``s it.
         Raises ``StartsBusy`` after ``START_TIMEOUT_S`` in line.
         """
         statuses = list(allowed)
@@ -73,6 +82,7 @@ class StartGate:
                     arrival_ms=arrival,
                     slot_ms=int(slot_s * 1000),
                     max_starts=self._settings.max_concurrent_starts,
+                    only_if_ref=only_if_ref,
                 )
                 if claim.verdict != "queued":
                     outcome = claim.verdict

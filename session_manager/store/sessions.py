@@ -137,10 +137,12 @@ class SessionStore(SessionWrites):
         arrival_ms: int,
         slot_ms: int,
         max_starts: int,
+        only_if_ref: str | None = None,
     ) -> tuple[StartClaim, int]:
         """Wait in line for a start slot held ``slot_ms``; the claim and the slot's deadline.
 
-        One attempt: call again (before ``WAITER_LEASE_MS``) while ``queued``.
+        One attempt: call again (before ``WAITER_LEASE_MS``) while ``queued``. With
+        ``only_if_ref``, ``moved`` once the session's processor is no longer that one.
         """
         now = self.clock.now_ms()
         claim = await self._start_queue.claim(
@@ -150,6 +152,7 @@ class SessionStore(SessionWrites):
             arrival_ms=arrival_ms,
             slot_deadline_ms=now + slot_ms,
             max_starts=max_starts,
+            only_if_ref=only_if_ref,
         )
         return claim, now + slot_ms
 

@@ -56,6 +56,7 @@ class StartQueue:
         arrival_ms: int,
         slot_deadline_ms: int,
         max_starts: int,
+        only_if_ref: str | None = None,
     ) -> StartClaim:
         """Join the line at ``arrival_ms`` (or stay in it) and take a slot if it is our turn."""
         keys = [
@@ -72,6 +73,7 @@ class StartQueue:
             now_ms + WAITER_LEASE_MS,
             slot_deadline_ms,
             max_starts,
+            only_if_ref or "",
         ]
         verdict, ahead = await self._claim(keys=keys, args=args)
         return StartClaim(verdict.decode(), int(ahead))

@@ -2,7 +2,9 @@
 -- KEYS: 1 session hash, 2 starts zset, 3 start queue zset (id -> arrival ms),
 --       4 start waiters zset (id -> the waiter's lease expiry ms)
 -- ARGV: 1 session id, 2 allowed statuses (space separated), 3 now ms, 4 arrival ms,
---       5 waiter lease expiry ms, 6 slot deadline ms, 7 max concurrent starts
+--       5 waiter lease expiry ms, 6 slot deadline ms, 7 max concurrent starts,
+--       8 '' or a ref: only while the session's processor is that one (a recovery that found
+--       it lost: once another recovery replaced it, the session is ready again, but moved on)
 -- Returns {verdict, ahead}: verdict is claimed | moved | queued; ahead: waiters before it.
 -- claimed: the slot is held (scored like a create's, so it expires by itself) and the id left
 -- the queue; moved: the status is not allowed (another claimant started it, or it ended: the
@@ -22,6 +24,9 @@ if current then
       allowed = true
     end
   end
+end
+if allowed and ARGV[8] ~= '' and redis.call('HGET', KEYS[1], 'ref') ~= ARGV[8] then
+  allowed = false
 end
 if not allowed then
   redis.call('ZREM', KEYS[3], ARGV[1])

@@ -151,6 +151,58 @@ async def test_a_session_started_elsewhere_or_ended_is_not_started_again(
     assert await store.starts_waiting() == 0
 
 
+async def test_a_recovery_that_comes_after_another_replaced_the_processor_claims_nothing(
+    store: SessionStore, clock: ManualClock
+) -> None:
+    """Two recoveries of one lost processor (exit watcher and reconciler), the second late.
+
+    The first restarts the session so fast that the second's next poll finds it ready again,
+    on the new processor. Before: that poll claimed a slot it then had to give back (and
+    counted a start that never happened); now it is ``moved``, like one that saw ``starting``.
+    """
+    roomy = Capacity(max_sessions=99, max_per_user=99, max_starts=99, start_timeout_ms=SLOT_MS)
+    await store.reserve(new_record("a", clock), roomy)
+    ready = await store.transition(
+        "a",
+        allowed=[SessionStatus.STARTING],
+        to=SessionStatus.READY,
+        fields={"ref": "lost"},
+        start_slot="remove",
+    )
+    assert ready.ok
+
+    async def recovery_claims() -> StartClaim:
+        result, _ = await store.claim_start(
+            "a",
+            allowed=[SessionStatus.READY],
+            arrival_ms=clock.now_ms(),
+            slot_ms=SLOT_MS,
+            max_starts=LIMIT,
+            only_if_ref="lost",
+        )
+        return result
+
+    assert (await recovery_claims()).verdict == "claimed"  # the first recovery
+    moved = await store.transition(
+        "a",
+        allowed=[SessionStatus.READY],
+        to=SessionStatus.STARTING,
+        only_if_ref="lost",
+        fields={"ref": ""},
+    )
+    assert moved.ok
+    await store.transition(
+        "a",
+        allowed=[SessionStatus.STARTING],
+        to=SessionStatus.READY,
+        fields={"ref": "new"},
+        start_slot="remove",
+    )
+    assert await recovery_claims() == StartClaim("moved", 0)  # the late one
+    assert (await store.counts())["starts"] == 0
+    assert await store.starts_waiting() == 0
+
+
 async def test_a_claimed_slot_that_is_released_frees_the_limit(
     store: SessionStore, clock: ManualClock
 ) -> None:
