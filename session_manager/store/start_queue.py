@@ -31,7 +31,8 @@ class StartClaim(msgspec.Struct, frozen=True):
     """One attempt at a slot: ``claimed``, ``queued`` (``ahead`` wait first), or ``moved``.
 
     ``moved``: the session left the allowed statuses (another claimant started it, or it
-    ended). While another claimant holds the id's slot but has not moved it yet, ``queued``.
+    ended), or the processor a recovery found lost (another recovery replaced it). While
+    another claimant holds the id's slot but has not moved it yet, ``queued``.
     """
 
     verdict: Literal["claimed", "queued", "moved"]

@@ -7,8 +7,9 @@
 --       it lost: once another recovery replaced it, the session is ready again, but moved on)
 -- Returns {verdict, ahead}: verdict is claimed | moved | queued; ahead: waiters before it.
 -- claimed: the slot is held (scored like a create's, so it expires by itself) and the id left
--- the queue; moved: the status is not allowed (another claimant started it, or it ended: the
--- caller does not start it); queued: the id waits, at its arrival time, for its turn.
+-- the queue; moved: the status is not allowed (another claimant started it, or it ended) or
+-- the processor is not ARGV[8]'s: the caller does not start it; queued: the id waits, at
+-- its arrival time, for its turn.
 -- Only the first (max - used) waiters may claim, so slots go to the oldest arrivals. A waiter
 -- whose lease expired (its manager died, or it gave up without leaving) is dropped first.
 local dead = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
