@@ -17,6 +17,7 @@ from tests.support.timing import ManualClock
 LIMIT = 1
 SLOT_MS = 10_000
 CAPACITY = Capacity(max_sessions=99, max_per_user=99, max_starts=LIMIT, start_timeout_ms=SLOT_MS)
+ROOMY = Capacity(max_sessions=99, max_per_user=99, max_starts=99, start_timeout_ms=SLOT_MS)
 
 
 def new_record(session_id: str, clock: ManualClock) -> SessionRecord:
@@ -25,19 +26,22 @@ def new_record(session_id: str, clock: ManualClock) -> SessionRecord:
     )
 
 
-async def mark_ready(store: SessionStore, session_id: str) -> None:
-    """``starting -> ready``: the start slot is given back."""
+async def mark_ready(store: SessionStore, session_id: str, ref: str = "") -> None:
+    """``starting -> ready`` (on processor ``ref``): the start slot is given back."""
     done = await store.transition(
-        session_id, allowed=[SessionStatus.STARTING], to=SessionStatus.READY, start_slot="remove"
+        session_id,
+        allowed=[SessionStatus.STARTING],
+        to=SessionStatus.READY,
+        fields={"ref": ref},
+        start_slot="remove",
     )
     assert done.ok
 
 
 async def hibernated(store: SessionStore, clock: ManualClock, *session_ids: str) -> None:
     """Sessions that started, then hibernated (no slot held)."""
-    roomy = Capacity(max_sessions=99, max_per_user=99, max_starts=99, start_timeout_ms=SLOT_MS)
     for session_id in session_ids:
-        await store.reserve(new_record(session_id, clock), roomy)
+        await store.reserve(new_record(session_id, clock), ROOMY)
         await mark_ready(store, session_id)
         moved = await store.transition(
             session_id, allowed=[SessionStatus.READY], to=SessionStatus.HIBERNATED
@@ -160,16 +164,8 @@ async def test_a_recovery_that_comes_after_another_replaced_the_processor_claims
     on the new processor. Before: that poll claimed a slot it then had to give back (and
     counted a start that never happened); now it is ``moved``, like one that saw ``starting``.
     """
-    roomy = Capacity(max_sessions=99, max_per_user=99, max_starts=99, start_timeout_ms=SLOT_MS)
-    await store.reserve(new_record("a", clock), roomy)
-    ready = await store.transition(
-        "a",
-        allowed=[SessionStatus.STARTING],
-        to=SessionStatus.READY,
-        fields={"ref": "lost"},
-        start_slot="remove",
-    )
-    assert ready.ok
+    await store.reserve(new_record("a", clock), ROOMY)
+    await mark_ready(store, "a", ref="lost")
 
     async def recovery_claims() -> StartClaim:
         result, _ = await store.claim_start(
@@ -191,13 +187,7 @@ async def test_a_recovery_that_comes_after_another_replaced_the_processor_claims
         fields={"ref": ""},
     )
     assert moved.ok
-    await store.transition(
-        "a",
-        allowed=[SessionStatus.STARTING],
-        to=SessionStatus.READY,
-        fields={"ref": "new"},
-        start_slot="remove",
-    )
+    await mark_ready(store, "a", ref="new")
     assert await recovery_claims() == StartClaim("moved", 0)  # the late one
     assert (await store.counts())["starts"] == 0
     assert await store.starts_waiting() == 0
